@@ -1,0 +1,1 @@
+"""Prefect flows, forecast products, maps, the operator dashboard and the CLI."""

@@ -1,0 +1,32 @@
+"""The ``nowcast`` command: one CLI with a subcommand per step of the pipeline.
+
+Each area of the project registers its subcommands from its own private module
+(``flows._cli_*``) so the command modules stay small and heavy imports (torch,
+prefect, cartopy) happen only inside the command that needs them.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from flows import _cli_archive, _cli_models, _cli_ops, _cli_resample, _cli_train
+
+app = typer.Typer(
+    name="nowcast",
+    help="Precipitation nowcasting pipeline for HKO-7 style radar archives.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for _module in (_cli_archive, _cli_resample, _cli_models, _cli_train, _cli_ops):
+    _module.register(app)
+
+
+def main() -> None:
+    """Entry point of the ``nowcast`` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

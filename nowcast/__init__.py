@@ -1,0 +1,1 @@
+"""Nowcasting models, training, evaluation, baselines and forecasts."""
