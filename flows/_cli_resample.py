@@ -1,9 +1,62 @@
-"""Subcommands of the ``nowcast`` CLI for this area (see :mod:`flows.cli`)."""
+"""``nowcast resample``: regular time grid with explicit gaps, spatial downsizing (C3)."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add this area's subcommands to *app*."""
+    """Add the ``resample`` subcommand to *app*."""
+
+    @app.command("resample")
+    def resample(
+        store: Annotated[Path, typer.Argument(help="Ingest store (made by `nowcast ingest`).")],
+        out: Annotated[Path, typer.Argument(help="Resampled Zarr store to create.")],
+        size: Annotated[
+            int, typer.Option("--size", help="Output pixels per side; must divide 480.")
+        ] = 80,
+        cadence: Annotated[str, typer.Option("--cadence", help="Slot spacing.")] = "6min",
+        tolerance: Annotated[
+            str,
+            typer.Option("--tolerance", help="Snap frames this close to a slot (inclusive)."),
+        ] = "2min",
+        average: Annotated[
+            str, typer.Option("--average", help="Averaging space: z (linear Z) or rainrate.")
+        ] = "z",
+        min_valid_fraction: Annotated[
+            float,
+            typer.Option("--min-valid-fraction", help="Valid fine pixels for a valid coarse one."),
+        ] = 0.5,
+        overwrite: Annotated[
+            bool, typer.Option("--overwrite", help="Replace OUT atomically if it exists.")
+        ] = False,
+        progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    ) -> None:
+        """Resample STORE onto a regular time grid (gaps kept) at SIZE x SIZE into OUT.
+
+        Writes OUT, plus OUT's gap table (<name>.gaps.csv) and report (<name>.resample.json)
+        next to it, and prints the summary as one JSON line. Refuses an existing OUT unless
+        --overwrite.
+        """
+        from pipeline.resample import resample_store
+
+        try:
+            report = resample_store(
+                store,
+                out,
+                size=size,
+                cadence=cadence,
+                tolerance=tolerance,
+                average=average,
+                min_valid_fraction=min_valid_fraction,
+                overwrite=overwrite,
+                progress=progress,
+            )
+        except (ValueError, FileExistsError, FileNotFoundError) as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(code=2) from err
+        typer.echo(json.dumps(report.summary()))

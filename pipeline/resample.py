@@ -1,0 +1,748 @@
+"""Resample an ingest store onto a regular time grid with explicit gaps, and downsize it.
+
+The ingest store (:mod:`pipeline.store`, contract C2) holds the frames that exist, at the
+times they were taken. Models and sample indices want a *regular* grid: one slot every
+``cadence`` from 00:00 of the first day to the last slot of the last day, and an explicit
+per-slot ``observed`` flag. :func:`resample_store` builds that grid:
+
+Time
+    Each source frame goes to the nearest slot when it lies within ``tolerance`` of it
+    (inclusive: with the defaults a frame 2 min off the 6-min grid snaps, one 3 min off is
+    *rejected*: reported and not used). ``tolerance`` must be below half the cadence so a
+    frame can never be equally near two slots. When several frames snap to one slot the
+    nearest wins (the earlier on a tie) and the others are reported as *collisions*.
+    Slots with no frame stay gaps: ``reflectivity`` NaN, ``mask`` False, ``observed`` False.
+
+Space
+    ``size`` must divide the source grid size (480 -> 80 is a 6 x 6 block average).
+    Averaging happens in a physically additive space, not in dBZ: linear reflectivity
+    ``Z = 10 ** (dBZ / 10)`` (``average="z"``, the default) or rain rate with HKO-7's Z-R
+    relation (``average="rainrate"``), over the *valid* fine pixels of each block only.
+    A coarse pixel is valid (``mask`` True) when at least ``min_valid_fraction`` (default
+    0.5) of its fine pixels are valid. Its reflectivity is the mean over the valid fine
+    pixels whenever there is at least one (so an invalid coarse pixel may still carry a
+    value) and NaN when it has none. Coordinates are the coarse pixel centres (the
+    mean of the fine centres), ``lat``/``lon`` come from :func:`pipeline.geo.grid_coords`
+    at the new resolution, and the ``crs`` grid mapping is copied from the source.
+
+Output store (contract C3; open it with :func:`pipeline.store.open_store`)
+    dims ``(time, y, x)``; ``reflectivity`` float32 dBZ (NaN where unobserved), ``mask``
+    bool, ``observed`` (time) bool; coords ``time``, ``y``, ``x``, ``lat``, ``lon``,
+    ``crs``; attributes ``cadence_minutes`` and the resampling settings. Time chunks of
+    ``time_chunk`` slots (default 32: a training clip spans <= 30 slots, so it touches at
+    most two chunks). Blocks of slots with no observed frame are never written: Zarr
+    returns the fill values (NaN / False), so a sparse multi-year grid costs little.
+
+Next to the store (``OUT.zarr`` -> ``OUT.gaps.csv`` and ``OUT.resample.json``) go the gap
+table (``start``, ``end``: first and last missing slot, ``length`` in slots) and the
+report as JSON (summary figures, snapped, rejected and colliding frames).
+
+Re-running into an existing ``dst`` is refused unless ``overwrite=True``; the store is
+always built in a temporary sibling directory and renamed into place only when complete,
+so an interrupted run never leaves a half-written ``dst`` and an overwrite swaps the old
+store for the new one (the old one is deleted after the swap).
+
+Memory is bounded: the source is read one block of slots at a time (``block_chunks``
+output chunks, 64 slots by default, about 60 MB of 480 x 480 float64 work arrays).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time as _time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from pipeline import units
+
+__all__ = ["ResampleReport", "gap_table", "resample_store", "snap_to_grid", "downsize"]
+
+_TIME_ENCODING = {"units": "seconds since 1970-01-01", "dtype": "int64"}
+_DAY = pd.Timedelta("1D")
+
+
+@dataclass
+class ResampleReport:
+    """What :func:`resample_store` did.
+
+    Attributes
+    ----------
+    src, dst : str
+        Source and output store paths.
+    size : int
+        Output grid size (pixels per side).
+    cadence, tolerance : pandas.Timedelta
+        Slot spacing and snapping tolerance.
+    n_slots, n_observed : int
+        Slots on the grid, and slots holding a frame.
+    snapped : pandas.DataFrame
+        Frames that were off the grid but within tolerance: columns ``frame_time``,
+        ``slot_time``, ``offset_s``.
+    rejected : pandas.DataFrame
+        Frames farther than ``tolerance`` from every slot (not used): same columns, the
+        slot being the nearest one.
+    collisions : pandas.DataFrame
+        Frames dropped because a nearer frame took their slot: ``slot_time``,
+        ``kept_time``, ``dropped_time``.
+    gaps : pandas.DataFrame
+        One row per run of unobserved slots: ``start``, ``end`` (first and last missing
+        slot), ``length`` (slots). See :func:`gap_table`.
+    seconds : float
+        Wall time of the run.
+    """
+
+    src: str
+    dst: str
+    size: int
+    cadence: pd.Timedelta
+    tolerance: pd.Timedelta
+    n_slots: int
+    n_observed: int
+    snapped: pd.DataFrame
+    rejected: pd.DataFrame
+    collisions: pd.DataFrame
+    gaps: pd.DataFrame
+    seconds: float = 0.0
+
+    @property
+    def observed_fraction(self) -> float:
+        """Fraction of slots that hold a frame."""
+        return self.n_observed / self.n_slots if self.n_slots else 0.0
+
+    @property
+    def n_gaps(self) -> int:
+        """Number of runs of consecutive unobserved slots."""
+        return len(self.gaps)
+
+    @property
+    def longest_gap(self) -> int:
+        """Length in slots of the longest gap (0 when there is none)."""
+        return int(self.gaps["length"].max()) if len(self.gaps) else 0
+
+    def summary(self) -> dict:
+        """Summary figures as a JSON-serialisable dict."""
+        return {
+            "src": self.src,
+            "dst": self.dst,
+            "size": self.size,
+            "cadence_minutes": self.cadence / pd.Timedelta("1min"),
+            "tolerance_seconds": self.tolerance.total_seconds(),
+            "n_slots": self.n_slots,
+            "n_observed": self.n_observed,
+            "observed_fraction": round(self.observed_fraction, 6),
+            "n_gaps": self.n_gaps,
+            "longest_gap_slots": self.longest_gap,
+            "n_snapped": len(self.snapped),
+            "n_rejected": len(self.rejected),
+            "n_collisions": len(self.collisions),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+# --------------------------------------------------------------------------- time grid
+
+
+def _as_timedelta(value: str | pd.Timedelta, name: str) -> pd.Timedelta:
+    try:
+        td = pd.Timedelta(value)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{name} must be a duration like '6min', got {value!r}") from err
+    if pd.isna(td) or td < pd.Timedelta(0):
+        raise ValueError(f"{name} must be a non-negative duration, got {value!r}")
+    return td
+
+
+def _grid_params(
+    cadence: str | pd.Timedelta, tolerance: str | pd.Timedelta
+) -> tuple[pd.Timedelta, pd.Timedelta]:
+    cadence = _as_timedelta(cadence, "cadence")
+    tolerance = _as_timedelta(tolerance, "tolerance")
+    if cadence <= pd.Timedelta(0) or _DAY % cadence != pd.Timedelta(0):
+        raise ValueError(f"cadence must be positive and divide one day, got {cadence}")
+    if tolerance * 2 >= cadence:
+        raise ValueError(
+            f"tolerance must be below half the cadence ({cadence / 2}), got {tolerance}: "
+            "otherwise a frame could be equally near two slots"
+        )
+    return cadence, tolerance
+
+
+def snap_to_grid(
+    times: pd.DatetimeIndex | np.ndarray,
+    cadence: str | pd.Timedelta = "6min",
+    tolerance: str | pd.Timedelta = "2min",
+) -> tuple[pd.DatetimeIndex, np.ndarray, dict[str, pd.DataFrame]]:
+    """Assign frame times to the slots of a regular whole-day grid.
+
+    Parameters
+    ----------
+    times : pandas.DatetimeIndex or numpy.ndarray of datetime64, shape (N,)
+        Frame times, sorted or not, at least one.
+    cadence : str or pandas.Timedelta
+        Slot spacing; must divide one day.
+    tolerance : str or pandas.Timedelta
+        Largest accepted distance (inclusive) between a frame and its slot; must be below
+        ``cadence / 2``.
+
+    Returns
+    -------
+    slots : pandas.DatetimeIndex, shape (S,)
+        The grid: 00:00 of the first frame's day to the last slot of the last frame's day.
+    source_index : numpy.ndarray of int64, shape (S,)
+        For each slot the position in ``times`` of the frame it holds, -1 for a gap.
+    details : dict of pandas.DataFrame
+        ``snapped``, ``rejected``, ``collisions`` (see :class:`ResampleReport`).
+    """
+    cadence, tolerance = _grid_params(cadence, tolerance)
+    t = pd.DatetimeIndex(times).as_unit("ns")
+    if len(t) == 0:
+        raise ValueError("snap_to_grid needs at least one frame time, got none")
+    if t.hasnans:
+        raise ValueError("frame times contain NaT")
+    start = t.min().floor("D")
+    end = t.max().floor("D") + _DAY - cadence
+    slots = pd.date_range(start, end, freq=cadence, name="time")
+
+    step = cadence.value
+    rel = (t.asi8 - start.value).astype(np.int64)
+    nearest = np.floor_divide(rel + step // 2, step)  # round half up; ties impossible
+    offset = rel - nearest * step
+    ok = np.abs(offset) <= tolerance.value
+
+    def _frame_table(sel: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "frame_time": t[sel],
+                "slot_time": slots[0] + pd.to_timedelta(nearest[sel] * step, unit="ns"),
+                "offset_s": offset[sel] / 1e9,
+            }
+        ).reset_index(drop=True)
+
+    source_index = np.full(len(slots), -1, dtype=np.int64)
+    # nearest first, then earlier frame: the first one written into a slot wins
+    cand = np.flatnonzero(ok)
+    order = np.lexsort((t.asi8[cand], np.abs(offset[cand]), nearest[cand]))
+    cand = cand[order]
+    kept_slot: dict[int, int] = {}
+    collisions = []
+    for i in cand.tolist():
+        s = int(nearest[i])
+        if s in kept_slot:
+            collisions.append((slots[s], t[kept_slot[s]], t[i]))
+        else:
+            kept_slot[s] = i
+            source_index[s] = i
+    details = {
+        "snapped": _frame_table(ok & (offset != 0)),
+        "rejected": _frame_table(~ok),
+        "collisions": pd.DataFrame(
+            collisions, columns=["slot_time", "kept_time", "dropped_time"]
+        ).astype("datetime64[ns]"),
+    }
+    return slots, source_index, details
+
+
+def gap_table(observed: pd.Series | xr.DataArray) -> pd.DataFrame:
+    """Runs of consecutive unobserved slots.
+
+    Parameters
+    ----------
+    observed : pandas.Series or xarray.DataArray of bool, shape (S,)
+        Per-slot flag indexed by slot time.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``start`` and ``end`` (times of the first and last missing slot of each
+        gap, inclusive) and ``length`` (number of slots), in time order.
+    """
+    if isinstance(observed, xr.DataArray):
+        observed = observed.to_series()
+    flags = np.asarray(observed.to_numpy(), dtype=bool)
+    times = pd.DatetimeIndex(observed.index)
+    missing = np.concatenate([[False], ~flags, [False]]).astype(np.int8)
+    edges = np.diff(missing)
+    starts = np.flatnonzero(edges == 1)
+    ends = np.flatnonzero(edges == -1) - 1
+    return pd.DataFrame(
+        {
+            "start": times[starts],
+            "end": times[ends],
+            "length": (ends - starts + 1).astype(np.int64),
+        }
+    )
+
+
+# --------------------------------------------------------------------------- space
+
+
+def _z_forward(dbz: np.ndarray) -> np.ndarray:
+    return np.power(10.0, dbz / 10.0)
+
+
+def _z_inverse(z: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 10.0 * np.log10(z)
+
+
+_AVERAGES = {
+    "z": (_z_forward, _z_inverse),
+    "rainrate": (units.dbz_to_rainrate, units.rainrate_to_dbz),
+}
+
+
+def _check_average(average: str) -> str:
+    key = str(average).lower()
+    if key not in _AVERAGES:
+        raise ValueError(f"unknown average {average!r}; valid names: {sorted(_AVERAGES)}")
+    return key
+
+
+def downsize(
+    dbz: np.ndarray,
+    valid: np.ndarray,
+    factor: int,
+    average: str = "z",
+    min_valid_fraction: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Block-average reflectivity frames in linear Z (or rain-rate) space.
+
+    Parameters
+    ----------
+    dbz : numpy.ndarray, shape (T, H, W)
+        Reflectivity in dBZ.
+    valid : numpy.ndarray of bool, shape (T, H, W)
+        True where a fine pixel may be used.
+    factor : int
+        Block size; must divide H and W.
+    average : {"z", "rainrate"}
+        Space in which the mean is taken (linear reflectivity ``10**(dBZ/10)``, or rain
+        rate with HKO-7's Z-R relation).
+    min_valid_fraction : float
+        A coarse pixel is valid when at least this fraction of its fine pixels is valid.
+
+    Returns
+    -------
+    dbz_coarse : numpy.ndarray of float32, shape (T, H // factor, W // factor)
+        dBZ of the mean over the valid fine pixels; NaN where a block has none.
+    valid_coarse : numpy.ndarray of bool, same shape
+        Coarse validity.
+    """
+    forward, inverse = _AVERAGES[_check_average(average)]
+    if not 0.0 < min_valid_fraction <= 1.0:
+        raise ValueError(f"min_valid_fraction must be in (0, 1], got {min_valid_fraction}")
+    if dbz.ndim != 3 or dbz.shape != valid.shape:
+        raise ValueError(f"dbz and valid must both be (T, H, W), got {dbz.shape} and {valid.shape}")
+    t, h, w = dbz.shape
+    if factor < 1 or h % factor or w % factor:
+        raise ValueError(f"factor {factor} does not divide the frame shape {(h, w)}")
+    use = valid & np.isfinite(dbz)
+    lin = forward(np.where(use, dbz, 0.0).astype(np.float64))
+    return _block_mean(lin, use, factor, inverse, min_valid_fraction)
+
+
+def _block_sum(a: np.ndarray, factor: int, dtype: type) -> np.ndarray:
+    """Sum of ``(T, H, W)`` over ``factor x factor`` blocks by strided adds (fast in numpy)."""
+    cols = a[:, :, 0::factor].astype(dtype)
+    for k in range(1, factor):
+        cols += a[:, :, k::factor]
+    out = cols[:, 0::factor, :].copy()
+    for k in range(1, factor):
+        out += cols[:, k::factor, :]
+    return out
+
+
+def _block_mean(
+    lin: np.ndarray, use: np.ndarray, factor: int, inverse, min_valid_fraction: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of ``lin`` over the ``use`` pixels of each block, mapped back with ``inverse``."""
+    np.multiply(lin, use, out=lin)  # lin is finite everywhere: zero the unused pixels
+    total = _block_sum(lin, factor, np.float64)
+    count = _block_sum(use, factor, np.int32)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / count
+    out = np.where(count > 0, inverse(mean), np.nan).astype(np.float32)
+    valid_coarse = count >= min_valid_fraction * factor * factor
+    return out, valid_coarse
+
+
+class _SourceReader:
+    """Reads blocks of source frames straight from the Zarr arrays of an ingest store.
+
+    The C2 store keeps reflectivity as uint8 pixels with ``scale_factor``/``add_offset``:
+    their linear values then come from a 256-entry lookup table (decoded dBZ as float32,
+    exactly what :func:`pipeline.store.open_store` returns), which is ~50x faster than
+    decoding through xarray and exponentiating every pixel. Float sources take the
+    generic path through :func:`downsize`.
+    """
+
+    def __init__(self, path: Path, average: str) -> None:
+        import zarr
+
+        group = zarr.open_group(str(path), mode="r")
+        self.refl, self.mask = group["reflectivity"], group["mask"]
+        attrs = dict(self.refl.attrs)
+        self.forward, self.inverse = _AVERAGES[average]
+        self.lut = None
+        if np.issubdtype(self.refl.dtype, np.integer) and self.refl.dtype.itemsize == 1:
+            codes = np.arange(256, dtype=np.float64)
+            dbz = (
+                codes * float(attrs.get("scale_factor", 1.0)) + float(attrs.get("add_offset", 0.0))
+            ).astype(np.float32)
+            self.lut = self.forward(dbz.astype(np.float64)).astype(np.float32)
+        else:
+            self.scale = float(attrs.get("scale_factor", 1.0))
+            self.offset = float(attrs.get("add_offset", 0.0))
+
+    def downsized(
+        self, lo: int, hi: int, sel: np.ndarray, factor: int, min_valid_fraction: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Coarse dBZ and validity of source frames ``lo + sel`` (``sel`` into ``lo:hi``)."""
+        raw = np.asarray(self.refl[lo:hi])[sel]
+        use = np.asarray(self.mask[lo:hi], dtype=bool)[sel]
+        if self.lut is not None:
+            return _block_mean(self.lut[raw], use, factor, self.inverse, min_valid_fraction)
+        dbz = raw.astype(np.float64) * self.scale + self.offset
+        use &= np.isfinite(dbz)
+        lin = self.forward(np.where(use, dbz, 0.0))
+        return _block_mean(lin, use, factor, self.inverse, min_valid_fraction)
+
+
+def _coarse_coords(src: xr.Dataset, size: int) -> dict[str, xr.DataArray]:
+    """x, y (coarse pixel centres, km) and lat/lon of the coarse grid."""
+    from pipeline import geo
+
+    n = src.sizes["x"]
+    factor = n // size
+    x = src["x"].to_numpy().reshape(size, factor).mean(axis=1)
+    y = src["y"].to_numpy().reshape(size, factor).mean(axis=1)
+    dx = abs(float(src["x"][1] - src["x"][0])) if n > 1 else float(geo.PIXEL_KM)
+    extent = dx * n
+    grid = geo.grid_coords(size=size, extent_km=extent)
+    gx, gy, lat, lon = grid.x, grid.y, grid.lat, grid.lon
+    if not (np.allclose(gx, x, atol=1e-6 * extent) and np.allclose(gy, y, atol=1e-6 * extent)):
+        raise ValueError(
+            "source x/y are not the radar-centred grid of pipeline.geo.grid_coords("
+            f"{n}, extent_km={extent}); cannot compute lat/lon of the {size}x{size} grid"
+        )
+    out = {
+        "x": xr.DataArray(x, dims="x", attrs=dict(src["x"].attrs)),
+        "y": xr.DataArray(y, dims="y", attrs=dict(src["y"].attrs)),
+        "lat": xr.DataArray(np.asarray(lat), dims=("y", "x"), attrs=dict(src["lat"].attrs)),
+        "lon": xr.DataArray(np.asarray(lon), dims=("y", "x"), attrs=dict(src["lon"].attrs)),
+    }
+    return out
+
+
+# --------------------------------------------------------------------------- store
+
+
+def _template(
+    src: xr.Dataset,
+    slots: pd.DatetimeIndex,
+    observed: np.ndarray,
+    size: int,
+    cadence: pd.Timedelta,
+    settings: dict,
+    time_chunk: int,
+) -> xr.Dataset:
+    import dask.array as da
+
+    coords = _coarse_coords(src, size)
+    n = len(slots)
+    shape = (n, size, size)
+    chunks = (time_chunk, size, size)
+    refl_attrs = {
+        k: v
+        for k, v in src["reflectivity"].attrs.items()
+        if k
+        not in ("scale_factor", "add_offset", "_FillValue", "valid_range", "valid_min", "valid_max")
+    }
+    refl_attrs["comment"] = "dBZ; NaN where no valid fine pixel or the slot is unobserved"
+    refl_attrs["grid_mapping"] = "crs"
+    refl_attrs["cell_methods"] = (
+        f"area: mean (in {'linear Z' if settings['average'] == 'z' else 'rain rate'} "
+        f"over valid fine pixels, {src.sizes['x'] // size}x{src.sizes['x'] // size} blocks)"
+    )
+    mask_attrs = dict(src["mask"].attrs)
+    mask_attrs["grid_mapping"] = "crs"
+    mask_attrs["comment"] = (
+        f"True where >= {settings['min_valid_fraction']:g} of the fine pixels were valid; "
+        "False in unobserved slots"
+    )
+    ds = xr.Dataset(
+        {
+            "reflectivity": (
+                ("time", "y", "x"),
+                da.full(shape, np.nan, dtype=np.float32, chunks=chunks),
+                refl_attrs,
+            ),
+            "mask": (
+                ("time", "y", "x"),
+                da.zeros(shape, dtype=bool, chunks=chunks),
+                mask_attrs,
+            ),
+            "observed": (
+                ("time",),
+                observed.astype(bool),
+                {"long_name": "slot holds a radar frame", "comment": "False for gaps"},
+            ),
+        },
+        coords={
+            "time": (
+                "time",
+                slots.values,
+                {
+                    "standard_name": "time",
+                    "long_name": f"slot time (UTC), regular {cadence} grid",
+                    "axis": "T",
+                },
+            ),
+            "y": coords["y"],
+            "x": coords["x"],
+            "lat": coords["lat"],
+            "lon": coords["lon"],
+        },
+    )
+    if "crs" in src:
+        ds = ds.assign_coords(crs=src["crs"].reset_coords(drop=True).load())
+    attrs = dict(src.attrs)
+    history = attrs.get("history", "")
+    stamp = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+    attrs["history"] = (
+        f"{history}\n" if history else ""
+    ) + f"{stamp} pipeline.resample.resample_store({json.dumps(settings, sort_keys=True)})"
+    attrs["cadence_minutes"] = float(cadence / pd.Timedelta("1min"))
+    attrs.update({f"resample_{k}": v for k, v in settings.items() if k != "cadence"})
+    ds.attrs = attrs
+    return ds
+
+
+def _encoding(ds: xr.Dataset, time_chunk: int) -> dict:
+    size_y, size_x = ds.sizes["y"], ds.sizes["x"]
+    enc: dict = {
+        "time": dict(_TIME_ENCODING, chunks=(max(len(ds["time"]), 1),)),
+        "reflectivity": {
+            "chunks": (time_chunk, size_y, size_x),
+            "_FillValue": np.float32(np.nan),
+        },
+        "mask": {"chunks": (time_chunk, size_y, size_x)},
+        "observed": {"chunks": (max(len(ds["time"]), 1),)},
+    }
+    return enc
+
+
+def _tmp_sibling(dst: Path, tag: str) -> Path:
+    return dst.with_name(f".{dst.name}.{tag}-{os.getpid()}")
+
+
+def _check_source(source: xr.Dataset, src_path: Path, size: int) -> int:
+    """Validate the source store against contract C2; return the downsizing factor."""
+    for var in ("reflectivity", "mask"):
+        if var not in source:
+            raise ValueError(f"source store {src_path} has no variable {var!r}")
+    ny, nx = source.sizes.get("y", 0), source.sizes.get("x", 0)
+    if ny != nx:
+        raise ValueError(f"source grid of {src_path} is not square: {ny} x {nx}")
+    if size < 1 or nx % size:
+        raise ValueError(
+            f"size {size} does not divide the source grid size {nx}; valid sizes: "
+            f"{[d for d in range(1, nx + 1) if nx % d == 0]}"
+        )
+    if source.sizes.get("time", 0) == 0:
+        raise ValueError(f"source store {src_path} holds no frames: nothing to resample")
+    return nx // size
+
+
+def resample_store(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    size: int = 80,
+    cadence: str | pd.Timedelta = "6min",
+    tolerance: str | pd.Timedelta = "2min",
+    *,
+    average: str = "z",
+    min_valid_fraction: float = 0.5,
+    time_chunk: int = 32,
+    block_chunks: int = 2,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> ResampleReport:
+    """Resample an ingest store onto a regular time grid and an ``size x size`` grid.
+
+    Parameters
+    ----------
+    src : path
+        Ingest store (contract C2), opened with :func:`pipeline.store.open_store`.
+    dst : path
+        Output Zarr store to create (contract C3). Refused when it exists unless
+        ``overwrite``; written to a temporary sibling and renamed into place when complete.
+    size : int
+        Output pixels per side; must divide the source size (480: 1, 2, 3, 4, 5, 6, 8, 10,
+        12, 15, 16, 20, 24, 30, 32, 40, 48, 60, 80, 96, 120, 160, 240, 480).
+    cadence : str or pandas.Timedelta
+        Slot spacing (must divide one day).
+    tolerance : str or pandas.Timedelta
+        Snapping tolerance, inclusive, below ``cadence / 2``.
+    average : {"z", "rainrate"}
+        Space for the spatial mean (see :func:`downsize`).
+    min_valid_fraction : float
+        Fraction of valid fine pixels for a coarse pixel to be valid.
+    time_chunk : int
+        Output chunk length in slots.
+    block_chunks : int
+        Output chunks processed per block (bounds memory).
+    overwrite : bool
+        Replace an existing ``dst`` (atomically, by rename).
+    progress : bool
+        Show a tqdm bar (slots, slots/s).
+
+    Returns
+    -------
+    ResampleReport
+        Also written as ``<dst stem>.resample.json``; the gap table as
+        ``<dst stem>.gaps.csv``, both next to ``dst``.
+    """
+    from tqdm.auto import tqdm
+
+    from pipeline.store import current_version, is_versioned_store, open_store
+
+    t0 = _time.perf_counter()
+    src_path, dst_path = Path(src), Path(dst)
+    if not src_path.exists():
+        raise ValueError(f"source store {src_path} does not exist")
+    if dst_path.resolve() == src_path.resolve():
+        raise ValueError(f"dst {dst_path} is the source store; choose another path")
+    if dst_path.exists() and not overwrite:
+        raise FileExistsError(
+            f"output store {dst_path} already exists; pass overwrite=True (--overwrite) "
+            "to replace it"
+        )
+    if not dst_path.parent.is_dir():
+        raise ValueError(f"parent directory of {dst_path} does not exist")
+    if time_chunk < 1 or block_chunks < 1:
+        raise ValueError(
+            f"time_chunk and block_chunks must be >= 1, got {time_chunk}, {block_chunks}"
+        )
+    average = _check_average(average)
+    cad, tol = _grid_params(cadence, tolerance)
+    if not 0.0 < float(min_valid_fraction) <= 1.0:
+        raise ValueError(f"min_valid_fraction must be in (0, 1], got {min_valid_fraction}")
+
+    # pin the committed version of a versioned ingest store: a concurrent ingest commit
+    # cannot change the frames between reading the times and reading the data
+    target = current_version(src_path) if is_versioned_store(src_path) else src_path
+    source = open_store(target)
+    try:
+        factor = _check_source(source, src_path, size)
+    except ValueError:
+        source.close()
+        raise
+
+    slots, source_index, details = snap_to_grid(source.indexes["time"], cadence=cad, tolerance=tol)
+    observed = source_index >= 0
+    settings = {
+        "source": str(src_path),
+        "size": int(size),
+        "cadence": str(cad),
+        "tolerance_seconds": float(tol.total_seconds()),
+        "average": average,
+        "min_valid_fraction": float(min_valid_fraction),
+    }
+    tmp = _tmp_sibling(dst_path, "tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        template = _template(source, slots, observed, size, cad, settings, time_chunk)
+        template.to_zarr(
+            tmp,
+            mode="w-",
+            compute=False,
+            consolidated=False,
+            encoding=_encoding(template, time_chunk),
+        )
+        block = time_chunk * block_chunks
+        n = len(slots)
+        reader = _SourceReader(target, average)
+        with tqdm(total=n, unit="slot", disable=not progress, desc="resample") as bar:
+            for k0 in range(0, n, block):
+                k1 = min(k0 + block, n)
+                idx = source_index[k0:k1]
+                have = idx >= 0
+                if have.any():
+                    lo, hi = int(idx[have].min()), int(idx[have].max()) + 1
+                    sel = idx[have] - lo
+                    c_dbz, c_valid = reader.downsized(lo, hi, sel, factor, min_valid_fraction)
+                    out_dbz = np.full((k1 - k0, size, size), np.nan, dtype=np.float32)
+                    out_valid = np.zeros((k1 - k0, size, size), dtype=bool)
+                    out_dbz[have], out_valid[have] = c_dbz, c_valid
+                    xr.Dataset(
+                        {
+                            "reflectivity": (("time", "y", "x"), out_dbz),
+                            "mask": (("time", "y", "x"), out_valid),
+                        }
+                    ).to_zarr(tmp, region={"time": slice(k0, k1)}, consolidated=False)
+                bar.update(k1 - k0)
+        if dst_path.exists():
+            old = _tmp_sibling(dst_path, "old")
+            os.replace(dst_path, old)
+            os.replace(tmp, dst_path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, dst_path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        source.close()
+
+    obs_series = pd.Series(observed, index=slots)
+    report = ResampleReport(
+        src=str(src_path),
+        dst=str(dst_path),
+        size=int(size),
+        cadence=cad,
+        tolerance=tol,
+        n_slots=len(slots),
+        n_observed=int(observed.sum()),
+        snapped=details["snapped"],
+        rejected=details["rejected"],
+        collisions=details["collisions"],
+        gaps=gap_table(obs_series),
+        seconds=_time.perf_counter() - t0,
+    )
+    _write_sidecars(report, dst_path)
+    return report
+
+
+def sidecar_paths(dst: str | os.PathLike) -> tuple[Path, Path]:
+    """Paths of the gap table CSV and report JSON written next to a resampled store."""
+    dst = Path(dst)
+    stem = dst.name[: -len(".zarr")] if dst.name.endswith(".zarr") else dst.name
+    return dst.with_name(f"{stem}.gaps.csv"), dst.with_name(f"{stem}.resample.json")
+
+
+def _write_sidecars(report: ResampleReport, dst: Path) -> None:
+    gaps_csv, report_json = sidecar_paths(dst)
+    report.gaps.to_csv(gaps_csv, index=False, date_format="%Y-%m-%dT%H:%M:%S")
+
+    def _records(df: pd.DataFrame) -> list[dict]:
+        out = df.copy()
+        for col in out.columns:
+            if np.issubdtype(out[col].dtype, np.datetime64):
+                out[col] = out[col].dt.strftime("%Y-%m-%dT%H:%M:%S")
+        return out.to_dict(orient="records")
+
+    payload = dict(
+        report.summary(),
+        snapped=_records(report.snapped),
+        rejected=_records(report.rejected),
+        collisions=_records(report.collisions),
+    )
+    report_json.write_text(json.dumps(payload, indent=1))
