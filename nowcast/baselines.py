@@ -1,0 +1,341 @@
+"""Classical nowcasting baselines with the same call contract as the neural models.
+
+Every baseline is a callable ``baseline(x, t_in, t_out, input_mask=None) -> y``:
+
+* ``x`` ``(B, T_in, 1, H, W)`` float tensor, input frames on the normalised pixel scale
+  p/255 (0..1);
+* ``t_in`` ``(B, T_in)`` and ``t_out`` ``(B, T_out)`` times in minutes relative to the last
+  input frame (``t_in[:, -1] == 0``, ``t_out > 0``; irregular and fractional allowed);
+* ``input_mask`` ``(B, T_in, 1, H, W)``, 1 = valid pixel; a frame with no valid pixel is a
+  missing frame and is never used as data;
+* ``y`` ``(B, T_out, 1, H, W)`` float32 in p/255, no NaN.
+
+Baselines are looked up by name with :func:`get_baseline` (pysteps-style registry):
+
+``persistence``
+    The last observed input frame, repeated (HKO-7's "last frame" baseline).
+``pysteps``
+    Lucas-Kanade motion (:func:`pysteps.motion.get_method` ``"lk"``) estimated on the
+    observed input frames, then semi-Lagrangian extrapolation of the last observed frame
+    (:func:`pysteps.nowcasts.get_method` ``"extrapolation"``) to the requested lead times,
+    in units of the input cadence (fractional allowed). Works directly on the p/255 scale,
+    which is affine in dBZ, so it is the same as extrapolating dBZ (LK rescales each image
+    to 0..255 internally); pixels advected in from outside the domain get 0 (no echo) rather
+    than pysteps' default NaN (REFERENCE.md section 7). A field with no echo gives zero motion.
+``sprog``
+    pysteps' S-PROG (cascade decomposition + AR(2) per level) in dBZ with a 0.1 mm/h rain
+    threshold (HKO-7 Z-R), regular lead times only (integer multiples of the cadence) and the
+    last three inputs observed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from pipeline.units import DBZ_MIN, dbz_to_normalized, normalized_to_dbz, rainrate_to_dbz
+
+__all__ = [
+    "BASELINE_NAMES",
+    "PersistenceBaseline",
+    "PystepsBaseline",
+    "SprogBaseline",
+    "get_baseline",
+]
+
+
+def _check_inputs(x, t_in, t_out, input_mask) -> None:
+    if not isinstance(x, torch.Tensor) or x.ndim != 5 or x.shape[2] != 1:
+        shape = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
+        raise ValueError(f"x must be a tensor of shape (B, T_in, 1, H, W); got {shape}")
+    b, t = x.shape[:2]
+    if tuple(t_in.shape) != (b, t):
+        raise ValueError(f"t_in must have shape (B, T_in) = {(b, t)}; got {tuple(t_in.shape)}")
+    if t_out.ndim != 2 or t_out.shape[0] != b:
+        raise ValueError(f"t_out must have shape (B, T_out) with B = {b}; got {tuple(t_out.shape)}")
+    if input_mask is not None and tuple(input_mask.shape) != tuple(x.shape):
+        raise ValueError(
+            f"input_mask must have the shape of x {tuple(x.shape)}; got {tuple(input_mask.shape)}"
+        )
+
+
+def _observed_frames(x: torch.Tensor, input_mask: torch.Tensor | None) -> np.ndarray:
+    """Bool ``(B, T_in)``: True where the input frame has at least one valid pixel."""
+    if input_mask is None:
+        return np.ones(x.shape[:2], dtype=bool)
+    return (input_mask.detach().cpu().reshape(x.shape[0], x.shape[1], -1) > 0.5).any(-1).numpy()
+
+
+def _last_observed(observed: np.ndarray) -> np.ndarray:
+    """Index of the last observed frame per sample ``(B,)``; raises if a sample has none."""
+    none = ~observed.any(axis=1)
+    if none.any():
+        raise ValueError(
+            f"samples {np.flatnonzero(none).tolist()} have no observed input frame "
+            "(input_mask is 0 everywhere); a baseline needs at least one"
+        )
+    return observed.shape[1] - 1 - np.argmax(observed[:, ::-1], axis=1)
+
+
+@dataclass
+class PersistenceBaseline:
+    """Repeat the last observed input frame for every lead time ("last frame" baseline).
+
+    If the last input frame is missing (``input_mask`` all 0), the latest observed one is used.
+    Pixels of that frame with mask 0 are returned as they are in ``x`` (0 in the datasets).
+    ``cadence_minutes`` is accepted for a uniform constructor and not used.
+    """
+
+    cadence_minutes: float = 6.0
+    name: str = "persistence"
+    continuous_time: bool = True
+
+    def __call__(
+        self,
+        x: torch.Tensor,
+        t_in: torch.Tensor,
+        t_out: torch.Tensor,
+        input_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Forecast ``(B, T_out, 1, H, W)`` in p/255; see the module docstring."""
+        _check_inputs(x, t_in, t_out, input_mask)
+        last = _last_observed(_observed_frames(x, input_mask))
+        idx = torch.as_tensor(last, device=x.device)
+        frames = x[torch.arange(x.shape[0], device=x.device), idx]  # (B, 1, H, W)
+        return frames[:, None].expand(-1, t_out.shape[1], -1, -1, -1).to(torch.float32).clone()
+
+
+@dataclass
+class PystepsBaseline:
+    """Lucas-Kanade advection (pysteps) of the last observed input frame.
+
+    Parameters
+    ----------
+    cadence_minutes : float
+        The time unit of the motion field (pixels per ``cadence_minutes``); lead times are
+        converted to ``t / cadence_minutes`` extrapolation steps, fractional allowed.
+    max_motion_frames : int
+        Motion is estimated from at most this many of the latest observed input frames.
+    lk_kwargs : dict, optional
+        Extra keyword arguments of :func:`pysteps.motion.lucaskanade.dense_lucaskanade`.
+    """
+
+    cadence_minutes: float = 6.0
+    max_motion_frames: int = 4
+    lk_kwargs: dict | None = None
+    name: str = "pysteps"
+    continuous_time: bool = True
+
+    def __call__(
+        self,
+        x: torch.Tensor,
+        t_in: torch.Tensor,
+        t_out: torch.Tensor,
+        input_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Forecast ``(B, T_out, 1, H, W)`` in p/255; see the module docstring."""
+        _check_inputs(x, t_in, t_out, input_mask)
+        observed = _observed_frames(x, input_mask)
+        _last_observed(observed)  # validates every sample has a frame
+        xs = x.detach().cpu().to(torch.float64).numpy()[:, :, 0]
+        ms = (
+            np.ones(xs.shape, dtype=bool)
+            if input_mask is None
+            else input_mask.detach().cpu().numpy()[:, :, 0] > 0.5
+        )
+        tin = t_in.detach().cpu().to(torch.float64).numpy()
+        tout = t_out.detach().cpu().to(torch.float64).numpy()
+        out = np.stack(
+            [
+                self._forecast_one(xs[b], ms[b], observed[b], tin[b], tout[b])
+                for b in range(xs.shape[0])
+            ]
+        )
+        return torch.from_numpy(out[:, :, None].astype(np.float32)).to(x.device)
+
+    def motion(self, frames: np.ndarray, masks: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """Motion field ``(2, H, W)`` in pixels per cadence step from observed frames.
+
+        Parameters
+        ----------
+        frames : numpy.ndarray
+            ``(T, H, W)`` observed frames in p/255, oldest first.
+        masks : numpy.ndarray
+            ``(T, H, W)`` bool, True = valid pixel.
+        times : numpy.ndarray
+            ``(T,)`` minutes. Each consecutive pair is tracked separately and its vectors
+            divided by the pair's gap in cadence steps, so irregular inputs are handled.
+        """
+        from pysteps import motion, utils
+        from pysteps.utils.cleansing import decluster
+
+        h, w = frames.shape[-2:]
+        if frames.shape[0] < 2:
+            return np.zeros((2, h, w))
+        lk = motion.get_method("lk")
+        kwargs = {"dense": False, **(self.lk_kwargs or {})}
+        kwargs["dense"] = False
+        xy_all, uv_all = [], []
+        for k in range(frames.shape[0] - 1):
+            pair = np.where(masks[k : k + 2], frames[k : k + 2], np.nan)
+            if np.nanmax(pair) - np.nanmin(pair) < 1e-6:
+                continue  # no echo: nothing to track
+            with warnings.catch_warnings():
+                # pysteps' outlier detection warns (singular covariance, dof <= 0) when a
+                # pair yields only a few vectors; they are then kept, which is what we want.
+                warnings.simplefilter("ignore", RuntimeWarning)
+                warnings.filterwarnings("ignore", message="Singular matrix", category=UserWarning)
+                xy, uv = lk(pair, **kwargs)
+            if xy.shape[0] == 0:
+                continue
+            steps = (times[k + 1] - times[k]) / self.cadence_minutes
+            xy_all.append(xy)
+            uv_all.append(uv / steps)
+        if not xy_all:
+            return np.zeros((2, h, w))
+        xy = np.concatenate(xy_all)
+        uv = np.concatenate(uv_all)
+        xy, uv = decluster(xy, uv, 20, 1, False)
+        if xy.shape[0] == 0:
+            return np.zeros((2, h, w))
+        interp = utils.get_method("idwinterp2d")
+        step = max(1, int(np.ceil(max(h, w) / _MOTION_GRID)))
+        if step == 1:
+            return interp(xy, uv, np.arange(w), np.arange(h))
+        # the interpolated field is smooth: compute it every `step` pixels, then bilinearly
+        # upsample (idw costs grid size x vectors; this is step^2 times cheaper)
+        from scipy.ndimage import map_coordinates
+
+        coarse = interp(xy, uv, np.arange(0, w, step), np.arange(0, h, step))
+        yy, xx = np.mgrid[:h, :w] / step
+        return np.stack([map_coordinates(c, [yy, xx], order=1, mode="nearest") for c in coarse])
+
+    def _forecast_one(self, frames, masks, observed, t_in, t_out) -> np.ndarray:
+        from pysteps import nowcasts
+
+        idx = np.flatnonzero(observed)[-self.max_motion_frames :]
+        velocity = self.motion(frames[idx], masks[idx], t_in[idx])
+        last = np.where(masks[idx[-1]], frames[idx[-1]], 0.0)
+        steps = (t_out - t_in[idx[-1]]) / self.cadence_minutes
+        if np.any(steps <= 0):
+            raise ValueError(f"t_out must lie after the last observed input time; got {t_out}")
+        uniq, inverse = np.unique(steps, return_inverse=True)
+        if not np.any(last > 0):
+            return np.zeros((len(steps),) + last.shape)
+        extrapolate = nowcasts.get_method("extrapolation")
+        fc = extrapolate(last, velocity, [float(s) for s in uniq], extrap_kwargs={"outval": 0.0})
+        fc = np.nan_to_num(np.asarray(fc), nan=0.0)
+        return np.clip(fc[inverse], 0.0, 1.0)
+
+
+@dataclass
+class SprogBaseline:
+    """pysteps S-PROG nowcast in dBZ, regular lead times only.
+
+    dBZ is affine in dBR (HKO-7 Z-R), so the cascade and AR(2) model are the same as on dBR;
+    pixels below 0.1 mm/h are "no rain" (threshold minus 5 dB inside S-PROG, pixel 0 out).
+
+    Parameters
+    ----------
+    cadence_minutes : float
+        Input cadence; every ``t_out`` must be a whole multiple of it, and the inputs must be
+        regular (the AR(2) model needs three equally spaced observed frames).
+    n_cascade_levels : int
+        Number of cascade levels.
+    """
+
+    cadence_minutes: float = 6.0
+    n_cascade_levels: int = 6
+    name: str = "sprog"
+    continuous_time: bool = False
+
+    def __call__(
+        self,
+        x: torch.Tensor,
+        t_in: torch.Tensor,
+        t_out: torch.Tensor,
+        input_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Forecast ``(B, T_out, 1, H, W)`` in p/255; see the module docstring."""
+        from pysteps import nowcasts
+
+        _check_inputs(x, t_in, t_out, input_mask)
+        observed = _observed_frames(x, input_mask)
+        xs = x.detach().cpu().to(torch.float64).numpy()[:, :, 0]
+        tout = t_out.detach().cpu().to(torch.float64).numpy()
+        tin = t_in.detach().cpu().to(torch.float64).numpy()
+        mover = PystepsBaseline(cadence_minutes=self.cadence_minutes)
+        outs = []
+        for b in range(xs.shape[0]):
+            steps = tout[b] / self.cadence_minutes
+            regular = np.allclose(np.diff(tin[b, -3:]), self.cadence_minutes)
+            if not np.allclose(steps, np.round(steps)) or not observed[b, -3:].all() or not regular:
+                raise ValueError(
+                    "sprog needs the last 3 input frames observed and one cadence apart and "
+                    f"t_out on whole multiples of {self.cadence_minutes} min; got "
+                    f"t_in={tin[b].tolist()}, t_out={tout[b].tolist()}, observed inputs "
+                    f"{observed[b].tolist()} (use 'pysteps' for irregular times)"
+                )
+            dbz = normalized_to_dbz(xs[b, -3:])
+            thr = float(rainrate_to_dbz(_SPROG_RAIN_MMH))
+            zero = thr - 5.0  # pysteps convention: "no rain" a little below the threshold
+            rain_db = np.where(dbz >= thr, dbz, zero)
+            if not np.any(dbz >= thr):
+                outs.append(np.zeros((len(steps),) + xs.shape[-2:]))
+                continue
+            velocity = mover.motion(xs[b, -3:], np.ones(xs[b, -3:].shape, bool), tin[b, -3:])
+            with contextlib.redirect_stdout(io.StringIO()):  # sprog always prints a report
+                fc = nowcasts.get_method("sprog")(
+                    rain_db,
+                    velocity,
+                    int(np.round(steps.max())),
+                    n_cascade_levels=self.n_cascade_levels,
+                    precip_thr=thr,
+                )
+            fc = np.nan_to_num(np.asarray(fc), nan=zero)
+            fc = np.where(fc >= thr, fc, DBZ_MIN)
+            sel = np.round(steps).astype(int) - 1
+            outs.append(np.clip(dbz_to_normalized(fc[sel]), 0.0, 1.0))
+        return torch.from_numpy(np.stack(outs)[:, :, None].astype(np.float32)).to(x.device)
+
+
+_MOTION_GRID = 128
+"""Motion fields of larger frames are interpolated on a grid of about this many points per
+side and upsampled (see :meth:`PystepsBaseline.motion`)."""
+
+_SPROG_RAIN_MMH = 0.1
+"""Rain rate (mm/h) below which S-PROG treats a pixel as dry."""
+
+_BASELINES: dict[str, Callable[..., Callable]] = {
+    "persistence": PersistenceBaseline,
+    "pysteps": PystepsBaseline,
+    "sprog": SprogBaseline,
+}
+BASELINE_NAMES: tuple[str, ...] = tuple(_BASELINES)
+
+
+def get_baseline(name: str, **kwargs) -> Callable:
+    """Build a baseline by name.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`BASELINE_NAMES` (case-insensitive).
+    **kwargs
+        Passed to the baseline's constructor (e.g. ``cadence_minutes=6``).
+
+    Returns
+    -------
+    callable
+        ``baseline(x, t_in, t_out, input_mask=None) -> y``, see the module docstring.
+    """
+    key = str(name).lower()
+    if key not in _BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; valid names: {', '.join(BASELINE_NAMES)}")
+    return _BASELINES[key](**kwargs)

@@ -1,0 +1,763 @@
+"""Evaluate nowcasts: HKO-7 protocol and thesis metrics, baselines, robustness, reports.
+
+Everything streams over a dataset of C3 items
+``(inputs, targets, t_in, t_out, input_mask, target_mask)`` batch by batch (predictions are
+never all held in memory), and every predictor follows the model call contract
+``predictor(x, t_in, t_out, input_mask=None) -> y`` with ``(B, T, 1, H, W)`` tensors in p/255.
+
+Public functions
+----------------
+:func:`evaluate_predictors`
+    Scores of several predictors on one dataset -> :class:`xarray.Dataset` with dims
+    ``predictor``, ``lead_time`` (minutes), ``threshold`` (mm/h); see
+    :meth:`nowcast.metrics.MetricAccumulator.result` for the variables.
+:func:`summarize`
+    Mean over lead times (categorical scores and B-MSE/B-MAE: plain mean over lead times, as
+    the HKO-7 benchmark prints them; MSE/MAE/SSIM/PSNR: mean over all valid frames).
+:func:`to_markdown`, :func:`plot_skill`
+    Tables and a picture (CSI and HSS against lead time per threshold, one line per
+    predictor, plus B-MSE, MSE, SSIM and PSNR).
+:func:`evaluate_robustness`, :func:`robustness_to_markdown`, :func:`plot_robustness`
+    Re-run the evaluation per corruption level (:mod:`nowcast.perturb`).
+:func:`evaluate_run`
+    A trained run directory (and/or the baselines) on a store split and sampling scheme;
+    writes ``results.nc``, ``results.md``, ``skill.png`` (and ``results_extra.nc``,
+    ``robustness.*`` when asked) into ``RUN_DIR/eval/<split>_<scheme>/``.
+
+Units: B-MSE / B-MAE are per-frame SUMS in p/255 units, so they scale with the number of
+pixels (an 80 x 80 frame gives 36 times less than HKO-7's 480 x 480 for the same per-pixel
+errors). MSE, MAE are stored per pixel in p/255 units; reports print them x 1e4 and SSIM
+x 1e2, as the thesis does.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+
+from nowcast.metrics import MetricAccumulator
+from nowcast.perturb import DEFAULT_LEVELS, Perturbation
+from pipeline.units import RAIN_THRESHOLDS_MMH
+
+__all__ = [
+    "EvaluationOutputs",
+    "evaluate_predictors",
+    "evaluate_robustness",
+    "evaluate_run",
+    "plot_robustness",
+    "plot_skill",
+    "robustness_to_markdown",
+    "summarize",
+    "to_markdown",
+]
+
+Predictor = Callable[..., torch.Tensor]
+
+_PER_FRAME_SCORES = ("MSE", "MAE", "SSIM", "PSNR")
+_SCALE = {"MSE": 1e4, "MAE": 1e4, "SSIM": 1e2, "PSNR": 1.0, "B-MSE": 1.0, "B-MAE": 1.0}
+_LABEL = {
+    "MSE": "MSE x1e4",
+    "MAE": "MAE x1e4",
+    "SSIM": "SSIM x1e2",
+    "PSNR": "PSNR (dB)",
+    "B-MSE": "B-MSE",
+    "B-MAE": "B-MAE",
+}
+
+
+# --------------------------------------------------------------------------- core loop
+def _names(values) -> np.ndarray:
+    """Labels as an object array of str (what NetCDF string variables read back as)."""
+    return np.array([str(v) for v in values], dtype=object)
+
+
+def _select_leads(t_out: torch.Tensor, lead_times: Sequence[float] | None) -> torch.Tensor | None:
+    """Column indices of ``t_out`` (B, T) matching ``lead_times``; None = all columns."""
+    if lead_times is None:
+        return None
+    first = t_out[0]
+    if not torch.allclose(t_out, first.expand_as(t_out)):
+        raise ValueError(
+            "lead_times selection needs the same target times in every sample (a regular "
+            "target scheme); this dataset has irregular target times"
+        )
+    idx = []
+    for lead in lead_times:
+        hit = torch.nonzero(torch.isclose(first, torch.tensor(float(lead), dtype=first.dtype)))
+        if hit.numel() == 0:
+            raise ValueError(
+                f"no ground truth at lead time {lead} min; the dataset's target lead times are "
+                f"{[round(float(v), 3) for v in first]} min"
+            )
+        idx.append(int(hit[0, 0]))
+    return torch.tensor(idx)
+
+
+def evaluate_predictors(
+    predictors: Mapping[str, Predictor],
+    dataset: torch.utils.data.Dataset,
+    batch_size: int = 4,
+    *,
+    thresholds_mmh: Sequence[float] = RAIN_THRESHOLDS_MMH,
+    lead_times: Sequence[float] | None = None,
+    perturbation: Perturbation | None = None,
+    max_samples: int | None = None,
+    device: str | torch.device = "cpu",
+    skip_failing: bool = False,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> xr.Dataset:
+    """Score several predictors on one dataset, streaming over batches.
+
+    Parameters
+    ----------
+    predictors : mapping of str to callable
+        Name -> ``predictor(x, t_in, t_out, input_mask=None) -> y`` (a model of contract C4
+        or a baseline of :mod:`nowcast.baselines`). Modules are run under ``torch.no_grad``.
+    dataset : torch.utils.data.Dataset
+        Items ``(inputs (T_in,1,H,W), targets (T_out,1,H,W), t_in (T_in,), t_out (T_out,),
+        input_mask (T_in,1,H,W), target_mask (T_out,1,H,W))`` (contract C3), p/255, minutes.
+    batch_size : int
+        Samples per batch.
+    thresholds_mmh : sequence of float
+        Rain thresholds of the categorical scores (mm/h).
+    lead_times : sequence of float, optional
+        Evaluate only these target lead times (minutes); needs identical ``t_out`` in every
+        sample. The predictors are asked for all target times up to the largest selected one
+        (so regular-only models see contiguous steps) and scored on the selected ones.
+    perturbation : Perturbation, optional
+        Corrupts the inputs (and input mask) of every batch before the predictors see them;
+        the same corrupted batch goes to every predictor.
+    max_samples : int, optional
+        Use only the first ``max_samples`` items.
+    device : str or torch.device
+        Where inputs are moved before calling the predictors.
+    skip_failing : bool
+        If True a predictor raising ``ValueError`` (e.g. a regular-only model asked for
+        irregular times) is dropped and the reason stored in ``attrs["skipped"]``; if False
+        the error propagates.
+    num_workers : int
+        DataLoader workers.
+    progress : bool
+        Show a tqdm bar (batches, samples/s).
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims ``predictor``, ``lead_time``, ``threshold``; variables as in
+        :meth:`nowcast.metrics.MetricAccumulator.result` plus ``seconds_per_sample``
+        (predictor). Attrs ``n_samples`` and ``skipped``.
+    """
+    from torch.utils.data import DataLoader, Subset
+    from tqdm.auto import tqdm
+
+    if not predictors:
+        raise ValueError("no predictors given")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+    n = len(dataset)
+    if max_samples is not None:
+        n = min(n, int(max_samples))
+        dataset = Subset(dataset, range(n))
+    if n == 0:
+        raise ValueError("the dataset has no samples to evaluate")
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    device = torch.device(device)
+    accs = {name: MetricAccumulator(thresholds_mmh) for name in predictors}
+    seconds = dict.fromkeys(predictors, 0.0)
+    skipped: dict[str, str] = {}
+    for p in predictors.values():
+        if isinstance(p, torch.nn.Module):
+            p.eval()
+
+    bar = tqdm(total=n, unit="sample", desc="evaluate", disable=not progress)
+    for b, batch in enumerate(loader):
+        if len(batch) != 6:
+            raise ValueError(
+                f"dataset items must be (inputs, targets, t_in, t_out, input_mask, "
+                f"target_mask); got {len(batch)} elements"
+            )
+        x, y, t_in, t_out, in_mask, out_mask = batch
+        cols = _select_leads(t_out, lead_times)
+        t_ask = t_out
+        if cols is not None:
+            # ask for every target time up to the last selected one (regular-only models
+            # need contiguous steps), then keep the selected columns
+            t_ask = t_out[:, : int(cols.max()) + 1]
+            y, t_out, out_mask = y[:, cols], t_out[:, cols], out_mask[:, cols]
+        if perturbation is not None:
+            x, in_mask = perturbation(x, in_mask, b)
+        xd, tid, tod, md = (v.to(device) for v in (x, t_in, t_ask, in_mask))
+        for name, predictor in predictors.items():
+            if name in skipped:
+                continue
+            start = time.perf_counter()
+            try:
+                with torch.no_grad():
+                    pred = predictor(xd, tid, tod, input_mask=md)
+            except ValueError as err:
+                if not skip_failing:
+                    raise
+                skipped[name] = str(err)
+                continue
+            seconds[name] += time.perf_counter() - start
+            if cols is not None and tuple(pred.shape[:2]) == tuple(t_ask.shape):
+                pred = pred[:, cols.to(pred.device)]
+            if tuple(pred.shape) != tuple(y.shape):
+                raise ValueError(
+                    f"predictor {name!r} returned shape {tuple(pred.shape)}; expected "
+                    f"{tuple(y.shape)} (B, T_out, 1, H, W)"
+                )
+            accs[name].update(pred.float().cpu(), y, t_out, out_mask)
+        bar.update(x.shape[0])
+    bar.close()
+
+    kept = [name for name in predictors if name not in skipped]
+    if not kept:
+        raise ValueError(f"every predictor failed: {skipped}")
+    parts = [accs[name].result() for name in kept]
+    ds = xr.concat(parts, dim="predictor", join="outer")
+    ds = ds.assign_coords(predictor=("predictor", _names(kept)))
+    ds["seconds_per_sample"] = ("predictor", np.array([seconds[k] / n for k in kept]))
+    ds.attrs["n_samples"] = int(n)
+    ds.attrs["skipped"] = "; ".join(f"{k}: {v}" for k, v in skipped.items())
+    return ds
+
+
+# --------------------------------------------------------------------------- summaries
+def summarize(results: xr.Dataset) -> xr.Dataset:
+    """Average the per-lead scores over lead times.
+
+    Parameters
+    ----------
+    results : xarray.Dataset
+        Output of :func:`evaluate_predictors` (any extra leading dims are kept).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``CSI``, ``POD``, ``FAR``, ``HSS`` (..., threshold) and ``B-MSE``, ``B-MAE`` as the
+        plain mean over lead times (HKO-7 convention); ``MSE``, ``MAE``, ``SSIM``, ``PSNR``
+        as means over all valid frames (weights ``n_valid_frames``).
+    """
+    out = {}
+    for var in ("CSI", "POD", "FAR", "HSS", "B-MSE", "B-MAE"):
+        out[var] = results[var].mean("lead_time", skipna=True)
+    w = results["n_valid_frames"].astype(np.float64)
+    for var in _PER_FRAME_SCORES:
+        val = results[var].fillna(0.0)
+        out[var] = (val * w).sum("lead_time") / w.sum("lead_time")
+    return xr.Dataset(out, attrs=dict(results.attrs))
+
+
+def _fmt(value: float, digits: int = 4) -> str:
+    if value is None or not np.isfinite(value):
+        return "nan"
+    if abs(value) >= 1000:
+        return f"{value:.0f}"
+    return f"{value:.{digits}g}" if abs(value) >= 1 else f"{value:.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _summary_table(results: xr.Dataset) -> str:
+    s = summarize(results)
+    thr = [f"{t:g}" for t in results["threshold"].values]
+    header = (
+        ["predictor"]
+        + [f"CSI {t}" for t in thr]
+        + [f"HSS {t}" for t in thr]
+        + [_LABEL[k] for k in ("B-MSE", "B-MAE", "MSE", "MAE", "SSIM", "PSNR")]
+    )
+    rows = []
+    for name in results["predictor"].values:
+        sp = s.sel(predictor=name)
+        row = [str(name)]
+        row += [_fmt(float(v)) for v in sp["CSI"].values]
+        row += [_fmt(float(v)) for v in sp["HSS"].values]
+        row += [
+            _fmt(float(sp[k]) * _SCALE[k], 5)
+            for k in ("B-MSE", "B-MAE", "MSE", "MAE", "SSIM", "PSNR")
+        ]
+        rows.append(row)
+    return _table(header, rows)
+
+
+def _per_lead_table(results: xr.Dataset) -> str:
+    thr = [f"{t:g}" for t in results["threshold"].values]
+    header = (
+        ["predictor", "lead (min)"]
+        + [f"CSI {t}" for t in thr]
+        + [f"HSS {t}" for t in thr]
+        + [_LABEL[k] for k in ("B-MSE", "MSE", "SSIM", "PSNR")]
+        + ["frames"]
+    )
+    rows = []
+    for name in results["predictor"].values:
+        r = results.sel(predictor=name)
+        for lead in r["lead_time"].values:
+            rl = r.sel(lead_time=lead)
+            if int(rl["n_frames"].fillna(0)) == 0:
+                continue
+            row = [str(name), f"{lead:g}"]
+            row += [_fmt(float(v)) for v in rl["CSI"].values]
+            row += [_fmt(float(v)) for v in rl["HSS"].values]
+            row += [_fmt(float(rl[k]) * _SCALE[k], 5) for k in ("B-MSE", "MSE", "SSIM", "PSNR")]
+            row += [str(int(rl["n_frames"]))]
+            rows.append(row)
+    return _table(header, rows)
+
+
+def to_markdown(
+    results: xr.Dataset,
+    title: str = "Evaluation",
+    extra: xr.Dataset | None = None,
+    per_lead: bool = True,
+) -> str:
+    """Markdown report: a summary table (mean over leads) and a per-lead-time table.
+
+    Parameters
+    ----------
+    results : xarray.Dataset
+        Output of :func:`evaluate_predictors`.
+    title : str
+        Top heading.
+    extra : xarray.Dataset, optional
+        Results at lead times the models were not trained on; reported in their own section.
+    per_lead : bool
+        Include the per-lead-time tables.
+
+    Returns
+    -------
+    str
+    """
+    parts = [
+        f"# {title}",
+        "",
+        f"{int(results.attrs.get('n_samples', 0))} sequences. CSI/HSS per threshold (mm/h), "
+        "averaged over lead times; B-MSE/B-MAE: per-frame sums in p/255 units averaged over "
+        "sequences and lead times; MSE/MAE x1e4, SSIM x1e2 on p/255 frames, PSNR in dB.",
+        "",
+        "## Summary",
+        "",
+        _summary_table(results),
+    ]
+    if results.attrs.get("skipped"):
+        parts += ["", f"Skipped: {results.attrs['skipped']}"]
+    if per_lead:
+        parts += ["", "## Per lead time", "", _per_lead_table(results)]
+    if extra is not None:
+        parts += [
+            "",
+            "## Lead times not trained on",
+            "",
+            "Scores at lead times outside the training targets (interpolated or beyond the "
+            "training horizon); regular-only models that cannot produce them are skipped.",
+            "",
+            _summary_table(extra),
+        ]
+        if extra.attrs.get("skipped"):
+            parts += ["", f"Skipped: {extra.attrs['skipped']}"]
+        if per_lead:
+            parts += ["", _per_lead_table(extra)]
+    return "\n".join(parts) + "\n"
+
+
+# --------------------------------------------------------------------------- plots
+def plot_skill(results: xr.Dataset, out_png: str | os.PathLike, title: str = "") -> Path:
+    """Plot CSI and HSS against lead time per threshold, plus B-MSE, MSE, SSIM, PSNR.
+
+    One line per predictor. Written as PNG (matplotlib, Agg backend).
+
+    Parameters
+    ----------
+    results : xarray.Dataset
+        Output of :func:`evaluate_predictors`.
+    out_png : path
+        File to write (its directory must exist).
+    title : str
+        Figure title.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_png``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    thresholds = results["threshold"].values
+    ncol = max(len(thresholds), 4)
+    fig, axes = plt.subplots(3, ncol, figsize=(3.2 * ncol, 8.5), squeeze=False)
+    leads = results["lead_time"].values
+    for name in results["predictor"].values:
+        r = results.sel(predictor=name)
+        for j, thr in enumerate(thresholds):
+            for i, var in enumerate(("CSI", "HSS")):
+                y = r[var].sel(threshold=thr).values
+                axes[i, j].plot(leads, y, marker=".", label=str(name))
+                axes[i, j].set_title(f"{var} >= {thr:g} mm/h")
+        for j, var in enumerate(("B-MSE", "MSE", "SSIM", "PSNR")):
+            axes[2, j].plot(leads, r[var].values * _SCALE[var], marker=".", label=str(name))
+            axes[2, j].set_title(_LABEL[var])
+    for i in range(2):
+        for j in range(len(thresholds), ncol):
+            axes[i, j].axis("off")
+    for j in range(4, ncol):
+        axes[2, j].axis("off")
+    for ax in axes.flat:
+        if ax.has_data():
+            ax.set_xlabel("lead time (min)")
+            ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle(
+        title or f"Skill against lead time ({int(results.attrs.get('n_samples', 0))} sequences)"
+    )
+    fig.tight_layout()
+    out = Path(out_png)
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
+# --------------------------------------------------------------------------- robustness
+def evaluate_robustness(
+    predictors: Mapping[str, Predictor],
+    dataset: torch.utils.data.Dataset,
+    batch_size: int = 4,
+    *,
+    levels: Mapping[str, Sequence[float]] | None = None,
+    seed: int = 0,
+    **kwargs: Any,
+) -> xr.Dataset:
+    """Re-run :func:`evaluate_predictors` for each corruption and level.
+
+    Parameters
+    ----------
+    predictors, dataset, batch_size
+        As in :func:`evaluate_predictors`.
+    levels : mapping of str to sequence of float, optional
+        Corruption name (:data:`nowcast.perturb.PERTURBATION_NAMES`) -> levels; default
+        :data:`nowcast.perturb.DEFAULT_LEVELS`. All kinds need the same number of levels.
+        Level 0 is evaluated once and shared.
+    seed : int
+        Seed of the corruptions (see :class:`nowcast.perturb.Perturbation`).
+    **kwargs
+        Passed on to :func:`evaluate_predictors` (``max_samples``, ``progress``, ...).
+
+    Returns
+    -------
+    xarray.Dataset
+        The scores of :func:`evaluate_predictors` with two more dims, ``corruption`` and
+        ``level_index``, and the 2-D coordinate ``level`` (corruption, level_index).
+    """
+    levels = dict(DEFAULT_LEVELS if levels is None else levels)
+    if not levels:
+        raise ValueError("no corruption levels given")
+    sizes = {len(v) for v in levels.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"every corruption needs the same number of levels; got {levels}")
+    clean: xr.Dataset | None = None
+    per_kind = []
+    for kind, kind_levels in levels.items():
+        parts = []
+        for level in kind_levels:
+            if float(level) == 0.0:
+                if clean is None:
+                    clean = evaluate_predictors(predictors, dataset, batch_size, **kwargs)
+                parts.append(clean)
+            else:
+                pert = Perturbation(kind, float(level), seed)
+                parts.append(
+                    evaluate_predictors(
+                        predictors, dataset, batch_size, perturbation=pert, **kwargs
+                    )
+                )
+        kd = xr.concat(parts, dim="level_index", join="outer", combine_attrs="drop_conflicts")
+        per_kind.append(kd)
+    out = xr.concat(per_kind, dim="corruption", join="outer", combine_attrs="drop_conflicts")
+    out = out.assign_coords(
+        corruption=("corruption", _names(levels)),
+        level=(("corruption", "level_index"), np.asarray(list(levels.values()), dtype=np.float64)),
+    )
+    out = out.assign_coords(level_index=np.arange(out.sizes["level_index"]))
+    out.attrs["seed"] = int(seed)
+    return out
+
+
+_ROBUST_SCORES = ("CSI_low", "CSI_mid", "B-MSE", "MSE", "SSIM")
+
+
+def _robust_series(summary: xr.Dataset, key: str) -> tuple[xr.DataArray, str]:
+    thr = summary["threshold"].values
+    if key == "CSI_low":
+        return summary["CSI"].sel(threshold=thr[0]), f"CSI >= {thr[0]:g} mm/h"
+    if key == "CSI_mid":
+        t = thr[len(thr) // 2]
+        return summary["CSI"].sel(threshold=t), f"CSI >= {t:g} mm/h"
+    return summary[key] * _SCALE[key], _LABEL[key]
+
+
+def robustness_to_markdown(robust: xr.Dataset, title: str = "Robustness") -> str:
+    """Markdown tables of scores (mean over leads) against corruption level, per corruption."""
+    s = summarize(robust)
+    parts = [f"# {title}", ""]
+    for kind in robust["corruption"].values:
+        lv = robust["level"].sel(corruption=kind).values
+        parts += [f"## {kind}", ""]
+        for key in _ROBUST_SCORES:
+            da, label = _robust_series(s.sel(corruption=kind), key)
+            header = [f"{label} \\ level"] + [f"{v:g}" for v in lv]
+            rows = [
+                [str(name)] + [_fmt(float(v), 5) for v in da.sel(predictor=name).values]
+                for name in robust["predictor"].values
+            ]
+            parts += [_table(header, rows), ""]
+    return "\n".join(parts)
+
+
+def plot_robustness(robust: xr.Dataset, out_png: str | os.PathLike) -> Path:
+    """Plot each score (mean over leads) against corruption level; one line per predictor."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    s = summarize(robust)
+    kinds = list(robust["corruption"].values)
+    fig, axes = plt.subplots(
+        len(kinds),
+        len(_ROBUST_SCORES),
+        figsize=(3.2 * len(_ROBUST_SCORES), 2.8 * len(kinds)),
+        squeeze=False,
+    )
+    for i, kind in enumerate(kinds):
+        lv = robust["level"].sel(corruption=kind).values
+        for j, key in enumerate(_ROBUST_SCORES):
+            da, label = _robust_series(s.sel(corruption=kind), key)
+            for name in robust["predictor"].values:
+                axes[i, j].plot(lv, da.sel(predictor=name).values, marker="o", label=str(name))
+            axes[i, j].set_title(label, fontsize=9)
+            axes[i, j].set_xlabel(f"{kind} level")
+            axes[i, j].grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    out = Path(out_png)
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
+# --------------------------------------------------------------------------- runs
+@dataclass
+class EvaluationOutputs:
+    """What :func:`evaluate_run` produced.
+
+    Attributes
+    ----------
+    out_dir : pathlib.Path
+        Directory holding the files.
+    results : xarray.Dataset
+        Scores at the evaluated lead times (:func:`evaluate_predictors`).
+    extra : xarray.Dataset or None
+        Scores at the extra lead times, if asked for.
+    robustness : xarray.Dataset or None
+        :func:`evaluate_robustness` output, if asked for.
+    files : list of pathlib.Path
+        Files written.
+    """
+
+    out_dir: Path
+    results: xr.Dataset
+    extra: xr.Dataset | None = None
+    robustness: xr.Dataset | None = None
+    files: list[Path] = field(default_factory=list)
+
+
+def _write_netcdf(ds: xr.Dataset, path: Path) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    ds.to_netcdf(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike | None,
+    data: str | os.PathLike,
+    split: str = "test",
+    scheme: str = "regular",
+    *,
+    baselines: bool | Sequence[str] = True,
+    extra_lead_times: Sequence[float] | None = None,
+    perturb: bool | Mapping[str, Sequence[float]] = False,
+    perturb_samples: int | None = None,
+    out_dir: str | os.PathLike | None = None,
+    in_frames: int | None = None,
+    out_frames: int | None = None,
+    split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    day_files: Mapping[str, Any] | None = None,
+    stride: int = 5,
+    batch_size: int = 4,
+    max_samples: int | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = True,
+) -> EvaluationOutputs:
+    """Evaluate a trained run (and/or the classical baselines) on a store split and scheme.
+
+    Parameters
+    ----------
+    run_dir : path or None
+        Training run directory (``best.pt``, see :func:`nowcast.runs.load_run`); None for
+        baselines only (then ``out_dir`` is required).
+    data : path
+        Resampled Zarr store (contract C3).
+    split : str
+        Dataset split (``train``, ``valid``, ``test``...), passed to
+        :class:`pipeline.dataset.RadarSequenceDataset`.
+    scheme : str
+        Sampling scheme: ``regular``, ``irregular_input``, ``irregular_target``,
+        ``irregular``.
+    baselines : bool or sequence of str
+        True: ``persistence`` and ``pysteps``; a sequence: those names
+        (:data:`nowcast.baselines.BASELINE_NAMES`); False: none.
+    extra_lead_times : sequence of float, optional
+        Lead times (minutes) not trained on; they must lie on the data's time grid
+        (multiples of its cadence: with HKO-7's 6-minute frames a 3-minute lead has no
+        ground truth and is refused). Evaluated on a ``regular`` dataset long enough to
+        reach the largest one and reported separately (``results_extra.nc`` and a section of
+        ``results.md``). Regular-only models that cannot produce them are skipped.
+    perturb : bool or mapping
+        True: robustness evaluation at :data:`nowcast.perturb.DEFAULT_LEVELS`; a mapping:
+        those levels. Writes ``robustness.nc``, ``robustness.md``, ``robustness.png``.
+    perturb_samples : int, optional
+        Run the robustness evaluation (one pass per corruption level) on only the first
+        ``perturb_samples`` samples, to bound its cost.
+    out_dir : path, optional
+        Output directory; default ``RUN_DIR/eval/<split>_<scheme>``.
+    in_frames, out_frames : int, optional
+        Sequence lengths; default the run's configuration (baselines only: 5 and 20, the
+        HKO-7 benchmark setting).
+    split_fractions : sequence of 3 floats
+        Chronological train/valid/test fractions of the store's days (as in training).
+    day_files : mapping, optional
+        ``{"train": ..., "valid": ..., "test": ...}`` day lists (HKO-7
+        ``hko7_rainy_<split>_days.txt`` files or iterables of days); overrides
+        ``split_fractions`` (see :func:`pipeline.dataset.split_days`).
+    stride : int
+        Slots between consecutive sample windows (HKO-7: 5).
+    batch_size, max_samples, seed, device, progress
+        See :func:`evaluate_predictors`; ``seed`` also seeds the sampling scheme and the
+        corruptions.
+
+    Returns
+    -------
+    EvaluationOutputs
+    """
+    from nowcast.baselines import get_baseline
+    from pipeline.dataset import RadarSequenceDataset
+
+    predictors: dict[str, Predictor] = {}
+    if run_dir is not None:
+        from nowcast.runs import load_run
+
+        model, meta = load_run(run_dir, map_location=device)
+        cfg = meta["config"]
+        predictors[meta["model_name"]] = model.to(device)
+        in_frames = int(in_frames or cfg.in_frames)
+        out_frames = int(out_frames or cfg.out_frames)
+    else:
+        in_frames = int(in_frames or 5)
+        out_frames = int(out_frames or 20)
+    if out_dir is None:
+        if run_dir is None:
+            raise ValueError("out_dir is required when evaluating baselines only (no run_dir)")
+        out_dir = Path(run_dir) / "eval" / f"{split}_{scheme}"
+    ds_kwargs = {
+        "n_in": in_frames,
+        "n_out": out_frames,
+        "seed": seed,
+        "stride": int(stride),
+        "fractions": tuple(float(f) for f in split_fractions),
+        "day_files": day_files,
+    }
+    dataset = RadarSequenceDataset(data, split=split, scheme=scheme, **ds_kwargs)
+    cadence = float(dataset.cadence_minutes)
+    names = (
+        ["persistence", "pysteps"] if baselines is True else list(baselines) if baselines else []
+    )
+    for name in names:
+        predictors[name] = get_baseline(name, cadence_minutes=cadence)
+    if not predictors:
+        raise ValueError("nothing to evaluate: give a run directory or baselines")
+    if extra_lead_times:
+        leads = sorted({float(v) for v in extra_lead_times})
+        steps = [v / cadence for v in leads]
+        off = [v for v, s in zip(leads, steps, strict=True) if not math.isclose(s, round(s))]
+        if off or min(leads) <= 0:
+            raise ValueError(
+                f"extra lead times must be positive multiples of the data cadence "
+                f"({cadence:g} min) to have ground truth; got {leads}"
+            )
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    common = {"max_samples": max_samples, "device": device, "progress": progress}
+    results = evaluate_predictors(predictors, dataset, batch_size, **common)
+    results.attrs.update({"split": split, "scheme": scheme, "data": str(data)})
+    outputs = EvaluationOutputs(out_dir=out_dir, results=results)
+
+    if extra_lead_times:
+        extra_scheme = "regular"  # identical target times in every sample
+        extra_ds = RadarSequenceDataset(
+            data,
+            split=split,
+            scheme=extra_scheme,
+            **{**ds_kwargs, "n_out": int(round(max(steps)))},
+        )
+        outputs.extra = evaluate_predictors(
+            predictors, extra_ds, batch_size, lead_times=leads, skip_failing=True, **common
+        )
+        outputs.extra.attrs.update({"split": split, "scheme": extra_scheme, "data": str(data)})
+        outputs.files.append(_write_netcdf(outputs.extra, out_dir / "results_extra.nc"))
+
+    outputs.files.append(_write_netcdf(results, out_dir / "results.nc"))
+    title = f"Evaluation: {split} split, {scheme} sampling"
+    md = to_markdown(results, title=title, extra=outputs.extra)
+    (out_dir / "results.md").write_text(md, encoding="utf-8")
+    outputs.files.append(out_dir / "results.md")
+    outputs.files.append(plot_skill(results, out_dir / "skill.png", title=title))
+
+    if perturb:
+        levels = None if perturb is True else perturb
+        n_robust = min(v for v in (max_samples, perturb_samples, len(dataset)) if v is not None)
+        outputs.robustness = evaluate_robustness(
+            predictors,
+            dataset,
+            batch_size,
+            levels=levels,
+            seed=seed,
+            **{**common, "max_samples": n_robust},
+        )
+        outputs.files.append(_write_netcdf(outputs.robustness, out_dir / "robustness.nc"))
+        (out_dir / "robustness.md").write_text(
+            robustness_to_markdown(outputs.robustness, f"Robustness: {split}, {scheme}"),
+            encoding="utf-8",
+        )
+        outputs.files.append(out_dir / "robustness.md")
+        outputs.files.append(plot_robustness(outputs.robustness, out_dir / "robustness.png"))
+    return outputs
