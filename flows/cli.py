@@ -9,7 +9,16 @@ from __future__ import annotations
 
 import typer
 
-from flows import _cli_archive, _cli_models, _cli_ops, _cli_resample, _cli_train
+from flows import (
+    _cli_archive,
+    _cli_dashboard,
+    _cli_evaluate,
+    _cli_ingest,
+    _cli_models,
+    _cli_ops,
+    _cli_resample,
+    _cli_train,
+)
 
 app = typer.Typer(
     name="nowcast",
@@ -19,7 +28,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _module in (_cli_archive, _cli_resample, _cli_models, _cli_train, _cli_ops):
+for _module in (
+    _cli_archive,
+    _cli_ingest,
+    _cli_resample,
+    _cli_models,
+    _cli_train,
+    _cli_evaluate,
+    _cli_ops,
+    _cli_dashboard,
+):
     _module.register(app)
 
 

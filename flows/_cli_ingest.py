@@ -1,0 +1,75 @@
+"""``nowcast ingest``: HKO-7 archive -> radar Zarr store, incremental and idempotent (C2)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``ingest`` subcommand to *app*."""
+
+    @app.command("ingest")
+    def ingest(
+        archive: Annotated[Path, typer.Argument(help="HKO-7 archive root (holds radarPNG/).")],
+        store: Annotated[Path, typer.Argument(help="Radar store to create or extend.")],
+        start: Annotated[
+            str | None, typer.Option("--start", help="First frame time (inclusive).")
+        ] = None,
+        end: Annotated[
+            str | None, typer.Option("--end", help="Last frame time (inclusive).")
+        ] = None,
+        workers: Annotated[
+            int | None, typer.Option("--workers", help="Local dask threads (default: CPUs).")
+        ] = None,
+        scheduler_address: Annotated[
+            str | None,
+            typer.Option("--scheduler-address", help="dask.distributed scheduler, tcp://..."),
+        ] = None,
+        batch_size: Annotated[
+            int, typer.Option("--batch-size", help="Frames per committed store version.")
+        ] = 512,
+        progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    ) -> None:
+        """Add ARCHIVE's frames (between --start and --end) to STORE.
+
+        Frames already in STORE are skipped, so re-running is safe and resumes an
+        interrupted ingest. Corrupt frames are listed and skipped. Prints the report as one
+        JSON line.
+        """
+        from pipeline.ingest import ingest_archive
+
+        try:
+            report = ingest_archive(
+                archive,
+                store,
+                start=start,
+                end=end,
+                workers=workers,
+                progress=progress,
+                scheduler_address=scheduler_address,
+                batch_size=batch_size,
+            )
+        except (ValueError, FileNotFoundError) as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(code=2) from err
+        for path, reason in report.corrupt:
+            typer.echo(f"skipped corrupt frame {path}: {reason}", err=True)
+        typer.echo(
+            json.dumps(
+                {
+                    "store": str(report.store),
+                    "frames_found": report.frames_found,
+                    "frames_written": report.frames_written,
+                    "skipped_existing": report.skipped_existing,
+                    "corrupt": len(report.corrupt),
+                    "seconds": round(report.seconds, 3),
+                    "frames_per_second": round(report.frames_per_second, 1),
+                    "commits": report.batches,
+                    "static_mask_used": report.static_mask_used,
+                }
+            )
+        )

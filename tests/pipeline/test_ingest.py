@@ -1,0 +1,353 @@
+"""Ingest of an HKO-7 archive into the versioned Zarr store (pipeline.ingest)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from pipeline import hko7
+from pipeline.ingest import ingest_archive
+from pipeline.store import TIME_CHUNK, create_store, current_version, open_store, validate_store
+from pipeline.units import pixel_to_dbz
+
+DAYS = ("2015-06-01", "2015-06-02", "2015-06-03")
+PER_DAY = 20  # not a multiple of TIME_CHUNK: days straddle chunks
+OFF_GRID = pd.Timestamp("2015-06-02 15:19")  # HKO-7 has a few of these
+NO_MASK = pd.Timestamp("2015-06-03 00:12")
+
+
+def _frame(t: pd.Timestamp) -> np.ndarray:
+    """Deterministic pixels: a ramp through all 256 values plus a blob moving with time."""
+    k = int((t - pd.Timestamp(DAYS[0])) / pd.Timedelta("1min"))
+    ramp = (np.arange(480 * 480) % 256).astype(np.uint8).reshape(480, 480)
+    out = ramp.copy()
+    c = 40 + (k // 6) % 400
+    out[200:260, c : c + 40] = (k * 7) % 256
+    return out
+
+
+def _frame_mask(t: pd.Timestamp) -> np.ndarray:
+    m = np.ones((480, 480), dtype=bool)
+    k = int((t - pd.Timestamp(DAYS[0])) / pd.Timedelta("6min"))
+    m[k % 480, :] = False
+    return m
+
+
+OUTLIER = np.zeros((480, 480), dtype=np.uint8)
+OUTLIER[100:110, 300:310] = 1
+BOUNDARY = np.zeros((480, 480), dtype=np.uint8)
+BOUNDARY[:, :3] = 1
+
+
+def _times() -> list[pd.Timestamp]:
+    out = []
+    for d in DAYS:
+        out += [pd.Timestamp(d) + i * pd.Timedelta("6min") for i in range(PER_DAY)]
+    out.append(OFF_GRID)
+    return list(pd.DatetimeIndex(sorted(out)).astype("datetime64[ns]"))
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("hko7")
+    for t in _times():
+        hko7.write_frame(hko7.frame_path(root, t), _frame(t))
+        if t != NO_MASK:
+            hko7.write_mask(hko7.mask_path(root, t), _frame_mask(t))
+    hko7.write_static_masks(root, OUTLIER, BOUNDARY)
+    return root
+
+
+@pytest.fixture(scope="module")
+def clean_store(archive, tmp_path_factory) -> Path:
+    store = tmp_path_factory.mktemp("clean") / "radar"
+    report = ingest_archive(archive, store, progress=False)
+    assert report.frames_written == len(_times())
+    return store
+
+
+def _tree(store: Path) -> dict[str, bytes]:
+    """Every file of the committed version, by relative path."""
+    root = current_version(store)
+    out = {}
+    for d, _, files in os.walk(root):
+        for f in files:
+            p = Path(d) / f
+            out[str(p.relative_to(root))] = p.read_bytes()
+    return out
+
+
+def _assert_same_store(a: Path, b: Path) -> None:
+    xr.testing.assert_identical(open_store(a).load(), open_store(b).load())
+    ta, tb = _tree(a), _tree(b)
+    assert sorted(ta) == sorted(tb)
+    differing = [k for k in ta if ta[k] != tb[k]]
+    assert differing == []
+
+
+def test_ingest_times_values_masks_and_attributes(clean_store):
+    ds = open_store(clean_store)
+    validate_store(ds, name=str(clean_store))
+    expected = pd.DatetimeIndex(_times(), name="time").astype("datetime64[ns]")
+    pd.testing.assert_index_equal(ds.indexes["time"], expected)
+    assert ds["time"].dtype == np.dtype("datetime64[ns]")
+    refl = ds["reflectivity"].values
+    mask = ds["mask"].values
+    assert refl.dtype == np.float32
+    exclude = (OUTLIER | BOUNDARY).astype(bool)
+    for i, t in enumerate(expected):
+        np.testing.assert_array_equal(refl[i], pixel_to_dbz(_frame(t)).astype(np.float32))
+        want_mask = (np.ones((480, 480), bool) if t == NO_MASK else _frame_mask(t)) & ~exclude
+        np.testing.assert_array_equal(mask[i], want_mask)
+    # Exact CF decoding of every pixel value: 0 -> -10 dBZ, 255 -> 60 dBZ.
+    assert refl[0].min() == np.float32(-10.0)
+    assert refl[0].max() == np.float32(60.0)
+    enc = ds["reflectivity"].encoding
+    assert enc["dtype"] == np.uint8
+    assert enc["scale_factor"] == 70 / 255
+    assert enc["add_offset"] == -10.0
+    attrs = ds["reflectivity"].attrs
+    assert attrs["units"] == "dBZ"
+    assert attrs["standard_name"] == "equivalent_reflectivity_factor"
+    assert enc["grid_mapping"] == "crs"  # decode_coords="all" moves it to the encoding
+    assert ds.attrs["Conventions"] == "CF-1.10"
+    assert ds["crs"].attrs["grid_mapping_name"] == "azimuthal_equidistant"
+    assert "crs" in ds.coords and "lat" in ds.coords
+    assert ds["mask"].encoding["chunks"][0] == TIME_CHUNK
+
+
+def test_reingest_writes_nothing_and_leaves_every_file_unchanged(archive, clean_store, tmp_path):
+    store = tmp_path / "again"
+    shutil.copytree(clean_store, store)
+    before = _tree(store)
+    report = ingest_archive(archive, store, progress=False)
+    assert (report.frames_written, report.skipped_existing) == (0, len(_times()))
+    assert report.batches == 0
+    assert _tree(store) == before
+    _assert_same_store(store, clean_store)
+
+
+def test_days_out_of_order_give_the_same_store_as_in_order(archive, clean_store, tmp_path):
+    store = tmp_path / "shuffled"
+    written = 0
+    for day in (DAYS[2], DAYS[0], DAYS[1]):
+        end = pd.Timestamp(day) + pd.Timedelta("23:59:59")
+        written += ingest_archive(archive, store, start=day, end=end, progress=False).frames_written
+    assert written == len(_times())
+    _assert_same_store(store, clean_store)
+
+
+def test_small_batches_inserted_mid_chunk_give_the_same_store(archive, clean_store, tmp_path):
+    store = tmp_path / "batches"
+    ingest_archive(archive, store, start="2015-06-02 12:00", progress=False, batch_size=7)
+    ingest_archive(archive, store, end="2015-06-01 01:00", progress=False, batch_size=5)
+    report = ingest_archive(archive, store, progress=False, batch_size=16)
+    assert report.skipped_existing > 0
+    _assert_same_store(store, clean_store)
+
+
+T_BAD_PNG, T_BAD_MASK = pd.Timestamp("2015-06-01 00:30"), pd.Timestamp("2015-06-02 01:00")
+
+
+@pytest.fixture(scope="module")
+def bad_archive(archive, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("bad") / "archive"
+    shutil.copytree(archive, root)
+    png = hko7.frame_path(root, T_BAD_PNG)
+    png.write_bytes(png.read_bytes()[:500])  # truncated
+    hko7.mask_path(root, T_BAD_MASK).write_bytes(b"not zlib at all")
+    return root
+
+
+@pytest.fixture(scope="module")
+def bad_store(bad_archive, tmp_path_factory) -> tuple[Path, object]:
+    store = tmp_path_factory.mktemp("badstore") / "store"
+    return store, ingest_archive(bad_archive, store, progress=False, batch_size=16)
+
+
+def test_corrupt_frame_and_mask_are_reported_and_skipped(bad_archive, bad_store, clean_store):
+    store, report = bad_store
+    png = str(hko7.frame_path(bad_archive, T_BAD_PNG))
+    msk = str(hko7.mask_path(bad_archive, T_BAD_MASK))
+    bad = dict(report.corrupt)
+    assert sorted(bad) == sorted([png, msk])
+    assert "truncated" in bad[png] or "corrupt" in bad[png]
+    assert "zlib" in bad[msk]
+    assert report.frames_written == len(_times()) - 2
+    ds = open_store(store)
+    times = ds.indexes["time"]
+    assert T_BAD_PNG not in times and T_BAD_MASK not in times
+    assert len(times) == len(_times()) - 2
+    # every other frame is in its sorted place with its pixels and mask
+    expected = open_store(clean_store).drop_sel(time=[T_BAD_PNG, T_BAD_MASK])
+    xr.testing.assert_identical(ds.load(), expected.load())
+
+
+def test_bad_arguments_raise_value_errors(archive, tmp_path):
+    with pytest.raises(ValueError, match="batch_size"):
+        ingest_archive(archive, tmp_path / "s", batch_size=0)
+    with pytest.raises(ValueError, match="workers"):
+        ingest_archive(archive, tmp_path / "s", workers=0)
+    with pytest.raises(ValueError, match="radarPNG"):
+        ingest_archive(tmp_path, tmp_path / "s")
+    not_a_store = tmp_path / "occupied"
+    not_a_store.mkdir()
+    (not_a_store / "notes.txt").write_text("hello")
+    with pytest.raises(ValueError, match="occupied"):
+        ingest_archive(archive, not_a_store)
+    small = create_store(tmp_path / "small", size=32)
+    with pytest.raises(ValueError, match="32 x 32"):
+        ingest_archive(archive, small)
+
+
+_KILLABLE = """
+import sys, time
+import pipeline.ingest as ing
+_orig = ing._write_chunk
+def _slow(*args, **kwargs):
+    n = _orig(*args, **kwargs)
+    time.sleep(0.15)
+    return n
+ing._write_chunk = _slow
+ing.ingest_archive(sys.argv[1], sys.argv[2], progress=False, batch_size=16, workers=1)
+"""
+
+
+def test_sigkill_mid_ingest_leaves_an_openable_store_that_resumes(archive, clean_store, tmp_path):
+    store = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-c", _KILLABLE, str(archive), str(store)])
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                current = (store / "CURRENT").read_text().strip()
+                partial = list(store.glob(".v*.partial"))
+                # at least two batches committed and the next one being written
+                if current >= "v000003.zarr" and partial and any(partial[0].rglob("c/*/0/0")):
+                    break
+            except OSError:  # not created yet, or renamed while we looked
+                pass
+            assert proc.poll() is None, "ingest finished before it could be killed"
+            time.sleep(0.02)
+        else:
+            pytest.fail("ingest never reached a mid-batch state")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    # (almost always the kill lands inside a batch and leaves a .vNNNNNN.partial behind;
+    # rarely just after its rename: both must resume the same way)
+
+    ds = open_store(store)  # opens: the committed version is complete
+    validate_store(ds)
+    n = ds.sizes["time"]
+    assert 0 < n < len(_times()) and n % 16 == 0
+    pd.testing.assert_index_equal(
+        ds.indexes["time"], pd.DatetimeIndex(_times()[:n], name="time").astype("datetime64[ns]")
+    )
+
+    report = ingest_archive(archive, store, progress=False)
+    assert (report.skipped_existing, report.frames_written) == (n, len(_times()) - n)
+    assert not list(store.glob(".v*.partial"))
+    _assert_same_store(store, clean_store)
+
+
+def test_dask_distributed_scheduler_gives_the_same_store(bad_archive, bad_store, tmp_path):
+    distributed = pytest.importorskip("dask.distributed")
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0"
+    ) as cluster:
+        report = ingest_archive(
+            bad_archive,
+            tmp_path / "dist",
+            progress=False,
+            scheduler_address=cluster.scheduler_address,
+            batch_size=32,
+        )
+    assert sorted(report.corrupt) == sorted(bad_store[1].corrupt)
+    assert report.frames_written == len(_times()) - 2
+    _assert_same_store(tmp_path / "dist", bad_store[0])
+
+
+def test_direct_chunk_encoding_is_byte_identical_to_zarr(tmp_path):
+    import zarr
+
+    from pipeline.ingest import _put_chunk
+    from pipeline.store import StoreWriter, create_store
+
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, (TIME_CHUNK + 5, 480, 480), dtype=np.uint8)
+    pixels[:, :200] = 0
+    masks = pixels > 100
+    trees = []
+    for how in ("direct", "zarr"):
+        store = create_store(tmp_path / how)
+        with StoreWriter(store) as w:
+            g = w.prepare(first_time_chunk=0, length=pixels.shape[0])
+            for name, data in (("reflectivity", pixels), ("mask", masks)):
+                for s in (0, TIME_CHUNK):  # a full chunk, then a partial one
+                    block = data[s : s + TIME_CHUNK]
+                    if how == "direct":
+                        _put_chunk(str(w.partial_dir / name), s, np.ascontiguousarray(block))
+                    else:
+                        zarr.open_array(w.partial_dir / name, mode="r+")[s : s + len(block)] = block
+            g["time"][:] = np.arange(pixels.shape[0]) * 360
+            w.commit()
+        trees.append(_tree(store))
+    assert sorted(trees[0]) == sorted(trees[1])
+    assert [k for k in trees[0] if trees[0][k] != trees[1][k]] == []
+
+
+def test_cli_ingest_prints_a_json_report_and_rejects_a_non_archive(archive, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    runner = CliRunner()
+    store = tmp_path / "cli"
+    res = runner.invoke(
+        app, ["ingest", str(archive), str(store), "--no-progress", "--end", DAYS[0]]
+    )
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["frames_written"] == 1  # --end is inclusive: midnight only
+    assert summary["static_mask_used"] is True
+    assert open_store(store).sizes["time"] == 1
+    bad = runner.invoke(app, ["ingest", str(tmp_path), str(tmp_path / "s2"), "--no-progress"])
+    assert bad.exit_code == 2
+    assert "radarPNG" in bad.output
+
+
+_ONE_DAY = """
+import sys
+from pipeline.ingest import ingest_archive
+ingest_archive(sys.argv[1], sys.argv[2], start=sys.argv[3], end=sys.argv[3] + " 23:59:59",
+               progress=False, workers=1)
+"""
+
+
+def test_concurrent_ingests_into_a_new_store_are_serialised(archive, clean_store, tmp_path):
+    store = tmp_path / "shared"  # does not exist yet: both processes race to create it
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _ONE_DAY, str(archive), str(store), day])
+        for day in (DAYS[2], DAYS[0])
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    assert open_store(store).sizes["time"] == 2 * PER_DAY
+    ingest_archive(archive, store, progress=False)
+    _assert_same_store(store, clean_store)
