@@ -1,9 +1,356 @@
-"""Subcommands of the ``nowcast`` CLI for this area (see :mod:`flows.cli`)."""
+"""Operations subcommands of the ``nowcast`` CLI (see :mod:`flows.cli`).
+
+``demo``, ``serve``, ``replay``, ``forecast``, ``publish``, and ``flow <name>`` to run a
+step of the pipeline as a Prefect flow (``ingest``, ``resample``, ``train``,
+``evaluate``, ``forecast``, ``publish``). Every command applies the offline Prefect
+settings (:mod:`flows._prefect_env`) with ``PREFECT_HOME`` inside the directory it was
+given (work directory, site, or output) before Prefect is imported.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+_LEADS_HELP = "Comma-separated lead times in minutes (default every 6 min to 60)."
+_WORKDIR_HELP = (
+    "Directory for Prefect's home (.prefect: database, server log) and caches; "
+    "default: the current directory. Kept out of the site, which is published."
+)
+
+
+def _parse_leads(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as err:
+        raise typer.BadParameter(f"--leads must be integers like 6,12,18; got {text!r}") from err
+
+
+def _check_one_predictor(run: Path | None, baseline: str | None) -> None:
+    if (run is None) == (baseline is None):
+        raise typer.BadParameter("give exactly one of --run RUN_DIR and --baseline NAME")
+
+
+def demo(
+    workdir: Path = typer.Option(
+        ..., "--workdir", help="Directory for everything the demo writes."
+    ),
+    days: int = typer.Option(8, help="Days of synthetic radar (8: 6 train, 1 valid, 1 test)."),
+    seed: int = typer.Option(0, help="Seed of the synthetic archive."),
+    model: str = typer.Option("trajgru", help="Model to train (nowcast.models.MODEL_NAMES)."),
+    config: str = typer.Option("small", help="Model configuration."),
+    train_minutes: float = typer.Option(3.5, help="Training time budget in minutes."),
+    eval_samples: int = typer.Option(96, help="Test sequences per predictor (0 = all)."),
+) -> None:
+    """Run the whole pipeline on a synthetic archive and build the dashboard."""
+    from flows._prefect_env import configure
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    configure(workdir)
+    from flows.demo import demo_flow
+
+    summary = demo_flow(
+        str(workdir.resolve()),
+        days=days,
+        seed=seed,
+        model=model,
+        config=config,
+        train_minutes=train_minutes,
+        eval_samples=eval_samples or None,
+    )
+    table = Path(summary["results_table"])
+    typer.echo("")
+    if table.is_file():
+        typer.echo(table.read_text(encoding="utf-8"))
+    for issue, status, reason in summary["cycles"]:
+        typer.echo(f"forecast {issue}: {status}{' (' + reason + ')' if reason else ''}")
+    typer.echo(f"timings (s): {summary['timings_s']}")
+    typer.echo(f"results table: {summary['results_table']}")
+    typer.echo(f"dashboard:     {summary['dashboard']}")
+    typer.echo(f"  (view it with: nowcast dashboard {summary['site']} --serve)")
+
+
+def serve(
+    store: Path = typer.Option(..., "--store", help="Radar store to forecast from."),
+    site: Path = typer.Option(..., "--site", help="Site directory to publish into."),
+    run: Path | None = typer.Option(None, "--run", help="Trained run directory."),
+    baseline: str | None = typer.Option(None, "--baseline", help="Baseline name, e.g. pysteps."),
+    interval: float = typer.Option(6.0, "--interval", help="Minutes between runs."),
+    leads: str | None = typer.Option(None, "--leads", help=_LEADS_HELP),
+    clock: str = typer.Option("store", help="Issue time from the newest 'store' frame or 'wall'."),
+    max_missing: int = typer.Option(2, help="Most consecutive missing input frames accepted."),
+    workdir: Path = typer.Option(Path("."), "--workdir", help=_WORKDIR_HELP),
+) -> None:
+    """Forecast on a schedule with Prefect's flow.serve (Ctrl-C to stop).
+
+    Starts a local Prefect server (scheduler on, UI off) unless PREFECT_API_URL is set.
+    """
+    _check_one_predictor(run, baseline)
+    from flows._prefect_env import configure
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    configure(workdir)
+    from flows.serve import serve_forecasts
+
+    serve_forecasts(
+        store,
+        site,
+        run=run,
+        baseline=baseline,
+        interval_minutes=interval,
+        lead_minutes=_parse_leads(leads),
+        clock=clock,
+        max_consecutive_missing=max_missing,
+    )
+
+
+def replay(
+    archive: Path = typer.Argument(..., help="HKO-7 archive to play."),
+    store: Path = typer.Argument(..., help="Radar store fed frame by frame."),
+    speed: float = typer.Option(60.0, help="Simulated seconds per second (0 = no waiting)."),
+    start: str | None = typer.Option(None, help="First time to replay."),
+    end: str | None = typer.Option(None, help="Last time to replay."),
+    site: Path | None = typer.Option(None, "--site", help="Also forecast into this site."),
+    run: Path | None = typer.Option(None, "--run", help="Trained run (with --site)."),
+    baseline: str | None = typer.Option(None, "--baseline", help="Baseline (with --site)."),
+    leads: str | None = typer.Option(None, "--leads", help=_LEADS_HELP),
+    every: int = typer.Option(1, help="Run a forecast cycle every N ticks (6 min each)."),
+    workdir: Path = typer.Option(Path("."), "--workdir", help=_WORKDIR_HELP),
+) -> None:
+    """Feed an archive into a store as if live; optionally forecast at each simulated time."""
+    if site is not None:
+        _check_one_predictor(run, baseline)
+    if every < 1:
+        raise typer.BadParameter(f"--every must be >= 1, got {every}")
+    from flows._prefect_env import configure
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    configure(workdir)
+    from flows.serve import replay_archive, run_forecast_cycle
+
+    on_tick = None
+    if site is not None:
+        ticks = {"n": 0}
+        lead_minutes = _parse_leads(leads)
+
+        def on_tick(now):
+            ticks["n"] += 1
+            if (ticks["n"] - 1) % every:
+                return None
+            res = run_forecast_cycle(
+                store, site, run=run, baseline=baseline, now=now, lead_minutes=lead_minutes
+            )
+            typer.echo(f"{res['issue_time']}: {res['status']} {res['reason']}")
+            return res
+
+    report = replay_archive(archive, store, speed=speed, start=start, end=end, on_tick=on_tick)
+    typer.echo(
+        f"replayed {report.ticks} ticks ({report.start} .. {report.end}), "
+        f"{report.frames_ingested} frames ingested, {len(report.corrupt)} corrupt skipped, "
+        f"{report.seconds:.1f} s"
+    )
+
+
+def forecast(
+    store: Path = typer.Option(..., "--store", help="Radar store."),
+    out: Path = typer.Option(..., "--out", help="Forecast NetCDF file to write."),
+    issue_time: str | None = typer.Option(None, help="Issue time (default: newest frame)."),
+    run: Path | None = typer.Option(None, "--run", help="Trained run directory."),
+    baseline: str | None = typer.Option(None, "--baseline", help="Baseline name."),
+    leads: str | None = typer.Option(None, "--leads", help=_LEADS_HELP),
+    in_frames: int | None = typer.Option(None, help="Input frames (baselines; default 5)."),
+    image_size: int | None = typer.Option(None, help="Grid side (baselines; default store)."),
+) -> None:
+    """Make one forecast (no Prefect) and write it as CF NetCDF."""
+    _check_one_predictor(run, baseline)
+    from flows._prefect_env import configure
+
+    configure(out.parent)
+    from flows.forecast import DEFAULT_LEADS, resolve_issue_time
+    from flows.products import write_forecast_netcdf
+    from nowcast.forecast import baseline_predictor, make_forecast, run_predictor
+
+    if run is not None:
+        pred = run_predictor(run)
+    else:
+        pred = baseline_predictor(baseline, in_frames=in_frames or 5, image_size=image_size)
+    issue = resolve_issue_time(str(store), now=issue_time)
+    fc = make_forecast(pred, str(store), issue, _parse_leads(leads) or list(DEFAULT_LEADS))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_forecast_netcdf(fc, out)
+    typer.echo(f"forecast issued {issue} by {pred.name} -> {out}")
+
+
+def publish(
+    forecast_nc: Path = typer.Argument(..., help="Forecast NetCDF (nowcast forecast --out)."),
+    store: Path = typer.Option(..., "--store", help="Radar store with the observations."),
+    site: Path = typer.Option(..., "--site", help="Site directory."),
+    keep_runs: int = typer.Option(24, help="Runs kept in the site."),
+) -> None:
+    """Publish a forecast file (maps, loop, NetCDF, dashboard) into a site (no Prefect)."""
+    from flows._prefect_env import configure
+
+    configure(Path("."))
+    from flows.publish import publish_file
+
+    typer.echo(publish_file(forecast_nc, store, site, keep_runs=keep_runs))
+
+
+# --------------------------------------------------------------------------- nowcast flow ...
+
+flow_app = typer.Typer(
+    help="Run a pipeline step as a Prefect flow (local temporary server).",
+    no_args_is_help=True,
+)
+
+
+@flow_app.command("ingest")
+def flow_ingest(
+    archive: Path = typer.Argument(..., help="HKO-7 archive."),
+    store: Path = typer.Argument(..., help="Radar store (created when missing)."),
+    start: str | None = typer.Option(None, help="First time."),
+    end: str | None = typer.Option(None, help="Last time."),
+    address: str | None = typer.Option(None, help="Existing dask scheduler address."),
+    workers: int = typer.Option(2, help="Local dask workers (no --address)."),
+) -> None:
+    """Ingest an archive, one dask task per day."""
+    from flows._prefect_env import configure
+
+    store.parent.mkdir(parents=True, exist_ok=True)
+    configure(store.parent)
+    from flows.ingest import ingest_flow, make_task_runner
+
+    runner = make_task_runner(address=address, n_workers=workers)
+    res = ingest_flow.with_options(task_runner=runner)(str(archive), str(store), start, end)
+    typer.echo(f"{res['frames_written']} frames written, {len(res['corrupt'])} corrupt skipped")
+
+
+@flow_app.command("resample")
+def flow_resample(
+    src: Path = typer.Argument(..., help="Ingest store."),
+    dst: Path = typer.Argument(..., help="Resampled store to write."),
+    size: int = typer.Option(80, help="Grid side."),
+    cadence: str = typer.Option("6min", help="Time grid step."),
+) -> None:
+    """Resample a store onto a regular time grid and a coarser grid."""
+    from flows._prefect_env import configure
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    configure(dst.parent)
+    from flows.resample import resample_flow
+
+    typer.echo(resample_flow(str(src), str(dst), size=size, cadence=cadence))
+
+
+@flow_app.command("train")
+def flow_train(
+    model: str = typer.Option(..., "--model", help="Model name."),
+    data: Path = typer.Option(..., "--data", help="Resampled store."),
+    out: Path = typer.Option(..., "--out", help="Run directory."),
+    config: str = typer.Option("small", "--config", help="Configuration."),
+    scheme: str = typer.Option("regular", help="Sampling scheme."),
+    time_budget_minutes: float | None = typer.Option(None, help="Wall-clock budget."),
+    epochs: int | None = typer.Option(None, help="Max epochs."),
+    seed: int = typer.Option(0, help="Seed."),
+) -> None:
+    """Train a model."""
+    from flows._prefect_env import configure
+
+    out.mkdir(parents=True, exist_ok=True)
+    configure(out)
+    from flows.train import train_flow
+
+    typer.echo(
+        train_flow(
+            model,
+            config,
+            str(data),
+            str(out),
+            scheme=scheme,
+            epochs=epochs,
+            time_budget_minutes=time_budget_minutes,
+            seed=seed,
+        )
+    )
+
+
+@flow_app.command("evaluate")
+def flow_evaluate(
+    data: Path = typer.Option(..., "--data", help="Resampled store."),
+    run: Path | None = typer.Option(None, "--run", help="Run directory (none: baselines)."),
+    out: Path | None = typer.Option(None, "--out", help="Output dir (required without --run)."),
+    split: str = typer.Option("test", help="Split."),
+    scheme: str = typer.Option("regular", help="Sampling scheme."),
+    max_samples: int | None = typer.Option(None, help="Sequences per predictor."),
+) -> None:
+    """Evaluate a run and the persistence and pysteps baselines."""
+    from flows._prefect_env import configure
+
+    home = out if out is not None else (run if run is not None else Path.cwd())
+    home.mkdir(parents=True, exist_ok=True)
+    configure(home)
+    from flows.evaluate import evaluate_flow
+
+    res = evaluate_flow(
+        None if run is None else str(run),
+        str(data),
+        split,
+        scheme,
+        out_dir=None if out is None else str(out),
+        max_samples=max_samples,
+    )
+    typer.echo(f"results: {res['table']}")
+
+
+@flow_app.command("forecast")
+def flow_forecast(
+    store: Path = typer.Option(..., "--store", help="Radar store."),
+    site: Path = typer.Option(..., "--site", help="Site directory."),
+    run: Path | None = typer.Option(None, "--run", help="Trained run directory."),
+    baseline: str | None = typer.Option(None, "--baseline", help="Baseline name."),
+    now: str | None = typer.Option(None, help="Issue at this time (default newest frame)."),
+    leads: str | None = typer.Option(None, "--leads", help=_LEADS_HELP),
+    workdir: Path = typer.Option(Path("."), "--workdir", help=_WORKDIR_HELP),
+) -> None:
+    """One forecast cycle: forecast, verify earlier forecasts, publish."""
+    _check_one_predictor(run, baseline)
+    from flows._prefect_env import configure
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    configure(workdir)
+    from flows.serve import run_forecast_cycle
+
+    res = run_forecast_cycle(
+        store, site, run=run, baseline=baseline, now=now, lead_minutes=_parse_leads(leads)
+    )
+    typer.echo(f"{res['issue_time']}: {res['status']} {res['reason']}")
+
+
+@flow_app.command("publish")
+def flow_publish(
+    forecast_nc: Path = typer.Argument(..., help="Forecast NetCDF."),
+    store: Path = typer.Option(..., "--store", help="Radar store."),
+    site: Path = typer.Option(..., "--site", help="Site directory."),
+    workdir: Path = typer.Option(Path("."), "--workdir", help=_WORKDIR_HELP),
+) -> None:
+    """Publish a forecast file into a site."""
+    from flows._prefect_env import configure
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    configure(workdir)
+    from flows.publish import publish_flow
+
+    typer.echo(publish_flow(str(forecast_nc), str(store), str(site)))
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's subcommands to *app*."""
+    app.command("demo")(demo)
+    app.command("serve")(serve)
+    app.command("replay")(replay)
+    app.command("forecast")(forecast)
+    app.command("publish")(publish)
+    app.add_typer(flow_app, name="flow")

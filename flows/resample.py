@@ -1,0 +1,35 @@
+"""Prefect flow: resample the ingest store onto a regular time grid and a coarser grid.
+
+Thin over :func:`pipeline.resample.resample_store` (one compute task, no retries).
+"""
+
+from __future__ import annotations
+
+from flows._prefect_env import configure
+
+configure()
+
+from prefect import flow, get_run_logger, task  # noqa: E402
+
+__all__ = ["resample_flow", "resample_task"]
+
+
+@task(name="resample-store")
+def resample_task(
+    src: str, dst: str, size: int = 80, cadence: str = "6min", tolerance: str = "2min"
+) -> dict:
+    """Resample *src* (C2 store) into *dst* (C3 store); returns the report summary."""
+    from pipeline.resample import resample_store
+
+    report = resample_store(src, dst, size=size, cadence=cadence, tolerance=tolerance)
+    return report.summary()
+
+
+@flow(name="resample")
+def resample_flow(
+    src: str, dst: str, size: int = 80, cadence: str = "6min", tolerance: str = "2min"
+) -> dict:
+    """Resample *src* into *dst* at ``size x size`` and *cadence*; returns the summary."""
+    summary = resample_task(src, dst, size=size, cadence=cadence, tolerance=tolerance)
+    get_run_logger().info("resampled %s -> %s: %s", src, dst, summary)
+    return summary

@@ -1,0 +1,362 @@
+"""Scheduled forecast runs (``flow.serve``) and replay of an archive as a live feed.
+
+Scheduled runs
+--------------
+:func:`serve_forecasts` deploys :func:`flows.forecast.forecast_flow` on an interval
+(6 minutes, the radar cadence) with Prefect's ``flow.serve``: a long-running process that
+creates a flow run at every tick and runs it. Schedules need a Prefect server with its
+scheduler service: Prefect's temporary in-process server does not schedule ("Cannot
+schedule flows on an ephemeral server"). Unless ``PREFECT_API_URL`` names a server,
+:func:`local_prefect_server` starts ``prefect server start`` (127.0.0.1, a free port, no
+UI, database under ``PREFECT_HOME``) for the lifetime of the command and stops it after
+``serve`` has stopped. Each run forecasts from the newest frames
+of the store, skips cleanly when the input window has too many missing frames or no new
+frame arrived, publishes the products and verifies earlier forecasts (see
+:mod:`flows.forecast`). Stop it with Ctrl-C / SIGTERM.
+
+Replay
+------
+There is no live radar here, so :func:`replay_archive` plays an HKO-7 archive into the
+store frame by frame: a simulated clock starts at the archive's first frame and advances
+``step_minutes`` per tick; at each tick the frames whose time has "arrived" are ingested
+(:func:`pipeline.ingest.ingest_archive` with ``start``/``end``), then ``on_tick(now)`` is
+called, e.g. :func:`run_forecast_cycle` at the simulated time, and the replay sleeps so
+that simulated time runs ``speed`` times faster than the wall clock (``speed=0``: no
+sleeping). Run ``nowcast replay`` to feed a store while ``nowcast serve`` forecasts from
+it, or give ``nowcast replay`` a site to run the forecast cycles itself at simulated
+issue times.
+"""
+
+from __future__ import annotations
+
+from flows._prefect_env import configure
+
+configure()
+
+import contextlib  # noqa: E402
+import datetime as dt  # noqa: E402
+import os  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import urllib.request  # noqa: E402
+from collections.abc import Callable, Iterator, Sequence  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pandas as pd  # noqa: E402
+
+__all__ = [
+    "ReplayReport",
+    "local_prefect_server",
+    "replay_archive",
+    "run_forecast_cycle",
+    "serve_forecasts",
+]
+
+
+@dataclass
+class ReplayReport:
+    """What :func:`replay_archive` did.
+
+    Attributes
+    ----------
+    ticks : int
+        Simulated clock ticks.
+    frames_ingested : int
+        Frames written into the store.
+    corrupt : list of (str, str)
+        Frames reported unreadable by ingest (path, reason), skipped.
+    results : list
+        Return values of ``on_tick`` (one per tick it was called).
+    start, end : pandas.Timestamp
+        Simulated time of the first and last tick.
+    seconds : float
+        Wall-clock duration.
+    """
+
+    ticks: int = 0
+    frames_ingested: int = 0
+    corrupt: list = field(default_factory=list)
+    results: list = field(default_factory=list)
+    start: pd.Timestamp | None = None
+    end: pd.Timestamp | None = None
+    seconds: float = 0.0
+
+
+def replay_archive(
+    archive: str | Path,
+    store: str | Path,
+    *,
+    speed: float = 60.0,
+    start: object = None,
+    end: object = None,
+    step_minutes: float = 6.0,
+    on_tick: Callable[[pd.Timestamp], object] | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ReplayReport:
+    """Feed *archive* into *store* as if the frames arrived live, *speed* x faster.
+
+    Parameters
+    ----------
+    archive : path
+        HKO-7 archive root.
+    store : path
+        Radar store (created by ingest when missing).
+    speed : float
+        Simulated seconds per wall-clock second (60: an hour of radar in a minute);
+        0 replays as fast as possible.
+    start, end : timestamp-like, optional
+        Part of the archive to replay (inclusive).
+    step_minutes : float
+        Simulated minutes per tick.
+    on_tick : callable, optional
+        Called with the simulated time after each tick's frames are in the store; its
+        return values are collected in :attr:`ReplayReport.results`.
+    workers : int, optional
+        Decoding threads for ingest.
+    progress : bool
+        Show a tqdm bar over ticks.
+    sleep : callable
+        Sleep function (tests may pass a no-op).
+
+    Returns
+    -------
+    ReplayReport
+
+    Raises
+    ------
+    ValueError
+        Negative speed, non-positive step, or no frame in the requested range.
+    """
+    from tqdm.auto import tqdm
+
+    from pipeline.hko7 import discover_frames
+    from pipeline.ingest import ingest_archive
+
+    if not speed >= 0:
+        raise ValueError(f"speed must be >= 0 (0 = as fast as possible), got {speed!r}")
+    if not step_minutes > 0:
+        raise ValueError(f"step_minutes must be > 0, got {step_minutes!r}")
+    t_wall = time.perf_counter()
+    frames = discover_frames(archive, start=start, end=end)
+    if frames.empty:
+        raise ValueError(f"no frame in archive {archive} between {start} and {end}")
+    times = pd.DatetimeIndex(frames.index)
+    step = pd.Timedelta(minutes=step_minutes)
+    first = times[0].ceil(step)
+    n_ticks = int((times[-1] - first) / step) + 1
+    if times[-1] > first + (n_ticks - 1) * step:
+        n_ticks += 1
+    report = ReplayReport(start=first)
+    done_until: pd.Timestamp | None = None
+    bar = tqdm(total=n_ticks, desc="replay", unit="tick", disable=not progress)
+    for k in range(n_ticks):
+        tick_wall = time.perf_counter()
+        now = first + k * step
+        new = times <= now if done_until is None else (times > done_until) & (times <= now)
+        if new.any():
+            t0 = times[new][0]
+            rep = ingest_archive(archive, store, start=t0, end=now, workers=workers, progress=False)
+            report.frames_ingested += int(rep.frames_written)
+            report.corrupt.extend((str(p), str(r)) for p, r in rep.corrupt)
+        done_until = now
+        if on_tick is not None:
+            report.results.append(on_tick(now))
+        report.ticks += 1
+        report.end = now
+        bar.update(1)
+        bar.set_postfix(now=now.strftime("%Y-%m-%d %H:%M"), frames=report.frames_ingested)
+        if speed > 0 and k < n_ticks - 1:
+            wait = step.total_seconds() / speed - (time.perf_counter() - tick_wall)
+            if wait > 0:
+                sleep(wait)
+    bar.close()
+    report.seconds = time.perf_counter() - t_wall
+    return report
+
+
+def _flow_parameters(
+    store: str | Path,
+    site: str | Path,
+    run: str | Path | None,
+    baseline: str | None,
+    lead_minutes: Sequence[int] | None,
+    **extra: object,
+) -> dict:
+    from flows.forecast import DEFAULT_LEADS, ForecastSettings
+
+    # validate early (exactly one of run / baseline, clock name, ...)
+    ForecastSettings(
+        store=str(store),
+        site=str(site),
+        run=None if run is None else str(run),
+        baseline=baseline,
+        **{k: v for k, v in extra.items() if k in ("clock", "max_consecutive_missing")},
+    )
+    params = {
+        "store": str(Path(store).resolve()),
+        "site": str(Path(site).resolve()),
+        "run": None if run is None else str(Path(run).resolve()),
+        "baseline": baseline,
+        "lead_minutes": [int(v) for v in (lead_minutes or DEFAULT_LEADS)],
+    }
+    params.update({k: v for k, v in extra.items() if v is not None})
+    return params
+
+
+def run_forecast_cycle(
+    store: str | Path,
+    site: str | Path,
+    *,
+    run: str | Path | None = None,
+    baseline: str | None = None,
+    now: object = None,
+    lead_minutes: Sequence[int] | None = None,
+    **options: object,
+) -> dict:
+    """Run the Prefect forecast flow once, at simulated time *now* (the replay clock).
+
+    Parameters
+    ----------
+    store, site : path
+        Radar store and site directory.
+    run, baseline :
+        Exactly one: a trained run directory or a baseline name.
+    now : timestamp-like, optional
+        Simulated current time; ``None`` = the flow's clock (newest store frame).
+    lead_minutes : sequence of int, optional
+        Lead times (default :data:`flows.forecast.DEFAULT_LEADS`).
+    **options
+        Other parameters of :func:`flows.forecast.forecast_flow` (``in_frames``,
+        ``image_size``, ``max_consecutive_missing``, ``n_obs_frames``, ...).
+
+    Returns
+    -------
+    dict
+        The flow's result: ``status`` ``ok`` or ``skipped``, ``reason``, ``run_dir``...
+    """
+    from flows.forecast import forecast_flow
+
+    params = _flow_parameters(store, site, run, baseline, lead_minutes, **options)
+    if now is not None:
+        params["now"] = pd.Timestamp(now).isoformat()
+    return forecast_flow(**params)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def local_prefect_server(startup_timeout: float = 120.0) -> Iterator[str]:
+    """A Prefect server with its scheduler for the duration of the block; yields the API URL.
+
+    When ``PREFECT_API_URL`` is set, that server is used and nothing is started.
+    Otherwise ``python -m prefect server start --host 127.0.0.1 --port <free> --no-ui``
+    runs as a child process (its log in ``$PREFECT_HOME/server.log``) and is terminated
+    when the block exits.
+
+    Raises
+    ------
+    RuntimeError
+        The server exited or did not answer ``/api/health`` within *startup_timeout* s.
+    """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    if os.environ.get("PREFECT_API_URL"):
+        yield os.environ["PREFECT_API_URL"]
+        return
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    home = Path(os.environ.get("PREFECT_HOME", Path.cwd() / ".prefect"))
+    home.mkdir(parents=True, exist_ok=True)
+    log_path = home / "server.log"
+    cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
+    cmd += ["--port", str(port), "--no-ui", "--analytics-off"]
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"the Prefect server exited with code {proc.returncode}; see {log_path}"
+                )
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the Prefect server did not start within {startup_timeout:g} s; see {log_path}"
+                )
+            time.sleep(0.5)
+        os.environ["PREFECT_API_URL"] = url  # for flow-run subprocesses
+        try:
+            with temporary_settings(updates={PREFECT_API_URL: url}):
+                yield url
+        finally:
+            os.environ.pop("PREFECT_API_URL", None)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def serve_forecasts(
+    store: str | Path,
+    site: str | Path,
+    *,
+    run: str | Path | None = None,
+    baseline: str | None = None,
+    interval_minutes: float = 6.0,
+    lead_minutes: Sequence[int] | None = None,
+    name: str = "scheduled-forecast",
+    **options: object,
+) -> None:
+    """Serve the forecast flow on a fixed interval until interrupted (blocking).
+
+    Parameters
+    ----------
+    store, site : path
+        Radar store and site directory.
+    run, baseline :
+        Exactly one: a trained run directory or a baseline name.
+    interval_minutes : float
+        Minutes between scheduled runs (6 = the radar cadence).
+    lead_minutes : sequence of int, optional
+        Lead times of each forecast.
+    name : str
+        Deployment name.
+    **options
+        Other parameters of :func:`flows.forecast.forecast_flow` (``clock``, ...).
+    """
+    from flows.forecast import forecast_flow
+
+    if not interval_minutes > 0:
+        raise ValueError(f"interval_minutes must be > 0, got {interval_minutes!r}")
+    params = _flow_parameters(store, site, run, baseline, lead_minutes, **options)
+    external = bool(os.environ.get("PREFECT_API_URL"))
+    with local_prefect_server():
+        forecast_flow.serve(
+            name=name,
+            # Pausing the schedule on shutdown matters only on a server that outlives
+            # us; with our own temporary server it is pointless, and Prefect 3.8's
+            # shutdown then hangs about a minute on the pause request.
+            pause_on_shutdown=external,
+            limit=1,  # one cycle at a time: a slow cycle delays the next, never overlaps
+            interval=dt.timedelta(minutes=interval_minutes),
+            parameters=params,
+            description=f"nowcast every {interval_minutes:g} min from {params['store']}",
+        )

@@ -1,0 +1,152 @@
+"""The pipeline's Prefect flows, run for real on Prefect's temporary local server."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+
+@pytest.fixture(scope="module")
+def ingested(tiny_archive, tmp_path_factory, prefect_server):
+    """The tiny archive ingested by the ingest flow (one dask task per day)."""
+    from flows.ingest import ingest_flow, make_task_runner
+
+    store = tmp_path_factory.mktemp("flows") / "radar.zarr"
+    runner = make_task_runner(n_workers=2, processes=False)
+    result = ingest_flow.with_options(task_runner=runner)(str(tiny_archive), str(store))
+    return store, result
+
+
+@pytest.fixture(scope="module")
+def resampled(ingested, tmp_path_factory):
+    """The ingested store resampled to 80 x 80 by the resample flow."""
+    from flows.resample import resample_flow
+
+    dst = tmp_path_factory.mktemp("flows80") / "radar80.zarr"
+    summary = resample_flow(str(ingested[0]), str(dst), size=80)
+    return dst, summary
+
+
+def _good_issue_time(store, n_in=5) -> pd.Timestamp:
+    """The last slot of the store whose *n_in*-slot window is fully observed."""
+    from pipeline.store import open_store
+
+    ds = open_store(store)
+    obs = np.asarray(ds["observed"].values, bool)
+    ok = np.convolve(obs, np.ones(n_in, int), mode="full")[: len(obs)] == n_in
+    return pd.Timestamp(ds["time"].values[np.flatnonzero(ok)[-1]])
+
+
+def test_ingest_flow_fans_out_days_and_equals_library_ingest(
+    ingested, tiny_archive, tiny_archive_info, tmp_path
+):
+    from pipeline.ingest import ingest_archive
+    from pipeline.store import open_store
+
+    store, result = ingested
+    info = tiny_archive_info
+    assert [d["day"] for d in result["days"]] == [d.strftime("%Y-%m-%d") for d in info.days]
+    assert result["frames_written"] == len(info.readable_times)
+    corrupt_paths = [p for p, _ in result["corrupt"]]
+    assert len(corrupt_paths) == len(info.corrupt_times) == 1
+    assert corrupt_paths[0].endswith(info.corrupt_times[0].strftime("RAD%y%m%d%H%M00.png"))
+    flow_ds = open_store(store)
+    np.testing.assert_array_equal(flow_ds["time"].values, info.readable_times.values)
+    # the same archive through the library in one call gives an identical store
+    ingest_archive(tiny_archive, tmp_path / "direct.zarr", progress=False)
+    xr.testing.assert_identical(flow_ds.load(), open_store(tmp_path / "direct.zarr").load())
+
+
+def test_resample_flow_builds_regular_80px_store(resampled, tiny_archive_info):
+    from pipeline.store import open_store
+
+    dst, summary = resampled
+    ds = open_store(dst)
+    assert (ds.sizes["y"], ds.sizes["x"]) == (80, 80)
+    times = pd.DatetimeIndex(ds["time"].values)
+    assert (np.diff(times.asi8) == pd.Timedelta("6min").value).all()
+    # observed slots: every readable frame snaps to its slot (off-grid ones are 1 min off)
+    observed = times[np.asarray(ds["observed"].values, bool)]
+    expected = tiny_archive_info.readable_times.floor("6min").unique()
+    assert observed.equals(expected)
+
+
+def test_forecast_cli_then_publish_flow(resampled, tmp_path):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from flows.products import check_cf
+    from flows.publish import publish_flow
+
+    dst, _ = resampled
+    nc = tmp_path / "fc.nc"
+    issue = _good_issue_time(dst)
+    args = ["forecast", "--store", str(dst), "--out", str(nc), "--baseline", "pysteps"]
+    args += ["--issue-time", str(issue), "--leads", "6,12,30"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert check_cf(nc) == []
+    site = tmp_path / "site"
+    run_dir = publish_flow(str(nc), str(dst), str(site), coastline_resolution="110m")
+    latest = json.loads((site / "latest.json").read_text())
+    assert latest["run_id"] == issue.strftime("%Y%m%dT%H%MZ")
+    assert run_dir.endswith("runs/" + latest["run_id"])
+    frames = latest["manifest"]["frames"]
+    assert [f["lead_time"] for f in frames if f["kind"] == "forecast"] == [6, 12, 30]
+    assert all((site / latest["path"] / f["image"]).is_file() for f in frames)
+
+
+@pytest.mark.slow
+def test_train_evaluate_and_forecast_flows_with_a_trained_run(resampled, tmp_path):
+    from flows.evaluate import evaluate_flow
+    from flows.forecast import forecast_flow
+    from flows.train import train_flow
+
+    dst, _ = resampled
+    run = tmp_path / "run"
+    summary = train_flow(
+        "convgru", "small", str(dst), str(run), epochs=1, iters_per_epoch=2, batch_size=2
+    )
+    assert summary["epochs_completed"] == 1
+    assert (run / "best.pt").is_file()
+    ev = evaluate_flow(
+        str(run), str(dst), "valid", "regular", baselines=["persistence"], max_samples=4
+    )
+    table = (run / "eval" / "valid_regular" / "results.md").read_text()
+    assert ev["predictors"] == ["convgru", "persistence"]
+    assert "persistence" in table and "convgru" in table
+    site = tmp_path / "site"
+    issue = _good_issue_time(dst)
+    res = forecast_flow(
+        store=str(dst),
+        site=str(site),
+        run=str(run),
+        lead_minutes=[6, 12, 18],
+        now=str(issue),
+        coastline_resolution="110m",
+        n_obs_frames=2,
+    )
+    assert res["status"] == "ok", res
+    fc = xr.open_dataset(site / "runs" / issue.strftime("%Y%m%dT%H%MZ") / "forecast.nc")
+    assert fc.attrs["model"] == "convgru"
+    assert fc["reflectivity"].shape == (3, 80, 80)
+    fc.close()
+
+
+def test_ingest_flow_respects_start_and_end_inside_days(
+    tiny_archive, tiny_archive_info, tmp_path, prefect_server
+):
+    from flows.ingest import ingest_flow
+    from pipeline.store import open_store
+
+    start, end = "2015-06-01 10:00", "2015-06-02 09:00"
+    result = ingest_flow(str(tiny_archive), str(tmp_path / "part.zarr"), start=start, end=end)
+    assert [d["day"] for d in result["days"]] == ["2015-06-01", "2015-06-02"]
+    times = tiny_archive_info.readable_times
+    expected = times[(times >= pd.Timestamp(start)) & (times <= pd.Timestamp(end))]
+    got = pd.DatetimeIndex(open_store(tmp_path / "part.zarr")["time"].values)
+    assert got.equals(expected)
