@@ -1,0 +1,272 @@
+"""Tests of nowcast.forecast: input windows, the C5 schema, baselines and runs at any lead."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from nowcast.forecast import (
+    InsufficientInputError,
+    Predictor,
+    baseline_predictor,
+    check_window,
+    load_window,
+    make_forecast,
+    observations_dataset,
+)
+from pipeline import geo, units
+
+ISSUE = pd.Timestamp("2015-06-01 12:00")
+CAD = pd.Timedelta("6min")
+
+
+def _blob(size: int, cy: float, cx: float, peak_dbz: float = 45.0, sigma: float = 6.0):
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    r2 = (yy - cy) ** 2 + (xx - cx) ** 2
+    # background -10 dBZ (no echo), Gaussian bump of reflectivity
+    return (-10.0 + (peak_dbz + 10.0) * np.exp(-r2 / (2 * sigma**2))).astype(np.float32)
+
+
+def _store(frames: np.ndarray, times: pd.DatetimeIndex, observed=None) -> xr.Dataset:
+    """A store in the resampled (C3) schema around *frames* ``(T, H, W)`` dBZ."""
+    t, n, _ = frames.shape
+    g = geo.grid_coords(n)
+    obs = np.ones(t, bool) if observed is None else np.asarray(observed, bool)
+    refl = np.where(obs[:, None, None], frames, np.nan).astype(np.float32)
+    mask = np.broadcast_to(obs[:, None, None], frames.shape).copy()
+    return xr.Dataset(
+        {
+            "reflectivity": (("time", "y", "x"), refl, {"units": "dBZ"}),
+            "mask": (("time", "y", "x"), mask),
+            "observed": ("time", obs),
+        },
+        coords={
+            "time": times,
+            "y": ("y", g.y, {"units": "km"}),
+            "x": ("x", g.x, {"units": "km"}),
+            "lat": (("y", "x"), g.lat, {"units": "degrees_north"}),
+            "lon": (("y", "x"), g.lon, {"units": "degrees_east"}),
+            "crs": ((), np.int32(0), geo.crs_attrs()),
+        },
+        attrs={"cadence_minutes": 6},
+    )
+
+
+def _moving_blob_store(n_frames=6, size=80, vy=1.0, vx=2.0, y0=30.0, x0=20.0):
+    times = pd.date_range(end=ISSUE, periods=n_frames, freq=CAD)
+    frames = np.stack([_blob(size, y0 + vy * k, x0 + vx * k) for k in range(n_frames)])
+    return _store(frames, times), (y0 + vy * (n_frames - 1), x0 + vx * (n_frames - 1))
+
+
+def _centroid(field: np.ndarray, floor: float = 20.0) -> tuple[float, float]:
+    w = np.clip(field - floor, 0.0, None)
+    yy, xx = np.mgrid[0 : field.shape[0], 0 : field.shape[1]]
+    return float((w * yy).sum() / w.sum()), float((w * xx).sum() / w.sum())
+
+
+def test_pysteps_forecast_moves_blob_at_known_speed():
+    store, (cy, cx) = _moving_blob_store(vy=1.0, vx=2.0)
+    pred = baseline_predictor("pysteps", in_frames=4)
+    fc = make_forecast(pred, store, ISSUE, [6, 12, 30])
+    for k, lead in enumerate([6, 12, 30]):
+        steps = lead / 6
+        y, x = _centroid(fc["reflectivity"].values[k])
+        assert abs(y - (cy + 1.0 * steps)) < 1.0, (lead, y, cy + steps)
+        assert abs(x - (cx + 2.0 * steps)) < 1.0, (lead, x, cx + 2 * steps)
+    assert not np.isnan(fc["reflectivity"].values).any()
+
+
+def test_forecast_schema_and_units():
+    store, _ = _moving_blob_store()
+    fc = make_forecast(baseline_predictor("persistence", in_frames=3), store, ISSUE, [6, 18])
+    assert fc["reflectivity"].dims == ("lead_time", "y", "x")
+    assert fc["reflectivity"].dtype == np.float32
+    assert fc["rainfall_rate"].dtype == np.float32
+    assert fc["lead_time"].values.tolist() == [6, 18]
+    assert fc["lead_time"].attrs["units"] == "minutes"
+    assert pd.DatetimeIndex(fc["valid_time"].values).tolist() == [
+        pd.Timestamp("2015-06-01 12:06"),
+        pd.Timestamp("2015-06-01 12:18"),
+    ]
+    assert pd.Timestamp(fc["issue_time"].values) == ISSUE
+    assert fc.attrs["model"] == "persistence"
+    assert {"source", "history"} <= set(fc.attrs)
+    assert fc["crs"].attrs["grid_mapping_name"] == "azimuthal_equidistant"
+    np.testing.assert_array_equal(fc["lat"].values, store["lat"].values)
+    # persistence: both leads are the last input frame (dBZ -> p/255 -> dBZ round trip)
+    last = store["reflectivity"].values[-1]
+    np.testing.assert_allclose(fc["reflectivity"].values[1], last, atol=1e-4)
+    # rain rate follows the HKO-7 Z-R relation; no echo (-10 dBZ) is 0 mm/h
+    peak = np.unravel_index(np.argmax(last), last.shape)
+    expected = units.dbz_to_rainrate(fc["reflectivity"].values[0][peak])
+    assert fc["rainfall_rate"].values[0][peak] == pytest.approx(expected, rel=1e-5)
+    assert fc["rainfall_rate"].values[0][0, 0] == 0.0
+
+
+def test_window_rule_refuses_three_consecutive_missing():
+    times = pd.date_range(end=ISSUE, periods=6, freq=CAD)
+    frames = np.stack([_blob(40, 20, 20) for _ in times])
+    store = _store(frames, times, observed=[True, True, False, False, False, True])
+    with pytest.raises(InsufficientInputError, match="3 consecutive input frames missing"):
+        make_forecast(baseline_predictor("persistence", in_frames=5), store, ISSUE, [6])
+
+
+def test_window_rule_accepts_two_missing_and_persistence_uses_latest_observed():
+    times = pd.date_range(end=ISSUE, periods=5, freq=CAD)
+    frames = np.stack([_blob(40, 10 + 3 * k, 20) for k in range(5)])
+    store = _store(frames, times, observed=[True, True, True, False, False])
+    fc = make_forecast(baseline_predictor("persistence", in_frames=5), store, ISSUE, [6])
+    np.testing.assert_allclose(fc["reflectivity"].values[0], frames[2], atol=1e-4)
+
+
+def test_check_window_cases():
+    assert check_window([True, False, False, True]) is None
+    assert check_window([False, False, False]) == "no input frame observed"
+    assert check_window([True, False, True], max_consecutive_missing=0) == (
+        "1 consecutive input frames missing (more than 0 allowed)"
+    )
+
+
+def test_load_window_matches_within_tolerance_only():
+    # C2-style store: irregular times, no `observed` variable
+    times = pd.DatetimeIndex(["2015-06-01 11:48", "2015-06-01 11:56", "2015-06-01 12:03"])
+    frames = np.stack([np.full((8, 8), v, np.float32) for v in (10.0, 20.0, 30.0)])
+    store = _store(frames, times).drop_vars("observed")
+    slots = pd.date_range(end=ISSUE, periods=3, freq=CAD)  # 11:48, 11:54, 12:00
+    win = load_window(store, slots, tolerance="2min")
+    assert win.observed.tolist() == [True, True, False]  # 11:56 is 2 min off, 12:03 is 3
+    assert win.times[1] == pd.Timestamp("2015-06-01 11:56")
+    assert win.dbz[1, 0, 0] == 20.0
+    assert np.isnan(win.dbz[2]).all()
+    assert not win.mask[2].any()
+
+
+def test_bad_leads_rejected():
+    store, _ = _moving_blob_store()
+    pred = baseline_predictor("persistence", in_frames=2)
+    with pytest.raises(ValueError, match="positive whole minutes"):
+        make_forecast(pred, store, ISSUE, [6, 7.5])
+
+
+def test_downsizes_full_resolution_store_to_predictor_grid():
+    size = 480
+    times = pd.date_range(end=ISSUE, periods=2, freq=CAD)
+    frames = np.full((2, size, size), -10.0, np.float32)
+    frames[:, :6, :6] = 30.0  # exactly one coarse pixel (factor 6) at 30 dBZ
+    store = _store(frames, times)
+    pred = baseline_predictor("persistence", in_frames=2, image_size=80)
+    fc = make_forecast(pred, store, ISSUE, [6])
+    assert fc.sizes == {"lead_time": 1, "y": 80, "x": 80}
+    g = geo.grid_coords(80)
+    np.testing.assert_allclose(fc["x"].values, g.x)
+    np.testing.assert_allclose(fc["lat"].values, g.lat)
+    assert fc["reflectivity"].values[0, 0, 0] == pytest.approx(30.0, abs=1e-3)
+    assert fc["reflectivity"].values[0, 0, 1] == pytest.approx(-10.0, abs=1e-3)
+
+
+def test_regular_only_predictor_gets_every_step_and_keeps_requested():
+    calls = []
+
+    def fake_regular(x, t_in, t_out, input_mask=None):
+        calls.append(t_out.numpy().tolist())
+        b, _, _, h, w = x.shape
+        import torch
+
+        lead = t_out[:, :, None, None, None] / 60.0  # value = lead in hours
+        return lead.expand(b, t_out.shape[1], 1, h, w).to(torch.float32)
+
+    pred = Predictor("fake", fake_regular, in_frames=2, continuous_time=False)
+    store, _ = _moving_blob_store(size=16)
+    fc = make_forecast(pred, store, ISSUE, [12, 30])
+    assert calls == [[[6.0, 12.0, 18.0, 24.0, 30.0]]]
+    np.testing.assert_allclose(
+        fc["reflectivity"].values[:, 0, 0], units.normalized_to_dbz([0.2, 0.5]), atol=1e-4
+    )
+    with pytest.raises(ValueError, match="regular lead times only"):
+        make_forecast(pred, store, ISSUE, [9])
+
+
+def test_observations_dataset_on_forecast_grid_verifies_by_hand():
+    from flows.products import verify_forecast
+
+    times = pd.date_range(end=ISSUE + CAD, periods=2, freq=CAD)  # 12:00 and 12:06
+    obs = np.full((2, 24, 24), -10.0, np.float32)
+    one = float(units.rainrate_to_dbz(1.0))
+    obs[1, :6, :24] = one  # 1 mm/h over coarse row 0 (4 coarse pixels) at 12:06
+    store = _store(obs, times)
+    pred = baseline_predictor("persistence", in_frames=1, image_size=4)
+    fc = make_forecast(pred, store, ISSUE, [6, 12])
+    o = observations_dataset(store, fc["valid_time"].values, size=4)
+    assert o["observed"].values.tolist() == [True, False]  # 12:12 has not arrived
+    assert o.sizes == {"time": 2, "y": 4, "x": 4}
+    np.testing.assert_allclose(o["reflectivity"].values[0, 0], one, atol=1e-4)
+    assert np.isnan(o["reflectivity"].values[1]).all()
+    # hand-made forecast: rain at 2 of the 4 observed rain pixels and at 1 dry pixel
+    rate = np.zeros((2, 4, 4), np.float32)
+    rate[0, 0, :2] = 1.0
+    rate[0, 3, 3] = 1.0
+    fc["rainfall_rate"].values[:] = rate
+    scores = verify_forecast(fc, o, thresholds_mmh=[0.5, 2.0])
+    assert scores.csi[0, 0] == pytest.approx(2 / 5)  # hits 2, misses 2, false alarms 1
+    assert np.isnan(scores.csi[1, 0])  # no event at 2 mm/h
+    assert np.isnan(scores.csi[0, 1])  # lead 12 not observed yet
+
+
+def _save_untrained_run(run_dir, model_name: str):
+    """A run directory with ``best.pt`` in the training code's format (untrained weights)."""
+    import dataclasses
+
+    import torch
+
+    from nowcast.configs import load_config
+    from nowcast.models import get_model
+
+    torch.manual_seed(0)
+    cfg = load_config("small")
+    model = get_model(model_name, cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = {
+        "format": 1,
+        "model_name": model_name,
+        "model_state": model.state_dict(),
+        "config": dataclasses.asdict(cfg),
+        "meta": {},
+    }
+    torch.save(ckpt, run_dir / "best.pt")
+    return cfg
+
+
+def test_ode_run_forecasts_at_arbitrary_leads(tmp_path):
+    from nowcast.forecast import run_predictor
+
+    cfg = _save_untrained_run(tmp_path / "run", "trajgru_ode")
+    pred = run_predictor(tmp_path / "run")
+    assert pred.continuous_time
+    assert (pred.in_frames, pred.image_size) == (cfg.in_frames, cfg.image_size)
+    store, _ = _moving_blob_store(n_frames=cfg.in_frames, size=cfg.image_size)
+    a = make_forecast(pred, store, ISSUE, [3, 6, 9, 12, 20])
+    b = make_forecast(pred, store, ISSUE, [6, 12])
+    assert a["lead_time"].values.tolist() == [3, 6, 9, 12, 20]
+    assert pd.Timestamp(a["valid_time"].values[0]) == pd.Timestamp("2015-06-01 12:03")
+    assert pd.Timestamp(a["valid_time"].values[-1]) == pd.Timestamp("2015-06-01 12:20")
+    assert a.attrs["model"] == "trajgru_ode"
+    # the frame at a lead does not depend on which other leads were asked for
+    np.testing.assert_allclose(
+        a["reflectivity"].sel(lead_time=[6, 12]).values, b["reflectivity"].values, atol=1e-3
+    )
+    assert np.isfinite(a["reflectivity"].values).all()
+
+
+def test_regular_run_refuses_leads_off_its_steps(tmp_path):
+    from nowcast.forecast import run_predictor
+
+    _save_untrained_run(tmp_path / "run", "convgru")
+    pred = run_predictor(tmp_path / "run")
+    assert not pred.continuous_time
+    store, _ = _moving_blob_store(n_frames=pred.in_frames, size=pred.image_size)
+    fc = make_forecast(pred, store, ISSUE, [6, 18])
+    assert fc.sizes["lead_time"] == 2
+    with pytest.raises(ValueError, match="regular lead times only"):
+        make_forecast(pred, store, ISSUE, [9])
