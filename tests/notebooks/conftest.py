@@ -1,0 +1,95 @@
+"""A tiny synthetic run shaped like ``make demo``'s work directory, for the notebook tests.
+
+Built once per session from the shared ``tiny_archive`` (3 days of 5 hours, see
+``tests/conftest.py``)::
+
+    WORKDIR/
+      radar.zarr          ingest store, 480 x 480 (pipeline.ingest.ingest_archive)
+      radar80.zarr        resampled store, 80 x 80, 6-minute grid (pipeline.resample)
+      run/                trajgru_ode, ``small`` config, trained for one step (nowcast.train)
+      run/eval/test_regular/results.nc      model + persistence + pysteps (nowcast.evaluate)
+      run_trajgru/        trajgru, same recipe
+      run_trajgru/eval/test_regular/results.nc   model only
+
+The three days are split one per split (train / valid / test) with ``SPLIT_FRACTIONS``;
+the notebooks are given the same fractions through their parameter cell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+SPLIT_FRACTIONS = (0.34, 0.33, 0.33)
+"""Train / valid / test fractions of the store's days: one day each for the tiny archive."""
+
+EVAL_SAMPLES = 4
+"""Test sequences scored per predictor in the fixture's evaluations."""
+
+
+@dataclass(frozen=True)
+class NotebookRun:
+    """Paths of the tiny run the notebooks are executed on."""
+
+    workdir: Path
+    archive: Path
+    store: Path
+    resampled: Path
+    ode_run: Path
+    trajgru_run: Path
+
+    @property
+    def run_dirs(self) -> list[Path]:
+        """Both run directories, ODE first."""
+        return [self.ode_run, self.trajgru_run]
+
+
+def _train(model: str, data: Path, out: Path) -> Path:
+    from nowcast.train import TrainOptions, train
+
+    options = TrainOptions(
+        epochs=1,
+        iters_per_epoch=1,
+        batch_size=2,
+        val_samples=1,
+        seed=0,
+        split_fractions=SPLIT_FRACTIONS,
+        progress=False,
+    )
+    train(model, "small", data, out, options=options)
+    return out
+
+
+@pytest.fixture(scope="session")
+def notebook_run(tiny_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> NotebookRun:
+    """Ingest, resample, train two tiny models and evaluate them (about 30 s of CPU)."""
+    from nowcast.evaluate import evaluate_run
+    from pipeline.ingest import ingest_archive
+    from pipeline.resample import resample_store
+
+    workdir = tmp_path_factory.mktemp("notebook_run")
+    store = workdir / "radar.zarr"
+    resampled = workdir / "radar80.zarr"
+    ingest_archive(tiny_archive, store, workers=1, progress=False)
+    resample_store(store, resampled, size=80, progress=False)
+    ode_run = _train("trajgru_ode", resampled, workdir / "run")
+    trajgru_run = _train("trajgru", resampled, workdir / "run_trajgru")
+    common = dict(
+        split="test",
+        scheme="regular",
+        split_fractions=SPLIT_FRACTIONS,
+        max_samples=EVAL_SAMPLES,
+        progress=False,
+    )
+    evaluate_run(ode_run, resampled, baselines=True, **common)
+    evaluate_run(trajgru_run, resampled, baselines=False, **common)
+    return NotebookRun(
+        workdir=workdir,
+        archive=Path(tiny_archive),
+        store=store,
+        resampled=resampled,
+        ode_run=ode_run,
+        trajgru_run=trajgru_run,
+    )
