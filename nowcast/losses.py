@@ -1,0 +1,239 @@
+"""Training losses for nowcasting models, behind a small registry.
+
+Every loss has the same call contract::
+
+    loss = get_loss(name)(pred, target, mask=None)
+
+``pred`` and ``target`` are ``(B, T, 1, H, W)`` (or any shape ending in ``(1, H, W)``)
+tensors on the normalised pixel scale ``p / 255`` in [0, 1]; ``mask`` has the same shape
+(or broadcasts to it) with 1.0 where the target pixel is valid (the dataset's
+``target_mask``) and 0.0 where it must be ignored. The result is a scalar tensor.
+
+Losses
+------
+``thesis``
+    ``1 * MSE + 1 * MAE + 0.05 * (1 - SSIM)``, the thesis's equation (5.1). MSE and MAE are
+    means over the *valid* pixels (sum of masked errors divided by the number of valid
+    pixels), so a half-masked frame does not halve the loss. SSIM (Gaussian window 11,
+    sigma 1.5, from :func:`nowcast.metrics.ssim`) is computed on ``pred * mask`` against
+    ``target * mask``: masked pixels are set to 0 in both images, so they count as perfectly
+    similar and give no gradient. This is an approximation near mask edges (the 11-pixel
+    window straddles them); with HKO-7's masks, which cover a few percent of a frame, it is
+    negligible.
+``balanced``
+    ``B-MSE + B-MAE`` of the HKO-7 benchmark: each pixel's squared (absolute) error is
+    weighted by :func:`nowcast.metrics.balanced_weights` of the *target* rain rate (1 below
+    2 mm/h, 2, 5, 10, 30 above 30 mm/h) and by the mask. The benchmark reports the SUM over
+    a 480 x 480 frame; for training we divide that sum by the number of valid pixels
+    instead, so the loss is a per-pixel mean independent of the image size (80 x 80 or
+    480 x 480) and of the same order as the thesis loss (a dry, perfect forecast is 0, a
+    uniform error e on a dry frame gives e^2 + |e|). Multiply by the number of pixels of a
+    frame to get the benchmark's per-frame B-MSE / B-MAE. The weights are not renormalised:
+    rainy frames weigh more, which is the purpose of the balancing.
+
+Both losses are differentiable in ``pred`` and accept float16/bfloat16 input under
+autocast: they compute in float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from nowcast.metrics import balanced_weights, ssim
+
+THESIS_WEIGHTS: dict[str, float] = {"mse": 1.0, "mae": 1.0, "ssim": 0.05}
+"""Weights ``a, b, c`` of equation (5.1) of the thesis."""
+
+
+def _prepare(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Validate shapes, cast to float32 and broadcast the mask (1.0 = valid)."""
+    if not isinstance(pred, torch.Tensor) or not isinstance(target, torch.Tensor):
+        raise ValueError(
+            f"pred and target must be torch tensors, got {type(pred).__name__} and "
+            f"{type(target).__name__}"
+        )
+    if pred.shape != target.shape:
+        raise ValueError(
+            f"pred and target must have the same shape, got {tuple(pred.shape)} and "
+            f"{tuple(target.shape)}"
+        )
+    if pred.dim() < 3:
+        raise ValueError(
+            f"expected images shaped (..., 1, H, W), got a tensor of shape {tuple(pred.shape)}"
+        )
+    pred = pred.float()
+    target = target.float()
+    if mask is None:
+        mask = torch.ones_like(target)
+    else:
+        try:
+            mask = torch.broadcast_to(
+                mask.to(device=target.device, dtype=torch.float32), target.shape
+            )
+        except RuntimeError as err:
+            raise ValueError(
+                f"mask of shape {tuple(mask.shape)} does not broadcast to the target shape "
+                f"{tuple(target.shape)}"
+            ) from err
+    return pred, target, mask
+
+
+def _valid_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` over pixels where ``mask`` > 0 (0 when nothing is valid)."""
+    return (values * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def masked_mse(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean squared error over valid pixels (p/255 units squared).
+
+    Parameters
+    ----------
+    pred, target : torch.Tensor
+        ``(B, T, 1, H, W)`` in p/255.
+    mask : torch.Tensor, optional
+        Broadcastable to ``target``; 1.0 = valid.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar.
+    """
+    pred, target, mask = _prepare(pred, target, mask)
+    return _valid_mean((pred - target) ** 2, mask)
+
+
+def masked_mae(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean absolute error over valid pixels (p/255 units); see :func:`masked_mse`."""
+    pred, target, mask = _prepare(pred, target, mask)
+    return _valid_mean((pred - target).abs(), mask)
+
+
+def masked_ssim(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """SSIM of ``pred * mask`` against ``target * mask`` (see the module docstring)."""
+    pred, target, mask = _prepare(pred, target, mask)
+    return ssim(pred * mask, target * mask)
+
+
+def thesis_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    weights: dict[str, float] | None = None,
+) -> torch.Tensor:
+    """The thesis loss ``a * MSE + b * MAE + c * (1 - SSIM)`` (equation 5.1).
+
+    Parameters
+    ----------
+    pred, target : torch.Tensor
+        ``(B, T, 1, H, W)`` in p/255.
+    mask : torch.Tensor, optional
+        Broadcastable to ``target``; 1.0 = valid.
+    weights : dict, optional
+        ``{"mse": a, "mae": b, "ssim": c}``; default :data:`THESIS_WEIGHTS` (1, 1, 0.05).
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss.
+    """
+    w = _check_weights(weights, THESIS_WEIGHTS)
+    pred, target, mask = _prepare(pred, target, mask)
+    loss = w["mse"] * _valid_mean((pred - target) ** 2, mask)
+    loss = loss + w["mae"] * _valid_mean((pred - target).abs(), mask)
+    if w["ssim"] != 0.0:
+        loss = loss + w["ssim"] * (1.0 - ssim(pred * mask, target * mask))
+    return loss
+
+
+BALANCED_WEIGHTS: dict[str, float] = {"mse": 1.0, "mae": 1.0}
+"""Weights of B-MSE and B-MAE in the ``balanced`` loss."""
+
+
+def balanced_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    weights: dict[str, float] | None = None,
+) -> torch.Tensor:
+    """HKO-7 balanced loss ``B-MSE + B-MAE``, as a mean over valid pixels.
+
+    Parameters
+    ----------
+    pred, target : torch.Tensor
+        ``(B, T, 1, H, W)`` in p/255.
+    mask : torch.Tensor, optional
+        Broadcastable to ``target``; 1.0 = valid.
+    weights : dict, optional
+        ``{"mse": a, "mae": b}``; default 1 and 1.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar: ``sum(w * mask * (a * err^2 + b * |err|)) / sum(mask)`` with ``w`` the
+        rain-band weight of the target pixel. Multiply by ``H * W`` for the benchmark's
+        per-frame figure on a fully valid frame.
+    """
+    w = _check_weights(weights, BALANCED_WEIGHTS)
+    pred, target, mask = _prepare(pred, target, mask)
+    with torch.no_grad():
+        bw = balanced_weights(target).to(torch.float32) * mask
+    err = pred - target
+    return _valid_mean(bw * (w["mse"] * err**2 + w["mae"] * err.abs()), mask)
+
+
+def _check_weights(weights: dict[str, float] | None, default: dict[str, float]) -> dict[str, float]:
+    if weights is None:
+        return dict(default)
+    unknown = sorted(set(weights) - set(default))
+    if unknown:
+        raise ValueError(f"unknown loss weight(s) {unknown}; valid keys are {sorted(default)}")
+    return {**default, **{k: float(v) for k, v in weights.items()}}
+
+
+_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
+    "thesis": thesis_loss,
+    "balanced": balanced_loss,
+}
+
+DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
+    "thesis": THESIS_WEIGHTS,
+    "balanced": BALANCED_WEIGHTS,
+}
+"""Default ``weights`` of each loss (its valid weight keys)."""
+
+LOSS_NAMES: tuple[str, ...] = tuple(_LOSSES)
+"""Names accepted by :func:`get_loss`."""
+
+
+def get_loss(name: str) -> Callable[..., torch.Tensor]:
+    """Return the loss function registered under ``name`` (case-insensitive).
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`LOSS_NAMES` (``thesis``, ``balanced``).
+
+    Returns
+    -------
+    callable
+        ``loss(pred, target, mask=None, weights=None) -> scalar tensor``.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not registered; the message lists the valid names.
+    """
+    key = str(name).lower()
+    if key not in _LOSSES:
+        raise ValueError(f"unknown loss {name!r}; valid names are {', '.join(LOSS_NAMES)}")
+    return _LOSSES[key]
