@@ -81,6 +81,12 @@ class ModelConfig:
         Vid-ODE ODE-function hidden channels.
     vidode_rtol, vidode_atol : float
         Tolerances of Vid-ODE's dopri5 decoder.
+    residual : bool
+        Encoder-forecaster models only: the output head predicts the *change* from the last
+        input frame, ``y(t) = x(t_last) + head(t)``, instead of the frame itself. Not in the
+        thesis (its tables use ``False``, the default); the CPU ``small`` configuration turns
+        it on so that a few minutes of training start from persistence instead of from an
+        empty field (see docs/models.md).
     """
 
     name: str
@@ -115,6 +121,7 @@ class ModelConfig:
     vidode_ode_hidden: int = 128
     vidode_rtol: float = 1e-3
     vidode_atol: float = 1e-4
+    residual: bool = False
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:

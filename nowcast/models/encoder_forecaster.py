@@ -12,7 +12,9 @@ Layout (HKO-7 benchmark style, thesis Figure 3.6 / 4.3), three recurrent levels:
   (the HKO-7 code feeds nothing there; a constant context keeps ``Wx`` of that cell in use).
 - Output head: ``up[-1]`` (transposed conv to ``head_channels`` at full resolution) plus, when
   ``top_skip``, a 3x3 conv of the top forecaster state (channels[2] -> head_channels) upsampled
-  bilinearly; then a 1x1 conv to one channel. Output is linear, in p/255.
+  bilinearly; then a 1x1 conv to one channel. Output is linear, in p/255. With
+  ``ModelConfig.residual`` the head's output is added to the last input frame (the network
+  predicts the change; off in the thesis configurations, on in ``small``).
 
 Times. ``t_in``/``t_out`` are minutes relative to the last input frame; inside, times are in
 frame units (minutes / cadence).
@@ -123,6 +125,10 @@ class EncoderForecaster(nn.Module):
         self.enc_cells = nn.ModuleList(make_cell(config.down[i][1], i, False) for i in range(3))
         self.dec_cells = nn.ModuleList(make_cell(dec_in[i], i, ode) for i in range(3))
         self.head = nn.Conv2d(config.head_channels, 1, 1)
+        if config.residual:
+            # Zero change at initialisation: the untrained residual model is persistence.
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
         self.skip = (
             nn.Conv2d(ch[2], config.head_channels, 3, padding=1) if config.top_skip else None
         )
@@ -182,7 +188,11 @@ class EncoderForecaster(nn.Module):
             frames = self._forecast_ode(enc_h, hist, tout, tin.shape[1])
         else:
             frames = self._forecast(enc_h, hist, tout)
-        return torch.stack(frames, dim=1)
+        y = torch.stack(frames, dim=1)
+        if self.config.residual:
+            # Change from the last (masked) input frame: the untrained network is persistence.
+            y = y + x[:, -1:]
+        return y
 
     # ------------------------------------------------------------------ encoder
     def _encode(

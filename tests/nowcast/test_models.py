@@ -343,3 +343,29 @@ def test_inconsistent_channel_layout_is_refused():
     bad = dataclasses.replace(TINY, down=((1, 4, 3, 2, 1), (5, 4, 3, 2, 1), (4, 4, 3, 2, 1)))
     with pytest.raises(ValueError, match="down\\[1\\] takes 5 channels but level 1 has 4"):
         get_model("convgru", bad)
+
+
+@pytest.mark.parametrize(
+    "name", ("convgru", "trajgru", "trajgru_attention", "trajgru_ode", "trajgru_attention_ode")
+)
+def test_untrained_residual_model_is_persistence(name):
+    # residual=True: y = last input frame + head(...), the head zero-initialised
+    model = get_model(name, dataclasses.replace(TINY, name=name, residual=True))
+    x = _batch()
+    y = model(x, _times(REG_IN), _times(REG_OUT))
+    expected = x[:, -1:].expand(-1, len(REG_OUT), -1, -1, -1)
+    assert torch.equal(y, expected)
+
+
+def test_residual_model_learns_a_change_from_the_last_frame():
+    # after one optimiser step the head is no longer zero, so the output moves off persistence
+    model = get_model("trajgru", dataclasses.replace(TINY, residual=True))
+    x = _batch()
+    target = torch.zeros(2, 2, 1, 16, 16)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss = (model(x, _times(REG_IN), _times(REG_OUT)) - target).pow(2).mean()
+    loss.backward()
+    opt.step()
+    y = model(x, _times(REG_IN), _times(REG_OUT))
+    assert not torch.equal(y, x[:, -1:].expand(-1, 2, -1, -1, -1))
+    assert (y - target).pow(2).mean() < loss
