@@ -111,7 +111,7 @@ def demo_flow(
     days: int = 8,
     start: str = "2015-06-01",
     seed: int = 0,
-    model: str = "trajgru",
+    model: str = "trajgru_ode",
     config: str = "small",
     train_minutes: float = 3.5,
     eval_samples: int | None = 96,

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from pipeline.dataset import RadarSequenceDataset, split_days, store_days
 from pipeline.hko7 import write_day_list
@@ -96,8 +96,9 @@ def test_irregular_scheme_items_follow_collections(store):
 
 def test_dataloader_workers_give_the_same_batch(store):
     ds = RadarSequenceDataset(store, days=DAYS, scheme="irregular_input", n_in=3, n_out=3)
-    b0 = next(iter(DataLoader(ds, batch_size=4, num_workers=0)))
-    b2 = next(iter(DataLoader(ds, batch_size=4, num_workers=2)))
+    first = Subset(ds, range(4))  # consumed to the end, so the workers exit cleanly
+    (b0,) = list(DataLoader(first, batch_size=4, num_workers=0))
+    (b2,) = list(DataLoader(first, batch_size=4, num_workers=2))
     assert b0[0].shape == (4, 3, 1, 48, 48)
     for a, b in zip(b0, b2, strict=True):
         assert torch.equal(a, b)
