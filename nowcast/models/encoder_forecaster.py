@@ -13,8 +13,8 @@ Layout (HKO-7 benchmark style, thesis Figure 3.6 / 4.3), three recurrent levels:
 - Output head: ``up[-1]`` (transposed conv to ``head_channels`` at full resolution) plus, when
   ``top_skip``, a 3x3 conv of the top forecaster state (channels[2] -> head_channels) upsampled
   bilinearly; then a 1x1 conv to one channel. Output is linear, in p/255. With
-  ``ModelConfig.residual`` the head's output is added to the last input frame (the network
-  predicts the change; off in the thesis configurations, on in ``small``).
+  ``ModelConfig.residual`` the head's output is added to the last observed input frame (the
+  network predicts the change; off in the thesis configurations, on in ``small``).
 
 Times. ``t_in``/``t_out`` are minutes relative to the last input frame; inside, times are in
 frame units (minutes / cadence).
@@ -58,6 +58,22 @@ from nowcast.modules import (
 )
 
 __all__ = ["EncoderForecaster"]
+
+
+def _last_observed(x: torch.Tensor, input_mask: torch.Tensor | None) -> torch.Tensor:
+    """The last input frame with any valid pixel, per sample: ``(B, 1, 1, H, W)``.
+
+    Without a mask this is ``x[:, -1:]``. A frame whose mask is all zero (a missing frame,
+    zero-filled by the data loader) is skipped, as the persistence baseline does; when every
+    frame is missing the (zero) last frame is used.
+    """
+    if input_mask is None:
+        return x[:, -1:]
+    n = x.shape[1]
+    valid = input_mask.flatten(2).sum(-1) > 0  # (B, T_in)
+    last = (n - 1) - torch.argmax(valid.flip(1).to(torch.int8), dim=1)  # (B,)
+    return x[torch.arange(x.shape[0], device=x.device), last].unsqueeze(1)
+
 
 _NAMES = {
     "convgru": "ConvGRU",
@@ -190,8 +206,8 @@ class EncoderForecaster(nn.Module):
             frames = self._forecast(enc_h, hist, tout)
         y = torch.stack(frames, dim=1)
         if self.config.residual:
-            # Change from the last (masked) input frame: the untrained network is persistence.
-            y = y + x[:, -1:]
+            # Change from the last observed input frame: the untrained network is persistence.
+            y = y + _last_observed(x, input_mask)
         return y
 
     # ------------------------------------------------------------------ encoder

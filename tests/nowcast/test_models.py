@@ -369,3 +369,13 @@ def test_residual_model_learns_a_change_from_the_last_frame():
     y = model(x, _times(REG_IN), _times(REG_OUT))
     assert not torch.equal(y, x[:, -1:].expand(-1, 2, -1, -1, -1))
     assert (y - target).pow(2).mean() < loss
+
+
+def test_residual_model_starts_from_the_last_observed_frame():
+    # the last input frame is missing (mask 0): persistence of the frame before it
+    model = get_model("trajgru_ode", dataclasses.replace(TINY, name="trajgru_ode", residual=True))
+    x = _batch()
+    mask = torch.ones_like(x)
+    mask[:, -1] = 0
+    y = model(x * mask, _times(REG_IN), _times(REG_OUT), input_mask=mask)
+    assert torch.equal(y, x[:, 1:2].expand(-1, len(REG_OUT), -1, -1, -1))
