@@ -170,7 +170,14 @@ def evaluate_predictors(
         dataset = Subset(dataset, range(n))
     if n == 0:
         raise ValueError("the dataset has no samples to evaluate")
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        # spawned workers: forked ones inherit the locks of the caller's threads (Prefect, dask)
+        multiprocessing_context="spawn" if num_workers > 0 else None,
+    )
     device = torch.device(device)
     accs = {name: MetricAccumulator(thresholds_mmh) for name in predictors}
     seconds = dict.fromkeys(predictors, 0.0)

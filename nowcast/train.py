@@ -428,6 +428,12 @@ def data_fingerprint(store_path: str | os.PathLike) -> dict[str, Any]:
     }
 
 
+def _worker_context(num_workers: int) -> str | None:
+    """``"spawn"`` for loader workers: a forked worker of a process that already runs threads
+    (Prefect's flow runner, dask) inherits their locks and exit hooks and can die at exit."""
+    return "spawn" if num_workers > 0 else None
+
+
 def _epoch_order(n_items: int, n_needed: int, seed: int, epoch: int) -> np.ndarray:
     """Sample indices of one epoch: concatenated permutations from rng([seed, epoch])."""
     rng = np.random.default_rng([int(seed), int(epoch)])
@@ -830,6 +836,7 @@ def _fit(
                 batch_size=per_rank,
                 sampler=_IndexSampler(mine),
                 num_workers=settings.num_workers,
+                multiprocessing_context=_worker_context(settings.num_workers),
                 generator=torch.Generator().manual_seed(options.seed * 100_003 + epoch),
                 pin_memory=device.type == "cuda",
             )
@@ -1012,6 +1019,7 @@ def _validate(
         batch_size=batch_size,
         sampler=_IndexSampler(indices),
         num_workers=settings.num_workers,
+        multiprocessing_context=_worker_context(settings.num_workers),
         generator=torch.Generator().manual_seed(0),
     )
     sums = [0.0, 0.0, 0.0, 0.0]

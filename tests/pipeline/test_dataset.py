@@ -98,7 +98,9 @@ def test_dataloader_workers_give_the_same_batch(store):
     ds = RadarSequenceDataset(store, days=DAYS, scheme="irregular_input", n_in=3, n_out=3)
     first = Subset(ds, range(4))  # consumed to the end, so the workers exit cleanly
     (b0,) = list(DataLoader(first, batch_size=4, num_workers=0))
-    (b2,) = list(DataLoader(first, batch_size=4, num_workers=2))
+    # spawn: workers start clean, as they must in a process that already runs threads
+    # (Prefect, dask); a forked worker inherits those threads' locks and atexit hooks
+    (b2,) = list(DataLoader(first, batch_size=4, num_workers=2, multiprocessing_context="spawn"))
     assert b0[0].shape == (4, 3, 1, 48, 48)
     for a, b in zip(b0, b2, strict=True):
         assert torch.equal(a, b)
