@@ -315,8 +315,16 @@ def test_thesis_settings_come_from_the_hko7_config():
 
 
 def test_loss_override_drops_the_weights_of_the_config_loss():
-    settings = TrainSettings.from_mapping(load_config("small").train, loss="balanced")
+    # hko7 trains with the thesis loss and its weights (mse, mae, ssim)
+    settings = TrainSettings.from_mapping(load_config("hko7").train, loss="balanced")
     assert settings.loss == "balanced"
+    assert settings.loss_weights is None
+
+
+def test_small_config_trains_with_the_balanced_loss_and_can_switch_back():
+    assert TrainSettings.from_mapping(load_config("small").train).loss == "balanced"
+    settings = TrainSettings.from_mapping(load_config("small").train, loss="thesis")
+    assert settings.loss == "thesis"
     assert settings.loss_weights is None
 
 
