@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -233,7 +235,7 @@ def test_sigkill_mid_ingest_leaves_an_openable_store_that_resumes(archive, clean
                 current = (store / "CURRENT").read_text().strip()
                 partial = list(store.glob(".v*.partial"))
                 # at least two batches committed and the next one being written
-                if current >= "v000003.zarr" and partial and any(partial[0].rglob("c/*/0/0")):
+                if current >= "v000003.zarr" and partial and any(partial[0].glob("*/c.*.0.0")):
                     break
             except OSError:  # not created yet, or renamed while we looked
                 pass
@@ -351,3 +353,77 @@ def test_concurrent_ingests_into_a_new_store_are_serialised(archive, clean_store
     assert open_store(store).sizes["time"] == 2 * PER_DAY
     ingest_archive(archive, store, progress=False)
     _assert_same_store(store, clean_store)
+
+
+T_RGB, T_SMALL, T_SHORT_MASK, T_FF_MASK, T_BAD_IDAT = (
+    pd.Timestamp("2015-06-01 00:06"),
+    pd.Timestamp("2015-06-01 00:12"),
+    pd.Timestamp("2015-06-02 00:06"),
+    pd.Timestamp("2015-06-02 00:12"),
+    pd.Timestamp("2015-06-03 00:06"),
+)
+
+
+def test_frames_and_masks_the_fast_decoders_reject_get_the_archive_checks(
+    archive, clean_store, tmp_path
+):
+    from PIL import Image
+
+    root = tmp_path / "odd"
+    shutil.copytree(archive, root)
+    Image.fromarray(np.zeros((480, 480, 3), np.uint8)).save(hko7.frame_path(root, T_RGB))
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(hko7.frame_path(root, T_SMALL))
+    hko7.mask_path(root, T_SHORT_MASK).write_bytes(zlib.compress(b"\x01" * 100))
+    # mask bytes 255 instead of 1: "nonzero = valid" still holds
+    ff = _frame_mask(T_FF_MASK).astype(np.uint8) * 255
+    hko7.mask_path(root, T_FF_MASK).write_bytes(zlib.compress(ff.tobytes()))
+    png = hko7.frame_path(root, T_BAD_IDAT)
+    data = bytearray(png.read_bytes())  # complete file, garbage inside the image data
+    data[200:4000] = bytes(3800)
+    png.write_bytes(bytes(data))
+
+    report = ingest_archive(root, tmp_path / "store", progress=False)
+
+    bad = dict(report.corrupt)
+    paths = {
+        T_RGB: str(hko7.frame_path(root, T_RGB)),
+        T_SMALL: str(hko7.frame_path(root, T_SMALL)),
+        T_SHORT_MASK: str(hko7.mask_path(root, T_SHORT_MASK)),
+        T_BAD_IDAT: str(png),
+    }
+    assert sorted(bad) == sorted(paths.values())
+    assert bad[paths[T_RGB]] == "image mode 'RGB', expected 8-bit greyscale 'L'"
+    assert bad[paths[T_SMALL]] == "size 32x32, expected 480x480"
+    assert bad[paths[T_SHORT_MASK]] == "mask holds 100 bytes, expected 230400 (480 x 480 bool)"
+    assert "corrupt" in bad[paths[T_BAD_IDAT]]
+    expected = open_store(clean_store).drop_sel(time=list(paths))
+    xr.testing.assert_identical(open_store(tmp_path / "store").load(), expected.load())
+
+
+def _to_slash_chunk_keys(version: Path) -> None:
+    """Rewrite a store version to zarr's "/" chunk keys (the layout of older stores)."""
+    for meta in version.glob("*/zarr.json"):
+        doc = json.loads(meta.read_text())
+        doc["chunk_key_encoding"]["configuration"]["separator"] = "/"
+        meta.write_text(json.dumps(doc))
+        for f in meta.parent.glob("c.*"):
+            dst = meta.parent.joinpath(*f.name.split("."))
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            f.rename(dst)
+
+
+def test_a_store_with_slash_chunk_keys_is_extended_in_its_own_layout(
+    archive, clean_store, tmp_path
+):
+    store = tmp_path / "old"
+    ingest_archive(archive, store, start=DAYS[1], end=DAYS[1] + " 23:59", progress=False)
+    _to_slash_chunk_keys(current_version(store))
+    ingest_archive(archive, store, progress=False)  # days before and after: rewrites and links
+
+    version = current_version(store)
+    assert list(version.glob("*/c.*")) == []
+    n_chunks = -(-len(_times()) // TIME_CHUNK)
+    assert sorted(p.name for p in (version / "reflectivity" / "c").iterdir()) == sorted(
+        str(k) for k in range(n_chunks)
+    )
+    xr.testing.assert_identical(open_store(store).load(), open_store(clean_store).load())

@@ -88,7 +88,7 @@ def test_a_commit_never_changes_the_files_of_the_previous_version(tmp_path):
     assert v2.exists() and _files(v2) == snapshot
     v3 = current_version(store)
     assert (
-        os.stat(v3 / "reflectivity/c/0/0/0").st_ino == os.stat(v2 / "reflectivity/c/0/0/0").st_ino
+        os.stat(v3 / "reflectivity/c.0.0.0").st_ino == os.stat(v2 / "reflectivity/c.0.0.0").st_ino
     )
     np.testing.assert_array_equal(
         open_store(store)["reflectivity"].encoding["dtype"], np.dtype("uint8")
