@@ -26,7 +26,10 @@ Figures:
 
 Usage::
 
-    python benchmarks/ingest.py [--days 2] [--archive DIR] [--workdir DIR]
+    python benchmarks/ingest.py [--days 2] [--archive DIR] [--workdir DIR] [--repeat 3]
+
+Every rate is the best of ``--repeat`` passes (ingest: each pass into a new store), the
+same rule for the decoders and for ingest.
 
 Without ``--archive`` a synthetic archive of ``--days`` days is generated with
 :func:`pipeline.synthetic.generate_archive` (in a temporary directory unless ``--workdir``).
@@ -37,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -69,18 +73,24 @@ def _fast_decode(path: str) -> bool:
     return True
 
 
-def _rates(fn, files: list[str], workers: int) -> tuple[float, float, float, int]:
-    """``(fps one thread, cpu ms per frame one thread, fps with workers threads, n ok)``."""
+def _rates(fn, files: list[str], workers: int, repeat: int) -> tuple[float, float, float, int]:
+    """``(fps one thread, cpu ms per frame one thread, fps with workers threads, n ok)``.
+
+    Each figure is the best of *repeat* passes (like :mod:`timeit`: the least disturbed
+    pass of a shared machine).
+    """
     for f in files[:8]:  # warm the page cache and the library like a second pass would
         fn(f)
-    t, c = time.perf_counter(), time.process_time()
-    n_ok = sum(fn(f) for f in files)
-    fps_1 = n_ok / (time.perf_counter() - t)
-    cpu_ms = (time.process_time() - c) / n_ok * 1e3
-    with ThreadPoolExecutor(workers) as pool:
-        t = time.perf_counter()
-        n_ok = sum(pool.map(fn, files))
-        fps_w = n_ok / (time.perf_counter() - t)
+    fps_1, cpu_ms, fps_w = 0.0, float("inf"), 0.0
+    for _ in range(repeat):
+        t, c = time.perf_counter(), time.process_time()
+        n_ok = sum(fn(f) for f in files)
+        fps_1 = max(fps_1, n_ok / (time.perf_counter() - t))
+        cpu_ms = min(cpu_ms, (time.process_time() - c) / n_ok * 1e3)
+        with ThreadPoolExecutor(workers) as pool:
+            t = time.perf_counter()
+            n_ok = sum(pool.map(fn, files))
+            fps_w = max(fps_w, n_ok / (time.perf_counter() - t))
     return fps_1, cpu_ms, fps_w, n_ok
 
 
@@ -108,7 +118,10 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=2)
     parser.add_argument("--archive", type=Path, default=None)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--repeat", type=int, default=3, help="passes; the best is reported")
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error(f"--repeat must be at least 1, got {args.repeat}")
 
     import dask  # noqa: F401  (warm the imports ingest needs so they are not timed)
     import distributed  # noqa: F401  (dask looks for a client on every compute)
@@ -129,16 +142,23 @@ def main() -> None:
         files = list(hko7.discover_frames(archive)["frame_path"])
         workers = os.cpu_count() or 1
 
-        decode_1, decode_cpu_ms, decode_w, n_ok = _rates(_decode, files, workers)
-        fast_1, fast_cpu_ms, fast_w, _ = _rates(_fast_decode, files, workers)
+        decode_1, decode_cpu_ms, decode_w, n_ok = _rates(_decode, files, workers, args.repeat)
+        fast_1, fast_cpu_ms, fast_w, _ = _rates(_fast_decode, files, workers, args.repeat)
 
-        store = tmp / "store"
-        t = time.perf_counter()
-        create_store(store)
-        create_s = time.perf_counter() - t
-        c = time.process_time()
-        report = ingest_archive(archive, store, progress=False)
-        ingest_cpu_ms = (time.process_time() - c) / max(report.frames_written, 1) * 1e3
+        best = None  # (report, cpu ms per frame, create s) of the fastest of the repeats
+        for k in range(args.repeat):
+            store = tmp / f"store{k}"
+            t = time.perf_counter()
+            create_store(store)
+            create_s = time.perf_counter() - t
+            c = time.process_time()
+            rep = ingest_archive(archive, store, progress=False)
+            cpu_ms = (time.process_time() - c) / max(rep.frames_written, 1) * 1e3
+            if best is None or rep.seconds < best[0].seconds:
+                best = (rep, cpu_ms, create_s)
+            if k < args.repeat - 1:
+                shutil.rmtree(store)
+        report, ingest_cpu_ms, create_s = best
         t = time.perf_counter()
         again = ingest_archive(archive, store, progress=False)
         reingest_s = time.perf_counter() - t

@@ -35,14 +35,14 @@ Properties (see :mod:`pipeline.store` for the costs):
   (``mask_dat.npz``; when the archive has no such file nothing is excluded, and a frame
   without a mask file is all valid).
 
-Speed (``benchmarks/ingest.py``, 2 synthetic days, 2 threads, on a shared 2-core machine):
-about 1,100 frames/s, 0.8 of the frames/s of bare Pillow decoding of the same PNGs (0.74
-counting the one-off store creation) and about 0.67 of bare decoding with ingest's own,
-faster decoder (imagecodecs' libpng is ~25 % faster than Pillow here). Per frame, on top of
-the ~1.1 ms PNG decode: mask read and inflate ~0.05 ms, Blosc-LZ4 ~0.13 ms, chunk files
-~0.14 ms (file creation costs ~0.5 ms on this VM, hence 16-frame chunks and ``"."`` chunk
-keys: no directory per chunk), plus ~50 ms per call to list the archive and lay out the
-batch.
+Speed (``benchmarks/ingest.py``, best of 3, 2 synthetic days, 2 threads, on a shared 2-core
+machine): about 1,050 frames/s, 0.84 of the frames/s of bare Pillow decoding of the same
+PNGs (0.74 counting the one-off store creation) and 0.67-0.70 of bare decoding with ingest's
+own, faster decoder (imagecodecs' libpng is ~25 % faster than Pillow here). Per frame, on
+top of the ~1.1 ms PNG decode: mask read and inflate ~0.05 ms, Blosc-LZ4 ~0.16 ms (pixels
+and mask, one thread), chunk files ~0.05 ms (creating a file or directory costs ~0.4 ms on
+this VM, hence 16-frame chunks and ``"."`` chunk keys: no directory per chunk), plus ~50 ms
+per call to list the archive and lay out the batch.
 """
 
 from __future__ import annotations
