@@ -30,7 +30,11 @@ def register(app: typer.Typer) -> None:
             typer.Option("--scheduler-address", help="dask.distributed scheduler, tcp://..."),
         ] = None,
         batch_size: Annotated[
-            int, typer.Option("--batch-size", help="Frames per committed store version.")
+            int,
+            typer.Option(
+                "--batch-size",
+                help="Minimum frames per committed store version (batches grow with the store).",
+            ),
         ] = 512,
         progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
     ) -> None:

@@ -2,7 +2,8 @@
 
 ``ingest_archive(archive, store)`` lists the archive's frames
 (:func:`pipeline.hko7.discover_frames`), drops those whose time the store already holds,
-and writes the rest in batches of ``batch_size`` frames. Each batch:
+and writes the rest in batches of ``batch_size`` frames, or a tenth of the store's frames
+when that is more (up to 16,384; see :func:`_batch_frames`). Each batch:
 
 1. checks every PNG's header and end (two tiny reads): truncated files are reported and
    left out before anything is laid out;
@@ -29,8 +30,9 @@ Properties (see :mod:`pipeline.store` for the costs):
 - **crash-safe**: a process killed at any moment leaves the last committed version (it
   opens and holds whole batches only); the next run completes the store to the same
   content as a clean run;
-- **bounded memory**: at most one batch of decoded chunks (~0.5 MB per frame; 512 frames
-  by default) plus the frame list; a year of frames is never held at once;
+- **bounded memory**: a few decoded chunks per worker (dask runs each chunk's write right
+  after its decode; buffers are recycled) plus the frame list, whatever the batch size:
+  peak RSS 186 MB for 1,868 frames in one batch or in four; a year is never held at once;
 - a frame's pixels are stored exactly; ``mask = per-frame mask AND NOT exclude_mask``
   (``mask_dat.npz``; when the archive has no such file nothing is excluded, and a frame
   without a mask file is all valid).
@@ -64,6 +66,29 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 DEFAULT_BATCH_SIZE: int = 512
 """Frames per committed batch (a multiple of the time chunk, about two days)."""
+BATCH_GROWTH: int = 10
+"""Batches grow to ``1 / BATCH_GROWTH`` of the frames already stored (see :func:`_batch_frames`)."""
+MAX_GROWN_BATCH: int = 16384
+"""Largest batch that growth alone gives (about 70 days of frames, ~15 s of work here)."""
+
+
+def _batch_frames(batch_size: int, n_stored: int) -> int:
+    """Frames in the next batch: *batch_size*, or a tenth of the store when that is more.
+
+    Every commit hard-links all unchanged chunks of the store into the new version and
+    later deletes the oldest version: ~0.65 s per commit for the 240,000 frames of HKO-7
+    (30,000 chunk files), as long as a 512-frame batch takes to decode. Growing batches
+    with the store keep that cost at a few per cent of the ingest (O(n) in all instead of
+    O(n^2)). Memory does not grow with the batch (peak RSS 186 MB for 1,868 frames in one
+    batch or in four); a killed ingest loses at most the batch in progress.
+
+    Examples
+    --------
+    >>> _batch_frames(512, 0), _batch_frames(512, 20_000), _batch_frames(512, 240_000)
+    (512, 2000, 16384)
+    """
+    grown = min(MAX_GROWN_BATCH, n_stored // BATCH_GROWTH) // TIME_CHUNK * TIME_CHUNK
+    return max(batch_size, grown)
 
 
 @dataclass
@@ -572,7 +597,9 @@ def ingest_archive(
         Address of a running ``dask.distributed`` scheduler (e.g. ``tcp://host:8786``);
         its workers must see *archive* and *store* under the same paths.
     batch_size : int
-        Frames per committed store version (memory ~ 0.5 MB per frame).
+        Frames per committed store version, at least; batches grow to a tenth of the
+        frames already stored (up to 16,384) so that the per-commit cost (hard links of the
+        unchanged chunks) stays a few per cent. A killed ingest loses the batch in progress.
 
     Returns
     -------
@@ -660,9 +687,12 @@ def _ingest_batches(
     static = dask.delayed(valid_static) if client is not None else valid_static
     bar = tqdm(total=len(todo), unit="frame", desc="ingest", disable=not progress, smoothing=0.1)
     try:
-        for b0 in range(0, len(todo), batch_size):
-            part = todo.iloc[b0 : b0 + batch_size]
-            part_secs = todo_secs[b0 : b0 + batch_size]
+        b0 = 0
+        while b0 < len(todo):
+            n = _batch_frames(batch_size, secs.size)
+            part = todo.iloc[b0 : b0 + n]
+            part_secs = todo_secs[b0 : b0 + n]
+            b0 += len(part)
             sources = list(zip(part["frame_path"], part["mask_path"], strict=True))
             early = _precheck(sources)  # truncated PNGs, found without decoding
             if early:
@@ -672,7 +702,7 @@ def _ingest_batches(
                 sources = [sources[i] for i in keep]
                 part_secs = part_secs[keep]
             if not sources:
-                bar.update(b0 + len(part) - bar.n)
+                bar.update(b0 - bar.n)
                 continue
             new_secs, errors = _commit_batch(
                 writer, secs, part_secs, sources, static, workers, client, bar
@@ -682,7 +712,7 @@ def _ingest_batches(
                 report.frames_written += new_secs.size - secs.size
                 report.batches += 1
             secs = new_secs
-            bar.update(b0 + len(part) - bar.n)  # exact count at the end of each batch
+            bar.update(b0 - bar.n)  # exact count at the end of each batch
             bar.set_postfix(corrupt=len(report.corrupt), refresh=False)
     finally:
         bar.close()

@@ -427,3 +427,26 @@ def test_a_store_with_slash_chunk_keys_is_extended_in_its_own_layout(
         str(k) for k in range(n_chunks)
     )
     xr.testing.assert_identical(open_store(store).load(), open_store(clean_store).load())
+
+
+def test_batches_grow_with_the_store_so_commits_stay_rare():
+    from pipeline.ingest import _batch_frames
+
+    assert _batch_frames(512, 0) == 512
+    assert _batch_frames(512, 5_000) == 512  # a tenth is less than the minimum
+    assert _batch_frames(512, 20_000) == 2_000  # a tenth, a whole number of time chunks
+    assert _batch_frames(512, 20_100) == 2_000  # 2,010 rounded down to chunks of 16
+    assert _batch_frames(512, 240_000) == 16_384  # capped
+    assert _batch_frames(20_000, 240_000) == 20_000  # a larger minimum wins
+
+
+def test_grown_batches_commit_less_often_and_give_the_same_store(
+    archive, clean_store, tmp_path, monkeypatch
+):
+    import pipeline.ingest as ingest
+
+    monkeypatch.setattr(ingest, "BATCH_GROWTH", 1)  # batches as large as the store
+    report = ingest_archive(archive, tmp_path / "grown", progress=False, batch_size=16)
+    # 61 frames: 16 (store empty), 16 (store 16), then 32 >= the 29 left: three commits
+    assert (report.batches, report.frames_written) == (3, len(_times()))
+    _assert_same_store(tmp_path / "grown", clean_store)
