@@ -9,7 +9,7 @@ What a run does
 * Optimiser: Adam with the thesis's settings from the config's ``train:`` section
   (``lr`` 1e-4, ``betas`` (0.5, 0.999) for HKO-7: the thesis's "momentum 0.5" is Adam's
   beta1), gradient-norm clipping at ``grad_clip``.
-* Loss: :func:`nowcast.losses.get_loss` (``thesis`` by default, or ``balanced``), masked
+* Loss: :func:`nowcast.losses.get_loss` (``thesis`` by default, ``balanced`` or ``balanced_csi``), masked
   with the dataset's ``target_mask``.
 * LR schedule (``lr_schedule``): ``plateau`` (default) multiplies the LR by ``lr_factor``
   (0.5) after every epoch whose validation loss is not below the best so far
@@ -134,7 +134,7 @@ class TrainSettings:
     grad_clip : float or None
         Max gradient L2 norm; None = no clipping.
     loss : str
-        ``thesis`` or ``balanced`` (:func:`nowcast.losses.get_loss`).
+        ``thesis``, ``balanced`` or ``balanced_csi`` (:func:`nowcast.losses.get_loss`).
     loss_weights : dict or None
         Passed to the loss (``{"mse": 1, "mae": 1, "ssim": 0.05}`` for ``thesis``).
     lr_schedule : str

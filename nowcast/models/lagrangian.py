@@ -274,10 +274,12 @@ class LagrangianNowcaster(nn.Module):
         scales of :data:`_SCALES` (the network-grid block mean, then Gaussians of 1, 2, 4
         network pixels), computed on the network grid and upsampled. ``w(t)`` is a learned
         table over whole lead steps, interpolated linearly, 0 at the issue time and before
-        training (``None`` is returned then, so the untrained model is exact).
+        training (in evaluation mode ``None`` is returned then; in training mode the zero weights
+        give an exact zero term and receive their gradient).
         """
-        if not bool((self.smoothing != 0).any()):
-            return None
+        if not self.training and not bool((self.smoothing != 0).any()):
+            return None  # exact (and free) before training; in training the zero weights
+            # must stay in the graph to get their gradient
         smooth = [last_net]
         for sigma in _SCALES[1:]:
             smooth.append(_gaussian(last_net, sigma))

@@ -165,3 +165,15 @@ def test_lagrangian_checkpoint_round_trip(tmp_path):
     v = _uniform(80, 1.0, 0.0)
     with torch.no_grad():
         torch.testing.assert_close(again(x, tin, tout, motion=v), model(x, tin, tout, motion=v))
+
+
+def test_zero_initialised_parts_receive_gradients():
+    """The change head and the damping table start at 0 but learn (training mode)."""
+    model = get_model("trajgru_ode", load_config("small_lagrangian")).train()
+    x = _moving(80, 1.0)
+    tin, tout = _times(5, 3)
+    target = torch.zeros(1, 3, 1, 80, 80)
+    y = model(x, tin, tout, motion=_uniform(80, 1.0, 0.0))
+    ((y - target) ** 2).mean().backward()
+    assert float(model.smoothing.grad.abs().sum()) > 0
+    assert float(model.net.head.weight.grad.abs().sum()) > 0
