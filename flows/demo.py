@@ -5,7 +5,7 @@ Steps (each a task or a sub-flow, all under one work directory)::
     WORKDIR/
       archive/          synthetic HKO-7 archive (pipeline.synthetic.generate_archive)
       radar.zarr        ingest store, 480 x 480 (flows.ingest, a dask task per day)
-      radar80.zarr      resampled store, 80 x 80, 6-minute grid (flows.resample)
+      radar80.zarr      resampled store, 80 x 80, 6-minute grid, LK motion (flows.resample)
       run/              trained ``small`` model with a time budget (flows.train)
       run/eval/test_regular/results.md, skill.png
                         HKO-7 scores of the model, persistence and pysteps (flows.evaluate)
@@ -160,7 +160,7 @@ def demo_flow(
 
     t = time.perf_counter()
     if not p.resampled.exists():
-        resample_flow(str(p.store), str(p.resampled), size=80)
+        resample_flow(str(p.store), str(p.resampled), size=80, motion="lk")
     timings["resample"] = time.perf_counter() - t
 
     t = time.perf_counter()
