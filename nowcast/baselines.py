@@ -183,7 +183,7 @@ class PystepsBaseline:
         """
         from pipeline.motion import get_motion
 
-        method = get_motion("lk", grid=self.motion_grid, lk_kwargs=self.lk_kwargs)
+        method = get_motion("lk", grid=self.motion_grid, lk_kwargs=self.lk_kwargs, idw_grid=128)
         est = method(frames, masks, times, cadence_minutes=self.cadence_minutes)
         return est.field.astype(np.float64)
 

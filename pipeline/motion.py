@@ -62,10 +62,13 @@ Methods (:data:`MOTION_NAMES`)
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import logging
 import math
+import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -346,13 +349,48 @@ class LucasKanadeMotion(_GridMethod):
     idw_grid : int
         The inverse-distance interpolation is computed every ``ceil(n / idw_grid)`` pixels
         of an ``n``-pixel side and bilinearly upsampled (the field is smooth).
+    cache_pairs : int
+        Sparse vectors of this many recent frame pairs are kept (per thread, keyed by the
+        pairs' bytes): overlapping windows (consecutive slots of a store, sequent samples)
+        track each pair once. 0 disables the cache.
     """
 
     grid: int | None = 128
     lk_kwargs: dict | None = None
     decluster_scale: float = 20.0
-    idw_grid: int = 128
+    idw_grid: int = 64
+    cache_pairs: int = 16
     name: str = "lk"
+
+    def __post_init__(self) -> None:
+        self._local = threading.local()
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_local", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
+
+    def _pair_vectors(self, lk, pair: np.ndarray, kwargs: dict) -> tuple[np.ndarray, np.ndarray]:
+        """Sparse ``(xy, uv)`` of one ``(2, h, w)`` pair (NaN = invalid), cached."""
+        if self.cache_pairs <= 0:
+            return lk(pair, **kwargs)
+        cache = getattr(self._local, "cache", None)
+        if cache is None:
+            cache = self._local.cache = OrderedDict()
+        key = hashlib.blake2b(pair.tobytes() + repr(pair.shape).encode(), digest_size=16).digest()
+        hit = cache.get(key)
+        if hit is not None:
+            cache.move_to_end(key)
+            return hit
+        value = lk(pair, **kwargs)
+        cache[key] = value
+        if len(cache) > self.cache_pairs:
+            cache.popitem(last=False)
+        return value
 
     def _estimate(self, frames, masks, steps, factor):
         from pysteps import motion, utils
@@ -366,7 +404,7 @@ class LucasKanadeMotion(_GridMethod):
             pair = np.where(masks[k : k + 2], frames[k : k + 2], np.nan)
             if np.nanmax(pair) - np.nanmin(pair) < _FLAT:
                 continue  # no echo in this pair: nothing to track
-            xy, uv = lk(pair, **kwargs)
+            xy, uv = self._pair_vectors(lk, pair, kwargs)
             if xy.shape[0] == 0:
                 continue
             xy_all.append(xy)

@@ -78,10 +78,11 @@ def test_irregular_times_give_px_per_step():
     steps = (0, 1, 3, 4)
     frames = translated(80, 2.0, -1.0, times_steps=steps, corr=3.0)
     times = 6.0 * np.asarray(steps)
-    for name, tol in (("lk", LK_TOL), ("vet", VET_TOL)):
-        est = get_motion(name)(frames, times=times, cadence_minutes=6.0)
-        assert est.status == "ok"
-        assert max_error(est, 2.0, -1.0) < tol, name
+    est = get_motion("lk")(frames, times=times, cadence_minutes=6.0)
+    assert est.status == "ok" and max_error(est, 2.0, -1.0) < LK_TOL
+    # VET (costly): one pair two steps apart
+    est = get_motion("vet")(frames[1:3], times=times[1:3], cadence_minutes=6.0)
+    assert est.status == "ok" and max_error(est, 2.0, -1.0) < VET_TOL
     # the same frames taken as regular would be wrong by the gap's extra step
     wrong = get_motion("lk")(frames)
     assert max_error(wrong, 2.0, -1.0) > 0.3
