@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import xarray as xr
 
 from pipeline.motion import FALLBACK_STATUSES, get_motion
@@ -112,3 +113,57 @@ def test_write_motion_zero_on_a_copy(stores, tmp_path):
     assert not ds["motion"].to_numpy().any()
     assert ds["motion"].attrs["motion_method"] == "zero"
     assert summary["n_estimated"] == int((ds["motion_fallback"] == 0).sum())
+
+
+def test_dataset_items_carry_the_motion_of_the_last_input_slot(stores):
+    from pipeline.dataset import RadarSequenceDataset
+
+    kw = {"days": ["2015-06-01"], "scheme": "regular", "n_in": 4, "n_out": 2, "stride": 1}
+    kw["max_consecutive_missing"] = 3  # so a window may end on slot 23 (20..22 missing)
+    plain = RadarSequenceDataset(stores["motion"], **kw)
+    ds = RadarSequenceDataset(stores["motion"], with_motion=True, **kw)
+    assert len(ds) == len(plain) > 0
+    stored = open_store(stores["motion"])["motion"].to_numpy()
+    assert len(plain[0]) == 6
+    for i in (0, 5, 9):
+        item = ds[i]
+        assert len(item) == 7
+        for a, b in zip(item[:6], plain[i], strict=True):
+            assert torch.equal(a, b)
+        last = int((ds.item_time(i) - DAY) / pd.Timedelta("6min"))
+        assert item[6].shape == (2, 24, 24) and item[6].dtype == torch.float32
+        np.testing.assert_array_equal(item[6].numpy(), stored[last])
+        assert abs(float(item[6][0, 3:-3, 3:-3].mean()) - U / 2) < 0.1
+    # a window ending on a slot whose motion fell back gets zeros
+    with_zero = [i for i in range(len(ds)) if ds.item_time(i) == DAY + pd.Timedelta("138min")]
+    assert with_zero and not ds[with_zero[0]][6].any()  # slot 23: too few frames
+
+
+def test_dataset_with_motion_needs_the_variable(stores):
+    from pipeline.dataset import RadarSequenceDataset
+
+    with pytest.raises(ValueError, match="no motion / motion_fallback variable"):
+        RadarSequenceDataset(stores["plain"], days=["2015-06-01"], with_motion=True)
+
+
+def test_cli_resample_with_motion(stores, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    out = tmp_path / "cli.zarr"
+    args = ["resample", str(stores["src"]), str(out), "--size", "24", "--no-progress"]
+    res = CliRunner().invoke(app, [*args, "--motion", "lk"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.output.strip().splitlines()[-1])
+    assert summary["motion"]["method"] == "lk" and summary["motion"]["window"] == 4
+    xr.testing.assert_identical(
+        open_store(out)[["motion", "motion_fallback"]],
+        open_store(stores["motion"])[["motion", "motion_fallback"]],
+    )
+    args[2] = str(tmp_path / "bad.zarr")
+    bad = CliRunner().invoke(app, [*args, "--motion", "nope"])
+    assert bad.exit_code == 2 and "valid names: lk, vet, zero" in bad.output
+    assert not (tmp_path / "bad.zarr").exists()
