@@ -61,7 +61,7 @@ def max_error(est: MotionEstimate, u: float, v: float) -> float:
         ("lk", 480, 1.5, 2.25, LK_TOL),
         ("lk", 80, 3.0, -2.0, LK_TOL),
         ("lk", 80, -1.25, 0.5, LK_TOL),
-        pytest.param("vet", 480, 3.0, -2.0, VET_TOL, marks=pytest.mark.slow),
+        ("vet", 480, 3.0, -2.0, VET_TOL),
         ("vet", 80, -1.25, 0.5, VET_TOL),
     ],
 )
