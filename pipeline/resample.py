@@ -28,7 +28,10 @@ Space
 Output store (contract C3; open it with :func:`pipeline.store.open_store`)
     dims ``(time, y, x)``; ``reflectivity`` float32 dBZ (NaN where unobserved), ``mask``
     bool, ``observed`` (time) bool; coords ``time``, ``y``, ``x``, ``lat``, ``lon``,
-    ``crs``; attributes ``cadence_minutes`` and the resampling settings. Time chunks of
+    ``crs``; attributes ``cadence_minutes`` and the resampling settings; with
+    ``motion="lk"`` (or another :mod:`pipeline.motion` name) also ``motion``
+    ``(time, component, y, x)`` and ``motion_fallback`` (time), described in
+    :mod:`pipeline.motion_store` (no motion: the store is exactly as before). Time chunks of
     ``time_chunk`` slots (default 32: a training clip spans <= 30 slots, so it touches at
     most two chunks). Blocks of slots with no observed frame are never written: Zarr
     returns the fill values (NaN / False), so a sparse multi-year grid costs little.
