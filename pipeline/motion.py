@@ -70,7 +70,8 @@ import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 
 import numpy as np
 
@@ -522,7 +523,7 @@ class ZeroMotion:
     """Zero motion: the field of persistence (same call contract)."""
 
     name: str = "zero"
-    grid: int | None = field(default=None, repr=False)
+    grid: int | None = dc_field(default=None, repr=False)
 
     def __call__(self, frames, masks=None, times=None, cadence_minutes=6.0) -> MotionEstimate:
         """Zeros ``(2, H, W)``; arguments are validated as for the other methods."""

@@ -204,6 +204,13 @@ def write_motion(
             "grid_mapping": "crs",
         }
         template, encoding = _template(ds, attrs, time_chunk)
+        # to_zarr(mode="a") replaces the group's attributes: keep them, and say what ran
+        group_attrs = dict(ds.attrs)
+        stamp = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+        call = f"{stamp} pipeline.motion_store.write_motion(method={method!r}, window={window})"
+        history = group_attrs.get("history", "")
+        group_attrs["history"] = f"{history}\n{call}" if history else call
+        template.attrs = group_attrs
     finally:
         ds.close()
     if present:

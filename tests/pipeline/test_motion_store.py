@@ -92,6 +92,12 @@ def test_motion_off_store_is_unchanged(stores):
     assert not any("motion" in k for k in plain.attrs)
     keep = moved.drop_vars(["motion", "motion_fallback", "component"])
     xr.testing.assert_equal(plain, keep)
+    # the group attributes survive the motion pass (only the motion settings are added)
+    extra = {"resample_motion": "lk", "resample_motion_window": 4}
+    same = {k: v for k, v in moved.attrs.items() if k not in extra and k != "history"}
+    assert same == {k: v for k, v in plain.attrs.items() if k != "history"}
+    assert {k: moved.attrs[k] for k in extra} == extra
+    assert "pipeline.motion_store.write_motion(method='lk', window=4)" in moved.attrs["history"]
 
 
 def test_write_motion_refuses_existing_then_overwrites(stores, tmp_path):
@@ -159,11 +165,20 @@ def test_cli_resample_with_motion(stores, tmp_path):
     assert res.exit_code == 0, res.output
     summary = json.loads(res.output.strip().splitlines()[-1])
     assert summary["motion"]["method"] == "lk" and summary["motion"]["window"] == 4
-    xr.testing.assert_identical(
-        open_store(out)[["motion", "motion_fallback"]],
-        open_store(stores["motion"])[["motion", "motion_fallback"]],
-    )
+    for var in ("motion", "motion_fallback"):
+        xr.testing.assert_identical(open_store(out)[var], open_store(stores["motion"])[var])
     args[2] = str(tmp_path / "bad.zarr")
     bad = CliRunner().invoke(app, [*args, "--motion", "nope"])
     assert bad.exit_code == 2 and "valid names: lk, vet, zero" in bad.output
     assert not (tmp_path / "bad.zarr").exists()
+
+
+def test_resample_flow_task_passes_motion(stores, tmp_path):
+    from flows.resample import resample_task
+
+    out = tmp_path / "flow.zarr"
+    summary = resample_task.fn(str(stores["src"]), str(out), size=24, motion="zero")
+    assert summary["motion"]["method"] == "zero"
+    ds = open_store(out)
+    assert ds["motion"].attrs["motion_method"] == "zero" and not ds["motion"].to_numpy().any()
+    assert ds.attrs["resample_motion"] == "zero" and ds.attrs["resample_motion_window"] == 4
