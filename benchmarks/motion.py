@@ -8,7 +8,7 @@ largest error of either component away from the borders (an eighth of each side)
   computation of the pysteps baseline, idw on a 128-point grid);
 * ``lk_s_480`` / ``lk96_s_480``: on the default 128-point grid (block factor 4) and a
   96-point grid (factor 5), with ``ratio_lk_to_full_480``;
-* ``vet_s_480``: VET on its default 64-point grid (factor 8).
+* ``vet_s_480``: VET on its default 96-point grid (factor 5).
 
 Each figure is the best of ``--repeat`` runs after one warm-up call (imports). Prints ONE
 JSON line. Run: ``.venv/bin/python benchmarks/motion.py [--repeat 3]``.
