@@ -132,6 +132,7 @@ def write_motion(
     block_chunks: int = 2,
     num_workers: int | None = None,
     overwrite: bool = False,
+    label: str | None = None,
 ) -> dict:
     """Estimate per-slot motion over a resampled store and write ``motion`` into it.
 
@@ -153,6 +154,8 @@ def write_motion(
         Threads of dask's scheduler (default: min(4, CPUs)).
     overwrite : bool
         Replace existing motion variables; otherwise a store that has them is refused.
+    label : str, optional
+        Name of the store in the log line (default: ``store``).
 
     Returns
     -------
@@ -186,7 +189,10 @@ def write_motion(
             ds.attrs.get("cadence_minutes", (times[1] - times[0]) / pd.Timedelta("1min"))
         )
         observed = np.asarray(ds["observed"].to_numpy(), dtype=bool)
-        time_chunk = int(ds["reflectivity"].encoding.get("chunks", (32,))[0])
+        import zarr
+
+        # tasks write whole time chunks of their own: align them with the store's chunks
+        time_chunk = int(zarr.open_group(str(path), mode="r")["reflectivity"].chunks[0])
         pixel_km = _pixel_km(ds)
         attrs = {
             "long_name": f"rain motion from the observed frames of the last {window} slots",
@@ -214,8 +220,6 @@ def write_motion(
     finally:
         ds.close()
     if present:
-        import zarr
-
         group = zarr.open_group(str(path), mode="r+")
         for v in present:
             del group[v]
@@ -251,6 +255,6 @@ def write_motion(
     if summary["fallbacks"]:
         logger.warning(
             "motion %s on %s: zero motion in %d of %d slots (%s)",
-            method, path, len(codes) - summary["n_estimated"], len(codes), summary["fallbacks"],
+            method, label or path, len(codes) - summary["n_estimated"], len(codes), summary["fallbacks"],
         )  # fmt: skip
     return summary

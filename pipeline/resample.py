@@ -720,7 +720,12 @@ def resample_store(
             from pipeline.motion_store import write_motion
 
             motion_summary = write_motion(
-                tmp, motion, motion_window, method_kwargs=motion_kwargs, block_chunks=block_chunks
+                tmp,
+                motion,
+                motion_window,
+                method_kwargs=motion_kwargs,
+                block_chunks=block_chunks,
+                label=str(dst_path),
             )
         if dst_path.exists():
             old = _tmp_sibling(dst_path, "old")

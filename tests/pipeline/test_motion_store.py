@@ -182,3 +182,16 @@ def test_resample_flow_task_passes_motion(stores, tmp_path):
     ds = open_store(out)
     assert ds["motion"].attrs["motion_method"] == "zero" and not ds["motion"].to_numpy().any()
     assert ds.attrs["resample_motion"] == "zero" and ds.attrs["resample_motion_window"] == 4
+
+
+def test_small_blocks_give_the_same_motion(stores, tmp_path):
+    """Blocks of 8 slots (windows reach 3 slots into the previous block) change nothing."""
+    out = tmp_path / "small.zarr"
+    resample_store(
+        stores["src"], out, size=24, progress=False, motion="lk", time_chunk=4, block_chunks=2
+    )
+    small, ref = open_store(out), open_store(stores["motion"])
+    np.testing.assert_array_equal(small["motion"].to_numpy(), ref["motion"].to_numpy())
+    np.testing.assert_array_equal(
+        small["motion_fallback"].to_numpy(), ref["motion_fallback"].to_numpy()
+    )
