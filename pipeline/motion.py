@@ -64,7 +64,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import logging
 import math
 import threading
@@ -85,6 +84,7 @@ __all__ = [
     "ZeroMotion",
     "block_average",
     "get_motion",
+    "quiet_pysteps",
     "upsample_motion",
 ]
 
@@ -278,6 +278,25 @@ def _screen(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
     return observed
 
 
+@contextlib.contextmanager
+def quiet_pysteps():
+    """Silence pysteps' expected warnings while motion is estimated.
+
+    pysteps' outlier detection warns (singular covariance, dof <= 0) when a pair yields
+    only a few vectors; they are then kept, as intended. :func:`warnings.catch_warnings`
+    swaps process-wide state, so it is only entered from the main thread; code running
+    methods in worker threads (:func:`pipeline.motion_store.write_motion`) enters it once
+    around them instead.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.filterwarnings("ignore", message="Singular matrix")
+        yield
+
+
 @dataclass
 class _GridMethod:
     """Shared driver: checks, screening, coarse grid, upsampling and fallbacks."""
@@ -312,11 +331,7 @@ class _GridMethod:
             coarse, cvalid = block_average(frames[observed], masks[observed], f)
             steps = np.diff(times[observed]) / cadence_minutes
             try:
-                with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-                    # pysteps' outlier detection warns (singular covariance, dof <= 0) when
-                    # a pair yields only a few vectors; they are then kept, as intended
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    warnings.filterwarnings("ignore", message="Singular matrix")
+                with quiet_pysteps():
                     uv = self._estimate(coarse, cvalid, steps, f)
             except _Fallback:
                 raise

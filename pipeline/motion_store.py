@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from pipeline.motion import FALLBACK_STATUSES, get_motion
+from pipeline.motion import FALLBACK_STATUSES, get_motion, quiet_pysteps
 from pipeline.units import DBZ_MIN, DBZ_RANGE
 
 __all__ = ["COMPONENTS", "MOTION_VARIABLES", "write_motion"]
@@ -241,7 +241,8 @@ def write_motion(
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # one summary line instead of a warning per slot
     try:
-        codes = np.concatenate(dask.compute(*tasks, scheduler="threads", num_workers=workers))
+        with quiet_pysteps():  # the tasks run in worker threads: warnings filtered here
+            codes = np.concatenate(dask.compute(*tasks, scheduler="threads", num_workers=workers))
     finally:
         quiet.setLevel(level)
     counts = {s: int((codes == i).sum()) for i, s in enumerate(FALLBACK_STATUSES) if i}
