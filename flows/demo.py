@@ -24,6 +24,8 @@ Delete the directory (or a part of it) to redo a step.
 Measured on the 2-core development machine (shared with other jobs): 6 min 33 s end to
 end with 8 days and a 3.5-minute training budget (synthesis 32 s, ingest 11 s, resample
 6 s, training 285 s, evaluation 27 s, five forecast cycles 12 s), peak RSS 0.98 GB.
+Those figures predate the stored LK motion: it adds about 8-11 s per 480 slots (two days)
+to resampling on the same machine, so some 35-45 s for 8 days.
 """
 
 from __future__ import annotations

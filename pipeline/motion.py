@@ -47,17 +47,27 @@ Methods (:data:`MOTION_NAMES`)
     frames, vectors divided by the pair's gap, pooled over the pairs, declustered
     (:func:`pysteps.utils.cleansing.decluster`, scale 20 full-resolution pixels) and
     interpolated by inverse-distance weighting (``idwinterp2d``). Default ``grid=128``.
-    ``grid=None`` is the reference computation of :class:`nowcast.baselines.PystepsBaseline`.
+    ``grid=None, idw_grid=128`` is the reference computation of
+    :class:`nowcast.baselines.PystepsBaseline`. The sparse vectors of recent pairs are
+    cached, so overlapping windows track each pair once.
 ``vet``
     pysteps VET (variational echo tracking, :func:`pysteps.motion.vet.vet`) on the coarse
-    grid (default ``grid=96``: on a 60-point grid VET underestimated sub-pixel coarse
-    displacements by up to 12 %; VET pads the grid to its sector counts). VET takes two or three
-    regularly spaced frames: when the latest three observed frames (or two, if only two)
-    are regular they are tracked together, the older ones unused; otherwise each
+    grid, default ``grid=96`` (on a 60-point grid VET underestimated sub-pixel coarse
+    displacements by up to 12 %; VET pads the grid to its sector counts). VET takes two or
+    three regularly spaced frames: when the latest three observed frames (or two, if only
+    two) are regular they are tracked together, the older ones unused; otherwise each
     consecutive pair is tracked and the per-step fields are averaged, each pair counting
     once.
 ``zero``
     Zero motion (persistence), ``fallback`` None.
+
+pysteps' DARTS is not offered: it needs regularly spaced frames (more than ``N_t + 1`` of
+them) and on the test translations below it recovered about a third of the speed.
+
+Cost and accuracy on 480 x 480 frames (``benchmarks/motion.py``; a smooth random rain
+texture translated by (+3, -2) px/step, largest error over the interior): ``lk`` on the
+128-point grid about 0.09 s and 0.04 px/step against 0.34 s and 0.03 px/step at full
+resolution; ``vet`` about 0.5 s and 0.07 px/step (2-core machine under load).
 """
 
 from __future__ import annotations

@@ -254,8 +254,9 @@ def write_motion(
         "seconds": round(_time.perf_counter() - t0, 3),
     }
     if summary["fallbacks"]:
+        n_zero = len(codes) - summary["n_estimated"]
         logger.warning(
             "motion %s on %s: zero motion in %d of %d slots (%s)",
-            method, label or path, len(codes) - summary["n_estimated"], len(codes), summary["fallbacks"],
+            method, label or path, n_zero, len(codes), summary["fallbacks"],
         )  # fmt: skip
     return summary
