@@ -191,14 +191,14 @@ class PystepsBaseline:
         from pysteps import nowcasts
 
         idx = np.flatnonzero(observed)[-self.max_motion_frames :]
-        velocity = self.motion(frames[idx], masks[idx], t_in[idx])
         last = np.where(masks[idx[-1]], frames[idx[-1]], 0.0)
         steps = (t_out - t_in[idx[-1]]) / self.cadence_minutes
         if np.any(steps <= 0):
             raise ValueError(f"t_out must lie after the last observed input time; got {t_out}")
         uniq, inverse = np.unique(steps, return_inverse=True)
-        if not np.any(last > 0):
+        if not np.any(last > 0):  # nothing to move: no motion estimate (nor its log line)
             return np.zeros((len(steps),) + last.shape)
+        velocity = self.motion(frames[idx], masks[idx], t_in[idx])
         extrapolate = nowcasts.get_method("extrapolation")
         fc = extrapolate(last, velocity, [float(s) for s in uniq], extrap_kwargs={"outval": 0.0})
         fc = np.nan_to_num(np.asarray(fc), nan=0.0)
