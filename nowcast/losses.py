@@ -209,8 +209,10 @@ def _check_weights(weights: dict[str, float] | None, default: dict[str, float]) 
 CSI_THRESHOLDS_MMH: tuple[float, ...] = (0.5, 2.0, 5.0, 10.0)
 """Rain rates (mm/h) of the soft-CSI terms of the ``balanced_csi`` loss (HKO-7's thresholds
 without 30 mm/h, whose events are too rare in a batch to give a stable term)."""
-BALANCED_CSI_WEIGHTS: dict[str, float] = {"mse": 1.0, "mae": 1.0, "csi": 0.05}
-"""Weights of B-MSE, B-MAE and of each threshold's ``1 - soft CSI`` in ``balanced_csi``."""
+BALANCED_CSI_WEIGHTS: dict[str, float] = {"mse": 1.0, "mae": 1.0, "csi": 0.05, "lead_balance": 0.0}
+"""Weights of B-MSE, B-MAE and of each threshold's ``1 - soft CSI`` in ``balanced_csi``;
+``lead_balance`` 1 gives every lead time the same weight in relative terms (see
+:func:`balanced_csi_loss`), 0 pools all leads' pixels."""
 _SOFT_WIDTH = 0.02
 """Width (p/255, about 1.4 dBZ) of the sigmoid that makes the forecast's events soft."""
 
@@ -262,15 +264,39 @@ def balanced_csi_loss(
     The balanced loss rewards forecasts that blur and fade with lead time (the mean of what
     may happen); the soft-CSI terms (:func:`soft_csi` at :data:`CSI_THRESHOLDS_MMH`) reward
     rain areas of the right extent above each threshold, which is what the HKO-7 skill
-    scores measure. Weights ``{"mse", "mae", "csi"}``, default :data:`BALANCED_CSI_WEIGHTS`.
+    scores measure. Weights ``{"mse", "mae", "csi", "lead_balance"}``, default
+    :data:`BALANCED_CSI_WEIGHTS`. With ``lead_balance`` 1 the balanced part is computed per
+    lead time and each lead is scaled by the mean over leads divided by its own (detached)
+    value: the same value, but the gradient of ``mean_t log L_t``.
     """
     w = _check_weights(weights, BALANCED_CSI_WEIGHTS)
-    base = balanced_loss(pred, target, mask, {"mse": w["mse"], "mae": w["mae"]})
+    bw = {"mse": w["mse"], "mae": w["mae"]}
+    if w["lead_balance"] and pred.dim() == 5 and pred.shape[1] > 1:
+        # each lead's balanced loss scaled by the mean over leads / its own (detached)
+        # value: the value is the plain mean, the gradient that of mean_t log L_t, so a 1 %
+        # improvement counts the same at 6 minutes as at 2 hours (long leads' large errors
+        # would otherwise drown the short leads, where extrapolation is already good)
+        per_lead = torch.stack(
+            [
+                balanced_loss(pred[:, j], target[:, j], _lead(mask, j), bw)
+                for j in range(pred.shape[1])
+            ]
+        )
+        scale = (per_lead.mean() / per_lead.clamp_min(1e-8)).detach()
+        base = (per_lead * scale).mean()
+    else:
+        base = balanced_loss(pred, target, mask, bw)
     if w["csi"] == 0.0:
         return base
     pred, target, mask = _prepare(pred, target, mask)
     csi = sum(1.0 - soft_csi(pred, target, mask, thr) for thr in CSI_THRESHOLDS_MMH)
     return base + w["csi"] * csi
+
+
+def _lead(mask: torch.Tensor | None, j: int) -> torch.Tensor | None:
+    if mask is None or mask.dim() < 5 or mask.shape[1] == 1:
+        return mask
+    return mask[:, j]
 
 
 _LOSSES: dict[str, Callable[..., torch.Tensor]] = {

@@ -160,13 +160,16 @@ class LagrangianNowcaster(nn.Module):
         self.config = getattr(net, "config", None)
         self.last_motion_fallback: list[str | None] = []
         self.last_motion: torch.Tensor | None = None
+        self._motion = None
 
     # ---------------------------------------------------------------- motion
     def estimate_motion(self, x: torch.Tensor, mask: torch.Tensor, tin: torch.Tensor):
         """Motion ``(B, 2, H, W)`` (pixels per cadence step) from the observed inputs."""
-        from pipeline.motion import get_motion
+        if self._motion is None:  # one instance: LK caches the vectors of frame pairs
+            from pipeline.motion import get_motion
 
-        method = get_motion(self.motion_method)
+            self._motion = get_motion(self.motion_method)
+        method = self._motion
         frames = x.detach().cpu().to(torch.float32).numpy()[:, :, 0]
         masks = mask.detach().cpu().numpy()[:, :, 0] > 0.5
         times = tin.detach().cpu().to(torch.float64).numpy() * self.cadence_minutes

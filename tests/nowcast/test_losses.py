@@ -138,3 +138,24 @@ def test_balanced_csi_loss_adds_the_csi_terms_to_the_balanced_loss():
     p = pred.clone().requires_grad_(True)
     balanced_csi_loss(p, target).backward()
     assert float(p.grad.abs().sum()) > 0
+
+
+def test_lead_balance_keeps_the_value_and_equalises_relative_gradients():
+    from nowcast.losses import balanced_csi_loss, balanced_loss
+
+    target = torch.zeros(1, 2, 1, 4, 4)
+    pred = torch.zeros(1, 2, 1, 4, 4)
+    pred[:, 0] = 0.1  # small error at lead 1
+    pred[:, 1] = 0.4  # large error at lead 2
+    pred.requires_grad_(True)
+    w = {"csi": 0.0, "lead_balance": 1.0}
+    loss = balanced_csi_loss(pred, target, weights=w)
+    assert abs(float(loss) - float(balanced_loss(pred, target))) < 1e-6
+    loss.backward()
+    # d(mean_t log L_t)/dp per lead, times the mean loss: L_t = e^2 + e per pixel
+    g = pred.grad[0, :, 0, 0, 0]
+    l1, l2 = 0.1**2 + 0.1, 0.4**2 + 0.4
+    mean = (l1 + l2) / 2
+    want1 = mean / l1 * (2 * 0.1 + 1) / 16 / 2
+    want2 = mean / l2 * (2 * 0.4 + 1) / 16 / 2
+    assert abs(float(g[0]) - want1) < 1e-6 and abs(float(g[1]) - want2) < 1e-6
