@@ -150,7 +150,7 @@ def test_lead_balance_keeps_the_value_and_equalises_relative_gradients():
     pred.requires_grad_(True)
     w = {"csi": 0.0, "lead_balance": 1.0}
     loss = balanced_csi_loss(pred, target, weights=w)
-    assert abs(float(loss) - float(balanced_loss(pred, target))) < 1e-6
+    assert abs(float(loss.detach()) - float(balanced_loss(pred.detach(), target))) < 1e-6
     loss.backward()
     # d(mean_t log L_t)/dp per lead, times the mean loss: L_t = e^2 + e per pixel
     g = pred.grad[0, :, 0, 0, 0]
