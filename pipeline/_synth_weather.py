@@ -7,10 +7,13 @@ Model (STEPS / S-PROG-like, documented in :mod:`pipeline.synthetic`):
   ``|k|^beta`` (flat beyond the scale break) and each Fourier coefficient follows an AR(1)
   process whose 6-minute correlation ``exp(-dt / tau(lambda))`` grows with the wavelength
   ``lambda`` (small cells live minutes, large rain areas hours): growth and decay.
-* The Eulerian field seen by the radar is ``L(M(t) x + b(t), t)``: the affine map follows the
-  smooth motion field ``v(x) = u0(t) + Omega(t) x`` (translation + rotation + stretching and
-  shear), integrated exactly per step (``dM/dt = -M Omega``, ``db/dt = -M u0``). One warp per
-  frame, so no numerical diffusion accumulates.
+* The Eulerian field seen by the radar is ``L(M(t) x + b(t), t)`` with
+  ``M(t) = R(phi(t)) S(s(t), a(t))``: a rotation by the integrated rotation rate and a bounded
+  area-preserving stretch ``exp(+-s)`` along the axis ``a`` (``s = s_max tanh(OU)``, aspect
+  ratio at most ``exp(2 s_max)``); ``db/dt = -M u0`` carries the translation. One warp per
+  frame, so no numerical diffusion accumulates. The stretch is a state, not an integrated strain
+  rate: integrating ``dM/dt = -M Omega`` over a day let the deformation grow without bound and
+  every newly born cell inherited it (edge-to-edge streaks, orientation coherence up to 0.97).
 * Per frame the field is standardised over the radar disc and mapped to dBZ: a time-varying
   quantile ``1 - f(t)`` sits at the 0.5 mm/h rain threshold (``f`` = rain coverage, with dry
   spells); above it ``dBZ = dbz_thr + c(t) * excess**gamma`` (long tail), below it weak echo
@@ -80,8 +83,14 @@ class WeatherParams:
         Range of the day's mean steering speed (km/h).
     speed_rel_sd, direction_sd_deg : float
         Fluctuations of the steering speed (relative) and direction (degrees).
-    rotation_sd, strain_sd : float
-        Standard deviation (1/hour) of the rotation rate and of the two strain rates.
+    rotation_sd : float
+        Standard deviation (1/hour) of the rotation rate (rotation keeps the texture isotropic).
+    stretch_max : float
+        Largest log-stretch ``s`` of the texture (aspect ratio ``exp(2 s)``, 2.0 for 0.35).
+    stretch_mean, stretch_sd : float
+        Mean and standard deviation of the OU process behind ``s = stretch_max * tanh(ou)``.
+    stretch_tau_min : float
+        Correlation time of the stretch (about a feature's lifetime: deformation is bounded).
     motion_tau_min : float
         Correlation time of the motion fluctuations.
     convective_day_prob : float
@@ -114,7 +123,10 @@ class WeatherParams:
     speed_rel_sd: float = 0.15
     direction_sd_deg: float = 15.0
     rotation_sd: float = 0.06
-    strain_sd: float = 0.05
+    stretch_max: float = 0.35
+    stretch_mean: float = 0.7
+    stretch_sd: float = 0.5
+    stretch_tau_min: float = 240.0
     motion_tau_min: float = 180.0
     convective_day_prob: float = 0.35
     cells_active: tuple[float, float] = (1.5, 5.0)
@@ -134,16 +146,16 @@ def _ou(rng: np.random.Generator, n: int, dt: float, tau: float, sd: float) -> n
     return out
 
 
-def _expm_traceless(a: np.ndarray) -> np.ndarray:
-    """Matrix exponential of a traceless 2 x 2 matrix (closed form)."""
-    det = a[0, 0] * a[1, 1] - a[0, 1] * a[1, 0]
-    if det < 0:  # real eigenvalues +-s
-        s = np.sqrt(-det)
-        return np.cosh(s) * np.eye(2) + (np.sinh(s) / s) * a
-    s = np.sqrt(det)
-    if s == 0:
-        return np.eye(2) + a
-    return np.cos(s) * np.eye(2) + (np.sin(s) / s) * a
+def _rotation(angle: float) -> np.ndarray:
+    """2 x 2 rotation matrix by *angle* (radians)."""
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, -s], [s, c]])
+
+
+def _stretch_matrix(s: float, axis: float) -> np.ndarray:
+    """Area-preserving symmetric stretch ``exp(s)`` along *axis*, ``exp(-s)`` across it."""
+    r = _rotation(axis)
+    return r @ np.diag([np.exp(s), np.exp(-s)]) @ r.T
 
 
 def disc_mask(size: int = 480, radius_px: float = RADIUS_PX) -> np.ndarray:
@@ -222,8 +234,13 @@ class DayWeather:
         self.u0 = np.stack([speed * np.cos(direction), speed * np.sin(direction)], axis=1)
         per_min = 1.0 / 60.0
         self.omega = _ou(rng, steps, dt_min, p.motion_tau_min, p.rotation_sd) * per_min
-        self.strain_e = _ou(rng, steps, dt_min, p.motion_tau_min, p.strain_sd) * per_min
-        self.strain_g = _ou(rng, steps, dt_min, p.motion_tau_min, p.strain_sd) * per_min
+        self.stretch = p.stretch_max * np.tanh(
+            p.stretch_mean + _ou(rng, steps, dt_min, p.stretch_tau_min, p.stretch_sd)
+        )
+        self.stretch_axis = rng.uniform(0.0, np.pi) + np.deg2rad(
+            _ou(rng, steps, dt_min, p.stretch_tau_min, 20.0)
+        )
+        self._rot = 0.0
 
         logit = np.log(p.coverage_mean / (1.0 - p.coverage_mean))
         cov = 1.0 / (
@@ -245,7 +262,7 @@ class DayWeather:
         c_day = rng.uniform(*p.intensity_c)
         self.intensity = c_day * np.exp(_ou(rng, steps, dt_min, p.coverage_tau_min, 0.05))
         self.dbz_thr = float(rainrate_to_dbz(0.5))
-        self._M = np.eye(2)
+        self._M = _stretch_matrix(self.stretch[0], self.stretch_axis[0])
         self._b = rng.uniform(0.0, n * p.latent_px, size=2)
         self.convective = bool(rng.random() < p.convective_day_prob)
         active = p.cells_active[1] if self.convective else p.cells_active[0]
@@ -291,9 +308,9 @@ class DayWeather:
 
     def _advance(self, k: int) -> None:
         dt = self.dt
-        e, g, w = self.strain_e[k], self.strain_g[k], self.omega[k]
-        omega = np.array([[e, g - w], [g + w, -e]])
-        m_new = self._M @ _expm_traceless(-omega * dt)
+        k1 = min(k + 1, self.n_steps - 1)
+        self._rot -= self.omega[k] * dt
+        m_new = _rotation(self._rot) @ _stretch_matrix(self.stretch[k1], self.stretch_axis[k1])
         self._b = self._b - 0.5 * (self._M + m_new) @ self.u0[k] * dt
         self._M = m_new
         self._state = self._phi * self._state + self._innov * self._noise()

@@ -14,9 +14,13 @@ Weather (engine in :mod:`pipeline._synth_weather`, STEPS/S-PROG-like):
   hours for large areas), plus convective cells that are born in strong rain, move with the
   flow, grow, peak (+14 to +26 dBZ) and decay within 30-100 min (more of them on convective
   days, about one day in three);
-* motion: a smooth field ``u0(t) + Omega(t) x`` (translation 45-75 km/h, i.e. 4-7 pixels per
-  frame, plus rotation, stretching and shear), varying in time, applied by one exact affine
-  warp per frame (no numerical diffusion);
+* motion: a smooth field (translation 45-75 km/h, i.e. 4-7 pixels per frame, plus rotation),
+  varying in time, applied by one exact affine warp per frame (no numerical diffusion);
+* texture anisotropy: a bounded, slowly varying stretch of the latent texture (aspect ratio at
+  most 2, typically about 1.5). Rain is born isotropic and deformed only over its lifetime;
+  an earlier version integrated the strain rate into the warp over the whole day, so newly
+  born texture inherited a stretch of up to 4:1 and frames turned into edge-to-edge streaks
+  (orientation coherence p90 0.76, max 0.97; real radar p90 0.27-0.62, max 0.31-0.69);
 * dBZ distribution: rain coverage ``f(t)`` (fraction >= 0.5 mm/h, mostly 0.16-0.33, with up to
   two dry spells of 1-3 h a day, 75-minute ramps) and a long tail
   (``dBZ = 12.98 + c * excess**0.7``), weak echo just below the rain threshold, no echo
