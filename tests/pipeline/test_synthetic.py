@@ -221,22 +221,6 @@ def test_cli_synth_writes_an_archive(tmp_path):
         assert hko7.read_frame(path).shape == (480, 480)  # --no-corrupt: every frame reads
 
 
-def test_cli_catalogue_convert_needs_trusted(tmp_path):
-    from typer.testing import CliRunner
-
-    from flows.cli import app
-
-    pkl = tmp_path / "hko7_rainy_valid.pkl"
-    pd.DataFrame({"has_rainfall": [True]}, index=pd.DatetimeIndex(["2015-06-01"])).to_pickle(pkl)
-    refused = CliRunner().invoke(app, ["catalogue", "convert", str(pkl), str(tmp_path / "c.csv")])
-    assert refused.exit_code != 0 and not (tmp_path / "c.csv").exists()
-    ok = CliRunner().invoke(
-        app, ["catalogue", "convert", str(pkl), str(tmp_path / "c.csv"), "--trusted"]
-    )
-    assert ok.exit_code == 0, ok.output
-    assert hko7.read_catalogue(tmp_path / "c.csv").index[0] == pd.Timestamp("2015-06-01")
-
-
 def test_every_tiny_archive_day_has_a_30_frame_clip(tiny_archive_info):
     """Other areas rely on it: per day, 30 grid slots with no run of more than 2 missing."""
     info = tiny_archive_info
