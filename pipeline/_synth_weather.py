@@ -1,6 +1,7 @@
 """Private weather engine of :mod:`pipeline.synthetic`: evolving dBZ fields on the HKO-7 grid.
 
-Model (STEPS / S-PROG-like, documented in :mod:`pipeline.synthetic`):
+Model (STEPS / S-PROG-like, documented in :mod:`pipeline.synthetic`; the fixed geography,
+regimes and diurnal cycle live in :mod:`pipeline._synth_world`):
 
 * A latent Gaussian field ``L(xi, t)`` lives on a periodic ``N x N`` grid in *Lagrangian*
   coordinates (``latent_px`` fine pixels per latent pixel). Its power spectrum is a power law
@@ -14,14 +15,33 @@ Model (STEPS / S-PROG-like, documented in :mod:`pipeline.synthetic`):
   frame, so no numerical diffusion accumulates. The stretch is a state, not an integrated strain
   rate: integrating ``dM/dt = -M Omega`` over a day let the deformation grow without bound and
   every newly born cell inherited it (edge-to-edge streaks, orientation coherence up to 0.97).
-* Per frame the field is standardised over the radar disc and mapped to dBZ: a time-varying
-  quantile ``1 - f(t)`` sits at the 0.5 mm/h rain threshold (``f`` = rain coverage, with dry
-  spells); above it ``dBZ = dbz_thr + c(t) * excess**gamma`` (long tail), below it weak echo
-  fading linearly to "no echo" (pixel 0).
-* Convective cells (Poisson births in strong rain, more on convective days) are fixed in
-  Lagrangian coordinates and add a Gaussian dBZ bump whose strength follows
-  ``peak * sin(pi * age / life) ** 2``: growth, maturity and decay that extrapolation cannot
-  predict.
+* Steering ``u0(t)``: from the steering knot at this day's midnight to the next one (linear in
+  time, shortest way round: veering and speeding up or slowing down), plus small OU
+  fluctuations that vanish at midnight, so motion is continuous from one day to the next.
+* Per frame the field is standardised over the radar disc, the stationary forcing ``F(x, t)``
+  is added, and the sum is mapped to dBZ: a time-varying quantile ``1 - f(t)`` sits at the
+  0.5 mm/h rain threshold (``f`` = rain coverage, with dry spells and, in convective regimes,
+  an afternoon maximum); above it ``dBZ = dbz_thr + c(t) * excess**gamma`` (long tail), below
+  it weak echo fading linearly to "no echo" (pixel 0). The forcing (standard deviations of the
+  latent field)::
+
+      F = a_terrain * h + a_upslope * max(0, u_hat . grad h) / s99
+          + convective * diurnal(t) * (a_land * land + a_coast * coast)
+
+  ``h`` is the terrain, ``u_hat`` the steering direction, ``diurnal`` +1 at 15:00 local and -1
+  at 03:00: rain is more frequent and heavier over the hills and on their windward side at all
+  times, and over land and the coast on convective afternoons (less there at night). Coverage
+  is fixed by the quantile, so the forcing moves rain rather than adding it.
+* Convective cells have life cycles. Births are Poisson with a rate that grows with the
+  regime's convective character and, in convective regimes, peaks in the afternoon (a factor
+  ``1 + cell_diurnal * convective * diurnal(t)``); a birth is placed either over land (weighted
+  towards terrain; probability ``cell_land_share * convective * max(diurnal, 0)``, initiation
+  in clear air included) or in strong rain (>= 22 dBZ). A cell moves with the flow (fixed in
+  Lagrangian coordinates) and adds a textured Gaussian dBZ bump whose amplitude is
+  ``peak * sin(pi * age / life) ** 2`` and radius ``sigma * (0.55 + 0.45 sin(pi age / life))``:
+  initiation, growth, peak at mid-life and decay. Size-intensity relation: a cell of larger
+  radius ``sigma`` has a higher peak (``peak = cell_peak_base + cell_peak_per_px * sigma``
+  + noise) and lives longer (``life = cell_life_base + cell_life_per_px * sigma`` + noise).
 """
 
 from __future__ import annotations
@@ -31,8 +51,11 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import pandas as pd
 import scipy.fft
+from scipy import ndimage
 
+from pipeline._synth_world import diurnal, geography, regime_for_day, steering_knot
 from pipeline.units import rainrate_to_dbz
 
 PIXEL_KM = 512.0 / 480.0
@@ -43,7 +66,7 @@ RADIUS_PX = 240.0
 
 @dataclass(frozen=True)
 class WeatherParams:
-    """Knobs of the synthetic weather (defaults tuned to REFERENCE.md section 10).
+    """Knobs of the synthetic weather (defaults tuned to the real-radar ranges in docs/synthetic.md).
 
     Attributes
     ----------
@@ -63,16 +86,19 @@ class WeatherParams:
         ``tau(lambda) = tau_ref_min * (lambda / tau_ref_km) ** tau_exponent``.
     tau_max_min : float
         Longest lifetime (minutes).
-    coverage_mean, coverage_logit_sd : float
-        Rain coverage ``f(t)`` (fraction >= 0.5 mm/h of the disc) is a logit-OU process.
-    coverage_tau_min : float
-        Correlation time of the coverage process.
+    coverage_range : tuple of float
+        Range of a regime's mean rain coverage (fraction >= 0.5 mm/h of the disc).
+    coverage_logit_sd, coverage_tau_min : float
+        Rain coverage ``f(t)`` fluctuates around the regime's mean as a logit-OU process.
+    coverage_diurnal : float
+        Relative afternoon increase (and night decrease) of coverage, times the convective
+        character.
     dry_spells : tuple of int
         Inclusive range of the number of dry spells per day.
     dry_spell_hours : tuple of float
         Range of a dry spell's length (hours).
     intensity_c : tuple of float
-        Range of the day's dBZ scale ``c`` (dBZ per standardised excess**gamma).
+        Range of a regime's dBZ scale ``c`` (dBZ per standardised excess**gamma).
     intensity_gamma : float
         Exponent of the excess above the threshold.
     weak_echo_slope : float
@@ -80,26 +106,44 @@ class WeatherParams:
     echo_floor_dbz : float
         Weak echo under this becomes "no echo" (pixel 0, -10 dBZ).
     speed_kmh : tuple of float
-        Range of the day's mean steering speed (km/h).
+        Range of a regime's steering speed (km/h).
+    knot_direction_sd_deg, knot_speed_rel_sd : float
+        Daily deviation of the midnight steering from the regime's.
     speed_rel_sd, direction_sd_deg : float
-        Fluctuations of the steering speed (relative) and direction (degrees).
+        OU fluctuations of the steering speed (relative) and direction (degrees) within a day.
     rotation_sd : float
         Standard deviation (1/hour) of the rotation rate (rotation keeps the texture isotropic).
+    motion_tau_min : float
+        Correlation time of the motion fluctuations.
     stretch_max : float
         Largest log-stretch ``s`` of the texture (aspect ratio ``exp(2 s)``, 2.0 for 0.35).
     stretch_mean, stretch_sd : float
         Mean and standard deviation of the OU process behind ``s = stretch_max * tanh(ou)``.
     stretch_tau_min : float
         Correlation time of the stretch (about a feature's lifetime: deformation is bounded).
-    motion_tau_min : float
-        Correlation time of the motion fluctuations.
-    convective_day_prob : float
-        Probability that a day is convective (more cells).
+    regime_start_prob : float
+        Probability that a day not forced to start a regime starts one (regimes last 1-4 days).
+    convective_regime_prob : float
+        Probability that a regime is convective.
+    terrain_forcing, upslope_forcing : float
+        Stationary enhancement (latent standard deviations) over terrain and windward slopes.
+    land_forcing, coast_forcing : float
+        Diurnal enhancement over land and along the coast, times the convective character.
     cells_active : tuple of float
-        Mean number of convective cells alive at a time on (stratiform, convective) days.
-    cell_peak_dbz, cell_sigma_px, cell_life_min : tuple of float
-        Ranges of a cell's peak dBZ increment, Gaussian radius (pixels) and lifetime (minutes);
-        a cell's strength follows ``sin(pi * age / life) ** 2`` (growth, maturity, decay).
+        Mean number of convective cells alive at a time for convective character 0 and 1.
+    cell_diurnal : float
+        Relative afternoon increase of the cell birth rate, times the convective character.
+    cell_land_share : float
+        Share of births placed over land at the diurnal maximum of a fully convective regime.
+    cell_sigma_px : tuple of float
+        Range of a cell's largest Gaussian radius (pixels).
+    cell_peak_base, cell_peak_per_px, cell_peak_sd : float
+        ``peak dBZ increment = base + per_px * sigma + N(0, sd)`` (size-intensity relation).
+    cell_life_base, cell_life_per_px, cell_life_sd : float
+        ``lifetime (min) = base + per_px * sigma + N(0, sd)``, clipped to 30-110 minutes.
+    cell_texture : float
+        A cell's bump is multiplied by ``exp(cell_texture * n)``, ``n`` its own unit-variance
+        noise smoothed over 1.5 pixels: ragged cells, not discs.
     """
 
     beta: float = -3.3
@@ -110,9 +154,10 @@ class WeatherParams:
     tau_ref_km: float = 32.0
     tau_exponent: float = 0.9
     tau_max_min: float = 600.0
-    coverage_mean: float = 0.24
+    coverage_range: tuple[float, float] = (0.19, 0.29)
     coverage_logit_sd: float = 0.3
     coverage_tau_min: float = 120.0
+    coverage_diurnal: float = 0.2
     dry_spells: tuple[int, int] = (0, 2)
     dry_spell_hours: tuple[float, float] = (1.0, 3.0)
     intensity_c: tuple[float, float] = (11.5, 13.0)
@@ -120,19 +165,81 @@ class WeatherParams:
     weak_echo_slope: float = 25.0
     echo_floor_dbz: float = 0.0
     speed_kmh: tuple[float, float] = (45.0, 75.0)
-    speed_rel_sd: float = 0.15
-    direction_sd_deg: float = 15.0
+    knot_direction_sd_deg: float = 15.0
+    knot_speed_rel_sd: float = 0.12
+    speed_rel_sd: float = 0.08
+    direction_sd_deg: float = 8.0
     rotation_sd: float = 0.06
+    motion_tau_min: float = 180.0
     stretch_max: float = 0.35
     stretch_mean: float = 0.7
     stretch_sd: float = 0.5
     stretch_tau_min: float = 240.0
-    motion_tau_min: float = 180.0
-    convective_day_prob: float = 0.35
+    regime_start_prob: float = 0.35
+    convective_regime_prob: float = 0.4
+    terrain_forcing: float = 0.5
+    upslope_forcing: float = 0.35
+    land_forcing: float = 0.2
+    coast_forcing: float = 0.2
     cells_active: tuple[float, float] = (1.5, 5.0)
-    cell_peak_dbz: tuple[float, float] = (14.0, 26.0)
-    cell_sigma_px: tuple[float, float] = (2.5, 6.0)
-    cell_life_min: tuple[float, float] = (30.0, 100.0)
+    cell_diurnal: float = 0.8
+    cell_land_share: float = 0.7
+    cell_sigma_px: tuple[float, float] = (2.5, 6.5)
+    cell_peak_base: float = 7.0
+    cell_peak_per_px: float = 3.0
+    cell_peak_sd: float = 1.5
+    cell_life_base: float = 20.0
+    cell_life_per_px: float = 12.0
+    cell_life_sd: float = 8.0
+    cell_texture: float = 0.6
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One convective cell (times in frames since the day's first frame).
+
+    Attributes
+    ----------
+    xi : numpy.ndarray
+        ``(2,)`` Lagrangian position (fine pixels).
+    born : int
+        Frame of birth.
+    life : float
+        Lifetime (frames).
+    peak : float
+        Largest dBZ increment (reached at mid-life).
+    sigma : float
+        Largest Gaussian radius (pixels, reached at mid-life).
+    row, col : int
+        Birth pixel.
+    over_land : bool
+        Whether the birth pixel is over land.
+    initiation : str
+        ``"land"`` (initiated over land, clear air included) or ``"rain"`` (in strong rain).
+    texture : numpy.ndarray
+        ``(m, m)`` float32 multiplicative texture centred on the cell (``m`` odd).
+    """
+
+    xi: np.ndarray
+    born: int
+    life: float
+    peak: float
+    sigma: float
+    row: int
+    col: int
+    over_land: bool
+    initiation: str
+    texture: np.ndarray
+
+    def amplitude(self, age: float) -> float:
+        """dBZ increment at *age* frames: ``peak * sin(pi * age / life) ** 2`` (0 outside)."""
+        if age < 0 or age > self.life:
+            return 0.0
+        return float(self.peak * np.sin(np.pi * age / self.life) ** 2)
+
+    def radius(self, age: float) -> float:
+        """Gaussian radius (pixels) at *age* frames: ``sigma * (0.55 + 0.45 sin(pi age / life))``."""
+        return float(self.sigma * (0.55 + 0.45 * np.sin(np.pi * np.clip(age / self.life, 0, 1))))
 
 
 def _ou(rng: np.random.Generator, n: int, dt: float, tau: float, sd: float) -> np.ndarray:
@@ -171,7 +278,7 @@ class DayWeather:
     Parameters
     ----------
     rng : numpy.random.Generator
-        The day's random stream (everything is drawn from it: deterministic).
+        The day's random stream (everything not shared with other days is drawn from it).
     n_steps : int
         Number of frames.
     params : WeatherParams
@@ -179,6 +286,24 @@ class DayWeather:
         Minutes between frames.
     size : int
         Output frame side (pixels).
+    start : pandas.Timestamp, optional
+        Time of the first frame (default 2015-06-01 00:00); sets the day's regime, steering
+        knots and diurnal phase.
+    seed : int
+        Archive seed (regimes and steering knots are functions of ``(seed, day)``).
+
+    Attributes
+    ----------
+    regime : pipeline._synth_world.Regime
+        The day's regime.
+    u0 : numpy.ndarray
+        ``(n_steps, 2)`` steering (fine pixels per minute; x = columns, y = rows).
+    coverage : numpy.ndarray
+        ``(n_steps,)`` rain coverage of the disc.
+    phase : numpy.ndarray
+        ``(n_steps,)`` diurnal phase (+1 at 15:00 local).
+    cells : list of Cell
+        Every cell born so far (filled while iterating).
     """
 
     def __init__(
@@ -188,12 +313,16 @@ class DayWeather:
         params: WeatherParams | None = None,
         dt_min: float = 6.0,
         size: int = 480,
+        start: pd.Timestamp | None = None,
+        seed: int = 0,
     ) -> None:
         self.p = p = params if params is not None else WeatherParams()
         self.rng = rng
         self.n_steps = n_steps
         self.dt = dt_min
         self.size = size
+        start = pd.Timestamp("2015-06-01") if start is None else pd.Timestamp(start)
+        day = start.normalize()
         n = p.latent_size
         km_per_latent = p.latent_px * PIXEL_KM
         ky = np.fft.fftfreq(n)[:, None]
@@ -223,26 +352,49 @@ class DayWeather:
         self._sample[::2, :] = False
         self._sample[:, ::2] = False
 
-        # time series of motion, coverage, intensity
-        steps = n_steps
-        day_speed = rng.uniform(*p.speed_kmh) / PIXEL_KM / 60.0  # fine px per minute
-        day_dir = rng.uniform(0.0, 2.0 * np.pi)
-        speed = day_speed * np.exp(_ou(rng, steps, dt_min, p.motion_tau_min, p.speed_rel_sd))
-        direction = day_dir + np.deg2rad(
-            _ou(rng, steps, dt_min, p.motion_tau_min, p.direction_sd_deg)
+        # regime, steering, diurnal phase
+        rkw = dict(
+            start_prob=p.regime_start_prob,
+            speed_kmh=p.speed_kmh,
+            coverage=p.coverage_range,
+            intensity_c=p.intensity_c,
+            convective_prob=p.convective_regime_prob,
         )
+        self.regime = reg = regime_for_day(seed, day, **rkw)
+        self.convective = reg.convective
+        steps = n_steps
+        times = start + pd.to_timedelta(np.arange(steps) * dt_min, unit="min")
+        self.times = pd.DatetimeIndex(times)
+        self.phase = diurnal(self.times)
+        frac = np.asarray((self.times - day) / pd.Timedelta(days=1), dtype=float)
+        kkw = dict(direction_sd_deg=p.knot_direction_sd_deg, speed_rel_sd=p.knot_speed_rel_sd)
+        d0, s0 = steering_knot(seed, day, **kkw, **rkw)
+        d1, s1 = steering_knot(seed, day + pd.Timedelta(days=1), **kkw, **rkw)
+        turn = (d1 - d0 + np.pi) % (2.0 * np.pi) - np.pi  # shortest way round
+        taper = np.sin(np.pi * np.clip(frac, 0.0, 1.0))  # fluctuations vanish at midnight
+        direction = (
+            d0
+            + turn * frac
+            + taper * np.deg2rad(_ou(rng, steps, dt_min, p.motion_tau_min, p.direction_sd_deg))
+        )
+        speed_kmh = (s0 + (s1 - s0) * frac) * np.exp(
+            taper * _ou(rng, steps, dt_min, p.motion_tau_min, p.speed_rel_sd)
+        )
+        speed = speed_kmh / PIXEL_KM / 60.0  # fine px per minute
         self.u0 = np.stack([speed * np.cos(direction), speed * np.sin(direction)], axis=1)
         per_min = 1.0 / 60.0
         self.omega = _ou(rng, steps, dt_min, p.motion_tau_min, p.rotation_sd) * per_min
         self.stretch = p.stretch_max * np.tanh(
             p.stretch_mean + _ou(rng, steps, dt_min, p.stretch_tau_min, p.stretch_sd)
         )
-        self.stretch_axis = rng.uniform(0.0, np.pi) + np.deg2rad(
+        self.stretch_axis = reg.stretch_axis + np.deg2rad(
             _ou(rng, steps, dt_min, p.stretch_tau_min, 20.0)
         )
         self._rot = 0.0
 
-        logit = np.log(p.coverage_mean / (1.0 - p.coverage_mean))
+        # coverage (regime mean, OU, afternoon maximum, dry spells) and intensity
+        cov_mean = reg.coverage * (1.0 + p.coverage_diurnal * reg.convective * self.phase)
+        logit = np.log(cov_mean / (1.0 - cov_mean))
         cov = 1.0 / (
             1.0
             + np.exp(-(logit + _ou(rng, steps, dt_min, p.coverage_tau_min, p.coverage_logit_sd)))
@@ -259,16 +411,37 @@ class DayWeather:
             w = np.clip(1.0 - d / ramp, 0.0, 1.0)
             dry = np.maximum(dry, 0.5 - 0.5 * np.cos(np.pi * w))
         self.coverage = cov * (1.0 - 0.98 * dry)
-        c_day = rng.uniform(*p.intensity_c)
+        c_day = reg.intensity_c * np.exp(rng.normal(0.0, 0.03))
         self.intensity = c_day * np.exp(_ou(rng, steps, dt_min, p.coverage_tau_min, 0.05))
         self.dbz_thr = float(rainrate_to_dbz(0.5))
         self._M = _stretch_matrix(self.stretch[0], self.stretch_axis[0])
         self._b = rng.uniform(0.0, n * p.latent_px, size=2)
-        self.convective = bool(rng.random() < p.convective_day_prob)
-        active = p.cells_active[1] if self.convective else p.cells_active[0]
-        mean_life_steps = 0.5 * (p.cell_life_min[0] + p.cell_life_min[1]) / dt_min
-        self._cell_rate = active / mean_life_steps
-        self._cells: list[tuple[np.ndarray, int, float, float, float]] = []
+
+        # stationary forcing (geography) and cells
+        geo = geography(size)
+        self.geo = geo
+        grad = np.hypot(geo.slope_x, geo.slope_y)
+        s99 = float(np.percentile(grad[geo.land], 99)) or 1.0
+        self._slope_x = geo.slope_x / np.float32(s99)
+        self._slope_y = geo.slope_y / np.float32(s99)
+        self._terrain_f = np.float32(p.terrain_forcing) * geo.terrain
+        self._diurnal_f = (
+            np.float32(p.land_forcing) * geo.land + np.float32(p.coast_forcing) * geo.coast
+        ).astype(np.float32)
+        land_idx = np.flatnonzero(geo.land & self._sample)
+        w = 0.3 + geo.terrain.ravel()[land_idx]
+        self._land_idx = land_idx
+        self._land_cdf = np.cumsum(w) / w.sum()
+        active = p.cells_active[0] + (p.cells_active[1] - p.cells_active[0]) * reg.convective
+        mean_sigma = 0.5 * (p.cell_sigma_px[0] + p.cell_sigma_px[1])
+        mean_life_steps = (p.cell_life_base + p.cell_life_per_px * mean_sigma) / dt_min
+        self.cell_rate = (
+            active
+            / mean_life_steps
+            * np.clip(1.0 + p.cell_diurnal * reg.convective * self.phase, 0.0, None)
+        )
+        self.cells: list[Cell] = []
+        self._alive: list[Cell] = []
 
     def _noise(self) -> np.ndarray:
         n = self.p.latent_size
@@ -288,13 +461,22 @@ class DayWeather:
         my = (np.float32(m[1, 0]) * x + np.float32(b[1])) + np.float32(m[1, 1]) * y
         return cv2.remap(latent, mx, my, interpolation=cv2.INTER_CUBIC, borderMode=cv2.BORDER_WRAP)
 
+    def forcing(self, k: int) -> np.ndarray:
+        """``(size, size)`` float32 stationary forcing ``F(x, t_k)`` (latent standard deviations)."""
+        u = self.u0[k]
+        ux, uy = (u / (np.hypot(u[0], u[1]) or 1.0)).astype(np.float32)
+        upslope = np.clip(ux * self._slope_x + uy * self._slope_y, 0.0, 1.0)
+        f = self._terrain_f + np.float32(self.p.upslope_forcing) * upslope
+        g = np.float32(self.convective * self.phase[k])
+        return f + g * self._diurnal_f
+
     def _to_dbz(self, z: np.ndarray, k: int) -> np.ndarray:
         p = self.p
         s = z[self._sample]
         mu = float(s.mean())
         sd = float(s.std()) or 1.0
-        z = (z - np.float32(mu)) * np.float32(1.0 / sd)
-        z_thr = float(np.quantile((s - mu) / sd, 1.0 - self.coverage[k]))
+        z = (z - np.float32(mu)) * np.float32(1.0 / sd) + self.forcing(k)
+        z_thr = float(np.quantile(z[self._sample], 1.0 - self.coverage[k]))
         ex = z - np.float32(z_thr)
         pos = np.maximum(ex, 0.0)
         dbz = np.where(
@@ -315,41 +497,58 @@ class DayWeather:
         self._M = m_new
         self._state = self._phi * self._state + self._innov * self._noise()
 
-    def _add_cells(self, dbz: np.ndarray, k: int) -> None:
-        """Spawn convective cells in strong rain and add the living ones (in place).
-
-        A cell is fixed in Lagrangian coordinates (it moves with the flow) and lives
-        ``life`` minutes with strength ``peak * sin(pi * age / life) ** 2``.
-        """
+    def _spawn(self, dbz: np.ndarray, k: int) -> None:
+        """Poisson births of frame *k*, over land (afternoon) or in strong rain."""
         p, rng = self.p, self.rng
         c = (self.size - 1) / 2.0
-        for _ in range(int(rng.poisson(self._cell_rate))):
-            strong = (dbz >= 22.0) & self._sample
-            cand = np.flatnonzero(strong)
-            if len(cand) == 0:
-                break
-            r, col = divmod(int(cand[rng.integers(len(cand))]), self.size)
-            x0 = np.array([col - c, r - c])
-            xi = self._M @ x0 + self._b
-            self._cells.append(
-                (
-                    xi,
-                    k,
-                    rng.uniform(*p.cell_life_min) / self.dt,
-                    rng.uniform(*p.cell_peak_dbz),
-                    rng.uniform(*p.cell_sigma_px),
-                )
+        land_share = p.cell_land_share * self.convective * max(float(self.phase[k]), 0.0)
+        for _ in range(int(rng.poisson(self.cell_rate[k]))):
+            initiation = "land"
+            if rng.random() < land_share and len(self._land_idx):
+                pos = int(self._land_idx[np.searchsorted(self._land_cdf, rng.random())])
+            else:
+                initiation = "rain"
+                cand = np.flatnonzero((dbz >= 22.0) & self._sample)
+                if len(cand) == 0:
+                    continue
+                pos = int(cand[rng.integers(len(cand))])
+            r, col = divmod(pos, self.size)
+            sigma = rng.uniform(*p.cell_sigma_px)
+            peak = p.cell_peak_base + p.cell_peak_per_px * sigma + rng.normal(0.0, p.cell_peak_sd)
+            life_min = p.cell_life_base + p.cell_life_per_px * sigma
+            life_min = float(np.clip(life_min + rng.normal(0.0, p.cell_life_sd), 30.0, 110.0))
+            m = 2 * int(np.ceil(3.0 * sigma)) + 3
+            noise = ndimage.gaussian_filter(rng.standard_normal((m, m)), 1.5)
+            noise /= noise.std() or 1.0
+            cell = Cell(
+                texture=np.exp(p.cell_texture * noise).astype(np.float32),
+                xi=self._M @ np.array([col - c, r - c]) + self._b,
+                born=k,
+                life=life_min / self.dt,
+                peak=float(peak),
+                sigma=float(sigma),
+                row=r,
+                col=col,
+                over_land=bool(self.geo.land[r, col]),
+                initiation=initiation,
             )
+            self.cells.append(cell)
+            self._alive.append(cell)
+
+    def _add_cells(self, dbz: np.ndarray, k: int) -> None:
+        """Spawn this frame's cells and add the living ones to *dbz* (in place)."""
+        self._spawn(dbz, k)
+        c = (self.size - 1) / 2.0
         alive = []
         m_inv = np.linalg.inv(self._M)
-        for cell in self._cells:
-            xi, born, life, peak, sigma = cell
-            age = k - born
-            if age > life:
+        for cell in self._alive:
+            age = k - cell.born
+            if age > cell.life:
                 continue
             alive.append(cell)
-            x, y = m_inv @ (xi - self._b)
-            amp = peak * np.sin(np.pi * age / life) ** 2
+            x, y = m_inv @ (cell.xi - self._b)
+            amp = cell.amplitude(age)
+            sigma = cell.radius(age)
             h = int(np.ceil(3.0 * sigma))
             cx, cy = int(round(x + c)), int(round(y + c))
             r0, r1 = max(cy - h, 0), min(cy + h + 1, self.size)
@@ -358,11 +557,14 @@ class DayWeather:
                 continue
             yy = (np.arange(r0, r1) - c - y)[:, None]
             xx = (np.arange(c0, c1) - c - x)[None, :]
-            add = (amp * np.exp(-(xx * xx + yy * yy) / (2.0 * sigma * sigma))).astype(np.float32)
+            m = cell.texture.shape[0] // 2  # texture centred on the cell
+            tex = cell.texture[r0 - cy + m : r1 - cy + m, c0 - cx + m : c1 - cx + m]
+            bump = np.exp(-(xx * xx + yy * yy) / (2.0 * sigma * sigma))
+            add = (amp * bump * tex).astype(np.float32)
             patch = dbz[r0:r1, c0:c1]
             floor = np.float32(self.dbz_thr - 4.0)
             dbz[r0:r1, c0:c1] = np.where(add > 0.5, np.maximum(patch, floor) + add, patch)
-        self._cells = alive
+        self._alive = alive
 
     def __iter__(self) -> Iterator[np.ndarray]:
         """Yield ``(size, size)`` float32 dBZ fields (no-echo = -10), one per step."""

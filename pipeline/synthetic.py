@@ -264,7 +264,10 @@ def iter_day(
         )
     n = hours * FRAMES_PER_HOUR
     size = hko7.FRAME_SHAPE[0]
-    weather = DayWeather(_day_rng(seed, day, 0), n, params, dt_min=6.0, size=size)
+    t0 = day + pd.Timedelta(hours=first_hour)
+    weather = DayWeather(
+        _day_rng(seed, day, 0), n, params, dt_min=6.0, size=size, start=t0, seed=seed
+    )
     art = _day_rng(seed, day, 2)
     statics = static_masks(seed)
     outside = statics["out_boundary_mask"].astype(bool)
@@ -272,7 +275,6 @@ def iter_day(
     n_clutter = len(clutter_pos[0])
     clutter_dbz = art.uniform(45.0, 58.0, size=n_clutter)
     base_mask = ~(outside | statics["outlier_mask"].astype(bool))
-    t0 = day + pd.Timedelta(hours=first_hour)
     for k, dbz in enumerate(weather):
         on = art.random(n_clutter) < 0.9
         vals = clutter_dbz + art.normal(0.0, 2.0, size=n_clutter)
