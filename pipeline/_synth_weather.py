@@ -424,9 +424,9 @@ class DayWeather:
         s99 = float(np.percentile(grad[geo.land], 99)) or 1.0
         self._slope_x = geo.slope_x / np.float32(s99)
         self._slope_y = geo.slope_y / np.float32(s99)
-        self._terrain_f = np.float32(p.terrain_forcing) * geo.terrain
+        self._terrain_f = np.float32(p.terrain_forcing) * geo.terrain_smooth
         self._diurnal_f = (
-            np.float32(p.land_forcing) * geo.land + np.float32(p.coast_forcing) * geo.coast
+            np.float32(p.land_forcing) * geo.land_smooth + np.float32(p.coast_forcing) * geo.coast
         ).astype(np.float32)
         land_idx = np.flatnonzero(geo.land & self._sample)
         w = 0.3 + geo.terrain.ravel()[land_idx]

@@ -50,7 +50,10 @@ class Geography:
     slope_x, slope_y : numpy.ndarray
         ``(size, size)`` float32 terrain gradient (relative height per 10 pixels), x = columns.
     coast : numpy.ndarray
-        ``(size, size)`` float32 in 0..1, 1 on the coastline, fading within about 15 pixels.
+        ``(size, size)`` float32 in 0..1, 1 on the coastline, fading within about 25 pixels.
+    land_smooth, terrain_smooth : numpy.ndarray
+        ``(size, size)`` float32 land fraction (Gaussian, 12 pixels) and terrain (4 pixels)
+        smoothed: the forcing maps, free of sharp stationary edges.
     """
 
     land: np.ndarray
@@ -58,6 +61,8 @@ class Geography:
     slope_x: np.ndarray
     slope_y: np.ndarray
     coast: np.ndarray
+    land_smooth: np.ndarray
+    terrain_smooth: np.ndarray
 
 
 def _spectral_noise(rng: np.random.Generator, size: int, beta: float, k_min: float) -> np.ndarray:
@@ -96,8 +101,11 @@ def geography(size: int = 480) -> Geography:
     terrain = terrain / terrain.max()
     smooth = ndimage.gaussian_filter(terrain, 3.0)
     gy, gx = np.gradient(smooth)
-    coast_band = ndimage.gaussian_filter(land.astype(float), 6.0)
+    # forcing maps are smooth (no sharp stationary edges for the rain to lock onto)
+    coast_band = ndimage.gaussian_filter(land.astype(float), 12.0)
     coast = np.clip(4.0 * coast_band * (1.0 - coast_band), 0.0, 1.0)
+    land_smooth = ndimage.gaussian_filter(land.astype(float), 12.0)
+    relief_smooth = ndimage.gaussian_filter(terrain, 4.0)
     f32 = np.float32
     return Geography(
         land=land,
@@ -105,6 +113,8 @@ def geography(size: int = 480) -> Geography:
         slope_x=(10.0 * gx).astype(f32),
         slope_y=(10.0 * gy).astype(f32),
         coast=coast.astype(f32),
+        land_smooth=land_smooth.astype(f32),
+        terrain_smooth=relief_smooth.astype(f32),
     )
 
 
