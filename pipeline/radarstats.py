@@ -1,7 +1,7 @@
-"""Statistics that tell realistic radar sequences from toys (REFERENCE.md section 10).
+"""Statistics that tell realistic radar sequences from toys (real ranges: docs/synthetic.md).
 
 :func:`weather_statistics` measures, on consecutive HKO-7 frames (uint8 pixels, 6-minute
-cadence), the figures REFERENCE.md section 10 gives for real rain events:
+cadence), the figures docs/synthetic.md gives for real rain events:
 
 * fractions of valid pixels at or above 0.5, 5 and 30 mm/h (HKO-7 Z-R, :mod:`pipeline.units`);
 * median / 90th / 99th percentile of the dBZ of rainy pixels (>= 0.5 mm/h);
@@ -47,7 +47,7 @@ _LAGS_MIN = (6, 30, 60)
 
 @dataclass(frozen=True)
 class WeatherStats:
-    """Figures of REFERENCE.md section 10 (see the module docstring for definitions)."""
+    """Figures of docs/synthetic.md (see the module docstring for definitions)."""
 
     n_frames: int
     frac_0_5: float
@@ -228,7 +228,7 @@ def weather_statistics(
     use: np.ndarray | None = None,
     cadence_minutes: float = 6.0,
 ) -> WeatherStats:
-    """Measure the REFERENCE.md section 10 figures on consecutive frames.
+    """Measure the docs/synthetic.md figures on consecutive frames.
 
     Parameters
     ----------
