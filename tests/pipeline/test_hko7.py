@@ -491,6 +491,21 @@ def test_pickle_naming_builtins_eval_is_refused_before_it_runs(tmp_path):
     assert not marker.exists()
 
 
+def test_truncated_or_wrong_pickles_give_one_line(tmp_path):
+    data = _old_catalogue_pickle(_OLD_TIMES)
+    (tmp_path / "cut.pkl").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="cut.pkl: not a readable"):
+        hko7.convert_pickle_catalogue(tmp_path / "cut.pkl", tmp_path / "out.csv")
+    # a DataFrame whose index is not datetimes (an Index of strings, as the columns are)
+    swapped = data.replace(
+        b"pandas.tseries.index\n_new_DatetimeIndex", b"pandas.indexes.base\n_new_Index"
+    )
+    (tmp_path / "idx.pkl").write_bytes(swapped)
+    with pytest.raises(ValueError, match="row index is not a DatetimeIndex"):
+        hko7.convert_pickle_catalogue(tmp_path / "idx.pkl", tmp_path / "out.csv")
+    assert not (tmp_path / "out.csv").exists()
+
+
 def test_modern_pandas_pickle_is_refused_with_one_line(tmp_path):
     pkl = tmp_path / "hko7_rainy_valid.pkl"
     pd.DataFrame({"has_rainfall": [True]}, index=pd.DatetimeIndex(["2015-06-01"])).to_pickle(pkl)
