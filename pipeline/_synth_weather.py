@@ -55,13 +55,15 @@ import pandas as pd
 import scipy.fft
 from scipy import ndimage
 
-from pipeline._synth_world import diurnal, geography, regime_for_day, steering_knot
+from pipeline._synth_world import diurnal, geography, midnight_knot, regime_for_day
 from pipeline.units import rainrate_to_dbz
 
 PIXEL_KM = 512.0 / 480.0
 """Grid spacing of HKO-7 frames (512 km over 480 pixels)."""
 RADIUS_PX = 240.0
 """Radius (pixels) of the 256 km observation disc centred on the radar."""
+_MEMORY_STEPS = 40
+"""Frames after which a "short-memory" latent mode keeps less than 1e-3 of its value."""
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,8 @@ class WeatherParams:
     speed_rel_sd, direction_sd_deg : float
         OU fluctuations of the steering speed (relative) and direction (degrees) within a day.
     rotation_sd : float
-        Standard deviation (1/hour) of the rotation rate (rotation keeps the texture isotropic).
+        Standard deviation (radians) of the texture's rotation angle, an OU process that is 0 at
+        every midnight (rotation keeps the texture isotropic).
     motion_tau_min : float
         Correlation time of the motion fluctuations.
     stretch_max : float
@@ -169,7 +172,7 @@ class WeatherParams:
     knot_speed_rel_sd: float = 0.12
     speed_rel_sd: float = 0.08
     direction_sd_deg: float = 8.0
-    rotation_sd: float = 0.06
+    rotation_sd: float = 0.15
     motion_tau_min: float = 180.0
     stretch_max: float = 0.35
     stretch_mean: float = 0.7
@@ -340,7 +343,11 @@ class DayWeather:
         self._amp = amp.astype(np.float32)
         self._phi = phi.astype(np.float32)
         self._innov = (amp * np.sqrt(1.0 - phi * phi)).astype(np.float32)
-        self._state = self._noise() * self._amp
+        self._kx, self._ky = kx, ky
+        self._seed, self._day = seed, day
+        # modes that remember more than 1e-3 of themselves over _MEMORY_STEPS frames
+        self._long_idx = np.flatnonzero(phi.astype(np.float64) ** _MEMORY_STEPS > 1e-3)
+        self._state, b0 = self._midnight_state(day)
 
         # output pixel coordinates (fine pixels, relative to the grid centre)
         c = (size - 1) / 2.0
@@ -368,54 +375,60 @@ class DayWeather:
         self.phase = diurnal(self.times)
         frac = np.asarray((self.times - day) / pd.Timedelta(days=1), dtype=float)
         kkw = dict(direction_sd_deg=p.knot_direction_sd_deg, speed_rel_sd=p.knot_speed_rel_sd)
-        d0, s0 = steering_knot(seed, day, **kkw, **rkw)
-        d1, s1 = steering_knot(seed, day + pd.Timedelta(days=1), **kkw, **rkw)
-        turn = (d1 - d0 + np.pi) % (2.0 * np.pi) - np.pi  # shortest way round
-        taper = np.sin(np.pi * np.clip(frac, 0.0, 1.0))  # fluctuations vanish at midnight
+        k0 = midnight_knot(seed, day, **kkw, **rkw)
+        k1 = midnight_knot(seed, day + pd.Timedelta(days=1), **kkw, **rkw)
+        self.knots = (k0, k1)
+        # slow variables: from this midnight's knot to the next, plus OU fluctuations that
+        # vanish at both midnights (continuous from one day to the next)
+        taper = np.sin(np.pi * np.clip(frac, 0.0, 1.0))
+
+        def ou(tau_min: float, sd: float) -> np.ndarray:
+            return taper * _ou(rng, steps, dt_min, tau_min, sd)
+
+        turn = (k1.direction - k0.direction + np.pi) % (2.0 * np.pi) - np.pi  # shortest way
         direction = (
-            d0
-            + turn * frac
-            + taper * np.deg2rad(_ou(rng, steps, dt_min, p.motion_tau_min, p.direction_sd_deg))
+            k0.direction + turn * frac + np.deg2rad(ou(p.motion_tau_min, p.direction_sd_deg))
         )
-        speed_kmh = (s0 + (s1 - s0) * frac) * np.exp(
-            taper * _ou(rng, steps, dt_min, p.motion_tau_min, p.speed_rel_sd)
+        speed_kmh = (k0.speed_kmh + (k1.speed_kmh - k0.speed_kmh) * frac) * np.exp(
+            ou(p.motion_tau_min, p.speed_rel_sd)
         )
         speed = speed_kmh / PIXEL_KM / 60.0  # fine px per minute
         self.u0 = np.stack([speed * np.cos(direction), speed * np.sin(direction)], axis=1)
-        per_min = 1.0 / 60.0
-        self.omega = _ou(rng, steps, dt_min, p.motion_tau_min, p.rotation_sd) * per_min
-        self.stretch = p.stretch_max * np.tanh(
-            p.stretch_mean + _ou(rng, steps, dt_min, p.stretch_tau_min, p.stretch_sd)
+        self.rotation = ou(p.motion_tau_min, p.rotation_sd)
+        self.stretch = p.stretch_max * np.tanh(p.stretch_mean + ou(p.stretch_tau_min, p.stretch_sd))
+        axis_turn = (k1.stretch_axis - k0.stretch_axis + np.pi / 2) % np.pi - np.pi / 2
+        self.stretch_axis = (
+            k0.stretch_axis + axis_turn * frac + np.deg2rad(ou(p.stretch_tau_min, 20.0))
         )
-        self.stretch_axis = reg.stretch_axis + np.deg2rad(
-            _ou(rng, steps, dt_min, p.stretch_tau_min, 20.0)
-        )
-        self._rot = 0.0
 
-        # coverage (regime mean, OU, afternoon maximum, dry spells) and intensity
-        cov_mean = reg.coverage * (1.0 + p.coverage_diurnal * reg.convective * self.phase)
+        # coverage (knots, OU, afternoon maximum, dry spells inside the day) and intensity
+        cov_knots = k0.coverage + (k1.coverage - k0.coverage) * frac
+        cov_mean = cov_knots * (1.0 + p.coverage_diurnal * reg.convective * self.phase)
         logit = np.log(cov_mean / (1.0 - cov_mean))
-        cov = 1.0 / (
-            1.0
-            + np.exp(-(logit + _ou(rng, steps, dt_min, p.coverage_tau_min, p.coverage_logit_sd)))
-        )
-        t_min = np.arange(steps) * dt_min
+        cov = 1.0 / (1.0 + np.exp(-(logit + ou(p.coverage_tau_min, p.coverage_logit_sd))))
+        t_day = frac * 1440.0  # minutes since midnight
         dry = np.zeros(steps)
         n_dry = int(rng.integers(p.dry_spells[0], p.dry_spells[1] + 1))
-        total = steps * dt_min
         for _ in range(n_dry):
             length = rng.uniform(*p.dry_spell_hours) * 60.0
-            centre = rng.uniform(0.0, total)
+            centre = rng.uniform(length / 2.0, 1440.0 - length / 2.0)  # within the day
             ramp = 75.0
-            d = np.abs(t_min - centre) - (length / 2.0 - ramp)
+            d = np.abs(t_day - centre) - (length / 2.0 - ramp)
             w = np.clip(1.0 - d / ramp, 0.0, 1.0)
             dry = np.maximum(dry, 0.5 - 0.5 * np.cos(np.pi * w))
         self.coverage = cov * (1.0 - 0.98 * dry)
-        c_day = reg.intensity_c * np.exp(rng.normal(0.0, 0.03))
-        self.intensity = c_day * np.exp(_ou(rng, steps, dt_min, p.coverage_tau_min, 0.05))
+        c_knots = k0.intensity_c + (k1.intensity_c - k0.intensity_c) * frac
+        self.intensity = c_knots * np.exp(ou(p.coverage_tau_min, 0.05))
         self.dbz_thr = float(rainrate_to_dbz(0.5))
-        self._M = _stretch_matrix(self.stretch[0], self.stretch_axis[0])
-        self._b = rng.uniform(0.0, n * p.latent_px, size=2)
+        self._b = b0
+        self._M = self._map_at(0)
+        # a day that reaches the next midnight ends exactly in the next day's first state
+        self.reaches_midnight = abs(frac[-1] + dt_min / 1440.0 - 1.0) < 1e-9
+        self._M_end = self._map_at(steps - 1)
+        self._bridge: np.ndarray | None = None
+        if self.reaches_midnight:
+            self._M_end = _stretch_matrix(p.stretch_max * np.tanh(p.stretch_mean), k1.stretch_axis)
+            self._bridge = self._plan_bridge(day + pd.Timedelta(days=1))
 
         # stationary forcing (geography) and cells
         geo = geography(size)
@@ -443,14 +456,91 @@ class DayWeather:
         self.cells: list[Cell] = []
         self._alive: list[Cell] = []
 
-    def _noise(self) -> np.ndarray:
-        n = self.p.latent_size
-        w = self.rng.standard_normal((n, n // 2 + 1, 2), dtype=np.float32)
+    @staticmethod
+    def _complex_noise(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+        w = rng.standard_normal((*shape, 2), dtype=np.float32)
         return w.view(np.complex64)[..., 0] * np.float32(np.sqrt(0.5))
 
-    def _latent(self) -> np.ndarray:
+    def _noise(self, k: int, long_only: bool = False) -> np.ndarray:
+        """Innovations of step *k*, from streams of ``(seed, day, k)`` (regenerable per step).
+
+        The long-memory modes (``_long_idx``) have their own small stream, so the bridge can
+        replay their whole path without drawing the full field every step.
+        """
+        base = [self._seed, self._day.toordinal(), 3, k]
+        a = self._complex_noise(np.random.default_rng([*base, 0]), (len(self._long_idx),))
+        if long_only:
+            return a
         n = self.p.latent_size
-        return scipy.fft.irfft2(self._state, s=(n, n), workers=1).astype(np.float32, copy=False)
+        full = self._complex_noise(np.random.default_rng([*base, 1]), (n, n // 2 + 1))
+        full.reshape(-1)[self._long_idx] = a
+        return full
+
+    def _midnight_state(self, day: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
+        """Latent Fourier state and translation at 00:00 of *day* (from ``(seed, day)`` only)."""
+        rng = np.random.default_rng([self._seed, day.toordinal(), 4])
+        n = self.p.latent_size
+        state = self._complex_noise(rng, (n, n // 2 + 1)) * self._amp
+        return state, rng.uniform(0.0, self.p.latent_size * self.p.latent_px, size=2)
+
+    def _map_at(self, k: int) -> np.ndarray:
+        """The latent map ``M`` of frame *k* (``k = n_steps``: the next midnight's)."""
+        if k >= self.n_steps:
+            return self._M_end
+        return _rotation(self.rotation[k]) @ _stretch_matrix(self.stretch[k], self.stretch_axis[k])
+
+    def _plan_bridge(self, next_day: pd.Timestamp) -> np.ndarray:
+        """Offset ``D`` that makes the latent AR(1) path end in the next day's first state.
+
+        Every Fourier mode is a Gaussian AR(1) process; conditioned on its value at the next
+        midnight, its path is the free path ``y_k`` (same start, same noise) plus
+        ``D * phi**(N - k) * (1 - phi**(2 k)) / (1 - phi**(2 N))`` with
+        ``D = target - y_N`` (exact conditioning of a Gaussian process). The target is the next
+        day's first state, shifted by the difference of the two days' translations at that
+        midnight so that both days show the same field there.
+        """
+        p, n_steps = self.p, self.n_steps
+        b, m = self._b.copy(), self._M
+        for k in range(n_steps):  # translation at the next midnight (as _advance integrates)
+            m_new = self._map_at(k + 1)
+            b = b - 0.5 * (m + m_new) @ self.u0[k] * self.dt
+            m = m_new
+        target, b_next = self._midnight_state(next_day)
+        shift = (b - b_next) / p.latent_px  # latent pixels: L_end(eta) = L_next(eta - shift)
+        ramp = np.exp(-2j * np.pi * (self._kx * shift[0] + self._ky * shift[1]))
+        target = target * ramp.astype(np.complex64)
+        # free path's end with the same innovations: long-memory modes over the whole day,
+        # the others (which forget all but 1e-3 within _MEMORY_STEPS) over the last steps
+        li = self._long_idx
+        phi_l, innov_l = self._phi.reshape(-1)[li], self._innov.reshape(-1)[li]
+        y_l = self._state.reshape(-1)[li].copy()
+        for k in range(n_steps):
+            y_l = phi_l * y_l + innov_l * self._noise(k, long_only=True)
+        first = max(n_steps - _MEMORY_STEPS, 0)
+        y = self._state * self._phi ** np.float32(first)
+        for k in range(first, n_steps):
+            y = self._phi * y + self._innov * self._noise(k)
+        y.reshape(-1)[li] = y_l
+        log_phi = np.log(self._phi.astype(np.float64))
+        self._log_phi = log_phi.astype(np.float32)
+        self._bridge_den = (1.0 - np.exp(2.0 * n_steps * log_phi)).astype(np.float32)
+        return (target - y).astype(np.complex64)
+
+    def _latent(self, k: int) -> np.ndarray:
+        n = self.p.latent_size
+        state = self._state
+        if self._bridge is not None:
+            lp, den, d = self._log_phi, self._bridge_den, self._bridge
+            if k < self.n_steps - _MEMORY_STEPS:  # only long-memory modes feel the end yet
+                li = self._long_idx
+                lp, den, d = lp.reshape(-1)[li], den.reshape(-1)[li], d.reshape(-1)[li]
+            w = np.exp(np.float32(self.n_steps - k) * lp) * (1.0 - np.exp(np.float32(2 * k) * lp))
+            if k < self.n_steps - _MEMORY_STEPS:
+                state = state.copy()
+                state.reshape(-1)[self._long_idx] += d * (w / den)
+            else:
+                state = state + d * (w / den)
+        return scipy.fft.irfft2(state, s=(n, n), workers=1).astype(np.float32, copy=False)
 
     def _warp(self, latent: np.ndarray) -> np.ndarray:
         p = self.p
@@ -489,13 +579,10 @@ class DayWeather:
         return dbz
 
     def _advance(self, k: int) -> None:
-        dt = self.dt
-        k1 = min(k + 1, self.n_steps - 1)
-        self._rot -= self.omega[k] * dt
-        m_new = _rotation(self._rot) @ _stretch_matrix(self.stretch[k1], self.stretch_axis[k1])
-        self._b = self._b - 0.5 * (self._M + m_new) @ self.u0[k] * dt
+        m_new = self._map_at(k + 1)
+        self._b = self._b - 0.5 * (self._M + m_new) @ self.u0[k] * self.dt
         self._M = m_new
-        self._state = self._phi * self._state + self._innov * self._noise()
+        self._state = self._phi * self._state + self._innov * self._noise(k)
 
     def _spawn(self, dbz: np.ndarray, k: int) -> None:
         """Poisson births of frame *k*, over land (afternoon) or in strong rain."""
@@ -569,7 +656,7 @@ class DayWeather:
     def __iter__(self) -> Iterator[np.ndarray]:
         """Yield ``(size, size)`` float32 dBZ fields (no-echo = -10), one per step."""
         for k in range(self.n_steps):
-            dbz = self._to_dbz(self._warp(self._latent()), k)
+            dbz = self._to_dbz(self._warp(self._latent(k)), k)
             self._add_cells(dbz, k)
             yield dbz
             self._advance(k)

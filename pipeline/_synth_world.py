@@ -16,9 +16,10 @@ Everything here is what makes the synthetic weather *predictable beyond advectio
   is the fourth day after the last forced start (days since 2000-01-01 divisible by 4), so
   regimes last 1-4 days. Every value is a pure function of ``(seed, day)``: a day does not
   depend on which other days are generated.
-* **Steering knots** (:func:`steering_knot`): the steering wind at each midnight (regime value
-  plus a small daily deviation). A day's steering moves smoothly from its own midnight knot to
-  the next one (veering, speeding up or slowing down over the day; continuous across midnight).
+* **Midnight knots** (:func:`midnight_knot`): steering wind, mean coverage, intensity and
+  texture axis at each midnight (regime value plus a small daily deviation). A day's slow
+  variables move smoothly from its own midnight knot to the next one (veering, speeding up or
+  slowing down over the day; continuous across midnight).
 """
 
 from __future__ import annotations
@@ -225,10 +226,39 @@ def regime_for_day(
     )
 
 
-def steering_knot(
+@dataclass(frozen=True)
+class Knot:
+    """The weather's slow variables at 00:00 of a day (a pure function of ``(seed, day)``).
+
+    Attributes
+    ----------
+    direction : float
+        Steering direction (radians).
+    speed_kmh : float
+        Steering speed.
+    coverage : float
+        Mean rain coverage.
+    intensity_c : float
+        dBZ scale of the rain above the threshold.
+    stretch_axis : float
+        Axis of the texture's stretch (radians).
+    """
+
+    direction: float
+    speed_kmh: float
+    coverage: float
+    intensity_c: float
+    stretch_axis: float
+
+
+def midnight_knot(
     seed: int, day: object, direction_sd_deg: float = 15.0, speed_rel_sd: float = 0.12, **kw
-) -> tuple[float, float]:
-    """Steering ``(direction rad, speed km/h)`` at 00:00 of *day*: its regime's plus a deviation.
+) -> Knot:
+    """The slow variables at 00:00 of *day*: its regime's values plus a small daily deviation.
+
+    A day's slow variables move from its own midnight knot to the next day's, so they are
+    continuous across midnight and follow the regime (veering towards the next regime's
+    steering on the day before a change).
 
     Parameters
     ----------
@@ -243,11 +273,26 @@ def steering_knot(
 
     Returns
     -------
-    tuple of float
+    Knot
     """
     d = pd.Timestamp(day).normalize()
     reg = regime_for_day(seed, d, **kw)
     rng = np.random.default_rng([seed, d.toordinal(), 13])
     direction = reg.direction + np.deg2rad(rng.normal(0.0, direction_sd_deg))
     speed = reg.speed_kmh * float(np.exp(rng.normal(0.0, speed_rel_sd)))
-    return float(direction), float(speed)
+    cov = float(np.clip(reg.coverage * np.exp(rng.normal(0.0, 0.08)), 0.05, 0.5))
+    return Knot(
+        direction=float(direction),
+        speed_kmh=speed,
+        coverage=cov,
+        intensity_c=float(reg.intensity_c * np.exp(rng.normal(0.0, 0.03))),
+        stretch_axis=float(reg.stretch_axis + np.deg2rad(rng.normal(0.0, 10.0))),
+    )
+
+
+def steering_knot(
+    seed: int, day: object, direction_sd_deg: float = 15.0, speed_rel_sd: float = 0.12, **kw
+) -> tuple[float, float]:
+    """Steering ``(direction rad, speed km/h)`` at 00:00 of *day* (see :func:`midnight_knot`)."""
+    k = midnight_knot(seed, day, direction_sd_deg, speed_rel_sd, **kw)
+    return k.direction, k.speed_kmh

@@ -87,15 +87,30 @@ def test_diurnal_phase_peaks_at_three_pm_local():
 
 @pytest.mark.slow
 def test_convection_over_land_peaks_in_the_afternoon():
-    day = pd.Timestamp("2015-06-07")  # a convective regime
-    w = DayWeather(_day_rng(0, day, 0), 240, start=day, seed=0)
-    assert w.convective > 0.5
+    # the same convective day with and without its diurnal cycle (same latent noise)
+    day = pd.Timestamp("2015-06-07")
+    flat = replace(
+        WeatherParams(),
+        land_forcing=0.0,
+        coast_forcing=0.0,
+        cell_diurnal=0.0,
+        cell_land_share=0.0,
+        coverage_diurnal=0.0,
+    )
     land = geography().land & disc_mask()
+    heavy, cells = {}, {}
+    for name, params in (("diurnal", None), ("flat", flat)):
+        w = DayWeather(_day_rng(0, day, 0), 240, params, start=day, seed=0)
+        assert w.convective > 0.5
+        heavy[name] = np.array([np.mean(dbz[land] >= 30.0) for dbz in w])  # ~7 mm/h and more
+        cells[name] = w.cells
     local = (w.times.hour.to_numpy() + 8) % 24
-    heavy = np.array([np.mean(dbz[land] >= 30.0) for dbz in w])  # ~ 7 mm/h and more
     afternoon, night = (local >= 12) & (local < 18), local < 6
-    assert heavy[afternoon].mean() > 3 * heavy[night].mean()
-    births = np.array([(local[c.born], c.initiation == "land") for c in w.cells])
+    gain = heavy["diurnal"] / np.maximum(heavy["flat"], 1e-4)
+    assert np.median(gain[afternoon]) > 1.5 * np.median(gain[night])
+    assert heavy["diurnal"][afternoon].mean() > heavy["flat"][afternoon].mean()
+    assert heavy["diurnal"][night].mean() < heavy["flat"][night].mean()
+    births = np.array([(local[c.born], c.initiation == "land") for c in cells["diurnal"]])
     land_births = births[births[:, 1] == 1, 0]
     assert np.sum((land_births >= 12) & (land_births < 18)) >= 10
     assert np.sum(land_births < 6) == 0
@@ -176,3 +191,27 @@ def test_regimes_change_the_cells_a_day_has():
     assert (
         conv.cell_rate[(local >= 12) & (local < 18)].mean() > 3 * conv.cell_rate[local < 6].mean()
     )
+
+
+@pytest.mark.slow
+def test_weather_continues_across_midnight():
+    """The latent field is bridged to the next day's first state: no jump at 00:00."""
+    last = list(iter_day("2015-06-01", seed=0, hours=2, first_hour=22))  # ends at 23:54 ...
+    full = list(iter_day("2015-06-01", seed=0))  # ... but only a full day is bridged
+    nxt = list(iter_day("2015-06-02", seed=0, hours=1))
+
+    def csi(a, b):
+        a, b = a.pixels >= 84, b.pixels >= 84
+        return np.count_nonzero(a & b) / np.count_nonzero(a | b)
+
+    within = [csi(full[k], full[k + 1]) for k in range(200, 239)]
+    across = csi(full[-1], nxt[0])
+    assert across > 0.6 and across >= min(within)
+    other = list(iter_day("2015-06-04", seed=0, hours=1))
+    assert csi(full[-1], other[0]) < 0.5  # an unrelated day's midnight frame does not match
+    assert csi(last[-1], nxt[0]) > 0.6  # a partial day that reaches 24:00 is bridged too
+    diff = np.abs(full[-1].pixels.astype(float) - nxt[0].pixels.astype(float)).mean()
+    step = np.mean(
+        [np.abs(full[k].pixels.astype(float) - full[k + 1].pixels).mean() for k in range(200, 239)]
+    )
+    assert diff < 1.6 * step
