@@ -15,9 +15,18 @@ regimes and diurnal cycle live in :mod:`pipeline._synth_world`):
   frame, so no numerical diffusion accumulates. The stretch is a state, not an integrated strain
   rate: integrating ``dM/dt = -M Omega`` over a day let the deformation grow without bound and
   every newly born cell inherited it (edge-to-edge streaks, orientation coherence up to 0.97).
-* Steering ``u0(t)``: from the steering knot at this day's midnight to the next one (linear in
-  time, shortest way round: veering and speeding up or slowing down), plus small OU
-  fluctuations that vanish at midnight, so motion is continuous from one day to the next.
+* Slow variables (steering ``u0(t)``, mean coverage, intensity, texture axis): from the
+  knot at this day's midnight to the next one (linear in time, shortest way round: veering and
+  speeding up or slowing down), plus small OU fluctuations (also of the rotation and stretch)
+  that vanish at midnight, so they are continuous from one day to the next.
+* Midnight bridge: a day that reaches 24:00 ends exactly in the next day's first state (a
+  pure function of ``(seed, next day)``). Each latent mode is a Gaussian AR(1) process; its
+  path conditioned on the end value is the free path (same start, same innovations) plus
+  ``(target - free end) * phi**(N-k) * (1 - phi**(2k)) / (1 - phi**(2N))``. The two days'
+  translation offsets differ at midnight; the difference is applied to the target as a
+  Fourier shift. Innovations come from per-step streams, with the ~1.4 % long-memory modes in
+  a stream of their own, so the free path's end is replayed cheaply (the other modes forget
+  their past within 40 frames).
 * Per frame the field is standardised over the radar disc, the stationary forcing ``F(x, t)``
   is added, and the sum is mapped to dBZ: a time-varying quantile ``1 - f(t)`` sits at the
   0.5 mm/h rain threshold (``f`` = rain coverage, with dry spells and, in convective regimes,
