@@ -1,7 +1,7 @@
 """Subcommands of the ``nowcast`` CLI for the archive area (see :mod:`flows.cli`).
 
 * ``nowcast synth OUT [--start 2015-06-01] [--days 2] [--seed 0] [--corrupt/--no-corrupt]``
-* ``nowcast catalogue convert PKL OUT --trusted``
+* ``nowcast catalogue convert PKL OUT`` (a reader that runs no code; ``--trusted`` is obsolete)
 
 Each command is a module-level function registered in :func:`register`; heavy imports happen
 inside the command bodies. The store/ingest area adds its ``ingest`` command below the marked
@@ -64,17 +64,25 @@ def catalogue_convert(
     pkl: Path = typer.Argument(..., help="Published HKO-7 catalogue pickle (pd/hko7_*.pkl)."),
     out: Path = typer.Argument(..., help="Catalogue to write (.csv or .parquet)."),
     trusted: bool = typer.Option(
-        False, "--trusted", help="Required: unpickling runs code; only for files you trust."
+        False,
+        "--trusted",
+        hidden=True,
+        help="Obsolete and ignored: the converter runs no code from the pickle.",
     ),
     root: Path | None = typer.Option(
         None, help="Archive root: record whether each frame has a mask file there."
     ),
 ) -> None:
-    """Convert a published pandas-pickle catalogue to our CSV/Parquet catalogue."""
+    """Convert a published pandas-pickle catalogue to our CSV/Parquet catalogue.
+
+    The pickle is read by a restricted unpickler (pipeline._hko7_pickle): only the globals the
+    published files reference are allowed, each replaced by a stand-in, so no code from the
+    file runs; any other global is refused before unpickling starts.
+    """
     from pipeline.hko7 import convert_pickle_catalogue
 
     try:
-        cat = convert_pickle_catalogue(pkl, out, trusted=trusted, root=root)
+        cat = convert_pickle_catalogue(pkl, out, root=root)
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     typer.echo(f"wrote {len(cat)} frame times to {out}")

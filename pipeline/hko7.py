@@ -12,8 +12,8 @@ Per-frame masks are True (1) where the pixel may be used. The static masks of
 ``mask_dat.npz`` are 1 where a pixel must be *excluded* (HKO-7's code multiplies frames
 by ``1 - exclude_mask``), and ``exclude_mask == outlier_mask | out_boundary_mask``.
 
-Besides the published pandas-pickle catalogues (which run code when unpickled and are
-therefore converted only on request, :func:`convert_pickle_catalogue`), the project uses its
+Besides the published pandas-pickle catalogues (converted by :func:`convert_pickle_catalogue`
+with a restricted unpickler that runs no code from the file), the project uses its
 own catalogue: a CSV or Parquet table with columns ``time``, ``frame_path`` (relative to the
 archive root, POSIX separators) and ``has_mask`` (bool).
 """
@@ -576,8 +576,12 @@ def convert_pickle_catalogue(
 ) -> pd.DataFrame:
     """Convert a published HKO-7 pandas-pickle catalogue to our catalogue format.
 
-    Unpickling runs code stored in the file, so this refuses unless ``trusted=True``.
-    Only the pickle's index (frame times) is used.
+    The pickle is read by a restricted unpickler that cannot run code
+    (:mod:`pipeline._hko7_pickle`): it accepts only the globals the published files reference
+    (pickle protocol 2, Python 2.7, pandas 0.19), maps each to a stand-in that records its
+    arguments, and takes the frame times from the raw int64 nanoseconds of the DataFrame's
+    ``DatetimeIndex``; a file naming any other global is refused before anything is unpickled.
+    Only the index (frame times) is used; the times are sorted and de-duplicated.
 
     Parameters
     ----------
@@ -586,7 +590,8 @@ def convert_pickle_catalogue(
     out_path : path
         ``.csv`` or ``.parquet`` catalogue to write.
     trusted : bool
-        Must be True: you assert the pickle comes from a source you trust.
+        Ignored (kept so that old calls and ``--trusted`` still work): the reader runs no code
+        from the file, so there is nothing to vouch for.
     root : path, optional
         Archive root; when given, ``has_mask`` tells whether each mask file exists there,
         otherwise it is True (the published release has a mask for every frame).
@@ -599,21 +604,15 @@ def convert_pickle_catalogue(
     Raises
     ------
     ValueError
-        If *trusted* is not True, or the pickle is not a DataFrame/Series with a datetime index.
+        If the pickle names a global outside the published files' allowlist, or does not hold
+        a DataFrame with a ``datetime64[ns]`` index; nothing is written then.
     """
+    from pipeline._hko7_pickle import read_catalogue_times
+
+    del trusted  # nothing to trust: the reader cannot run code
     p = Path(pkl_path)
-    if trusted is not True:
-        raise ValueError(
-            f"refusing to unpickle {p}: loading a pickle runs code stored in it. "
-            "Pass trusted=True (CLI: --trusted) only for a file from a source you trust."
-        )
-    obj = pd.read_pickle(p)  # the caller vouched for this file (trusted=True)
-    if not isinstance(obj, pd.DataFrame | pd.Series):
-        raise ValueError(f"{p} holds a {type(obj).__name__}, expected a pandas DataFrame")
-    try:
-        times = pd.DatetimeIndex(obj.index)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{p}: index is not frame datetimes ({err})") from None
+    ns = read_catalogue_times(p)
+    times = pd.DatetimeIndex(ns.astype("datetime64[ns]"), name="time")
     times = times.sort_values().unique()
     base = Path(root) if root is not None else Path(".")
     rel = [frame_path(Path("."), t).as_posix() for t in times]

@@ -1,7 +1,7 @@
-"""Statistics that tell realistic radar sequences from toys (REFERENCE.md section 10).
+"""Statistics that tell realistic radar sequences from toys (real ranges: docs/synthetic.md).
 
 :func:`weather_statistics` measures, on consecutive HKO-7 frames (uint8 pixels, 6-minute
-cadence), the figures REFERENCE.md section 10 gives for real rain events:
+cadence), the figures docs/synthetic.md gives for real rain events:
 
 * fractions of valid pixels at or above 0.5, 5 and 30 mm/h (HKO-7 Z-R, :mod:`pipeline.units`);
 * median / 90th / 99th percentile of the dBZ of rainy pixels (>= 0.5 mm/h);
@@ -13,7 +13,12 @@ cadence), the figures REFERENCE.md section 10 gives for real rain events:
   ``t + lag``), counts pooled over all pairs, only where both masks are valid;
 * motion: median over frame pairs and 96 x 96 tiles of the displacement (pixels per frame)
   found by phase correlation (``cv2.phaseCorrelate``, Hann window) between consecutive frames;
-  tiles with less than 10 % rainy pixels are skipped.
+  tiles with less than 10 % rainy pixels are skipped;
+* orientation coherence (:func:`orientation_coherence`): how strongly a frame's gradients share
+  one direction, 0 for isotropic texture, 1 for parallel streaks; median / 90th percentile /
+  maximum over the measured frames that have at least 5 % rainy pixels and 500 eroded rainy
+  pixels. Real rain events of four radar services: medians 0.22-0.50, 90th percentiles
+  0.27-0.62, maxima 0.31-0.69 (docs/synthetic.md).
 
 :func:`rainy_hours` flags the frames of "rainy hours": clock hours whose mean fraction of
 valid pixels >= 0.5 mm/h is at least ``min_fraction`` (default 0.1).
@@ -28,7 +33,13 @@ import pandas as pd
 
 from pipeline.units import pixel_to_dbz, pixel_to_rainrate, rainrate_to_pixel
 
-__all__ = ["WeatherStats", "radial_spectrum_slope", "rainy_hours", "weather_statistics"]
+__all__ = [
+    "WeatherStats",
+    "orientation_coherence",
+    "radial_spectrum_slope",
+    "rainy_hours",
+    "weather_statistics",
+]
 
 PIXEL_KM = 512.0 / 480.0
 _LAGS_MIN = (6, 30, 60)
@@ -36,7 +47,7 @@ _LAGS_MIN = (6, 30, 60)
 
 @dataclass(frozen=True)
 class WeatherStats:
-    """Figures of REFERENCE.md section 10 (see the module docstring for definitions)."""
+    """Figures of docs/synthetic.md (see the module docstring for definitions)."""
 
     n_frames: int
     frac_0_5: float
@@ -50,6 +61,9 @@ class WeatherStats:
     csi_30: float
     csi_60: float
     motion_px: float
+    coherence_p50: float = float("nan")
+    coherence_p90: float = float("nan")
+    coherence_max: float = float("nan")
 
     def as_dict(self) -> dict[str, float]:
         """The figures as a plain dict."""
@@ -105,6 +119,53 @@ def radial_spectrum_slope(
     x = np.log10(radii[sel] / (n * pixel_km))
     y = np.log10(sums[sel] / counts[sel])
     return float(np.polyfit(x, y, 1)[0])
+
+
+def orientation_coherence(
+    pixels: np.ndarray, min_fraction: float = 0.05, min_eroded: int = 500
+) -> float:
+    """Orientation coherence of one frame's rain texture (0 isotropic .. 1 parallel streaks).
+
+    The dBZ field with no-echo pixels (p = 0) set to 0 dBZ is smoothed with a Gaussian of
+    sigma 1 pixel; its gradients ``gx, gy`` (:func:`numpy.gradient`) give the structure tensor
+    ``Jxx = gx*gx, Jyy = gy*gy, Jxy = gx*gy``, averaged over the rainy pixels (>= 0.5 mm/h,
+    p >= 84) eroded by 3 pixels; the coherence is
+    ``sqrt((Jxx - Jyy)**2 + 4 Jxy**2) / (Jxx + Jyy)``.
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray
+        ``(H, W)`` uint8 HKO-7 pixels.
+    min_fraction : float
+        Frames with a smaller fraction of rainy pixels give NaN.
+    min_eroded : int
+        Frames with fewer eroded rainy pixels give NaN.
+
+    Returns
+    -------
+    float
+        The coherence in [0, 1], or NaN for a frame with too little rain.
+    """
+    from scipy import ndimage
+
+    px = np.asarray(pixels)
+    if px.ndim != 2 or px.dtype != np.uint8:
+        raise ValueError(
+            f"orientation_coherence needs (H, W) uint8 pixels, got {px.shape} {px.dtype}"
+        )
+    rain = px >= _threshold_pixel(0.5)
+    if rain.mean() < min_fraction:
+        return float("nan")
+    core = ndimage.binary_erosion(rain, iterations=3)
+    if np.count_nonzero(core) < min_eroded:
+        return float("nan")
+    dbz0 = np.where(px > 0, pixel_to_dbz(px), 0.0)
+    gy, gx = np.gradient(ndimage.gaussian_filter(dbz0, 1.0))
+    gx, gy = gx[core], gy[core]
+    jxx, jyy, jxy = np.mean(gx * gx), np.mean(gy * gy), np.mean(gx * gy)
+    if jxx + jyy == 0:
+        return 0.0
+    return float(np.sqrt((jxx - jyy) ** 2 + 4.0 * jxy**2) / (jxx + jyy))
 
 
 def _phase_motion(a: np.ndarray, b: np.ndarray, rain: np.ndarray, tile: int = 96) -> list[float]:
@@ -167,7 +228,7 @@ def weather_statistics(
     use: np.ndarray | None = None,
     cadence_minutes: float = 6.0,
 ) -> WeatherStats:
-    """Measure the REFERENCE.md section 10 figures on consecutive frames.
+    """Measure the docs/synthetic.md figures on consecutive frames.
 
     Parameters
     ----------
@@ -207,6 +268,7 @@ def weather_statistics(
     hist = np.zeros(256, np.int64)
     n_valid = 0
     slopes = []
+    cohs = []
     motions: list[float] = []
     n = pixels.shape[1]
     w0 = (n - 320) // 2
@@ -219,6 +281,7 @@ def weather_statistics(
         d = np.where(m & (px >= p05), lut_dbz[px], thr_dbz)
         if np.mean(px[win] >= p05) > 0.02:
             slopes.append(radial_spectrum_slope(d[win]))
+        cohs.append(orientation_coherence(px))
         if i + 1 < t_len:
             rain = (px >= p05) & m
             a = np.where(m, lut_dbz[px], thr_dbz).clip(thr_dbz, None)
@@ -250,6 +313,8 @@ def weather_statistics(
         return float(lut_dbz[p05 + int(np.searchsorted(cum, q * cum[-1]))])
 
     nv = max(n_valid, 1)
+    cohs_ok = np.array([c for c in cohs if np.isfinite(c)])
+    coh = np.percentile(cohs_ok, [50, 90, 100]) if len(cohs_ok) else np.full(3, np.nan)
     return WeatherStats(
         n_frames=len(idx),
         frac_0_5=float(hist[p05:].sum() / nv),
@@ -263,4 +328,7 @@ def weather_statistics(
         csi_30=csi[1],
         csi_60=csi[2],
         motion_px=float(np.median(motions)) if motions else float("nan"),
+        coherence_p50=float(coh[0]),
+        coherence_p90=float(coh[1]),
+        coherence_max=float(coh[2]),
     )

@@ -5,31 +5,50 @@ so tests, demos and benchmarks run on this archive instead. :func:`generate_arch
 exactly the layout of :mod:`pipeline.hko7` (PNG frames, ``.mask`` files, ``mask_dat.npz``,
 ``hko7_rainy_{train,valid,test}_days.txt``) plus our catalogue ``catalogue.csv``.
 
-Weather (engine in :mod:`pipeline._synth_weather`, STEPS/S-PROG-like):
+Weather (engine in :mod:`pipeline._synth_weather`, STEPS/S-PROG-like; fixed geography,
+regimes and diurnal cycle in :mod:`pipeline._synth_world`; full description, real-radar
+ranges and measurements in docs/synthetic.md):
 
 * rain fields with power-law spectral texture (latent spectrum ``|k|^-3.3`` up to the 1000 km
-  scale break); the measured dBZ spectrum slope is about -3.1 to -3.3 over 4-120 km;
+  scale break); the measured dBZ spectrum slope is about -3.2 to -3.3 over 4-120 km;
 * growth and decay: every Fourier mode of the latent field is an AR(1) process whose lifetime
   grows with the wavelength (``35 min * (lambda / 32 km) ** 0.9``: minutes for small cells,
-  hours for large areas), plus convective cells that are born in strong rain, move with the
-  flow, grow, peak (+14 to +26 dBZ) and decay within 30-100 min (more of them on convective
-  days, about one day in three);
-* motion: a smooth field ``u0(t) + Omega(t) x`` (translation 45-75 km/h, i.e. 4-7 pixels per
-  frame, plus rotation, stretching and shear), varying in time, applied by one exact affine
-  warp per frame (no numerical diffusion);
-* dBZ distribution: rain coverage ``f(t)`` (fraction >= 0.5 mm/h, mostly 0.16-0.33, with up to
-  two dry spells of 1-3 h a day, 75-minute ramps) and a long tail
+  hours for large areas);
+* convective cells with life cycles: born (in strong rain, or over land on convective
+  afternoons, from clear air too), moving with the flow, growing, peaking at mid-life and
+  decaying within 30-110 min; bigger cells are stronger and live longer (size-intensity
+  relation);
+* a fixed synthetic geography (land to the north, ragged coast, terrain; the same for every
+  seed) whose stationary forcing favours rain over the hills and their windward slopes, and
+  over land and the coast on convective afternoons;
+* a diurnal cycle (local time = frame time + 8 h): in convective regimes more cells, more
+  coverage and more rain over land in the afternoon, less at night;
+* regimes of 1-4 days sharing steering, convective character, coverage, intensity and texture
+  anisotropy, so consecutive days are related; and no jump at midnight: a day that reaches
+  24:00 ends exactly in the next day's first state (an exact AR(1) bridge of the latent
+  modes), though every day is still generated on its own;
+* motion: a smooth field (translation 45-75 km/h, i.e. 4-7 pixels per frame, plus rotation)
+  that veers and speeds up or slows down over the day and continues across midnight, applied
+  by one exact affine warp per frame (no numerical diffusion);
+* texture anisotropy: a bounded, slowly varying stretch of the latent texture (aspect ratio at
+  most 2, typically about 1.5). Rain is born isotropic and deformed only over its lifetime;
+  an earlier version integrated the strain rate into the warp over the whole day, so newly
+  born texture inherited a stretch of up to 4:1 and frames turned into edge-to-edge streaks
+  (orientation coherence p90 0.76, max 0.97; real radar p90 0.27-0.62, max 0.31-0.69);
+* dBZ distribution: rain coverage ``f(t)`` (fraction >= 0.5 mm/h, regime means 0.19-0.29,
+  with up to two dry spells of 1-3 h a day, 75-minute ramps) and a long tail
   (``dBZ = 12.98 + c * excess**0.7``), weak echo just below the rain threshold, no echo
   (pixel 0) under 0 dBZ.
 
 Measured with :func:`pipeline.radarstats.weather_statistics` on the rainy hours (hourly
-fraction >= 0.5 mm/h at least 0.1) of whole days, seed 0, 2015-06-01..06: fraction >= 0.5 mm/h
-0.21-0.25, >= 5 mm/h 0.0086-0.018, >= 30 mm/h 3e-5-1.9e-4, rainy-pixel dBZ median / p90 / p99
-19.1-20.8 / 26.0-27.9 / 31.5-35.8, spectrum slope -3.11..-3.31, persistence CSI at 6 / 30 /
-60 min 0.69-0.75 / 0.38-0.51 / 0.25-0.37, motion 3.2-6.3 pixels per frame. Three of the six
-days (06-01, 06-03, 06-06) fall inside every range of REFERENCE.md section 10; the other three
-exceed the 6-minute CSI range (0.72) by up to 0.035, all their other figures inside. The
-realism test checks 2015-06-06 (a convective day).
+fraction >= 0.5 mm/h at least 0.1) of whole days, seed 0, 2015-06-01..06 (per-day table in
+docs/synthetic.md): fraction >= 0.5 mm/h 0.22-0.30, >= 5 mm/h 0.0096-0.028, >= 30 mm/h
+1.3e-4-4.9e-4, rainy-pixel dBZ median / p90 / p99 19.4-21.0 / 26.0-28.4 / 31.7-34.8, spectrum
+slope -3.24..-3.33, persistence CSI at 6 / 30 / 60 min 0.71-0.75 / 0.45-0.52 / 0.31-0.41,
+motion 5.0-5.5 pixels per frame, orientation coherence median 0.18-0.32, p90 0.34-0.41, max
+0.40-0.48. Every figure is inside the real ranges except the 6-minute persistence CSI of four
+days (0.722-0.746 against 0.66-0.72; their 30-minute CSI up to 0.52 against 0.51) and one
+day's coherence median (0.18 against 0.22-0.50). The realism test checks 2015-06-03.
 
 Radar artefacts:
 
@@ -246,7 +265,7 @@ def iter_day(
     first_hour : int
         First hour of the day simulated.
     params : WeatherParams, optional
-        Weather knobs (defaults tuned to REFERENCE.md section 10).
+        Weather knobs (defaults tuned to the real-radar ranges of docs/synthetic.md).
 
     Yields
     ------
@@ -260,7 +279,10 @@ def iter_day(
         )
     n = hours * FRAMES_PER_HOUR
     size = hko7.FRAME_SHAPE[0]
-    weather = DayWeather(_day_rng(seed, day, 0), n, params, dt_min=6.0, size=size)
+    t0 = day + pd.Timedelta(hours=first_hour)
+    weather = DayWeather(
+        _day_rng(seed, day, 0), n, params, dt_min=6.0, size=size, start=t0, seed=seed
+    )
     art = _day_rng(seed, day, 2)
     statics = static_masks(seed)
     outside = statics["out_boundary_mask"].astype(bool)
@@ -268,7 +290,6 @@ def iter_day(
     n_clutter = len(clutter_pos[0])
     clutter_dbz = art.uniform(45.0, 58.0, size=n_clutter)
     base_mask = ~(outside | statics["outlier_mask"].astype(bool))
-    t0 = day + pd.Timedelta(hours=first_hour)
     for k, dbz in enumerate(weather):
         on = art.random(n_clutter) < 0.9
         vals = clutter_dbz + art.normal(0.0, 2.0, size=n_clutter)

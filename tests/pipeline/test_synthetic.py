@@ -9,7 +9,12 @@ import pandas as pd
 import pytest
 
 from pipeline import hko7
-from pipeline.radarstats import radial_spectrum_slope, rainy_hours, weather_statistics
+from pipeline.radarstats import (
+    orientation_coherence,
+    radial_spectrum_slope,
+    rainy_hours,
+    weather_statistics,
+)
 from pipeline.synthetic import generate_archive, iter_day, static_masks
 
 
@@ -144,10 +149,36 @@ def test_statistics_of_a_field_moving_at_a_known_speed():
     )
 
 
+def _dbz_pixels(dbz):
+    return np.clip(np.rint((dbz + 10.0) / 70.0 * 255.0), 0, 255).astype(np.uint8)
+
+
+def test_orientation_coherence_of_known_textures():
+    yy, xx = np.mgrid[0:480, 0:480].astype(float)
+    # parallel streaks (wavelength 12 px, at 30 degrees): every gradient along one direction
+    u = xx * np.cos(np.pi / 6) + yy * np.sin(np.pi / 6)
+    streaks = _dbz_pixels(25.0 + 8.0 * np.sin(2 * np.pi * u / 12.0))
+    assert orientation_coherence(streaks) == pytest.approx(1.0, abs=0.01)
+    # a checkerboard of the same waves along x and y: Jxx = Jyy, Jxy = 0, no orientation
+    checks = _dbz_pixels(
+        25.0 + 4.0 * np.sin(2 * np.pi * xx / 12) + 4.0 * np.sin(2 * np.pi * yy / 12)
+    )
+    assert orientation_coherence(checks) == pytest.approx(0.0, abs=0.02)
+    # waves along x twice as strong as along y: Jxx = 4 Jyy, coherence (4 - 1) / (4 + 1)
+    mixed = _dbz_pixels(
+        25.0 + 8.0 * np.sin(2 * np.pi * xx / 12) + 4.0 * np.sin(2 * np.pi * yy / 12)
+    )
+    assert orientation_coherence(mixed) == pytest.approx(0.6, abs=0.03)
+    # too little rain (a 60 x 60 square is 1.6 % of the frame): not measured
+    small = np.zeros((480, 480), np.uint8)
+    small[100:160, 100:160] = streaks[100:160, 100:160]
+    assert np.isnan(orientation_coherence(small))
+
+
 @pytest.mark.slow
 def test_rainy_hours_look_like_real_radar():
-    """REFERENCE.md section 10 ranges on the rainy hours of one generated day."""
-    frames = list(iter_day("2015-06-06", seed=0))
+    """Real-radar ranges (docs/synthetic.md) on the rainy hours of one generated day."""
+    frames = list(iter_day("2015-06-03", seed=0))
     pixels = np.stack([f.pixels for f in frames])
     masks = np.stack([f.mask for f in frames])
     times = pd.DatetimeIndex([f.time for f in frames])
@@ -165,6 +196,10 @@ def test_rainy_hours_look_like_real_radar():
     assert 0.34 <= s.csi_30 <= 0.51
     assert 0.24 <= s.csi_60 <= 0.47
     assert 3.0 <= s.motion_px <= 8.0
+    # orientation: real p90 0.27-0.62, max 0.31-0.69 (no edge-to-edge streaks)
+    assert 0.15 <= s.coherence_p50 <= 0.5
+    assert s.coherence_p90 <= 0.6
+    assert s.coherence_max <= 0.7
 
 
 def test_cli_synth_writes_an_archive(tmp_path):
@@ -184,22 +219,6 @@ def test_cli_synth_writes_an_archive(tmp_path):
     assert "corrupt 0" in result.output
     for path in frames["frame_path"]:
         assert hko7.read_frame(path).shape == (480, 480)  # --no-corrupt: every frame reads
-
-
-def test_cli_catalogue_convert_needs_trusted(tmp_path):
-    from typer.testing import CliRunner
-
-    from flows.cli import app
-
-    pkl = tmp_path / "hko7_rainy_valid.pkl"
-    pd.DataFrame({"has_rainfall": [True]}, index=pd.DatetimeIndex(["2015-06-01"])).to_pickle(pkl)
-    refused = CliRunner().invoke(app, ["catalogue", "convert", str(pkl), str(tmp_path / "c.csv")])
-    assert refused.exit_code != 0 and not (tmp_path / "c.csv").exists()
-    ok = CliRunner().invoke(
-        app, ["catalogue", "convert", str(pkl), str(tmp_path / "c.csv"), "--trusted"]
-    )
-    assert ok.exit_code == 0, ok.output
-    assert hko7.read_catalogue(tmp_path / "c.csv").index[0] == pd.Timestamp("2015-06-01")
 
 
 def test_every_tiny_archive_day_has_a_30_frame_clip(tiny_archive_info):
