@@ -320,20 +320,46 @@ def load_window(
     slots = pd.DatetimeIndex(slots)
     idx = _match_slots(ds, slots, pd.Timedelta(tolerance))
     ny, nx = ds.sizes["y"], ds.sizes["x"]
-    dbz = np.full((len(slots), ny, nx), np.nan, dtype=np.float32)
-    mask = np.zeros((len(slots), ny, nx), dtype=bool)
     found = idx >= 0
-    if found.any():
-        take = idx[found]
-        dbz[found] = ds["reflectivity"].isel(time=take).values.astype(np.float32)
-        if "mask" in ds:
-            mask[found] = ds["mask"].isel(time=take).values.astype(bool)
-        else:
-            mask[found] = True
-        mask &= np.isfinite(dbz)
+    if found.all():
+        dbz, mask = _read_frames(ds, idx)
+    else:
+        dbz = np.full((len(slots), ny, nx), np.nan, dtype=np.float32)
+        mask = np.zeros((len(slots), ny, nx), dtype=bool)
+        if found.any():
+            dbz[found], mask[found] = _read_frames(ds, idx[found])
+    mask &= np.isfinite(dbz)
     times_all = pd.DatetimeIndex(ds["time"].values) if found.any() else None
     times = [times_all[i] if i >= 0 else None for i in idx]
     return InputWindow(slots=slots, times=times, dbz=dbz, mask=mask, observed=found)
+
+
+def _read_frames(ds: xr.Dataset, take: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(len(take), H, W)`` float32 dBZ and bool validity of store frames *take*.
+
+    One synchronous dask computation for both variables (a few frames: thread hand-offs
+    would cost more than they save), a slice when the frames are consecutive.
+    """
+    import dask
+
+    if len(take) and np.all(np.diff(take) == 1):
+        sel = {"time": slice(int(take[0]), int(take[-1]) + 1)}
+    else:
+        sel = {"time": take}
+    arrays = [ds["reflectivity"].isel(sel).data]
+    if "mask" in ds:
+        arrays.append(ds["mask"].isel(sel).data)
+    lazy = [not isinstance(a, np.ndarray) for a in arrays]
+    if any(lazy):
+        arrays = list(dask.compute(*arrays, scheduler="synchronous"))
+    # computed arrays are fresh; in-memory ones are copied (never hand out views of them)
+    out = [
+        np.array(a, dtype=dt, copy=None if fresh else True)
+        for a, dt, fresh in zip(arrays, (np.float32, bool), lazy, strict=False)
+    ]
+    if len(out) == 1:
+        out.append(np.ones(out[0].shape, dtype=bool))
+    return out[0], out[1]
 
 
 def _downsize(dbz: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -415,7 +441,7 @@ def _run(predictor: Predictor, x: np.ndarray, m: np.ndarray, leads: np.ndarray) 
         t_call = (np.arange(1, steps.max() + 1) * cad).astype(np.float32)
         keep = steps - 1
     xt = torch.from_numpy(np.ascontiguousarray(x[None, :, None], dtype=np.float32))
-    mt = torch.from_numpy(np.ascontiguousarray(m[None, :, None], dtype=np.float32))
+    mt = torch.from_numpy(m[None, :, None].astype(np.float32))
     with torch.no_grad():
         y = predictor.fn(
             xt, torch.from_numpy(t_in[None]), torch.from_numpy(t_call[None]), input_mask=mt
@@ -426,6 +452,8 @@ def _run(predictor: Predictor, x: np.ndarray, m: np.ndarray, leads: np.ndarray) 
         raise ValueError(
             f"predictor {predictor.name!r} returned shape {y.shape}, expected {expected}"
         )
+    if len(keep) == len(t_call):
+        return y[0, :, 0]  # a view: every step was asked for
     return y[0, keep, 0]
 
 
@@ -481,24 +509,86 @@ def make_forecast(
     cad = pd.Timedelta(minutes=predictor.cadence_minutes)
     slots = pd.DatetimeIndex([issue - k * cad for k in range(predictor.in_frames - 1, -1, -1)])
     win = load_window(ds, slots, tolerance)
+    size = predictor.image_size or ds.sizes["y"]
+    dbz, mask = _refuse_or_downsize(win, size, issue, max_consecutive_missing)
+    x = _to_normalized(dbz, mask)
+    y = _run(predictor, x, mask, leads)
+    out_dbz, rate = _to_dbz_and_rate(y)
+    return _forecast_dataset(ds, size, issue, leads, out_dbz, rate, predictor, win)
+
+
+def _refuse_or_downsize(
+    win: InputWindow, size: int, issue: pd.Timestamp, max_consecutive_missing: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The window on the predictor's grid, or :class:`InsufficientInputError`.
+
+    A frame that is present but has no valid pixel on the predictor's grid (a radar
+    outage: mask all False) counts as missing, as the baselines and models treat it;
+    a window with no frame holding a valid pixel is refused.
+    """
+    stamp = [s.strftime("%Y-%m-%d %H:%M") for s in win.slots]
     reason = check_window(win.observed, max_consecutive_missing)
     if reason is not None:
-        missing = [
-            s.strftime("%Y-%m-%d %H:%M") for s, o in zip(slots, win.observed, strict=True) if not o
-        ]
+        missing = [t for t, o in zip(stamp, win.observed, strict=True) if not o]
         raise InsufficientInputError(issue, f"{reason}; missing: {', '.join(missing)}")
-
-    size = predictor.image_size or ds.sizes["y"]
     dbz, mask = _downsize(win.dbz, win.mask, size)
-    x = np.clip(np.nan_to_num(units.dbz_to_normalized(dbz), nan=0.0), 0.0, 1.0)
-    x = np.where(mask, x, 0.0)
-    y = _run(predictor, x.astype(np.float32), mask, leads)
-    y = np.clip(np.nan_to_num(y, nan=0.0), 0.0, 1.0)
-    out_dbz = units.normalized_to_dbz(y).astype(np.float32)
-    rate = np.where(out_dbz > units.DBZ_MIN + 1e-3, units.dbz_to_rainrate(out_dbz), 0.0)
-    return _forecast_dataset(
-        ds, size, issue, leads, out_dbz, rate.astype(np.float32), predictor, win
-    )
+    usable = win.observed & mask.reshape(mask.shape[0], -1).any(axis=1)
+    if not usable.any():
+        raise InsufficientInputError(
+            issue,
+            f"all {len(stamp)} input frames ({stamp[0]} to {stamp[-1]}) are fully masked "
+            "(present but with no valid pixel: a radar outage); nothing to forecast from",
+        )
+    reason = check_window(usable, max_consecutive_missing)
+    if reason is not None:
+        missing = [t for t, u in zip(stamp, usable, strict=True) if not u]
+        raise InsufficientInputError(
+            issue,
+            f"{reason} (frames with no valid pixel count as missing); missing or fully "
+            f"masked: {', '.join(missing)}",
+        )
+    return dbz, mask
+
+
+def _to_normalized(dbz: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``(T, H, W)`` dBZ to float32 p/255 in [0, 1], 0 where *mask* is False or NaN."""
+    x = np.subtract(dbz, np.float32(units.DBZ_MIN), dtype=np.float32)
+    x /= np.float32(units.DBZ_RANGE)
+    np.fmax(x, np.float32(0.0), out=x)  # fmax: NaN -> 0
+    np.fmin(x, np.float32(1.0), out=x)
+    x *= mask
+    return x
+
+
+_RATE_SLOPE = np.float32(np.log(10.0) / (10.0 * units.ZR_B))
+_RATE_OFFSET = np.float32(-np.log(units.ZR_A) / units.ZR_B)
+_NO_ECHO_DBZ = np.float32(units.DBZ_MIN + 1e-3)
+
+
+def _to_dbz_and_rate(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Predictor output ``(L, H, W)`` p/255 to float32 dBZ and rain rate (mm/h).
+
+    NaN is read as 0 (no echo), values are clipped to [0, 1]. The rate is
+    ``exp(ln(10) / (10 b) * dBZ - ln(a) / b)``, the Z-R relation of
+    :func:`pipeline.units.dbz_to_rainrate` in float32 (relative difference about 1e-6),
+    and 0 at or below the no-echo level -10 dBZ. Only the two results are allocated;
+    everything else runs in place, one frame at a time.
+    """
+    out = np.empty(y.shape, dtype=np.float32)
+    rate = np.empty(y.shape, dtype=np.float32)
+    wet = np.empty(y.shape[1:], dtype=bool)
+    for k in range(y.shape[0]):  # frame by frame: the temporaries stay in cache
+        d, r = out[k], rate[k]
+        np.fmax(y[k], np.float32(0.0), out=d)  # NaN -> 0
+        np.fmin(d, np.float32(1.0), out=d)
+        d *= np.float32(units.DBZ_RANGE)
+        d += np.float32(units.DBZ_MIN)
+        np.multiply(d, _RATE_SLOPE, out=r)
+        r += _RATE_OFFSET
+        np.exp(r, out=r)
+        np.greater(d, _NO_ECHO_DBZ, out=wet)
+        r *= wet  # a bool multiply is much faster than a masked store
+    return out, rate
 
 
 def _forecast_dataset(
@@ -517,7 +607,7 @@ def _forecast_dataset(
     )
     coords["valid_time"] = xr.Variable(
         "lead_time",
-        (issue + pd.to_timedelta(leads, unit="min")).values.astype("datetime64[ns]"),
+        np.datetime64(issue.to_datetime64(), "ns") + leads.astype("timedelta64[m]"),
         {"long_name": "valid time of the forecast", "standard_name": "time"},
     )
     coords["issue_time"] = xr.Variable(

@@ -270,3 +270,82 @@ def test_regular_run_refuses_leads_off_its_steps(tmp_path):
     assert fc.sizes["lead_time"] == 2
     with pytest.raises(ValueError, match="regular lead times only"):
         make_forecast(pred, store, ISSUE, [9])
+
+
+def _outage_store(masked: list[bool], size: int = 24) -> tuple[xr.Dataset, np.ndarray]:
+    """Every frame present (``observed``); frames flagged in *masked* have no valid pixel."""
+    times = pd.date_range(end=ISSUE, periods=len(masked), freq=CAD)
+    frames = np.stack([_blob(size, 6 + 2 * k, 12) for k in range(len(masked))])
+    store = _store(frames, times)
+    store["mask"].values[np.asarray(masked, bool)] = False
+    return store, frames
+
+
+def test_all_masked_window_is_refused_as_an_outage():
+    store, _ = _outage_store([True] * 4)
+    with pytest.raises(
+        InsufficientInputError, match=r"all 4 input frames \(.*\) are fully masked"
+    ) as err:
+        make_forecast(baseline_predictor("persistence", in_frames=4), store, ISSUE, [6])
+    assert "(2015-06-01 11:42 to 2015-06-01 12:00)" in err.value.reason
+    assert "radar outage" in err.value.reason
+    assert err.value.issue_time == ISSUE
+
+
+def test_fully_masked_frames_count_as_missing():
+    # the last three frames are blank: three consecutive "missing" frames, refused
+    store, _ = _outage_store([False, False, True, True, True])
+    with pytest.raises(InsufficientInputError, match="3 consecutive input frames missing"):
+        make_forecast(baseline_predictor("persistence", in_frames=5), store, ISSUE, [6])
+    # one blank frame at the end is accepted and persistence uses the frame before it
+    store, frames = _outage_store([False, False, False, False, True])
+    fc = make_forecast(baseline_predictor("persistence", in_frames=5), store, ISSUE, [6, 12])
+    np.testing.assert_allclose(fc["reflectivity"].values[1], frames[3], atol=1e-4)
+
+
+def test_frame_without_a_valid_pixel_on_the_coarse_grid_is_blank():
+    # 480 x 480 frames with one valid fine pixel per frame: on the 80 x 80 grid (blocks
+    # of 36 fine pixels, half of them needed) no pixel is valid, so the window is an outage
+    times = pd.date_range(end=ISSUE, periods=2, freq=CAD)
+    store = _store(np.full((2, 480, 480), 20.0, np.float32), times)
+    store["mask"].values[:] = False
+    store["mask"].values[:, 100, 100] = True
+    pred = baseline_predictor("persistence", in_frames=2, image_size=80)
+    with pytest.raises(InsufficientInputError, match="fully masked"):
+        make_forecast(pred, store, ISSUE, [6])
+
+
+def test_full_resolution_persistence_from_an_ingest_store_on_disk(tmp_path):
+    """C2 store written by the ingest (480 x 480, irregular times): forecast on its grid."""
+    from pipeline.ingest import ingest_archive
+    from pipeline.store import open_store
+    from pipeline.synthetic import generate_archive
+
+    generate_archive(
+        tmp_path / "archive",
+        days=1,
+        hours=1,
+        first_hour=11,
+        seed=3,
+        irregular=False,
+        corrupt=False,
+        empty_day=False,
+        progress=False,
+    )
+    ingest_archive(tmp_path / "archive", tmp_path / "radar.zarr", progress=False)
+    ds = open_store(tmp_path / "radar.zarr")
+    issue = pd.Timestamp(ds["time"].values[-1])
+    pred = baseline_predictor("persistence", in_frames=3)
+    leads = list(range(6, 121, 6))
+    fc = make_forecast(pred, ds, issue, leads)
+    assert fc.sizes == {"lead_time": 20, "y": 480, "x": 480}
+    np.testing.assert_array_equal(fc["x"].values, ds["x"].values)
+    np.testing.assert_array_equal(fc["lat"].values, ds["lat"].values)
+    last = ds["reflectivity"].isel(time=-1).values
+    valid = ds["mask"].isel(time=-1).values
+    for k in (0, 19):
+        np.testing.assert_allclose(fc["reflectivity"].values[k][valid], last[valid], atol=1e-4)
+    assert (fc["reflectivity"].values[0][~valid] == units.DBZ_MIN).all()
+    rate = units.dbz_to_rainrate(fc["reflectivity"].values[5])
+    rate[fc["reflectivity"].values[5] <= units.DBZ_MIN + 1e-3] = 0.0
+    np.testing.assert_allclose(fc["rainfall_rate"].values[5], rate, rtol=1e-5, atol=1e-6)
