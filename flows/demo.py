@@ -10,7 +10,11 @@ Steps (each a task or a sub-flow, all under one work directory)::
       run/eval/test_regular/results.md, skill.png
                         HKO-7 scores of the model, persistence and pysteps (flows.evaluate)
       site/index.html   forecasts published at several issue times with rolling
-                        verification (flows.forecast -> flows.products)
+                        verification (flows.forecast -> flows.products), made from the
+                        480 x 480 ingest store: a model that forecasts on the store's grid
+                        (image_size None, the Lagrangian runs) publishes 480 x 480 maps and
+                        NetCDF; a model trained on the 80 x 80 grid gets its inputs
+                        block-averaged to 80 x 80 by nowcast.forecast and publishes 80 x 80
       .prefect/         Prefect's home (database, logs) unless PREFECT_HOME was set
 
 The forecasts are issued at the end of the archive, every ``forecast_spacing_minutes``,
@@ -182,7 +186,7 @@ def demo_flow(
     for issue in _issue_times(str(p.resampled), leads[-1], n_forecasts, forecast_spacing_minutes):
         cycles.append(
             forecast_flow(
-                store=str(p.resampled),
+                store=str(p.store),
                 site=str(p.site),
                 run=str(p.run),
                 lead_minutes=leads,

@@ -884,6 +884,7 @@ def _build_run(
         "status": status,
         "reason": reason,
         "created": _iso(pd.Timestamp.now(tz="UTC")),
+        "grid": _grid_summary(forecast_ds),
         "frames": frames,
         "loop": "loop.gif",
         "netcdf": "forecast.nc",
@@ -892,6 +893,17 @@ def _build_run(
     files.append("run.json")
     _hook("file:run.json")
     return files
+
+
+def _grid_summary(ds: xr.Dataset) -> dict[str, Any]:
+    """``{"y": H, "x": W, "pixel_km": dx}`` of a forecast grid (shown on the dashboard)."""
+    x = np.asarray(ds["x"].values, dtype=np.float64)
+    dx = abs(float(x[1] - x[0])) if x.size > 1 else float("nan")
+    return {
+        "y": int(ds.sizes["y"]),
+        "x": int(ds.sizes["x"]),
+        "pixel_km": _json_float(dx),
+    }
 
 
 def _apply_retention(site_dir: Path, keep_runs: int, served: str) -> list[str]:

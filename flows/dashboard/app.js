@@ -72,7 +72,9 @@
     $("no-run").hidden = true;
     $("frame-box").hidden = false;
     $("controls").hidden = false;
-    text(info, "issued " + fmtTime(m.issue_time) + " \u00b7 model " + m.model +
+    var grid = m.grid ? " \u00b7 " + m.grid.x + " \u00d7 " + m.grid.y + " px" +
+      (m.grid.pixel_km ? " (" + m.grid.pixel_km.toFixed(2) + " km)" : "") : "";
+    text(info, "issued " + fmtTime(m.issue_time) + " \u00b7 model " + m.model + grid +
       " \u00b7 " + state.frames.length + " frames");
     $("slider").max = String(Math.max(0, state.frames.length - 1));
     $("loop-link").href = state.base + m.loop;

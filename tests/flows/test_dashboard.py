@@ -262,6 +262,7 @@ def test_dashboard_in_headless_chromium(browser, served, tmp_path):
 
     header = text("run-info")
     assert "issued 2026-06-01 12:00 UTC" in header and "model trajgru" in header
+    assert "80 \u00d7 80 px (6.40 km)" in header
     rows = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "#status-table tbody tr")]
     assert rows == ["2026-06-01 12:00 UTC ok", "2026-06-01 11:54 UTC failed radar offline"]
     cells = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#scores-table tbody td")]

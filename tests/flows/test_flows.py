@@ -150,3 +150,94 @@ def test_ingest_flow_respects_start_and_end_inside_days(
     expected = times[(times >= pd.Timestamp(start)) & (times <= pd.Timestamp(end))]
     got = pd.DatetimeIndex(open_store(tmp_path / "part.zarr")["time"].values)
     assert got.equals(expected)
+
+
+def _store_frame(ds, t, tolerance="2min"):
+    """dBZ and validity of the store frame nearest to *t* (within *tolerance*)."""
+    i = pd.DatetimeIndex(ds["time"].values).get_indexer(
+        [t], method="nearest", tolerance=pd.Timedelta(tolerance)
+    )
+    assert i[0] >= 0, f"no store frame near {t}"
+    frame = ds.isel(time=int(i[0]))
+    return frame["reflectivity"].values, frame["mask"].values.astype(bool)
+
+
+def test_full_resolution_cycles_publish_and_verify_at_480(ingested, resampled, tmp_path):
+    """Forecasts from the 480 x 480 ingest store are published and verified at 480 x 480."""
+    from PIL import Image
+
+    from flows.forecast import ForecastSettings, forecast_cycle
+    from flows.products import check_cf, open_forecast_netcdf, open_forecast_zarr
+    from pipeline.store import open_store
+    from pipeline.units import DBZ_MIN, RAIN_THRESHOLDS_MMH, dbz_to_rainrate
+
+    store = ingested[0]
+    t1 = _good_issue_time(resampled[0])
+    t0 = t1 - pd.Timedelta("12min")
+    site = tmp_path / "site"
+    settings = ForecastSettings(
+        str(store),
+        str(site),
+        baseline="persistence",
+        lead_minutes=(6, 12),
+        in_frames=2,
+        n_obs_frames=1,
+        coastline_resolution="110m",
+    )
+    first = forecast_cycle(settings, now=t0)
+    second = forecast_cycle(settings, now=t1)
+    assert (first.status, second.status) == ("ok", "ok"), (first, second)
+    assert second.verified_issue_time == t0.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    ds = open_store(store)
+    run1 = site / "runs" / t1.strftime("%Y%m%dT%H%MZ")
+    fc = open_forecast_netcdf(run1 / "forecast.nc")
+    assert (fc.sizes["y"], fc.sizes["x"]) == (480, 480)
+    assert check_cf(run1 / "forecast.nc") == []
+    np.testing.assert_array_equal(fc["x"].values, ds["x"].values)
+    last, valid = _store_frame(ds, t1)
+    np.testing.assert_allclose(fc["reflectivity"].values[1][valid], last[valid], atol=1e-4)
+    archive = open_forecast_zarr(site / "forecasts.zarr")
+    assert dict(archive.sizes) == {"issue_time": 2, "lead_time": 2, "y": 480, "x": 480}
+    archive.close()
+    for name in ("obs_00.png", "fc_006.png", "fc_012.png"):
+        with Image.open(run1 / "maps" / name) as im:
+            assert im.size == (640, 600)
+
+    # the verification of the t0 forecast, by hand on the 480 x 480 frames
+    fc0, _ = _store_frame(ds, t0)
+    fc0_rate = np.where(fc0 > DBZ_MIN + 1e-3, dbz_to_rainrate(fc0), 0.0)
+    entry = json.loads((site / "scores.json").read_text())["entries"][0]
+    assert entry["issue_time"] == t0.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert entry["csi"][0][0] is not None  # there is rain at 0.5 mm/h to score
+    for j, lead in enumerate((6, 12)):
+        obs, ok = _store_frame(ds, t0 + pd.Timedelta(minutes=lead))
+        obs_rate = dbz_to_rainrate(obs)[ok]
+        for k, thr in enumerate(RAIN_THRESHOLDS_MMH):
+            o, f = obs_rate >= thr, fc0_rate[ok] >= thr
+            union = int((o | f).sum())
+            expected = round((o & f).sum() / union, 4) if union else None
+            assert entry["csi"][k][j] == pytest.approx(expected, abs=2e-4), (lead, thr)
+
+
+def test_forecast_cli_at_full_resolution_then_publish_cli(ingested, resampled, tmp_path):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    store = ingested[0]
+    issue = _good_issue_time(resampled[0])
+    nc = tmp_path / "fc.nc"
+    args = ["forecast", "--store", str(store), "--out", str(nc), "--baseline", "persistence"]
+    args += ["--issue-time", str(issue), "--leads", "6"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    fc = xr.open_dataset(nc)
+    assert fc["reflectivity"].shape == (1, 480, 480)
+    fc.close()
+    site = tmp_path / "site"
+    res = CliRunner().invoke(app, ["publish", str(nc), "--store", str(store), "--site", str(site)])
+    assert res.exit_code == 0, res.output
+    latest = json.loads((site / "latest.json").read_text())
+    assert (site / latest["path"] / "maps" / "fc_006.png").is_file()
+    assert latest["manifest"]["grid"] == {"y": 480, "x": 480, "pixel_km": pytest.approx(1.07, 0.01)}
