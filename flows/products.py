@@ -223,9 +223,12 @@ def to_cf(ds: xr.Dataset) -> xr.Dataset:
     for name in ("valid_time", "issue_time"):
         out[name] = out[name].astype("datetime64[ns]")
         out[name].encoding = dict(_TIME_ENCODING)
-    for name in ("x", "y", "lat", "lon", "lead_time"):
+    for name in ("x", "y", "lead_time"):
         if name in out.variables:
             out[name].encoding = {"_FillValue": None}
+    for name in ("lat", "lon"):  # (y, x) float64: 3.7 MB at 480 x 480 unless compressed
+        if name in out.variables:
+            out[name].encoding = {"_FillValue": None, "zlib": True, "complevel": 2, "shuffle": True}
     if "crs" not in out.coords:
         out = out.set_coords("crs")
     out["crs"].encoding = {"_FillValue": None}
