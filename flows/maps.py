@@ -278,6 +278,23 @@ def frame_title(
     return text
 
 
+def _class_lut(cmap: Any) -> np.ndarray:
+    """``(len(RAIN_LEVELS_MMH) + 2, 4)`` uint8 RGBA per class of ``np.digitize``.
+
+    Class 0 (below the first level) is transparent, classes 1..N-1 the colours between
+    consecutive levels, class N (at or above the last level) the "over" colour, and the
+    last row the grey of masked pixels.
+    """
+    from matplotlib.colors import to_rgba
+
+    n = len(RAIN_LEVELS_MMH)
+    lut = np.zeros((n + 2, 4), dtype=np.uint8)
+    lut[1:n] = cmap(np.arange(n - 1), bytes=True)
+    lut[n] = np.round(np.asarray(to_rgba(_OVER_COLOR)) * 255)
+    lut[n + 1] = np.round(np.asarray(MASKED_COLOR) * 255)
+    return lut
+
+
 class MapRenderer:
     """Draws many rain-rate maps on one grid, reusing a single figure.
 
@@ -309,6 +326,7 @@ class MapRenderer:
         dpi: int = 100,
     ) -> None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.cm import ScalarMappable
         from matplotlib.collections import LineCollection
         from matplotlib.figure import Figure
 
@@ -328,30 +346,25 @@ class MapRenderer:
         h, w = grid.shape
         origin = "upper" if grid.y_km.size < 2 or grid.y_km[0] > grid.y_km[-1] else "lower"
         self._flip_x = grid.x_km.size > 1 and grid.x_km[0] > grid.x_km[-1]
-        self._mask_img = ax.imshow(
-            np.zeros((h, w, 4)),
+        # One RGBA image, coloured here through a lookup table (class -> RGBA bytes):
+        # a 480 x 480 field costs one resample instead of two plus matplotlib's masked-array
+        # colour mapping. The colour bar gets a ScalarMappable with the same cmap and norm.
+        self._lut = _class_lut(cmap)
+        self._img = ax.imshow(
+            np.zeros((h, w, 4), dtype=np.uint8),
             extent=extent,
             transform=grid.projection,
             origin=origin,
             interpolation="nearest",
             zorder=1,
         )
-        self._rain_img = ax.imshow(
-            np.ma.masked_all((h, w)),
-            extent=extent,
-            transform=grid.projection,
-            origin=origin,
-            cmap=cmap,
-            norm=norm,
-            interpolation="nearest",
-            zorder=2,
-        )
         if coastlines:
             segments = _coastline_segments(grid, resolution)
             ax.add_collection(LineCollection(segments, colors="black", linewidths=0.7, zorder=3))
         ax.plot(0.0, 0.0, marker="+", color="black", markersize=8, transform=grid.projection)
         cax = self._fig.add_axes((0.83, 0.1, 0.035, 0.72))
-        cbar = self._fig.colorbar(self._rain_img, cax=cax, extend="max", ticks=RAIN_LEVELS_MMH)
+        mappable = ScalarMappable(norm=norm, cmap=cmap)
+        cbar = self._fig.colorbar(mappable, cax=cax, extend="max", ticks=RAIN_LEVELS_MMH)
         cbar.ax.set_yticklabels([f"{v:g}" for v in RAIN_LEVELS_MMH])
         cbar.set_label("Rain rate (mm/h)")
         self._title = self._fig.text(0.5, 0.955, "", ha="center", va="center", fontsize=10)
@@ -396,11 +409,10 @@ class MapRenderer:
             invalid |= ~valid
         if self._flip_x:
             rain, invalid = rain[:, ::-1], invalid[:, ::-1]
-        shown = np.ma.masked_where(invalid | (rain < RAIN_LEVELS_MMH[0]), rain)
-        self._rain_img.set_data(shown)
-        grey = np.zeros(rain.shape + (4,))
-        grey[invalid] = MASKED_COLOR
-        self._mask_img.set_data(grey)
+        with np.errstate(invalid="ignore"):
+            classes = np.digitize(rain, RAIN_LEVELS_MMH)  # 0 below the first level
+        classes[invalid] = len(self._lut) - 1
+        self._img.set_data(self._lut[classes])
         self._title.set_text(title)
         path = Path(path)
         self._fig.savefig(
