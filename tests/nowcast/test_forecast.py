@@ -214,7 +214,7 @@ def test_observations_dataset_on_forecast_grid_verifies_by_hand():
     assert np.isnan(scores.csi[0, 1])  # lead 12 not observed yet
 
 
-def _save_untrained_run(run_dir, model_name: str):
+def _save_untrained_run(run_dir, model_name: str, config: str = "small"):
     """A run directory with ``best.pt`` in the training code's format (untrained weights)."""
     import dataclasses
 
@@ -224,7 +224,7 @@ def _save_untrained_run(run_dir, model_name: str):
     from nowcast.models import get_model
 
     torch.manual_seed(0)
-    cfg = load_config("small")
+    cfg = load_config(config)
     model = get_model(model_name, cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = {
@@ -349,3 +349,27 @@ def test_full_resolution_persistence_from_an_ingest_store_on_disk(tmp_path):
     rate = units.dbz_to_rainrate(fc["reflectivity"].values[5])
     rate[fc["reflectivity"].values[5] <= units.DBZ_MIN + 1e-3] = 0.0
     np.testing.assert_allclose(fc["rainfall_rate"].values[5], rate, rtol=1e-5, atol=1e-6)
+
+
+def test_lagrangian_run_forecasts_and_publishes_on_the_store_grid(tmp_path):
+    """A Lagrangian run (80 x 80 network) forecasts on a 160 x 160 store's own grid."""
+    from flows.products import open_forecast_netcdf, open_forecast_zarr, publish_run
+    from nowcast.forecast import run_predictor
+
+    cfg = _save_untrained_run(tmp_path / "run", "trajgru_ode", config="small_lagrangian")
+    pred = run_predictor(tmp_path / "run")
+    assert pred.image_size is None and cfg.image_size == 80
+    store, _ = _moving_blob_store(n_frames=cfg.in_frames, size=160, vx=4.0, x0=40.0, y0=60.0)
+    fc = make_forecast(pred, store, ISSUE, [6, 12, 18])
+    assert fc.sizes == {"lead_time": 3, "y": 160, "x": 160}
+    np.testing.assert_array_equal(fc["x"].values, store["x"].values)
+    site = tmp_path / "site"
+    obs = observations_dataset(store, [ISSUE], size=160)
+    kw = dict(n_obs_frames=1, coastline_resolution="110m", map_size_px=(200, 180), progress=False)
+    result = publish_run(fc, obs, site, **kw)
+    nc = open_forecast_netcdf(result.run_dir / "forecast.nc")
+    assert (nc.sizes["y"], nc.sizes["x"]) == (160, 160)
+    archive = open_forecast_zarr(site / "forecasts.zarr")
+    assert (archive.sizes["y"], archive.sizes["x"]) == (160, 160)
+    archive.close()
+    assert (result.run_dir / "maps" / "fc_018.png").is_file()
