@@ -15,7 +15,8 @@ times). Build one with :func:`baseline_predictor` (persistence, pysteps, ...) or
 the ingest schema (C2, 480 x 480, irregular times) or the resampled schema (C3, regular
 grid with ``observed``), applies the HKO-7 missing-frame rule (a window with more than
 ``max_consecutive_missing`` consecutive missing frames, or with none observed, is
-refused with :class:`InsufficientInputError`), downsizes the frames to the predictor's
+refused with :class:`InsufficientInputError`; a frame present but without a valid pixel,
+a radar outage, counts as missing, so an all-masked window is refused too), downsizes the frames to the predictor's
 grid when they differ (block mean in linear Z over valid pixels, like
 ``pipeline.resample``), runs the predictor and returns a dataset in the forecast schema
 (C5): dims ``(lead_time, y, x)``, ``reflectivity`` (dBZ) and ``rainfall_rate`` (mm/h).
@@ -511,9 +512,9 @@ def make_forecast(
     win = load_window(ds, slots, tolerance)
     size = predictor.image_size or ds.sizes["y"]
     dbz, mask = _refuse_or_downsize(win, size, issue, max_consecutive_missing)
-    x = _to_normalized(dbz, mask)
+    x = units.dbz_to_normalized_float32(dbz, mask)
     y = _run(predictor, x, mask, leads)
-    out_dbz, rate = _to_dbz_and_rate(y)
+    out_dbz, rate = units.normalized_to_dbz_and_rainrate_float32(y)
     return _forecast_dataset(ds, size, issue, leads, out_dbz, rate, predictor, win)
 
 
@@ -548,47 +549,6 @@ def _refuse_or_downsize(
             f"masked: {', '.join(missing)}",
         )
     return dbz, mask
-
-
-def _to_normalized(dbz: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``(T, H, W)`` dBZ to float32 p/255 in [0, 1], 0 where *mask* is False or NaN."""
-    x = np.subtract(dbz, np.float32(units.DBZ_MIN), dtype=np.float32)
-    x /= np.float32(units.DBZ_RANGE)
-    np.fmax(x, np.float32(0.0), out=x)  # fmax: NaN -> 0
-    np.fmin(x, np.float32(1.0), out=x)
-    x *= mask
-    return x
-
-
-_RATE_SLOPE = np.float32(np.log(10.0) / (10.0 * units.ZR_B))
-_RATE_OFFSET = np.float32(-np.log(units.ZR_A) / units.ZR_B)
-_NO_ECHO_DBZ = np.float32(units.DBZ_MIN + 1e-3)
-
-
-def _to_dbz_and_rate(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Predictor output ``(L, H, W)`` p/255 to float32 dBZ and rain rate (mm/h).
-
-    NaN is read as 0 (no echo), values are clipped to [0, 1]. The rate is
-    ``exp(ln(10) / (10 b) * dBZ - ln(a) / b)``, the Z-R relation of
-    :func:`pipeline.units.dbz_to_rainrate` in float32 (relative difference about 1e-6),
-    and 0 at or below the no-echo level -10 dBZ. Only the two results are allocated;
-    everything else runs in place, one frame at a time.
-    """
-    out = np.empty(y.shape, dtype=np.float32)
-    rate = np.empty(y.shape, dtype=np.float32)
-    wet = np.empty(y.shape[1:], dtype=bool)
-    for k in range(y.shape[0]):  # frame by frame: the temporaries stay in cache
-        d, r = out[k], rate[k]
-        np.fmax(y[k], np.float32(0.0), out=d)  # NaN -> 0
-        np.fmin(d, np.float32(1.0), out=d)
-        d *= np.float32(units.DBZ_RANGE)
-        d += np.float32(units.DBZ_MIN)
-        np.multiply(d, _RATE_SLOPE, out=r)
-        r += _RATE_OFFSET
-        np.exp(r, out=r)
-        np.greater(d, _NO_ECHO_DBZ, out=wet)
-        r *= wet  # a bool multiply is much faster than a masked store
-    return out, rate
 
 
 def _forecast_dataset(

@@ -12,7 +12,9 @@ Marshall-Palmer, a = 200, b = 1.6)::
 
 Models work on the *normalised* scale ``p / 255`` in [0, 1] (as the thesis and the
 HKO-7 benchmark code do). All functions accept numpy arrays or scalars and return
-float64 arrays (or ``numpy.uint8`` for :func:`dbz_to_pixel`).
+float64 arrays (or ``numpy.uint8`` for :func:`dbz_to_pixel`), except the two ``*_float32``
+conversions of whole windows and forecasts (:func:`dbz_to_normalized_float32`,
+:func:`normalized_to_dbz_and_rainrate_float32`), which work in float32 and in place.
 """
 
 from __future__ import annotations
@@ -97,3 +99,65 @@ def normalized_to_dbz(x: ArrayLike) -> np.ndarray:
 def dbz_to_normalized(dbz: ArrayLike) -> np.ndarray:
     """dBZ to the normalised pixel scale ``p / 255`` (not rounded, not clipped)."""
     return (np.asarray(dbz, dtype=np.float64) - DBZ_MIN) / DBZ_RANGE
+
+
+def dbz_to_normalized_float32(dbz: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """``(..., H, W)`` dBZ to float32 p/255 clipped to [0, 1]; 0 where invalid or NaN.
+
+    The model input of a window (:func:`dbz_to_normalized`, clipped, masked) in one
+    float32 array with no float64 intermediate.
+
+    Parameters
+    ----------
+    dbz : numpy.ndarray
+        Reflectivity in dBZ, NaN allowed.
+    valid : numpy.ndarray of bool, optional
+        Same shape, True = valid pixel.
+    """
+    x = np.subtract(dbz, np.float32(DBZ_MIN), dtype=np.float32)
+    x /= np.float32(DBZ_RANGE)
+    np.fmax(x, np.float32(0.0), out=x)  # fmax: NaN -> 0
+    np.fmin(x, np.float32(1.0), out=x)
+    if valid is not None:
+        x *= valid
+    return x
+
+
+_RATE_SLOPE = np.float32(np.log(10.0) / (10.0 * ZR_B))
+_RATE_OFFSET = np.float32(-np.log(ZR_A) / ZR_B)
+_NO_ECHO_DBZ = np.float32(DBZ_MIN + 1e-3)
+
+
+def normalized_to_dbz_and_rainrate_float32(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(L, H, W)`` p/255 (a forecast) to float32 dBZ and rain rate in mm/h.
+
+    NaN reads as 0 (no echo) and values are clipped to [0, 1]. The rate is
+    ``exp(ln(10) / (10 b) * dBZ - ln(a) / b)``, the Z-R relation of
+    :func:`dbz_to_rainrate` in float32 (relative difference about 1e-6), and exactly 0
+    at or below the no-echo level (-10 dBZ + 1e-3). Only the two results are allocated;
+    the work runs in place one ``(H, W)`` frame at a time, so the temporaries stay in
+    cache (a 20 x 480 x 480 forecast in about 10 ms instead of 200 ms in float64).
+
+    Returns
+    -------
+    dbz, rate : numpy.ndarray
+        ``(L, H, W)`` float32.
+    """
+    x = np.asarray(x)
+    if x.ndim != 3:
+        raise ValueError(f"expected a forecast of shape (L, H, W), got shape {x.shape}")
+    dbz = np.empty(x.shape, dtype=np.float32)
+    rate = np.empty(x.shape, dtype=np.float32)
+    wet = np.empty(x.shape[1:], dtype=bool)
+    for k in range(x.shape[0]):
+        d, r = dbz[k], rate[k]
+        np.fmax(x[k], np.float32(0.0), out=d)  # fmax: NaN -> 0
+        np.fmin(d, np.float32(1.0), out=d)
+        d *= np.float32(DBZ_RANGE)
+        d += np.float32(DBZ_MIN)
+        np.multiply(d, _RATE_SLOPE, out=r)
+        r += _RATE_OFFSET
+        np.exp(r, out=r)
+        np.greater(d, _NO_ECHO_DBZ, out=wet)
+        r *= wet  # a bool multiply is much faster than a masked store
+    return dbz, rate

@@ -36,3 +36,21 @@ def test_dbz_to_pixel_clips_and_maps_nan_to_zero():
     np.testing.assert_array_equal(
         units.dbz_to_pixel([-40.0, np.nan, 80.0]), np.array([0, 0, 255], np.uint8)
     )
+
+
+def test_float32_window_and_forecast_conversions_match_float64():
+    dbz = np.array([[-20.0, -10.0, 0.0], [25.5, 60.0, 75.0]], np.float32)
+    dbz[0, 0] = np.nan
+    valid = np.array([[True, True, True], [True, False, True]])
+    x = units.dbz_to_normalized_float32(dbz, valid)
+    assert x.dtype == np.float32
+    np.testing.assert_allclose(x, [[0.0, 0.0, 10 / 70], [35.5 / 70, 0.0, 1.0]], atol=1e-7)
+    y = np.array([[[np.nan, 0.0, 1e-5], [0.5, 1.0, 1.7]]], np.float32)
+    d, r = units.normalized_to_dbz_and_rainrate_float32(y)
+    assert d.dtype == r.dtype == np.float32
+    np.testing.assert_allclose(d[0], [[-10.0, -10.0, -10.0 + 7e-4], [25.0, 60.0, 60.0]], atol=1e-5)
+    # 0 mm/h at (or within 1e-3 dBZ of) the no-echo level, the Z-R relation elsewhere
+    expected = np.where(d[0] > -10.0 + 1e-3, units.dbz_to_rainrate(d[0]), 0.0)
+    np.testing.assert_allclose(r[0], expected, rtol=2e-6)
+    assert r[0, 1, 0] == pytest.approx(units.dbz_to_rainrate(25.0), rel=2e-6)
+    assert (r[0, 0] == 0.0).all()
