@@ -80,8 +80,9 @@ class ForecastSettings:
     in_frames : int, optional
         Input frames (default: the run's configuration, 5 for baselines).
     image_size : int, optional
-        Grid side to forecast on (default: the run's configuration; the store's grid for
-        baselines).
+        Grid side to forecast on, baselines only (default: the store's grid). A run
+        forecasts on its own grid: its configuration's for the thesis modes, the store's
+        (480 x 480 from an ingest store) for Lagrangian runs.
     max_consecutive_missing : int
         HKO-7 rule for the input window.
     tolerance : str
