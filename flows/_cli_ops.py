@@ -24,9 +24,27 @@ def _parse_leads(text: str | None) -> list[int] | None:
     if not text:
         return None
     try:
-        return [int(v) for v in text.split(",") if v.strip()]
+        leads = [int(v) for v in text.split(",") if v.strip()]
     except ValueError as err:
         raise typer.BadParameter(f"--leads must be integers like 6,12,18; got {text!r}") from err
+    if not leads or min(leads) <= 0:
+        raise typer.BadParameter(f"--leads must be positive minutes like 6,12,18; got {text!r}")
+    return leads
+
+
+def _parse_time(option: str, text: str | None) -> str | None:
+    """Check that *text* (the value of *option*) is a time; returns it unchanged."""
+    if text is None:
+        return None
+    import pandas as pd
+
+    try:
+        pd.Timestamp(text)
+    except ValueError as err:
+        raise typer.BadParameter(
+            f"{option} {text!r} is not a time; expected e.g. 2015-06-01T12:00"
+        ) from err
+    return text
 
 
 def _check_one_predictor(run: Path | None, baseline: str | None) -> None:
@@ -166,6 +184,8 @@ def forecast(
 ) -> None:
     """Make one forecast (no Prefect) and write it as CF NetCDF."""
     _check_one_predictor(run, baseline)
+    issue_time = _parse_time("--issue-time", issue_time)
+    lead_minutes = _parse_leads(leads)
     from flows._prefect_env import configure
 
     configure(out.parent)
@@ -178,7 +198,7 @@ def forecast(
     else:
         pred = baseline_predictor(baseline, in_frames=in_frames or 5, image_size=image_size)
     issue = resolve_issue_time(str(store), now=issue_time)
-    fc = make_forecast(pred, str(store), issue, _parse_leads(leads) or list(DEFAULT_LEADS))
+    fc = make_forecast(pred, str(store), issue, lead_minutes or list(DEFAULT_LEADS))
     out.parent.mkdir(parents=True, exist_ok=True)
     write_forecast_netcdf(fc, out)
     typer.echo(f"forecast issued {issue} by {pred.name} -> {out}")
