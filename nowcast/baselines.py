@@ -25,16 +25,20 @@ Baselines are looked up by name with :func:`get_baseline` (pysteps-style registr
 ``sprog``
     pysteps' S-PROG (cascade decomposition + AR(2) per level) in dBZ with a 0.1 mm/h rain
     threshold (HKO-7 Z-R), regular lead times only (integer multiples of the cadence) and the
-    last three inputs observed.
+    last three inputs observed. Fields S-PROG cannot model (a frozen radar frame repeated, an
+    echo of a few pixels, a uniform field, any failure of its cascade or AR(2) fit) fall back
+    to semi-Lagrangian extrapolation of the last frame: the fallback is logged and the reason
+    kept in :attr:`SprogBaseline.last_fallback` (the forecast's ``fallback`` attribute).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -48,6 +52,8 @@ __all__ = [
     "SprogBaseline",
     "get_baseline",
 ]
+
+_log = logging.getLogger(__name__)
 
 
 def _check_inputs(x, t_in, t_out, input_mask) -> None:
@@ -248,12 +254,23 @@ class SprogBaseline:
         regular (the AR(2) model needs three equally spaced observed frames).
     n_cascade_levels : int
         Number of cascade levels.
+
+    Attributes
+    ----------
+    last_fallback : str or None
+        After a call: why some samples were extrapolated instead of run through S-PROG
+        (``"sprog fell back to extrapolation: <reason>"``), None when none were. A frozen
+        field (the last three frames identical), fewer than :data:`_SPROG_MIN_RAIN_PIXELS`
+        rain pixels, a field without variation, or an error inside S-PROG (singular AR(2)
+        fit, non-finite cascade) all fall back to semi-Lagrangian extrapolation of the last
+        frame with the same motion field and rain threshold.
     """
 
     cadence_minutes: float = 6.0
     n_cascade_levels: int = 6
     name: str = "sprog"
     continuous_time: bool = False
+    last_fallback: str | None = field(default=None, compare=False)
 
     def __call__(
         self,
@@ -272,6 +289,7 @@ class SprogBaseline:
         tin = t_in.detach().cpu().to(torch.float64).numpy()
         mover = PystepsBaseline(cadence_minutes=self.cadence_minutes)
         outs = []
+        fallbacks: list[str] = []
         for b in range(xs.shape[0]):
             steps = tout[b] / self.cadence_minutes
             regular = np.allclose(np.diff(tin[b, -3:]), self.cadence_minutes)
@@ -290,20 +308,57 @@ class SprogBaseline:
                 outs.append(np.zeros((len(steps),) + xs.shape[-2:]))
                 continue
             velocity = mover.motion(xs[b, -3:], np.ones(xs[b, -3:].shape, bool), tin[b, -3:])
-            with contextlib.redirect_stdout(io.StringIO()):  # sprog always prints a report
-                fc = nowcasts.get_method("sprog")(
-                    rain_db,
-                    velocity,
-                    int(np.round(steps.max())),
-                    n_cascade_levels=self.n_cascade_levels,
-                    precip_thr=thr,
-                )
+            n_steps = int(np.round(steps.max()))
+            reason = _sprog_unfit(rain_db, thr)
+            fc = None
+            if reason is None:
+                try:
+                    with contextlib.redirect_stdout(io.StringIO()):  # sprog prints a report
+                        fc = nowcasts.get_method("sprog")(
+                            rain_db,
+                            velocity,
+                            n_steps,
+                            n_cascade_levels=self.n_cascade_levels,
+                            precip_thr=thr,
+                        )
+                except (np.linalg.LinAlgError, ValueError, IndexError, FloatingPointError) as err:
+                    reason = f"S-PROG failed ({type(err).__name__}: {err})"
+            if fc is None:
+                fallbacks.append(f"sample {b}: {reason}")
+                fc = _extrapolate(rain_db[-1], velocity, n_steps, zero)
             fc = np.nan_to_num(np.asarray(fc), nan=zero)
             fc = np.where(fc >= thr, fc, DBZ_MIN)
             sel = np.round(steps).astype(int) - 1
             outs.append(np.clip(dbz_to_normalized(fc[sel]), 0.0, 1.0))
+        self.last_fallback = None
+        if fallbacks:
+            self.last_fallback = "sprog fell back to extrapolation: " + "; ".join(fallbacks)
+            _log.warning("%s", self.last_fallback)
         return torch.from_numpy(np.stack(outs)[:, :, None].astype(np.float32)).to(x.device)
 
+
+def _sprog_unfit(rain_db: np.ndarray, thr: float) -> str | None:
+    """Why S-PROG cannot model ``rain_db (3, H, W)`` (dBZ, dry = ``thr - 5``), or None."""
+    if np.array_equal(rain_db[0], rain_db[1]) or np.array_equal(rain_db[1], rain_db[2]):
+        return "frozen field (consecutive input frames are identical)"
+    n_rain = int((rain_db[-1] >= thr).sum())
+    if n_rain < _SPROG_MIN_RAIN_PIXELS:
+        return f"{n_rain} rain pixel(s) in the last frame, fewer than {_SPROG_MIN_RAIN_PIXELS}"
+    if any(float(np.ptp(f)) < 1e-6 for f in rain_db):
+        return "uniform field (an input frame has no variation)"
+    return None
+
+
+def _extrapolate(frame: np.ndarray, velocity: np.ndarray, n_steps: int, outval: float):
+    """``(n_steps, H, W)``: *frame* advected by *velocity* (pixels per step) 1..n_steps."""
+    from pysteps import nowcasts
+
+    extrapolate = nowcasts.get_method("extrapolation")
+    return np.asarray(extrapolate(frame, velocity, n_steps, extrap_kwargs={"outval": outval}))
+
+
+_SPROG_MIN_RAIN_PIXELS = 2
+"""Fewer rain pixels than this in the last frame: S-PROG falls back to extrapolation."""
 
 _MOTION_GRID = 128
 """Motion fields of larger frames are interpolated on a grid of about this many points per
