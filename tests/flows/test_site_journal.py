@@ -115,3 +115,55 @@ def test_publish_killed_after_latest_is_rolled_back_by_the_next_change(site, tmp
     ]
     assert _data_js(site)["latest"]["run_id"] == "20260601T1200Z"
     assert not list(site.glob(".journal-*"))
+
+
+def _status(url: str) -> int:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            resp.read()
+            return resp.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def test_dashboard_server_serves_only_published_files(site):
+    import threading
+
+    from flows.dashboard import is_published, make_server
+
+    latest = json.loads((site / "latest.json").read_text())
+    (site / "status.json.corrupt-20260601T120000Z").write_text("{")
+    (site / ".journal-1-x").mkdir()
+    (site / ".journal-1-x" / "latest.json").write_text("{}")
+    (site / "notes.txt").write_text("private")
+    server = make_server(site, port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        served = ["/", "/index.html", "/app.js", "/data.js", "/latest.json", "/status.json"]
+        served += [f"/{rel}" for rel in latest["files"]]
+        assert {u: _status(base + u) for u in served} == {u: 200 for u in served}
+        refused = [
+            "/.publish.lock",
+            "/.journal-1-x/latest.json",
+            "/%2Epublish.lock",
+            "/runs/",
+            "/runs",
+            f"/{latest['path']}/",
+            f"/{latest['path']}/maps/",
+            "/forecasts.zarr/zarr.json",
+            "/status.json.corrupt-20260601T120000Z",
+            "/notes.txt",
+            "/runs/../notes.txt",
+            "/runs/%2e%2e/notes.txt",
+        ]
+        assert {u: _status(base + u) for u in refused} == {u: 404 for u in refused}
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert is_published("/runs/20260601T1200Z/maps/fc_006.png?t=1")
+    assert not is_published("/runs/.old-20260601T1200Z-ab/run.json")
