@@ -54,21 +54,17 @@ def register(app: typer.Typer) -> None:
         """
         from pipeline.ingest import ingest_archive
 
-        try:
-            report = ingest_archive(
-                archive,
-                store,
-                start=start,
-                end=end,
-                workers=workers,
-                progress=progress,
-                scheduler_address=scheduler_address,
-                batch_size=batch_size,
-                follow_links=follow_links,
-            )
-        except (ValueError, FileNotFoundError) as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(code=2) from err
+        report = ingest_archive(
+            archive,
+            store,
+            start=start,
+            end=end,
+            workers=workers,
+            progress=progress,
+            scheduler_address=scheduler_address,
+            batch_size=batch_size,
+            follow_links=follow_links,
+        )
         for path, reason in report.corrupt:
             typer.echo(f"skipped {path}: {reason}", err=True)
         typer.echo(

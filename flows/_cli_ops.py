@@ -47,6 +47,16 @@ def _parse_time(option: str, text: str | None) -> str | None:
     return text
 
 
+def _require(what: str, path: Path | None, *, is_dir: bool = True) -> None:
+    """Refuse a missing input before Prefect's server is started (tens of seconds)."""
+    if path is None:
+        return
+    ok = path.is_dir() if is_dir else path.is_file()
+    if not ok:
+        kind = "directory" if is_dir else "file"
+        raise FileNotFoundError(f"{what} {path} does not exist (expected an existing {kind})")
+
+
 def _check_one_predictor(run: Path | None, baseline: str | None) -> None:
     if (run is None) == (baseline is None):
         raise typer.BadParameter("give exactly one of --run RUN_DIR and --baseline NAME")
@@ -107,6 +117,9 @@ def serve(
     Starts a local Prefect server (scheduler on, UI off) unless PREFECT_API_URL is set.
     """
     _check_one_predictor(run, baseline)
+    _require("--store", store)
+    _require("--run", run)
+    lead_minutes = _parse_leads(leads)
     from flows._prefect_env import configure
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -119,7 +132,7 @@ def serve(
         run=run,
         baseline=baseline,
         interval_minutes=interval,
-        lead_minutes=_parse_leads(leads),
+        lead_minutes=lead_minutes,
         clock=clock,
         max_consecutive_missing=max_missing,
     )
@@ -141,6 +154,9 @@ def replay(
     """Feed an archive into a store as if live; optionally forecast at each simulated time."""
     if site is not None:
         _check_one_predictor(run, baseline)
+    _require("archive", archive)
+    _require("--run", run)
+    start, end = _parse_time("--start", start), _parse_time("--end", end)
     if every < 1:
         raise typer.BadParameter(f"--every must be >= 1, got {every}")
     from flows._prefect_env import configure
@@ -186,6 +202,7 @@ def forecast(
     _check_one_predictor(run, baseline)
     issue_time = _parse_time("--issue-time", issue_time)
     lead_minutes = _parse_leads(leads)
+    _require("--run", run)
     from flows._prefect_env import configure
 
     configure(out.parent)
@@ -237,6 +254,8 @@ def flow_ingest(
     workers: int = typer.Option(2, help="Local dask workers (no --address)."),
 ) -> None:
     """Ingest an archive, one dask task per day."""
+    _require("archive", archive)
+    start, end = _parse_time("--start", start), _parse_time("--end", end)
     from flows._prefect_env import configure
 
     store.parent.mkdir(parents=True, exist_ok=True)
@@ -337,6 +356,10 @@ def flow_forecast(
 ) -> None:
     """One forecast cycle: forecast, verify earlier forecasts, publish."""
     _check_one_predictor(run, baseline)
+    _require("--store", store)
+    _require("--run", run)
+    now = _parse_time("--now", now)
+    lead_minutes = _parse_leads(leads)
     from flows._prefect_env import configure
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -344,7 +367,7 @@ def flow_forecast(
     from flows.serve import run_forecast_cycle
 
     res = run_forecast_cycle(
-        store, site, run=run, baseline=baseline, now=now, lead_minutes=_parse_leads(leads)
+        store, site, run=run, baseline=baseline, now=now, lead_minutes=lead_minutes
     )
     typer.echo(f"{res['issue_time']}: {res['status']} {res['reason']}")
 
@@ -357,6 +380,8 @@ def flow_publish(
     workdir: Path = typer.Option(Path("."), "--workdir", help=_WORKDIR_HELP),
 ) -> None:
     """Publish a forecast file into a site."""
+    _require("forecast file", forecast_nc, is_dir=False)
+    _require("--store", store)
     from flows._prefect_env import configure
 
     workdir.mkdir(parents=True, exist_ok=True)

@@ -44,19 +44,15 @@ def register(app: typer.Typer) -> None:
         """
         from pipeline.resample import resample_store
 
-        try:
-            report = resample_store(
-                store,
-                out,
-                size=size,
-                cadence=cadence,
-                tolerance=tolerance,
-                average=average,
-                min_valid_fraction=min_valid_fraction,
-                overwrite=overwrite,
-                progress=progress,
-            )
-        except (ValueError, FileExistsError, FileNotFoundError) as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(code=2) from err
+        report = resample_store(
+            store,
+            out,
+            size=size,
+            cadence=cadence,
+            tolerance=tolerance,
+            average=average,
+            min_valid_fraction=min_valid_fraction,
+            overwrite=overwrite,
+            progress=progress,
+        )
         typer.echo(json.dumps(report.summary()))

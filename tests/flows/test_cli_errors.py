@@ -50,6 +50,13 @@ def test_forecast_missing_run(tmp_path, small_store):
         ["forecast", "--store", small_store, "--run", tmp_path / "norun"]
         + ["--out", tmp_path / "x.nc"]
     )
+    expected = f"--run {tmp_path / 'norun'} does not exist (expected an existing directory)"
+    _assert_one_line_error(res, expected)
+    (tmp_path / "norun").mkdir()
+    res = _invoke(
+        ["forecast", "--store", small_store, "--run", tmp_path / "norun"]
+        + ["--out", tmp_path / "x.nc"]
+    )
     _assert_one_line_error(res, f"no checkpoint 'best.pt' in run directory {tmp_path / 'norun'}")
 
 
@@ -111,3 +118,56 @@ def test_hoist_debug_and_describe_error():
     err = FileExistsError(17, "File exists", "/tmp/site")
     assert describe_error(err) == "/tmp/site: File exists"
     assert describe_error(ValueError("two\n  lines")) == "two lines"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["flow", "publish", "{t}/none.nc", "--store", "{t}", "--site", "{t}/site"],
+            "forecast file {t}/none.nc does not exist (expected an existing file)",
+        ),
+        (
+            [
+                "flow",
+                "forecast",
+                "--store",
+                "{t}/none.zarr",
+                "--site",
+                "{t}/site",
+                "--baseline",
+                "persistence",
+            ],
+            "--store {t}/none.zarr does not exist (expected an existing directory)",
+        ),
+        (
+            ["flow", "ingest", "{t}/noarch", "{t}/s.zarr"],
+            "archive {t}/noarch does not exist (expected an existing directory)",
+        ),
+        (
+            ["replay", "{t}", "{t}/s.zarr", "--start", "bad"],
+            "--start 'bad' is not a time; expected e.g. 2015-06-01T12:00",
+        ),
+        (
+            ["resample", "{t}/none.zarr", "{t}/out.zarr"],
+            "source store {t}/none.zarr does not exist",
+        ),
+        (
+            ["train", "--model", "foo", "--data", "{t}/none.zarr", "--out", "{t}/r"],
+            "unknown model 'foo'; valid names: convgru, trajgru,",
+        ),
+        (
+            ["evaluate", "--baselines-only", "--data", "{t}/none.zarr", "--out", "{t}/ev"],
+            "store {t}/none.zarr does not exist",
+        ),
+        (
+            ["ingest", "{t}", "{t}/s.zarr", "--start", "garbage"],
+            "start='garbage' is not a date/time",
+        ),
+        (["no-such-command"], "No such command 'no-such-command'. (see: nowcast --help)"),
+    ],
+)
+def test_every_command_answers_in_one_line(tmp_path, args, expected):
+    t = str(tmp_path)
+    res = _invoke([a.format(t=t) for a in args])
+    _assert_one_line_error(res, expected.format(t=t))
