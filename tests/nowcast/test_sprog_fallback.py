@@ -96,3 +96,27 @@ def test_forecast_product_records_the_fallback(tmp_path):
     assert float(fc["reflectivity"].max()) == pytest.approx(45.0, abs=0.5)
     write_forecast_netcdf(fc, tmp_path / "fc.nc")
     assert open_forecast_netcdf(tmp_path / "fc.nc").attrs["fallback"] == fc.attrs["fallback"]
+
+
+def test_cycle_publishes_the_fallback_as_the_run_status_reason(tmp_path):
+    import json
+
+    from flows.forecast import ForecastSettings, forecast_cycle
+    from tests.nowcast.test_forecast import _blob, _store
+
+    issue = pd.Timestamp("2015-06-01 12:00")
+    times = pd.date_range(end=issue, periods=5, freq="6min")
+    path = tmp_path / "frozen.zarr"
+    _store(np.stack([_blob(40, 20.0, 20.0)] * 5), times).to_zarr(path, consolidated=False)
+    settings = ForecastSettings(
+        str(path),
+        str(tmp_path / "site"),
+        baseline="sprog",
+        lead_minutes=(6, 12),
+        n_obs_frames=1,
+        coastline_resolution="110m",
+    )
+    assert forecast_cycle(settings, now=issue).status == "ok"
+    (run,) = json.loads((tmp_path / "site" / "status.json").read_text())["runs"]
+    assert run["status"] == "ok"
+    assert run["reason"].startswith("sprog fell back to extrapolation: sample 0: frozen field")
