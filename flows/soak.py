@@ -180,14 +180,19 @@ class SoakReport:
 def fault_schedule(n_cycles: int, seed: int = 0, rate: float = 0.15) -> dict[int, str]:
     """Random faults ``{tick: kind}`` over *n_cycles* ticks (a ``gap`` fills 3-5 ticks).
 
-    The first 5 ticks (the first input window) stay clean.
+    A fault starts at a tick with probability *rate*; the kinds come in shuffled rounds of
+    all :data:`FAULT_KINDS`, so every kind is injected once there are enough faults. The
+    first 5 ticks (the first input window) stay clean.
     """
     rng = np.random.default_rng(seed)
     out: dict[int, str] = {}
+    kinds: list[str] = []
     k = 5
     while k < n_cycles:
         if rng.random() < rate:
-            kind = str(rng.choice(FAULT_KINDS))
+            if not kinds:
+                kinds = [str(v) for v in rng.permutation(FAULT_KINDS)]
+            kind = kinds.pop()
             n = int(rng.integers(3, 6)) if kind == "gap" else 1
             for j in range(k, min(k + n, n_cycles)):
                 out[j] = kind
