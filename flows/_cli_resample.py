@@ -35,12 +35,30 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--overwrite", help="Replace OUT atomically if it exists.")
         ] = False,
         progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+        motion: Annotated[
+            str | None,
+            typer.Option(
+                "--motion",
+                help="Also store per-slot motion fields estimated with this method "
+                "(lk, vet, zero; pipeline.motion).",
+            ),
+        ] = None,
+        motion_window: Annotated[
+            int, typer.Option("--motion-window", help="Slots per motion estimate.")
+        ] = 4,
+        motion_grid: Annotated[
+            int | None,
+            typer.Option(
+                "--motion-grid", help="Coarse grid of the motion estimate (points per side)."
+            ),
+        ] = None,
     ) -> None:
         """Resample STORE onto a regular time grid (gaps kept) at SIZE x SIZE into OUT.
 
         Writes OUT, plus OUT's gap table (<name>.gaps.csv) and report (<name>.resample.json)
         next to it, and prints the summary as one JSON line. Refuses an existing OUT unless
-        --overwrite.
+        --overwrite. With --motion, OUT also holds `motion` (time, component, y, x) in
+        pixels per cadence step and `motion_fallback` (pipeline.motion_store).
         """
         from pipeline.resample import resample_store
 
@@ -54,5 +72,8 @@ def register(app: typer.Typer) -> None:
             min_valid_fraction=min_valid_fraction,
             overwrite=overwrite,
             progress=progress,
+            motion=motion,
+            motion_window=motion_window,
+            motion_kwargs=None if motion_grid is None else {"grid": motion_grid},
         )
         typer.echo(json.dumps(report.summary()))

@@ -37,7 +37,9 @@ def train_command(
     batch_size: int | None = typer.Option(
         None, "--batch-size", help="GLOBAL batch size, split across processes."
     ),
-    loss: str | None = typer.Option(None, "--loss", help="thesis or balanced (config default)."),
+    loss: str | None = typer.Option(
+        None, "--loss", help="thesis, balanced or balanced_csi (config default)."
+    ),
     lr: float | None = typer.Option(None, "--lr", help="Learning rate (config default)."),
     val_samples: int | None = typer.Option(
         None, "--val-samples", help="Validation samples per epoch (default: all)."

@@ -16,20 +16,54 @@ __all__ = ["resample_flow", "resample_task"]
 
 @task(name="resample-store")
 def resample_task(
-    src: str, dst: str, size: int = 80, cadence: str = "6min", tolerance: str = "2min"
+    src: str,
+    dst: str,
+    size: int = 80,
+    cadence: str = "6min",
+    tolerance: str = "2min",
+    motion: str | None = None,
+    motion_window: int = 4,
 ) -> dict:
-    """Resample *src* (C2 store) into *dst* (C3 store); returns the report summary."""
+    """Resample *src* (C2 store) into *dst* (C3 store); returns the report summary.
+
+    ``motion`` (e.g. ``"lk"``) also stores per-slot motion fields (:mod:`pipeline.motion_store`).
+    """
     from pipeline.resample import resample_store
 
-    report = resample_store(src, dst, size=size, cadence=cadence, tolerance=tolerance)
+    report = resample_store(
+        src,
+        dst,
+        size=size,
+        cadence=cadence,
+        tolerance=tolerance,
+        motion=motion,
+        motion_window=motion_window,
+    )
     return report.summary()
 
 
 @flow(name="resample")
 def resample_flow(
-    src: str, dst: str, size: int = 80, cadence: str = "6min", tolerance: str = "2min"
+    src: str,
+    dst: str,
+    size: int = 80,
+    cadence: str = "6min",
+    tolerance: str = "2min",
+    motion: str | None = None,
+    motion_window: int = 4,
 ) -> dict:
-    """Resample *src* into *dst* at ``size x size`` and *cadence*; returns the summary."""
-    summary = resample_task(src, dst, size=size, cadence=cadence, tolerance=tolerance)
+    """Resample *src* into *dst* at ``size x size`` and *cadence*; returns the summary.
+
+    With ``motion`` (a :mod:`pipeline.motion` name) the store also gets ``motion``.
+    """
+    summary = resample_task(
+        src,
+        dst,
+        size=size,
+        cadence=cadence,
+        tolerance=tolerance,
+        motion=motion,
+        motion_window=motion_window,
+    )
     get_run_logger().info("resampled %s -> %s: %s", src, dst, summary)
     return summary

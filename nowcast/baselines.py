@@ -36,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -130,11 +129,15 @@ class PystepsBaseline:
         Motion is estimated from at most this many of the latest observed input frames.
     lk_kwargs : dict, optional
         Extra keyword arguments of :func:`pysteps.motion.lucaskanade.dense_lucaskanade`.
+    motion_grid : int, optional
+        Estimate the motion on a coarse grid of about this many points per side
+        (:mod:`pipeline.motion`); None (default) = full resolution.
     """
 
     cadence_minutes: float = 6.0
     max_motion_frames: int = 4
     lk_kwargs: dict | None = None
+    motion_grid: int | None = None
     name: str = "pysteps"
     continuous_time: bool = True
 
@@ -177,63 +180,31 @@ class PystepsBaseline:
         times : numpy.ndarray
             ``(T,)`` minutes. Each consecutive pair is tracked separately and its vectors
             divided by the pair's gap in cadence steps, so irregular inputs are handled.
+
+        Notes
+        -----
+        This is :class:`pipeline.motion.LucasKanadeMotion` with ``grid=motion_grid``
+        (default None: full resolution, the reference computation). A field that cannot be
+        estimated (no echo, fewer than 2 frames, ...) is zero, with a warning in the log.
         """
-        from pysteps import motion, utils
-        from pysteps.utils.cleansing import decluster
+        from pipeline.motion import get_motion
 
-        h, w = frames.shape[-2:]
-        if frames.shape[0] < 2:
-            return np.zeros((2, h, w))
-        lk = motion.get_method("lk")
-        kwargs = {"dense": False, **(self.lk_kwargs or {})}
-        kwargs["dense"] = False
-        xy_all, uv_all = [], []
-        for k in range(frames.shape[0] - 1):
-            pair = np.where(masks[k : k + 2], frames[k : k + 2], np.nan)
-            if np.nanmax(pair) - np.nanmin(pair) < 1e-6:
-                continue  # no echo: nothing to track
-            with warnings.catch_warnings():
-                # pysteps' outlier detection warns (singular covariance, dof <= 0) when a
-                # pair yields only a few vectors; they are then kept, which is what we want.
-                warnings.simplefilter("ignore", RuntimeWarning)
-                warnings.filterwarnings("ignore", message="Singular matrix", category=UserWarning)
-                xy, uv = lk(pair, **kwargs)
-            if xy.shape[0] == 0:
-                continue
-            steps = (times[k + 1] - times[k]) / self.cadence_minutes
-            xy_all.append(xy)
-            uv_all.append(uv / steps)
-        if not xy_all:
-            return np.zeros((2, h, w))
-        xy = np.concatenate(xy_all)
-        uv = np.concatenate(uv_all)
-        xy, uv = decluster(xy, uv, 20, 1, False)
-        if xy.shape[0] == 0:
-            return np.zeros((2, h, w))
-        interp = utils.get_method("idwinterp2d")
-        step = max(1, int(np.ceil(max(h, w) / _MOTION_GRID)))
-        if step == 1:
-            return interp(xy, uv, np.arange(w), np.arange(h))
-        # the interpolated field is smooth: compute it every `step` pixels, then bilinearly
-        # upsample (idw costs grid size x vectors; this is step^2 times cheaper)
-        from scipy.ndimage import map_coordinates
-
-        coarse = interp(xy, uv, np.arange(0, w, step), np.arange(0, h, step))
-        yy, xx = np.mgrid[:h, :w] / step
-        return np.stack([map_coordinates(c, [yy, xx], order=1, mode="nearest") for c in coarse])
+        method = get_motion("lk", grid=self.motion_grid, lk_kwargs=self.lk_kwargs, idw_grid=128)
+        est = method(frames, masks, times, cadence_minutes=self.cadence_minutes)
+        return est.field.astype(np.float64)
 
     def _forecast_one(self, frames, masks, observed, t_in, t_out) -> np.ndarray:
         from pysteps import nowcasts
 
         idx = np.flatnonzero(observed)[-self.max_motion_frames :]
-        velocity = self.motion(frames[idx], masks[idx], t_in[idx])
         last = np.where(masks[idx[-1]], frames[idx[-1]], 0.0)
         steps = (t_out - t_in[idx[-1]]) / self.cadence_minutes
         if np.any(steps <= 0):
             raise ValueError(f"t_out must lie after the last observed input time; got {t_out}")
         uniq, inverse = np.unique(steps, return_inverse=True)
-        if not np.any(last > 0):
+        if not np.any(last > 0):  # nothing to move: no motion estimate (nor its log line)
             return np.zeros((len(steps),) + last.shape)
+        velocity = self.motion(frames[idx], masks[idx], t_in[idx])
         extrapolate = nowcasts.get_method("extrapolation")
         fc = extrapolate(last, velocity, [float(s) for s in uniq], extrap_kwargs={"outval": 0.0})
         fc = np.nan_to_num(np.asarray(fc), nan=0.0)
@@ -359,10 +330,6 @@ def _extrapolate(frame: np.ndarray, velocity: np.ndarray, n_steps: int, outval: 
 
 _SPROG_MIN_RAIN_PIXELS = 2
 """Fewer rain pixels than this in the last frame: S-PROG falls back to extrapolation."""
-
-_MOTION_GRID = 128
-"""Motion fields of larger frames are interpolated on a grid of about this many points per
-side and upsampled (see :meth:`PystepsBaseline.motion`)."""
 
 _SPROG_RAIN_MMH = 0.1
 """Rain rate (mm/h) below which S-PROG treats a pixel as dry."""

@@ -186,7 +186,9 @@ def run_predictor(run_dir: str | Path, device: str = "cpu") -> Predictor:
     """A trained run directory (``nowcast.runs.load_run``) as a predictor.
 
     The grid size, number of input frames and cadence come from the run's configuration;
-    ``continuous_time`` from the model (ODE and attention models accept any lead).
+    ``continuous_time`` from the model (ODE and attention models accept any lead). A
+    Lagrangian model (``full_resolution``) forecasts on the store's own grid
+    (``image_size=None``) whatever its network's grid.
     """
     import torch
 
@@ -203,6 +205,8 @@ def run_predictor(run_dir: str | Path, device: str = "cpu") -> Predictor:
         (meta.get("model_name") if isinstance(meta, dict) else None)
         or getattr(model, "name", type(model).__name__)
     )
+    if getattr(model, "full_resolution", False):
+        image_size = None  # Lagrangian models forecast on the store's own grid
     return Predictor(
         name=name,
         fn=model,

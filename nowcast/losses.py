@@ -31,7 +31,13 @@ Losses
     frame to get the benchmark's per-frame B-MSE / B-MAE. The weights are not renormalised:
     rainy frames weigh more, which is the purpose of the balancing.
 
-Both losses are differentiable in ``pred`` and accept float16/bfloat16 input under
+``balanced_csi``
+    ``balanced`` plus ``0.05 * (1 - soft CSI)`` at 0.5, 2, 5 and 10 mm/h (:func:`soft_csi`):
+    the balanced loss alone rewards forecasts that fade with lead time, which costs CSI at
+    the higher thresholds; the soft-CSI terms keep rain areas of the right extent. The
+    Lagrangian ``small`` configuration trains with it (docs/results.md).
+
+All losses are differentiable in ``pred`` and accept float16/bfloat16 input under
 autocast: they compute in float32.
 """
 
@@ -200,14 +206,83 @@ def _check_weights(weights: dict[str, float] | None, default: dict[str, float]) 
     return {**default, **{k: float(v) for k, v in weights.items()}}
 
 
+CSI_THRESHOLDS_MMH: tuple[float, ...] = (0.5, 2.0, 5.0, 10.0)
+"""Rain rates (mm/h) of the soft-CSI terms of the ``balanced_csi`` loss (HKO-7's thresholds
+without 30 mm/h, whose events are too rare in a batch to give a stable term)."""
+BALANCED_CSI_WEIGHTS: dict[str, float] = {"mse": 1.0, "mae": 1.0, "csi": 0.05}
+"""Weights of B-MSE, B-MAE and of each threshold's ``1 - soft CSI`` in ``balanced_csi``."""
+_SOFT_WIDTH = 0.02
+"""Width (p/255, about 1.4 dBZ) of the sigmoid that makes the forecast's events soft."""
+
+
+def soft_csi(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor | None,
+    threshold_mmh: float,
+    width: float = _SOFT_WIDTH,
+) -> torch.Tensor:
+    """Differentiable CSI of the event ``rain >= threshold``, pooled over the batch.
+
+    The forecast's event is ``sigmoid((pred - thr) / width)``, the target's the hard
+    indicator; hits, false alarms and misses are sums over valid pixels of every sample and
+    lead, as the HKO-7 protocol pools its counts. Returns 1 when neither has an event.
+
+    Parameters
+    ----------
+    pred, target : torch.Tensor
+        ``(B, T, 1, H, W)`` p/255.
+    mask : torch.Tensor or None
+        1.0 = valid target pixel.
+    threshold_mmh : float
+        Rain rate of the event (mm/h, HKO-7 Z-R).
+    width : float
+        Sigmoid width in p/255.
+    """
+    from pipeline.units import rainrate_to_normalized
+
+    thr = float(rainrate_to_normalized(threshold_mmh))
+    f = torch.sigmoid((pred - thr) / width)
+    o = (target >= thr).to(f.dtype)
+    m = torch.ones_like(f) if mask is None else mask.to(f.dtype)
+    hits = (f * o * m).sum()
+    false_alarms = (f * (1 - o) * m).sum()
+    misses = ((1 - f) * o * m).sum()
+    return (hits + 1e-6) / (hits + false_alarms + misses + 1e-6)
+
+
+def balanced_csi_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    weights: dict[str, float] | None = None,
+) -> torch.Tensor:
+    """``B-MSE + B-MAE + csi * sum_thr (1 - soft CSI_thr)``.
+
+    The balanced loss rewards forecasts that blur and fade with lead time (the mean of what
+    may happen); the soft-CSI terms (:func:`soft_csi` at :data:`CSI_THRESHOLDS_MMH`) reward
+    rain areas of the right extent above each threshold, which is what the HKO-7 skill
+    scores measure. Weights ``{"mse", "mae", "csi"}``, default :data:`BALANCED_CSI_WEIGHTS`.
+    """
+    w = _check_weights(weights, BALANCED_CSI_WEIGHTS)
+    base = balanced_loss(pred, target, mask, {"mse": w["mse"], "mae": w["mae"]})
+    if w["csi"] == 0.0:
+        return base
+    pred, target, mask = _prepare(pred, target, mask)
+    csi = sum(1.0 - soft_csi(pred, target, mask, thr) for thr in CSI_THRESHOLDS_MMH)
+    return base + w["csi"] * csi
+
+
 _LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "thesis": thesis_loss,
     "balanced": balanced_loss,
+    "balanced_csi": balanced_csi_loss,
 }
 
 DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
     "thesis": THESIS_WEIGHTS,
     "balanced": BALANCED_WEIGHTS,
+    "balanced_csi": BALANCED_CSI_WEIGHTS,
 }
 """Default ``weights`` of each loss (its valid weight keys)."""
 
@@ -221,7 +296,7 @@ def get_loss(name: str) -> Callable[..., torch.Tensor]:
     Parameters
     ----------
     name : str
-        One of :data:`LOSS_NAMES` (``thesis``, ``balanced``).
+        One of :data:`LOSS_NAMES` (``thesis``, ``balanced``, ``balanced_csi``).
 
     Returns
     -------

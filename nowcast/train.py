@@ -9,7 +9,7 @@ What a run does
 * Optimiser: Adam with the thesis's settings from the config's ``train:`` section
   (``lr`` 1e-4, ``betas`` (0.5, 0.999) for HKO-7: the thesis's "momentum 0.5" is Adam's
   beta1), gradient-norm clipping at ``grad_clip``.
-* Loss: :func:`nowcast.losses.get_loss` (``thesis`` by default, or ``balanced``), masked
+* Loss: :func:`nowcast.losses.get_loss` (``thesis`` by default, ``balanced`` or ``balanced_csi``), masked
   with the dataset's ``target_mask``.
 * LR schedule (``lr_schedule``): ``plateau`` (default) multiplies the LR by ``lr_factor``
   (0.5) after every epoch whose validation loss is not below the best so far
@@ -134,7 +134,7 @@ class TrainSettings:
     grad_clip : float or None
         Max gradient L2 norm; None = no clipping.
     loss : str
-        ``thesis`` or ``balanced`` (:func:`nowcast.losses.get_loss`).
+        ``thesis``, ``balanced`` or ``balanced_csi`` (:func:`nowcast.losses.get_loss`).
     loss_weights : dict or None
         Passed to the loss (``{"mse": 1, "mae": 1, "ssim": 0.05}`` for ``thesis``).
     lr_schedule : str
@@ -590,10 +590,24 @@ def _resolve_config(config: Any) -> Any:
     return config
 
 
-def _make_datasets(data: str | os.PathLike, scheme: str, config: Any, options: TrainOptions):
+def _store_has_motion(data: str | os.PathLike) -> bool:
+    """True when the resampled store holds per-slot motion fields (``motion``)."""
+    from pipeline.store import open_store
+
+    return "motion" in open_store(data).variables
+
+
+def _make_datasets(
+    data: str | os.PathLike,
+    scheme: str,
+    config: Any,
+    options: TrainOptions,
+    with_motion: bool = False,
+):
     from pipeline.dataset import RadarSequenceDataset
 
-    kwargs = {
+    kwargs: dict[str, Any] = {"with_motion": True} if with_motion else {}
+    kwargs |= {
         "scheme": scheme,
         "n_in": int(config.in_frames),
         "n_out": int(config.out_frames),
@@ -604,6 +618,11 @@ def _make_datasets(data: str | os.PathLike, scheme: str, config: Any, options: T
     train_ds = RadarSequenceDataset(data, split=options.train_split, **kwargs)
     val_ds = RadarSequenceDataset(data, split=options.val_split, **kwargs)
     return train_ds, val_ds
+
+
+def _extra_inputs(extra: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Keyword inputs from the items beyond the six of every sample (the motion field)."""
+    return {"motion": extra[0]} if extra else {}
 
 
 def _to_device(batch: Sequence[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
@@ -683,7 +702,10 @@ def train(
                 f"model {model_name!r} works on regular time steps only; use scheme "
                 f"'regular' (got {scheme!r}) or a continuous-time model"
             )
-        train_ds, val_ds = _make_datasets(data, scheme, cfg, options)
+        # Lagrangian models read the store's motion fields instead of estimating motion
+        # again for every sample (they estimate it themselves when the store has none)
+        with_motion = bool(getattr(model, "full_resolution", False)) and _store_has_motion(data)
+        train_ds, val_ds = _make_datasets(data, scheme, cfg, options, with_motion=with_motion)
         fingerprint = data_fingerprint(data)
         return _fit(
             model=model,
@@ -851,11 +873,11 @@ def _fit(
                 leave=False,
             )
             for step, batch in enumerate(loader, start=1):
-                x, y, t_in, t_out, m_in, m_out = _to_device(batch, device)
+                x, y, t_in, t_out, m_in, m_out, *extra = _to_device(batch, device)
                 with torch.autocast(
                     device_type=device.type, dtype=torch.float16, enabled=options.amp
                 ):
-                    pred = net(x, t_in, t_out, input_mask=m_in)
+                    pred = net(x, t_in, t_out, input_mask=m_in, **_extra_inputs(extra))
                 loss = loss_fn(pred.float(), y, m_out, settings.loss_weights)
                 out_of_time = deadline is not None and time.monotonic() >= deadline
                 total, flag = _all_sum(
@@ -1024,9 +1046,9 @@ def _validate(
     )
     sums = [0.0, 0.0, 0.0, 0.0]
     for batch in loader:
-        x, y, t_in, t_out, m_in, m_out = _to_device(batch, device)
+        x, y, t_in, t_out, m_in, m_out, *extra = _to_device(batch, device)
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=options.amp):
-            pred = net(x, t_in, t_out, input_mask=m_in)
+            pred = net(x, t_in, t_out, input_mask=m_in, **_extra_inputs(extra))
         pred = pred.float()
         for i in range(pred.shape[0]):
             p, t, m = pred[i : i + 1], y[i : i + 1], m_out[i : i + 1]

@@ -9,6 +9,14 @@ An item is the tuple::
     input_mask   (T_in, 1, H, W)  float32, 1.0 = valid pixel
     target_mask  (T_out, 1, H, W) float32, 1.0 = valid pixel
 
+and, with ``with_motion=True``, a 7th element::
+
+    motion       (2, H, W)        float32, the store's ``motion`` at the last input slot
+                                  (pixels per cadence step; channel 0 = x, + right; channel
+                                  1 = y, + down), zeros where ``motion_fallback`` > 0
+
+(stores made with ``resample_store(..., motion="lk")``, :mod:`pipeline.motion_store`).
+
 Images are ``(dBZ + 10) / 70`` (= pixel / 255 of HKO-7, :func:`pipeline.units.dbz_to_normalized`);
 NaN reflectivity (no valid fine pixel, or an unobserved slot) becomes 0. A frame whose slot is
 unobserved, or lies on a day outside the dataset's days, is all zeros with mask 0; otherwise
@@ -145,6 +153,19 @@ def _read_index(store_path: str | os.PathLike) -> tuple[pd.DatetimeIndex, np.nda
     return times, observed, float(cadence)
 
 
+def _check_motion(path: Path) -> None:
+    import zarr
+
+    group = zarr.open_group(str(path), mode="r")
+    missing = [v for v in ("motion", "motion_fallback") if v not in group]
+    if missing:
+        raise ValueError(
+            f"store {path} has no {' / '.join(missing)} variable: with_motion=True needs a "
+            "store resampled with motion (resample_store(..., motion='lk') or "
+            "`nowcast resample --motion lk`)"
+        )
+
+
 def _frame_shape(path: Path) -> tuple[int, int]:
     import zarr
 
@@ -164,6 +185,9 @@ class _ZarrArrays:
         import zarr
 
         group = zarr.open_group(str(path), mode="r")
+        self.path = path
+        self._motion = None
+        self._motion_cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self.refl = group["reflectivity"]
         self.mask = group["mask"]
         self.n = self.refl.shape[0]
@@ -195,6 +219,25 @@ class _ZarrArrays:
         if len(self._cache) > self.cache_chunks:
             self._cache.popitem(last=False)
         return value
+
+    def motion(self, slot: int) -> np.ndarray:
+        """Stored motion ``(2, H, W)`` float32 of ``slot``; zeros where it fell back."""
+        import zarr
+
+        if self._motion is None:
+            group = zarr.open_group(str(self.path), mode="r")
+            self._motion = (group["motion"], np.asarray(group["motion_fallback"][:]))
+        field, fallback = self._motion
+        if fallback[slot] != 0:
+            return np.zeros((2,) + tuple(field.shape[2:]), dtype=np.float32)
+        chunk = int(field.chunks[0])
+        k = slot // chunk
+        if k not in self._motion_cache:  # whole time chunks, the last few kept
+            block = np.asarray(field[k * chunk : (k + 1) * chunk], dtype=np.float32)
+            self._motion_cache[k] = np.where(np.isfinite(block), block, np.float32(0.0))
+            if len(self._motion_cache) > 2:
+                self._motion_cache.popitem(last=False)
+        return self._motion_cache[k][slot - k * chunk].copy()
 
     def read(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
         """dBZ (float32, NaN = none) and mask (bool) of slots ``lo:hi``, shape (hi-lo, H, W)."""
@@ -240,6 +283,9 @@ class RadarSequenceDataset(Dataset):
     cache_chunks : int
         Time chunks kept decoded in memory per process (LRU; 32 slots of 80 x 80 are
         about 1 MB with the mask).
+    with_motion : bool
+        Append the stored motion field of the last input slot to each item (see the
+        module docstring); the store must have a ``motion`` variable.
 
     Notes
     -----
@@ -264,10 +310,14 @@ class RadarSequenceDataset(Dataset):
         fractions: Sequence[float] | None = (0.8, 0.1, 0.1),
         day_files: Mapping[str, str | os.PathLike | Iterable[object]] | None = None,
         cache_chunks: int = 64,
+        with_motion: bool = False,
     ) -> None:
         if (days is None) == (split is None):
             raise ValueError("give exactly one of days= or split=")
         self.store_path = Path(store_path)
+        self.with_motion = bool(with_motion)
+        if self.with_motion:
+            _check_motion(self.store_path)
         self.cache_chunks = int(cache_chunks)
         self.scheme = get_scheme(scheme, n_in=n_in, n_out=n_out, seed=seed)
         times, observed, cadence = _read_index(self.store_path)
@@ -355,7 +405,7 @@ class RadarSequenceDataset(Dataset):
             msk[present, 0] = mask[used - used.min()]
         t_in, t_out = self.scheme.times(index, self.cadence_minutes)
         k = len(in_slots)
-        return (
+        item = (
             torch.from_numpy(np.ascontiguousarray(img[:k])),
             torch.from_numpy(np.ascontiguousarray(img[k:])),
             torch.from_numpy(t_in),
@@ -363,3 +413,6 @@ class RadarSequenceDataset(Dataset):
             torch.from_numpy(np.ascontiguousarray(msk[:k])),
             torch.from_numpy(np.ascontiguousarray(msk[k:])),
         )
+        if not self.with_motion:
+            return item
+        return item + (torch.from_numpy(self._zarr().motion(int(in_slots[-1]))),)

@@ -28,7 +28,10 @@ Space
 Output store (contract C3; open it with :func:`pipeline.store.open_store`)
     dims ``(time, y, x)``; ``reflectivity`` float32 dBZ (NaN where unobserved), ``mask``
     bool, ``observed`` (time) bool; coords ``time``, ``y``, ``x``, ``lat``, ``lon``,
-    ``crs``; attributes ``cadence_minutes`` and the resampling settings. Time chunks of
+    ``crs``; attributes ``cadence_minutes`` and the resampling settings; with
+    ``motion="lk"`` (or another :mod:`pipeline.motion` name) also ``motion``
+    ``(time, component, y, x)`` and ``motion_fallback`` (time), described in
+    :mod:`pipeline.motion_store` (no motion: the store is exactly as before). Time chunks of
     ``time_chunk`` slots (default 32: a training clip spans <= 30 slots, so it touches at
     most two chunks). Blocks of slots with no observed frame are never written: Zarr
     returns the fill values (NaN / False), so a sparse multi-year grid costs little.
@@ -95,6 +98,9 @@ class ResampleReport:
         slot), ``length`` (slots). See :func:`gap_table`.
     seconds : float
         Wall time of the run.
+    motion : dict or None
+        Summary of the per-slot motion (:func:`pipeline.motion_store.write_motion`) when
+        it was computed.
     """
 
     src: str
@@ -109,6 +115,7 @@ class ResampleReport:
     collisions: pd.DataFrame
     gaps: pd.DataFrame
     seconds: float = 0.0
+    motion: dict | None = None
 
     @property
     def observed_fraction(self) -> float:
@@ -142,7 +149,7 @@ class ResampleReport:
             "n_rejected": len(self.rejected),
             "n_collisions": len(self.collisions),
             "seconds": round(self.seconds, 3),
-        }
+        } | ({"motion": self.motion} if self.motion is not None else {})
 
 
 # --------------------------------------------------------------------------- time grid
@@ -573,6 +580,9 @@ def resample_store(
     block_chunks: int = 2,
     overwrite: bool = False,
     progress: bool = True,
+    motion: str | None = None,
+    motion_window: int = 4,
+    motion_kwargs: dict | None = None,
 ) -> ResampleReport:
     """Resample an ingest store onto a regular time grid and an ``size x size`` grid.
 
@@ -602,6 +612,14 @@ def resample_store(
         Replace an existing ``dst`` (atomically, by rename).
     progress : bool
         Show a tqdm bar (slots, slots/s).
+    motion : str, optional
+        Also store per-slot motion fields (``motion``, ``motion_fallback``) estimated with
+        this :mod:`pipeline.motion` method (e.g. ``"lk"``) from the resampled frames; see
+        :mod:`pipeline.motion_store`. None (default): no motion, the store is unchanged.
+    motion_window : int
+        Slots per motion estimate (the slot and the ``motion_window - 1`` before it).
+    motion_kwargs : dict, optional
+        Arguments of the motion method (e.g. ``{"grid": 64}``).
 
     Returns
     -------
@@ -634,6 +652,12 @@ def resample_store(
     cad, tol = _grid_params(cadence, tolerance)
     if not 0.0 < float(min_valid_fraction) <= 1.0:
         raise ValueError(f"min_valid_fraction must be in (0, 1], got {min_valid_fraction}")
+    if motion is not None:
+        from pipeline.motion import get_motion
+
+        get_motion(motion, **(motion_kwargs or {}))  # unknown name: fail before any work
+        if int(motion_window) < 2:
+            raise ValueError(f"motion_window must be >= 2 slots, got {motion_window}")
 
     # pin the committed version of a versioned ingest store: a concurrent ingest commit
     # cannot change the frames between reading the times and reading the data
@@ -655,6 +679,8 @@ def resample_store(
         "average": average,
         "min_valid_fraction": float(min_valid_fraction),
     }
+    if motion is not None:
+        settings.update(motion=str(motion).lower(), motion_window=int(motion_window))
     tmp = _tmp_sibling(dst_path, "tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -689,6 +715,18 @@ def resample_store(
                         }
                     ).to_zarr(tmp, region={"time": slice(k0, k1)}, consolidated=False)
                 bar.update(k1 - k0)
+        motion_summary = None
+        if motion is not None:
+            from pipeline.motion_store import write_motion
+
+            motion_summary = write_motion(
+                tmp,
+                motion,
+                motion_window,
+                method_kwargs=motion_kwargs,
+                block_chunks=block_chunks,
+                label=str(dst_path),
+            )
         if dst_path.exists():
             old = _tmp_sibling(dst_path, "old")
             os.replace(dst_path, old)
@@ -716,6 +754,7 @@ def resample_store(
         collisions=details["collisions"],
         gaps=gap_table(obs_series),
         seconds=_time.perf_counter() - t0,
+        motion=motion_summary,
     )
     _write_sidecars(report, dst_path)
     return report

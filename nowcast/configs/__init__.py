@@ -9,6 +9,12 @@ Three configurations ship with the package (``nowcast/configs/*.yaml``):
     MovingMNIST 64 x 64, Tables 5.1 / A.1.
 ``small``
     A light CPU configuration (80 x 80 input, few channels, 5 in / 5 out) for demos and tests.
+``small_lagrangian``, ``hko7_lagrangian``
+    The ``small`` and ``hko7`` networks in Lagrangian mode (``ModelConfig.lagrangian``), 5 in /
+    20 out (the HKO-7 benchmark setting); the demo trains ``small_lagrangian``.
+
+A file may start from another with ``extends: NAME`` (a shipped name or a path relative to
+the file): its mappings are merged key by key, the extending file winning.
 
 A configuration file holds the experiment-wide facts (``image_size``, ``in_frames``,
 ``out_frames``, ``cadence_minutes``), a ``models`` mapping (``common`` settings plus
@@ -29,7 +35,7 @@ import yaml
 __all__ = ["CONFIG_NAMES", "ExperimentConfig", "ModelConfig", "load_config"]
 
 _CONFIG_DIR = Path(__file__).resolve().parent
-CONFIG_NAMES: tuple[str, ...] = ("hko7", "mnist", "small")
+CONFIG_NAMES: tuple[str, ...] = ("hko7", "mnist", "small", "small_lagrangian", "hko7_lagrangian")
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,14 @@ class ModelConfig:
         thesis (its tables use ``False``, the default); the CPU ``small`` configuration turns
         it on so that a few minutes of training start from persistence instead of from an
         empty field (see docs/models.md).
+    lagrangian : bool
+        Run the network in the frame moving with the rain
+        (:class:`nowcast.models.lagrangian.LagrangianNowcaster`): inputs advected to the issue
+        time, the network predicts the change advection cannot explain on its
+        ``image_size`` grid, and the forecast is the last frame plus that change advected to
+        each lead, on the input's full grid. Not in the thesis (default ``False``).
+    lagrangian_motion : str
+        Motion method (``pipeline.motion.get_motion``) used when no motion field is passed.
     """
 
     name: str
@@ -122,6 +136,8 @@ class ModelConfig:
     vidode_rtol: float = 1e-3
     vidode_atol: float = 1e-4
     residual: bool = False
+    lagrangian: bool = False
+    lagrangian_motion: str = "lk"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
@@ -203,6 +219,37 @@ def _to_tuple(value: Any) -> Any:
     return value
 
 
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Recursive merge of mappings: *over* wins, nested mappings are merged key by key."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+    """A configuration file's mapping, with ``extends: NAME`` resolved (base first)."""
+    with path.open(encoding="utf-8") as fh:
+        data = yaml.safe_load(fh)
+    if not isinstance(data, dict):
+        raise ValueError(f"configuration {path} holds {type(data).__name__}, expected a mapping")
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    if str(base).lower() in CONFIG_NAMES:
+        base_path = _CONFIG_DIR / f"{str(base).lower()}.yaml"
+    else:
+        base_path = (path.parent / str(base)).resolve()
+    if base_path in seen or base_path == path.resolve():
+        raise ValueError(f"configuration {path} extends {base!r} in a circle")
+    if not base_path.is_file():
+        raise ValueError(
+            f"configuration {path} extends {base!r}: not one of {', '.join(CONFIG_NAMES)} "
+            "and not an existing file"
+        )
+    return _merge(_read_yaml(base_path, (*seen, path.resolve())), data)
+
+
 def load_config(name_or_path: str | Path) -> ExperimentConfig:
     """Load an experiment configuration by name (``hko7``, ``mnist``, ``small``) or YAML path.
 
@@ -231,10 +278,7 @@ def load_config(name_or_path: str | Path) -> ExperimentConfig:
                 f"unknown configuration {text!r}: not one of {', '.join(CONFIG_NAMES)} "
                 "and not an existing .yaml file"
             )
-    with path.open(encoding="utf-8") as fh:
-        data = yaml.safe_load(fh)
-    if not isinstance(data, dict):
-        raise ValueError(f"configuration {path} holds {type(data).__name__}, expected a mapping")
+    data = _read_yaml(path, seen=())
     required = ("name", "image_size", "in_frames", "out_frames")
     missing = [k for k in required if k not in data]
     if missing:

@@ -92,10 +92,30 @@ def get_model(
     if key == "vidode":
         from nowcast.models.vidode import VidODE
 
-        return VidODE(mcfg)
-    from nowcast.models.encoder_forecaster import EncoderForecaster
+        net: nn.Module = VidODE(mcfg)
+        stride = 4
+    else:
+        from nowcast.models.encoder_forecaster import EncoderForecaster
 
-    return EncoderForecaster(mcfg, ignore_irregular_times=ignore_irregular_times, **_FLAGS[key])
+        net = EncoderForecaster(mcfg, ignore_irregular_times=ignore_irregular_times, **_FLAGS[key])
+        stride = mcfg.total_stride
+    if not mcfg.lagrangian:
+        return net
+    from nowcast.models.lagrangian import LagrangianNowcaster
+
+    if mcfg.image_size % stride:
+        raise ValueError(
+            f"a Lagrangian {key} needs a network grid (image_size {mcfg.image_size}) that is a "
+            f"multiple of its down-sampling stride {stride}"
+        )
+    return LagrangianNowcaster(
+        net,
+        grid=mcfg.image_size,
+        cadence_minutes=mcfg.cadence_minutes,
+        motion_method=mcfg.lagrangian_motion,
+        gate=not (key != "vidode" and mcfg.residual),
+        smoothing_leads=mcfg.out_frames,
+    )
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -107,12 +107,11 @@ def test_baseline_rejects_bad_shape():
         get_baseline("pysteps")(x[:, :, 0], t_in, torch.tensor([[6.0]]))
 
 
-def test_pysteps_coarse_motion_grid_keeps_speed(monkeypatch):
-    import nowcast.baselines as baselines
-
-    monkeypatch.setattr(baselines, "_MOTION_GRID", 20)  # 64 px frames -> every 4th pixel
+def test_pysteps_coarse_motion_grid_keeps_speed():
     x, t_in = _inputs()
-    y = get_baseline("pysteps")(x, t_in, torch.tensor([[6.0, 18.0]]))[0, :, 0].numpy()
+    # 64 px frames, motion estimated on 4 x 4 blocks (pipeline.motion) and upsampled
+    pysteps = get_baseline("pysteps", motion_grid=16)
+    y = pysteps(x, t_in, torch.tensor([[6.0, 18.0]]))[0, :, 0].numpy()
     last = _centroid_x(x[0, -1, 0].numpy())
     assert _centroid_x(y[0]) == pytest.approx(last + SPEED, abs=1.0)
     assert _centroid_x(y[1]) == pytest.approx(last + 3 * SPEED, abs=1.0)

@@ -96,12 +96,45 @@ def test_unknown_loss_weight_is_rejected():
 
 
 def test_registry_lists_valid_names():
-    assert set(LOSS_NAMES) == {"thesis", "balanced"}
+    assert set(LOSS_NAMES) == {"thesis", "balanced", "balanced_csi"}
     assert get_loss("THESIS") is thesis_loss
-    with pytest.raises(ValueError, match="thesis, balanced"):
+    with pytest.raises(ValueError, match="thesis, balanced, balanced_csi"):
         get_loss("huber")
 
 
 def test_shape_mismatch_names_both_shapes():
     with pytest.raises(ValueError, match=r"\(2, 3, 1, 16, 16\) and \(2, 3, 1, 8, 8\)"):
         thesis_loss(_frames(0.5), _frames(0.5, (2, 3, 1, 8, 8)))
+
+
+def test_soft_csi_matches_the_hand_computed_score():
+    from nowcast.losses import soft_csi
+    from pipeline.units import rainrate_to_normalized
+
+    thr = float(rainrate_to_normalized(2.0))
+    target = torch.zeros(1, 1, 1, 2, 4)
+    target[..., 0, :2] = thr + 0.2  # two observed events
+    pred = torch.zeros_like(target)
+    pred[..., 0, 1:3] = thr + 0.5  # one hit, one false alarm, one miss
+    # far from the threshold the sigmoid is 0 or 1 to 1e-10: CSI = 1 / (1 + 1 + 1)
+    assert abs(float(soft_csi(pred, target, None, 2.0)) - 1 / 3) < 1e-4
+    mask = torch.ones_like(target)
+    mask[..., 0, 2] = 0  # the false alarm is not counted where the target is invalid
+    assert abs(float(soft_csi(pred, target, mask, 2.0)) - 1 / 2) < 1e-4
+
+
+def test_balanced_csi_loss_adds_the_csi_terms_to_the_balanced_loss():
+    from nowcast.losses import CSI_THRESHOLDS_MMH, balanced_csi_loss, balanced_loss, soft_csi
+
+    g = torch.Generator().manual_seed(0)
+    pred = torch.rand(2, 3, 1, 8, 8, generator=g)
+    target = torch.rand(2, 3, 1, 8, 8, generator=g)
+    want = balanced_loss(pred, target) + 0.3 * sum(
+        1 - soft_csi(pred, target, None, t) for t in CSI_THRESHOLDS_MMH
+    )
+    got = balanced_csi_loss(pred, target, weights={"csi": 0.3})
+    assert abs(float(got) - float(want)) < 1e-6
+    assert get_loss("balanced_csi") is balanced_csi_loss
+    p = pred.clone().requires_grad_(True)
+    balanced_csi_loss(p, target).backward()
+    assert float(p.grad.abs().sum()) > 0
