@@ -24,9 +24,9 @@ Baselines are looked up by name with :func:`get_baseline` (pysteps-style registr
     than pysteps' default NaN (REFERENCE.md section 7). A field with no echo gives zero motion.
 ``sprog``
     pysteps' S-PROG (cascade decomposition + AR(2) per level) in dBZ with a 0.1 mm/h rain
-    threshold (HKO-7 Z-R), regular lead times only (integer multiples of the cadence) and the
-    last three inputs observed. Fields S-PROG cannot model (a frozen radar frame repeated, an
-    echo of a few pixels, a uniform field, any failure of its cascade or AR(2) fit) fall back
+    threshold (HKO-7 Z-R), regular lead times only (integer multiples of the cadence). Inputs
+    S-PROG cannot model (a missing frame among the last three, a frozen radar frame repeated,
+    an echo of a few pixels, a uniform field, any failure of its cascade or AR(2) fit) fall back
     to semi-Lagrangian extrapolation of the last frame: the fallback is logged and the reason
     kept in :attr:`SprogBaseline.last_fallback` (the forecast's ``fallback`` attribute).
 """
@@ -221,8 +221,9 @@ class SprogBaseline:
     Parameters
     ----------
     cadence_minutes : float
-        Input cadence; every ``t_out`` must be a whole multiple of it, and the inputs must be
-        regular (the AR(2) model needs three equally spaced observed frames).
+        Input cadence; every ``t_out`` must be a whole multiple of it. The AR(2) model needs
+        the last three inputs observed one cadence apart; otherwise (a missing frame) the
+        sample falls back to extrapolation like the other degenerate cases below.
     n_cascade_levels : int
         Number of cascade levels.
 
@@ -261,18 +262,36 @@ class SprogBaseline:
         mover = PystepsBaseline(cadence_minutes=self.cadence_minutes)
         outs = []
         fallbacks: list[str] = []
+        _last_observed(observed)  # validates every sample has a frame
+        ms = (
+            np.ones(xs.shape, dtype=bool)
+            if input_mask is None
+            else input_mask.detach().cpu().numpy()[:, :, 0] > 0.5
+        )
         for b in range(xs.shape[0]):
             steps = tout[b] / self.cadence_minutes
-            regular = np.allclose(np.diff(tin[b, -3:]), self.cadence_minutes)
-            if not np.allclose(steps, np.round(steps)) or not observed[b, -3:].all() or not regular:
+            if not np.allclose(steps, np.round(steps)) or np.any(steps <= 0):
                 raise ValueError(
-                    "sprog needs the last 3 input frames observed and one cadence apart and "
-                    f"t_out on whole multiples of {self.cadence_minutes} min; got "
-                    f"t_in={tin[b].tolist()}, t_out={tout[b].tolist()}, observed inputs "
-                    f"{observed[b].tolist()} (use 'pysteps' for irregular times)"
+                    f"sprog needs t_out on positive whole multiples of {self.cadence_minutes} "
+                    f"min; got t_out={tout[b].tolist()} (use 'pysteps' for other lead times)"
                 )
-            dbz = normalized_to_dbz(xs[b, -3:])
             thr = float(rainrate_to_dbz(_SPROG_RAIN_MMH))
+            regular = np.allclose(np.diff(tin[b, -3:]), self.cadence_minutes)
+            if not observed[b, -3:].all() or not regular or len(tin[b]) < 3:
+                # a missing frame among the last three: no AR(2) fit; extrapolate instead
+                last = xs[b, np.flatnonzero(observed[b])[-1]]
+                if not np.any(normalized_to_dbz(last) >= thr):  # no rain: nothing to say
+                    outs.append(np.zeros((len(steps),) + xs.shape[-2:]))
+                    continue
+                fallbacks.append(
+                    f"sample {b}: the last 3 input frames are not all observed one cadence "
+                    f"apart (observed {observed[b].astype(int).tolist()})"
+                )
+                fc = mover._forecast_one(xs[b], ms[b], observed[b], tin[b], tout[b])
+                dry = normalized_to_dbz(fc) < thr
+                outs.append(np.where(dry, 0.0, fc))
+                continue
+            dbz = normalized_to_dbz(xs[b, -3:])
             zero = thr - 5.0  # pysteps convention: "no rain" a little below the threshold
             rain_db = np.where(dbz >= thr, dbz, zero)
             if not np.any(dbz >= thr):

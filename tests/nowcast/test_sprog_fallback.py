@@ -120,3 +120,27 @@ def test_cycle_publishes_the_fallback_as_the_run_status_reason(tmp_path):
     (run,) = json.loads((tmp_path / "site" / "status.json").read_text())["runs"]
     assert run["status"] == "ok"
     assert run["reason"].startswith("sprog fell back to extrapolation: sample 0: frozen field")
+
+
+def test_missing_frame_among_the_last_three_is_extrapolated_not_refused():
+    rng = np.random.default_rng(1)
+    f = _cell(rng)
+    frames = [np.roll(f, 2 * k, 1) for k in range(5)]  # 2 px per step to the east
+    x = torch.tensor(np.stack(frames))[None, :, None]
+    mask = torch.ones_like(x)
+    mask[0, 3] = 0  # the frame at -6 min is missing
+    sp = get_baseline("sprog", cadence_minutes=6)
+    y = sp(x, T_IN, T_OUT, input_mask=mask)[0, :, 0].numpy()
+    assert sp.last_fallback == (
+        "sprog fell back to extrapolation: sample 0: the last 3 input frames are not all "
+        "observed one cadence apart (observed [1, 1, 1, 0, 1])"
+    )
+    cols = np.flatnonzero(y[0].max(axis=0) > 0.3)  # the cell moved 2 px east per lead
+    assert (cols.min(), cols.max()) == (30 + 10, 59 + 10)
+    assert np.isfinite(y).all()
+
+
+def test_sprog_still_refuses_lead_times_off_the_cadence():
+    x = torch.tensor(np.stack([_cell(np.random.default_rng(2))] * 5))[None, :, None]
+    with pytest.raises(ValueError, match=r"sprog needs t_out on positive whole multiples of 6"):
+        get_baseline("sprog", cadence_minutes=6)(x, T_IN, torch.tensor([[7.0]]))
