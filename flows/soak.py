@@ -20,7 +20,8 @@ are injected at random from a seed (or from an explicit schedule):
     the tick's ingest runs in a child process killed with SIGKILL while writing chunks or
     at the commit (:data:`INGEST_KILL_POINTS`); the next tick's ingest catches up;
 ``disk_full``
-    every atomic write of the site raises ``OSError(ENOSPC)`` during the cycle.
+    the tick's ingest fails with ``OSError(ENOSPC)`` writing the store's chunks (the next
+    tick's ingest catches up), and every atomic write of the site raises it during the cycle.
 
 Afterwards every cycle is accounted for as ``ok``, ``skipped`` (with its reason) or
 ``failed`` (with its error); a cycle is *blocked* when it did not end as expected from the
@@ -238,20 +239,22 @@ def _child(script: str, args: list[str], timeout: float = 300) -> subprocess.Com
     )
 
 
+def _full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
 @contextlib.contextmanager
-def _disk_full():
-    import flows.dashboard as dash
+def _disk_full(module: str, name: str):
+    """Make ``module.name`` raise ``OSError(ENOSPC)`` (a full disk) inside the block."""
+    import importlib
 
-    real = dash.atomic_write_bytes
-
-    def full(path, data):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-
-    dash.atomic_write_bytes = full
+    mod = importlib.import_module(module)
+    real = getattr(mod, name)
+    setattr(mod, name, _full)
     try:
         yield
     finally:
-        dash.atomic_write_bytes = real
+        setattr(mod, name, real)
 
 
 def _store_times(store: Path) -> pd.DatetimeIndex:
@@ -361,6 +364,14 @@ def run_soak(
             proc = _child(_INGEST_CHILD, [point, str(live), str(store), str(now)])
             if proc.returncode != -signal.SIGKILL:
                 report.mismatches.append(f"tick {k}: ingest not killed at {point}: {proc.stderr}")
+        elif fault == "disk_full":
+            try:
+                with _disk_full("pipeline.ingest", "_write_chunk"):
+                    ingest_archive(live, store, end=now, workers=1, progress=False)
+                report.mismatches.append(f"tick {k}: ingest did not fail on a full disk")
+            except OSError as err:
+                if err.errno != errno.ENOSPC:
+                    raise
         else:
             ingest_archive(live, store, end=now, workers=1, progress=False)
         expected = _expected(_store_times(store), now, 5)
@@ -379,7 +390,10 @@ def run_soak(
                 else:
                     reason = f"child exited {proc.returncode}: {proc.stderr.strip()[-300:]}"
             else:
-                with _disk_full() if fault == "disk_full" else contextlib.nullcontext():
+                guard = contextlib.nullcontext()
+                if fault == "disk_full":
+                    guard = _disk_full("flows.dashboard", "atomic_write_bytes")
+                with guard:
                     res = forecast_cycle(settings, now=now)
                 status, reason = res.status, res.reason
         except Exception as err:  # accounted for as failed with its error
