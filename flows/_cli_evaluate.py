@@ -111,31 +111,27 @@ def evaluate_command(
         missing = [str(p) for p in day_files.values() if not p.is_file()]
         if missing:
             raise typer.BadParameter(f"--day-lists: missing file(s) {missing}")
-    try:
-        outputs = evaluate_run(
-            None if baselines_only else run_dir,
-            data,
-            split=split,
-            scheme=scheme,
-            baselines=chosen,
-            extra_lead_times=leads,
-            perturb=perturb,
-            perturb_samples=perturb_samples,
-            out_dir=out,
-            in_frames=in_frames,
-            out_frames=out_frames,
-            split_fractions=fractions,
-            day_files=day_files,
-            stride=stride,
-            batch_size=batch_size,
-            max_samples=max_samples,
-            seed=seed,
-            device=device,
-            progress=progress,
-        )
-    except ValueError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(code=1) from err
+    outputs = evaluate_run(
+        None if baselines_only else run_dir,
+        data,
+        split=split,
+        scheme=scheme,
+        baselines=chosen,
+        extra_lead_times=leads,
+        perturb=perturb,
+        perturb_samples=perturb_samples,
+        out_dir=out,
+        in_frames=in_frames,
+        out_frames=out_frames,
+        split_fractions=fractions,
+        day_files=day_files,
+        stride=stride,
+        batch_size=batch_size,
+        max_samples=max_samples,
+        seed=seed,
+        device=device,
+        progress=progress,
+    )
     s = summarize(outputs.results)
     thr = float(s["threshold"].values[0])
     for name in s["predictor"].values:

@@ -37,31 +37,36 @@ def register(app: typer.Typer) -> None:
             ),
         ] = 512,
         progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+        follow_links: Annotated[
+            bool,
+            typer.Option(
+                "--follow-links",
+                help="Follow symbolic links leading outside ARCHIVE (default: list, skip).",
+            ),
+        ] = False,
     ) -> None:
         """Add ARCHIVE's frames (between --start and --end) to STORE.
 
         Frames already in STORE are skipped, so re-running is safe and resumes an
-        interrupted ingest. Corrupt frames are listed and skipped. Prints the report as one
-        JSON line.
+        interrupted ingest. Corrupt frames, impossible frame names and day folders, and
+        symbolic links leading outside ARCHIVE are listed and skipped. --start after --end is
+        refused. Prints the report as one JSON line.
         """
         from pipeline.ingest import ingest_archive
 
-        try:
-            report = ingest_archive(
-                archive,
-                store,
-                start=start,
-                end=end,
-                workers=workers,
-                progress=progress,
-                scheduler_address=scheduler_address,
-                batch_size=batch_size,
-            )
-        except (ValueError, FileNotFoundError) as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(code=2) from err
+        report = ingest_archive(
+            archive,
+            store,
+            start=start,
+            end=end,
+            workers=workers,
+            progress=progress,
+            scheduler_address=scheduler_address,
+            batch_size=batch_size,
+            follow_links=follow_links,
+        )
         for path, reason in report.corrupt:
-            typer.echo(f"skipped corrupt frame {path}: {reason}", err=True)
+            typer.echo(f"skipped {path}: {reason}", err=True)
         typer.echo(
             json.dumps(
                 {

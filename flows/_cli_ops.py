@@ -24,9 +24,37 @@ def _parse_leads(text: str | None) -> list[int] | None:
     if not text:
         return None
     try:
-        return [int(v) for v in text.split(",") if v.strip()]
+        leads = [int(v) for v in text.split(",") if v.strip()]
     except ValueError as err:
         raise typer.BadParameter(f"--leads must be integers like 6,12,18; got {text!r}") from err
+    if not leads or min(leads) <= 0:
+        raise typer.BadParameter(f"--leads must be positive minutes like 6,12,18; got {text!r}")
+    return leads
+
+
+def _parse_time(option: str, text: str | None) -> str | None:
+    """Check that *text* (the value of *option*) is a time; returns it unchanged."""
+    if text is None:
+        return None
+    import pandas as pd
+
+    try:
+        pd.Timestamp(text)
+    except ValueError as err:
+        raise typer.BadParameter(
+            f"{option} {text!r} is not a time; expected e.g. 2015-06-01T12:00"
+        ) from err
+    return text
+
+
+def _require(what: str, path: Path | None, *, is_dir: bool = True) -> None:
+    """Refuse a missing input before Prefect's server is started (tens of seconds)."""
+    if path is None:
+        return
+    ok = path.is_dir() if is_dir else path.is_file()
+    if not ok:
+        kind = "directory" if is_dir else "file"
+        raise FileNotFoundError(f"{what} {path} does not exist (expected an existing {kind})")
 
 
 def _check_one_predictor(run: Path | None, baseline: str | None) -> None:
@@ -89,6 +117,9 @@ def serve(
     Starts a local Prefect server (scheduler on, UI off) unless PREFECT_API_URL is set.
     """
     _check_one_predictor(run, baseline)
+    _require("--store", store)
+    _require("--run", run)
+    lead_minutes = _parse_leads(leads)
     from flows._prefect_env import configure
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -101,7 +132,7 @@ def serve(
         run=run,
         baseline=baseline,
         interval_minutes=interval,
-        lead_minutes=_parse_leads(leads),
+        lead_minutes=lead_minutes,
         clock=clock,
         max_consecutive_missing=max_missing,
     )
@@ -123,6 +154,9 @@ def replay(
     """Feed an archive into a store as if live; optionally forecast at each simulated time."""
     if site is not None:
         _check_one_predictor(run, baseline)
+    _require("archive", archive)
+    _require("--run", run)
+    start, end = _parse_time("--start", start), _parse_time("--end", end)
     if every < 1:
         raise typer.BadParameter(f"--every must be >= 1, got {every}")
     from flows._prefect_env import configure
@@ -166,6 +200,9 @@ def forecast(
 ) -> None:
     """Make one forecast (no Prefect) and write it as CF NetCDF."""
     _check_one_predictor(run, baseline)
+    issue_time = _parse_time("--issue-time", issue_time)
+    lead_minutes = _parse_leads(leads)
+    _require("--run", run)
     from flows._prefect_env import configure
 
     configure(out.parent)
@@ -178,7 +215,7 @@ def forecast(
     else:
         pred = baseline_predictor(baseline, in_frames=in_frames or 5, image_size=image_size)
     issue = resolve_issue_time(str(store), now=issue_time)
-    fc = make_forecast(pred, str(store), issue, _parse_leads(leads) or list(DEFAULT_LEADS))
+    fc = make_forecast(pred, str(store), issue, lead_minutes or list(DEFAULT_LEADS))
     out.parent.mkdir(parents=True, exist_ok=True)
     write_forecast_netcdf(fc, out)
     typer.echo(f"forecast issued {issue} by {pred.name} -> {out}")
@@ -217,6 +254,8 @@ def flow_ingest(
     workers: int = typer.Option(2, help="Local dask workers (no --address)."),
 ) -> None:
     """Ingest an archive, one dask task per day."""
+    _require("archive", archive)
+    start, end = _parse_time("--start", start), _parse_time("--end", end)
     from flows._prefect_env import configure
 
     store.parent.mkdir(parents=True, exist_ok=True)
@@ -317,6 +356,10 @@ def flow_forecast(
 ) -> None:
     """One forecast cycle: forecast, verify earlier forecasts, publish."""
     _check_one_predictor(run, baseline)
+    _require("--store", store)
+    _require("--run", run)
+    now = _parse_time("--now", now)
+    lead_minutes = _parse_leads(leads)
     from flows._prefect_env import configure
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -324,7 +367,7 @@ def flow_forecast(
     from flows.serve import run_forecast_cycle
 
     res = run_forecast_cycle(
-        store, site, run=run, baseline=baseline, now=now, lead_minutes=_parse_leads(leads)
+        store, site, run=run, baseline=baseline, now=now, lead_minutes=lead_minutes
     )
     typer.echo(f"{res['issue_time']}: {res['status']} {res['reason']}")
 
@@ -337,6 +380,8 @@ def flow_publish(
     workdir: Path = typer.Option(Path("."), "--workdir", help=_WORKDIR_HELP),
 ) -> None:
     """Publish a forecast file into a site."""
+    _require("forecast file", forecast_nc, is_dir=False)
+    _require("--store", store)
     from flows._prefect_env import configure
 
     workdir.mkdir(parents=True, exist_ok=True)

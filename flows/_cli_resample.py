@@ -62,22 +62,18 @@ def register(app: typer.Typer) -> None:
         """
         from pipeline.resample import resample_store
 
-        try:
-            report = resample_store(
-                store,
-                out,
-                size=size,
-                cadence=cadence,
-                tolerance=tolerance,
-                average=average,
-                min_valid_fraction=min_valid_fraction,
-                overwrite=overwrite,
-                progress=progress,
-                motion=motion,
-                motion_window=motion_window,
-                motion_kwargs=None if motion_grid is None else {"grid": motion_grid},
-            )
-        except (ValueError, FileExistsError, FileNotFoundError) as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(code=2) from err
+        report = resample_store(
+            store,
+            out,
+            size=size,
+            cadence=cadence,
+            tolerance=tolerance,
+            average=average,
+            min_valid_fraction=min_valid_fraction,
+            overwrite=overwrite,
+            progress=progress,
+            motion=motion,
+            motion_window=motion_window,
+            motion_kwargs=None if motion_grid is None else {"grid": motion_grid},
+        )
         typer.echo(json.dumps(report.summary()))

@@ -94,7 +94,7 @@ def train_command(
     )
     try:
         result = train(model, config, data, out, scheme=scheme, options=options)
-    except (ValueError, TrainingDivergedError) as err:
+    except TrainingDivergedError as err:  # not a user error: exit 1 (user errors: 2)
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=1) from err
     if os.environ.get("RANK", "0") != "0":

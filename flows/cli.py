@@ -2,7 +2,9 @@
 
 Each area of the project registers its subcommands from its own private module
 (``flows._cli_*``) so the command modules stay small and heavy imports (torch,
-prefect, cartopy) happen only inside the command that needs them.
+prefect, cartopy) happen only inside the command that needs them. User errors are
+answered in one line with exit code 2 (:mod:`flows._cli_errors`); ``--debug`` shows the
+traceback.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from flows import (
     _cli_resample,
     _cli_train,
 )
+from flows._cli_errors import UserErrorGroup
 
 app = typer.Typer(
     name="nowcast",
@@ -26,7 +29,18 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=UserErrorGroup,
 )
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(
+        False, "--debug", help="Show the traceback of an error (may also follow the command)."
+    ),
+) -> None:
+    """Precipitation nowcasting pipeline for HKO-7 style radar archives."""
+
 
 for _module in (
     _cli_archive,

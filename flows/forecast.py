@@ -311,6 +311,7 @@ def publish_cycle(settings: ForecastSettings, forecast: xr.Dataset, scores) -> s
         obs,
         settings.site,
         status="ok",
+        reason=str(forecast.attrs.get("fallback", "")),  # e.g. S-PROG fell back: shown
         scores=scores,
         keep_runs=settings.keep_runs,
         n_obs_frames=n,
@@ -355,6 +356,7 @@ def _cycle(settings: ForecastSettings, now: object, steps: _Steps) -> CycleResul
     steps.log(
         f"published {iso} ({fc.attrs.get('model')}) to {run_dir}"
         + (f"; verified the forecast issued {verified}" if verified else "")
+        + (f"; {fc.attrs['fallback']}" if fc.attrs.get("fallback") else "")
     )
     return CycleResult(
         "ok",

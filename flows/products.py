@@ -31,7 +31,10 @@ atomically: everything is built in ``<site_dir>/.tmp-<pid>-<id>/`` and moved int
 with one ``os.rename``; only then are ``latest.json``, ``status.json``, ``scores.json``
 and the dashboard's ``data.js`` swapped with write-to-temp + ``os.replace``. A reader
 (the dashboard) only ever follows ``latest.json``/``data.js``, so it never sees a
-half-written run, and a publish killed at any point leaves the previous run served.
+half-written run, and a publish killed at any point leaves the previous run served. The
+sequence of swaps is itself undone when it fails or is killed half-way
+(:class:`flows._site_journal.SiteJournal`), and a corrupt ``status.json`` or
+``scores.json`` is set aside (renamed, logged) and started afresh.
 Leftover temporary directories of dead publishers are removed by the next publish.
 Publishes into one site are serialised with an exclusive ``flock`` on
 ``<site_dir>/.publish.lock``. Runs beyond ``keep_runs`` (oldest first) are deleted,
@@ -57,6 +60,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from flows._site_journal import SiteJournal
 from flows.dashboard import atomic_write_json, render_site
 from pipeline.units import RAIN_THRESHOLDS_MMH, dbz_to_rainrate
 
@@ -608,12 +612,15 @@ class PublishResult:
         Files of the run, relative to the site directory.
     removed_runs : tuple of str
         Run ids deleted by the retention rule.
+    set_aside : tuple of str
+        Corrupt site logs renamed before publishing (see :mod:`flows._site_journal`).
     """
 
     run_dir: Path
     run_id: str
     files: tuple[str, ...]
     removed_runs: tuple[str, ...]
+    set_aside: tuple[str, ...] = ()
 
 
 def run_id(issue_time: Any) -> str:
@@ -728,7 +735,7 @@ def record_scores(
     """
     site = Path(site_dir)
     site.mkdir(parents=True, exist_ok=True)
-    with _site_lock(site):
+    with _site_lock(site), SiteJournal(site):
         _record_scores(site, scores, history_len)
         render_site(site)
 
@@ -795,7 +802,7 @@ def record_run(
     """
     site = Path(site_dir)
     site.mkdir(parents=True, exist_ok=True)
-    with _site_lock(site):
+    with _site_lock(site), SiteJournal(site):
         _record_status(site, issue_time, status, reason, history_len)
         render_site(site)
 
@@ -989,7 +996,7 @@ def publish_run(
     issue = _issue_time(forecast_ds)
     rid = run_id(issue)
     obs = _obs_frames(forecast_ds, observations_ds, n_obs_frames)
-    with _site_lock(site):
+    with _site_lock(site), SiteJournal(site) as journal:
         _clean_stale_tmp(site)
         tmp = site / f".tmp-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         tmp.mkdir()
@@ -1035,8 +1042,15 @@ def publish_run(
         if scores is not None:
             _record_scores(site, scores, history_len)
         render_site(site)
+        journal.commit()  # the new site is complete: from here on it stays
         removed = _apply_retention(site, keep_runs, served=rid)
-    return PublishResult(run_dir=final, run_id=rid, files=files, removed_runs=tuple(removed))
+    return PublishResult(
+        run_dir=final,
+        run_id=rid,
+        files=files,
+        removed_runs=tuple(removed),
+        set_aside=tuple(p.name for p in journal.set_aside),
+    )
 
 
 def read_latest(site_dir: str | os.PathLike[str]) -> Mapping[str, Any] | None:

@@ -35,6 +35,11 @@ def publish_file(
     -------
     str
         The run directory written.
+
+    Raises
+    ------
+    ValueError
+        *forecast_nc* is missing or not a forecast NetCDF file, or *site* is a file.
     """
     from flows.products import open_forecast_netcdf, publish_run
     from nowcast.forecast import observations_dataset
@@ -42,7 +47,16 @@ def publish_file(
     path = Path(forecast_nc)
     if not path.is_file():
         raise ValueError(f"forecast file {path} does not exist")
-    fc = open_forecast_netcdf(path)
+    if Path(site).exists() and not Path(site).is_dir():
+        raise ValueError(f"site {site} is a file; expected a site directory (new or published)")
+    try:
+        fc = open_forecast_netcdf(path)
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"forecast file {path} is not a NetCDF forecast (nowcast forecast --out): {err}"
+        ) from err
+    if "issue_time" not in fc.coords or "reflectivity" not in fc:
+        raise ValueError(f"forecast file {path} has no issue_time or reflectivity: not a forecast")
     issue = pd.Timestamp(fc["issue_time"].values)
     n = max(int(n_obs_frames), 1)
     cad = pd.Timedelta("6min")

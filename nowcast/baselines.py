@@ -24,16 +24,20 @@ Baselines are looked up by name with :func:`get_baseline` (pysteps-style registr
     than pysteps' default NaN (REFERENCE.md section 7). A field with no echo gives zero motion.
 ``sprog``
     pysteps' S-PROG (cascade decomposition + AR(2) per level) in dBZ with a 0.1 mm/h rain
-    threshold (HKO-7 Z-R), regular lead times only (integer multiples of the cadence) and the
-    last three inputs observed.
+    threshold (HKO-7 Z-R), regular lead times only (integer multiples of the cadence). Inputs
+    S-PROG cannot model (a missing frame among the last three, a frozen radar frame repeated,
+    an echo of a few pixels, a uniform field, any failure of its cascade or AR(2) fit) fall back
+    to semi-Lagrangian extrapolation of the last frame: the fallback is logged and the reason
+    kept in :attr:`SprogBaseline.last_fallback` (the forecast's ``fallback`` attribute).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -47,6 +51,8 @@ __all__ = [
     "SprogBaseline",
     "get_baseline",
 ]
+
+_log = logging.getLogger(__name__)
 
 
 def _check_inputs(x, t_in, t_out, input_mask) -> None:
@@ -221,16 +227,28 @@ class SprogBaseline:
     Parameters
     ----------
     cadence_minutes : float
-        Input cadence; every ``t_out`` must be a whole multiple of it, and the inputs must be
-        regular (the AR(2) model needs three equally spaced observed frames).
+        Input cadence; every ``t_out`` must be a whole multiple of it. The AR(2) model needs
+        the last three inputs observed one cadence apart; otherwise (a missing frame) the
+        sample falls back to extrapolation like the other degenerate cases below.
     n_cascade_levels : int
         Number of cascade levels.
+
+    Attributes
+    ----------
+    last_fallback : str or None
+        After a call: why some samples were extrapolated instead of run through S-PROG
+        (``"sprog fell back to extrapolation: <reason>"``), None when none were. A frozen
+        field (the last three frames identical), fewer than :data:`_SPROG_MIN_RAIN_PIXELS`
+        rain pixels, a field without variation, or an error inside S-PROG (singular AR(2)
+        fit, non-finite cascade) all fall back to semi-Lagrangian extrapolation of the last
+        frame with the same motion field and rain threshold.
     """
 
     cadence_minutes: float = 6.0
     n_cascade_levels: int = 6
     name: str = "sprog"
     continuous_time: bool = False
+    last_fallback: str | None = field(default=None, compare=False)
 
     def __call__(
         self,
@@ -249,38 +267,94 @@ class SprogBaseline:
         tin = t_in.detach().cpu().to(torch.float64).numpy()
         mover = PystepsBaseline(cadence_minutes=self.cadence_minutes)
         outs = []
+        fallbacks: list[str] = []
+        _last_observed(observed)  # validates every sample has a frame
+        ms = (
+            np.ones(xs.shape, dtype=bool)
+            if input_mask is None
+            else input_mask.detach().cpu().numpy()[:, :, 0] > 0.5
+        )
         for b in range(xs.shape[0]):
             steps = tout[b] / self.cadence_minutes
-            regular = np.allclose(np.diff(tin[b, -3:]), self.cadence_minutes)
-            if not np.allclose(steps, np.round(steps)) or not observed[b, -3:].all() or not regular:
+            if not np.allclose(steps, np.round(steps)) or np.any(steps <= 0):
                 raise ValueError(
-                    "sprog needs the last 3 input frames observed and one cadence apart and "
-                    f"t_out on whole multiples of {self.cadence_minutes} min; got "
-                    f"t_in={tin[b].tolist()}, t_out={tout[b].tolist()}, observed inputs "
-                    f"{observed[b].tolist()} (use 'pysteps' for irregular times)"
+                    f"sprog needs t_out on positive whole multiples of {self.cadence_minutes} "
+                    f"min; got t_out={tout[b].tolist()} (use 'pysteps' for other lead times)"
                 )
-            dbz = normalized_to_dbz(xs[b, -3:])
             thr = float(rainrate_to_dbz(_SPROG_RAIN_MMH))
+            regular = np.allclose(np.diff(tin[b, -3:]), self.cadence_minutes)
+            if not observed[b, -3:].all() or not regular or len(tin[b]) < 3:
+                # a missing frame among the last three: no AR(2) fit; extrapolate instead
+                last = xs[b, np.flatnonzero(observed[b])[-1]]
+                if not np.any(normalized_to_dbz(last) >= thr):  # no rain: nothing to say
+                    outs.append(np.zeros((len(steps),) + xs.shape[-2:]))
+                    continue
+                fallbacks.append(
+                    f"sample {b}: the last 3 input frames are not all observed one cadence "
+                    f"apart (observed {observed[b].astype(int).tolist()})"
+                )
+                fc = mover._forecast_one(xs[b], ms[b], observed[b], tin[b], tout[b])
+                dry = normalized_to_dbz(fc) < thr
+                outs.append(np.where(dry, 0.0, fc))
+                continue
+            dbz = normalized_to_dbz(xs[b, -3:])
             zero = thr - 5.0  # pysteps convention: "no rain" a little below the threshold
             rain_db = np.where(dbz >= thr, dbz, zero)
             if not np.any(dbz >= thr):
                 outs.append(np.zeros((len(steps),) + xs.shape[-2:]))
                 continue
             velocity = mover.motion(xs[b, -3:], np.ones(xs[b, -3:].shape, bool), tin[b, -3:])
-            with contextlib.redirect_stdout(io.StringIO()):  # sprog always prints a report
-                fc = nowcasts.get_method("sprog")(
-                    rain_db,
-                    velocity,
-                    int(np.round(steps.max())),
-                    n_cascade_levels=self.n_cascade_levels,
-                    precip_thr=thr,
-                )
+            n_steps = int(np.round(steps.max()))
+            reason = _sprog_unfit(rain_db, thr)
+            fc = None
+            if reason is None:
+                try:
+                    with contextlib.redirect_stdout(io.StringIO()):  # sprog prints a report
+                        fc = nowcasts.get_method("sprog")(
+                            rain_db,
+                            velocity,
+                            n_steps,
+                            n_cascade_levels=self.n_cascade_levels,
+                            precip_thr=thr,
+                        )
+                except (np.linalg.LinAlgError, ValueError, IndexError, FloatingPointError) as err:
+                    reason = f"S-PROG failed ({type(err).__name__}: {err})"
+            if fc is None:
+                fallbacks.append(f"sample {b}: {reason}")
+                fc = _extrapolate(rain_db[-1], velocity, n_steps, zero)
             fc = np.nan_to_num(np.asarray(fc), nan=zero)
             fc = np.where(fc >= thr, fc, DBZ_MIN)
             sel = np.round(steps).astype(int) - 1
             outs.append(np.clip(dbz_to_normalized(fc[sel]), 0.0, 1.0))
+        self.last_fallback = None
+        if fallbacks:
+            self.last_fallback = "sprog fell back to extrapolation: " + "; ".join(fallbacks)
+            _log.warning("%s", self.last_fallback)
         return torch.from_numpy(np.stack(outs)[:, :, None].astype(np.float32)).to(x.device)
 
+
+def _sprog_unfit(rain_db: np.ndarray, thr: float) -> str | None:
+    """Why S-PROG cannot model ``rain_db (3, H, W)`` (dBZ, dry = ``thr - 5``), or None."""
+    if np.array_equal(rain_db[0], rain_db[1]) or np.array_equal(rain_db[1], rain_db[2]):
+        return "frozen field (consecutive input frames are identical)"
+    n_rain = int((rain_db[-1] >= thr).sum())
+    if n_rain < _SPROG_MIN_RAIN_PIXELS:
+        return f"{n_rain} rain pixel(s) in the last frame, fewer than {_SPROG_MIN_RAIN_PIXELS}"
+    if any(float(np.ptp(f)) < 1e-6 for f in rain_db):
+        return "uniform field (an input frame has no variation)"
+    return None
+
+
+def _extrapolate(frame: np.ndarray, velocity: np.ndarray, n_steps: int, outval: float):
+    """``(n_steps, H, W)``: *frame* advected by *velocity* (pixels per step) 1..n_steps."""
+    from pysteps import nowcasts
+
+    extrapolate = nowcasts.get_method("extrapolation")
+    return np.asarray(extrapolate(frame, velocity, n_steps, extrap_kwargs={"outval": outval}))
+
+
+_SPROG_MIN_RAIN_PIXELS = 2
+"""Fewer rain pixels than this in the last frame: S-PROG falls back to extrapolation."""
 
 _SPROG_RAIN_MMH = 0.1
 """Rain rate (mm/h) below which S-PROG treats a pixel as dry."""

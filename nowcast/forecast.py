@@ -493,7 +493,8 @@ def make_forecast(
         Dims ``(lead_time, y, x)``; ``reflectivity`` (dBZ, float32) and ``rainfall_rate``
         (mm/h, float32; 0 where the forecast is at or below the no-echo level -10 dBZ);
         coords ``lead_time`` (int minutes), ``valid_time``, scalar ``issue_time``, ``y``,
-        ``x``, ``lat``, ``lon``, ``crs``; attrs ``model``, ``source``, ``history``.
+        ``x``, ``lat``, ``lon``, ``crs``; attrs ``model``, ``source``, ``history``, and
+        ``fallback`` when the predictor fell back to a simpler method (the reason).
 
     Raises
     ------
@@ -588,6 +589,9 @@ def _forecast_dataset(
         "source": f"{predictor.source}; inputs {', '.join(used)}",
         "history": f"{now} nowcast.forecast.make_forecast ({predictor.in_frames} input frames)",
     }
+    fallback = getattr(predictor.fn, "last_fallback", None)
+    if fallback:  # e.g. S-PROG extrapolated a frozen field instead (nowcast.baselines)
+        attrs["fallback"] = str(fallback)
     data = {
         "reflectivity": xr.Variable(
             dims,

@@ -358,8 +358,27 @@ def _scan_sorted(path: Path) -> list[os.DirEntry]:
         return []
 
 
+_BAD_NAME_REASON = "not an HKO-7 frame name (expected RADyymmddHHMM00.png)"
+_BAD_TIME_REASON = "impossible date or time in the frame name (RADyymmddHHMM00.png)"
+
+
+def _outside_link(entry: os.DirEntry, real_root: str) -> str | None:
+    """Target of *entry* when it is a symbolic link leading outside *real_root*, else None."""
+    if not entry.is_symlink():
+        return None
+    target = os.path.realpath(entry.path)
+    if target == real_root or target.startswith(real_root.rstrip(os.sep) + os.sep):
+        return None
+    return target
+
+
 def discover_frames(
-    root: str | os.PathLike, start: object = None, end: object = None
+    root: str | os.PathLike,
+    start: object = None,
+    end: object = None,
+    *,
+    skipped: list[tuple[str, str]] | None = None,
+    follow_links: bool = False,
 ) -> pd.DataFrame:
     """List the frames of an archive by walking its directory tree (no file is decoded).
 
@@ -369,25 +388,46 @@ def discover_frames(
         Archive root (holding ``radarPNG/``).
     start, end : timestamp-like, optional
         Inclusive bounds (anything pandas parses); day directories outside are not walked.
+    skipped : list, optional
+        When given, ``(path, reason)`` is appended for every entry passed over that looks
+        like part of the archive: a frame name with an impossible date or time
+        (``RAD150631000000.png``), a day folder that is not a date (``06/31``), and a
+        symbolic link leading outside the archive root (unless *follow_links*).
+    follow_links : bool
+        Follow symbolic links that lead outside the archive root (links inside it are
+        always followed).
 
     Returns
     -------
     pandas.DataFrame
         Index ``time`` (DatetimeIndex, sorted, unique); columns ``frame_path`` (str) and
         ``mask_path`` (str, ``""`` when the frame has no mask file). Files whose names do not
-        follow the pattern are ignored.
+        start with ``RAD`` and end in ``.png`` are ignored without a word.
 
     Raises
     ------
     ValueError
-        If *root* has no ``radarPNG`` directory or a bound is not a date.
+        If *root* has no ``radarPNG`` directory, a bound is not a date or *start* is after
+        *end*.
     """
     root = Path(root)
     t0 = _parse_bound(start, "start")
     t1 = _parse_bound(end, "end")
+    if t0 is not None and t1 is not None and t0 > t1:
+        raise ValueError(f"start={start!r} is after end={end!r}: no frame can lie between them")
     frames_root = root / FRAME_DIR
     if not frames_root.is_dir():
         raise ValueError(f"{root} is not an HKO-7 archive: no directory {frames_root}")
+    skipped = [] if skipped is None else skipped
+    real_root = os.path.realpath(root)
+
+    def _linked_out(entry: os.DirEntry) -> bool:
+        target = None if follow_links else _outside_link(entry, real_root)
+        if target is not None:
+            reason = f"symbolic link to {target}, outside the archive root {real_root}"
+            skipped.append((entry.path, reason + " (not followed; --follow-links to follow)"))
+        return target is not None
+
     d0 = t0.normalize() if t0 is not None else None
     d1 = t1.normalize() if t1 is not None else None
     stamps: list[str] = []  # "YYYYmmddHHMMSS" of each frame name
@@ -398,8 +438,10 @@ def discover_frames(
             continue
         if (d0 is not None and int(y.name) < d0.year) or (d1 is not None and int(y.name) > d1.year):
             continue
+        if _linked_out(y):
+            continue
         for m in _scan_sorted(Path(y.path)):
-            if not (m.is_dir() and m.name.isdigit() and len(m.name) == 2):
+            if not (m.is_dir() and m.name.isdigit() and len(m.name) == 2) or _linked_out(m):
                 continue
             for d in _scan_sorted(Path(m.path)):
                 if not (d.is_dir() and d.name.isdigit() and len(d.name) == 2):
@@ -407,14 +449,24 @@ def discover_frames(
                 try:
                     day = pd.Timestamp(year=int(y.name), month=int(m.name), day=int(d.name))
                 except ValueError:
+                    rel = f"{y.name}/{m.name}/{d.name}"
+                    skipped.append(
+                        (d.path, f"day folder {rel} is not a date (expected YYYY/MM/DD)")
+                    )
                     continue
                 if (d0 is not None and day < d0) or (d1 is not None and day > d1):
                     continue
+                if _linked_out(d):
+                    continue
                 mask_dir = str(root / MASK_DIR / y.name / m.name / d.name)
-                mask_names = {e.name for e in _scan_sorted(Path(mask_dir))}
+                mask_names = {e.name for e in _scan_sorted(Path(mask_dir)) if not _linked_out(e)}
                 for f in _scan_sorted(Path(d.path)):
                     name = f.name
                     if not _FRAME_NAME_RE.fullmatch(name):
+                        if name.startswith("RAD") and name.endswith(".png"):
+                            skipped.append((f.path, _BAD_NAME_REASON))
+                        continue
+                    if _linked_out(f):
                         continue
                     mname = name[:-4] + ".mask"
                     stamps.append("20" + name[3:15])
@@ -426,6 +478,7 @@ def discover_frames(
         name="time",
     ).astype("datetime64[ns]")
     keep = ~index.isna()
+    skipped.extend((fpaths[i], _BAD_TIME_REASON) for i in np.flatnonzero(~keep))
     if t0 is not None:
         keep &= index >= t0
     if t1 is not None:

@@ -106,7 +106,9 @@ class IngestReport:
     skipped_existing : int
         Frames whose time the store already held (not read).
     corrupt : list of (str, str)
-        ``(file path, reason)`` of each frame skipped because its PNG or mask is unreadable.
+        ``(file path, reason)`` of each frame skipped because its PNG or mask is unreadable,
+        and of each archive entry passed over: an impossible frame name or day folder, a
+        symbolic link leading outside the archive root.
     seconds : float
         Wall-clock time of the call.
     batches : int
@@ -577,6 +579,7 @@ def ingest_archive(
     progress: bool = True,
     scheduler_address: str | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    follow_links: bool = False,
 ) -> IngestReport:
     """Add an archive's frames to the radar store (created when missing).
 
@@ -600,16 +603,22 @@ def ingest_archive(
         Frames per committed store version, at least; batches grow to a tenth of the
         frames already stored (up to 16,384) so that the per-commit cost (hard links of the
         unchanged chunks) stays a few per cent. A killed ingest loses the batch in progress.
+    follow_links : bool
+        Follow symbolic links leading outside the archive root; by default they are
+        skipped and listed in :attr:`IngestReport.corrupt`.
 
     Returns
     -------
     IngestReport
-        Counts, corrupt frames with reasons, timing.
+        Counts, corrupt frames with reasons, timing. ``corrupt`` also lists the entries
+        passed over while walking the archive (impossible frame names and day folders,
+        links outside the root; see :func:`pipeline.hko7.discover_frames`).
 
     Raises
     ------
     ValueError
-        If *archive* is not an HKO-7 archive, a bound is not a date, *batch_size* or
+        If *archive* is not an HKO-7 archive, a bound is not a date, *start* is after
+        *end*, *batch_size* or
         *workers* is not positive, or *store* exists and is not a radar store.
     """
     t_start = time.perf_counter()
@@ -621,10 +630,13 @@ def ingest_archive(
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     archive = Path(archive)
     store = Path(store)
-    frames = hko7.discover_frames(archive, start=start, end=end)
+    skipped: list[tuple[str, str]] = []
+    frames = hko7.discover_frames(
+        archive, start=start, end=end, skipped=skipped, follow_links=follow_links
+    )
     if not is_versioned_store(store):
         create_store(store)
-    report = IngestReport(store=store, frames_found=len(frames))
+    report = IngestReport(store=store, frames_found=len(frames), corrupt=skipped)
 
     valid_static = None
     if (archive / hko7.STATIC_MASK_FILE).exists():

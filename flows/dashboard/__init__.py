@@ -12,7 +12,8 @@ Data reach the page through the generated ``data.js`` script rather than a ``fet
 of ``latest.json``: a script tag also works when ``index.html`` is opened from
 ``file://`` (where Chromium refuses ``fetch``), and the page re-loads ``data.js``
 every 60 s so an open page follows new runs when served over http
-(``nowcast dashboard SITE --serve``, bound to 127.0.0.1). Every generated file is
+(``nowcast dashboard SITE --serve``, bound to 127.0.0.1, serving only the published
+files: no directory listings, no lock or temporary files). Every generated file is
 written to a temporary name and moved into place with ``os.replace``, so a reader
 sees the old or the new version, never a half-written one.
 
@@ -164,8 +165,52 @@ def render_site(site_dir: str | os.PathLike[str]) -> Path:
     return site / "index.html"
 
 
+PUBLISHED_FILES: tuple[str, ...] = (
+    *STATIC_FILES,
+    "data.js",
+    "scores.png",
+    "latest.json",
+    "status.json",
+    "scores.json",
+)
+"""Top-level files of a site that the server serves (plus the files inside ``runs/<id>/``)."""
+
+
+def is_published(url_path: str) -> bool:
+    """Whether the server may serve *url_path* (``/``, a published file or a run's file).
+
+    Hidden names (``.publish.lock``, ``.tmp-*``, ``.journal-*``), the forecast archive,
+    set-aside logs, anything else at the top level and every directory but ``/`` are not.
+    """
+    from urllib.parse import unquote, urlsplit
+
+    parts = [p for p in unquote(urlsplit(url_path).path).split("/") if p]
+    if any(p.startswith(".") or "\\" in p for p in parts):
+        return False
+    if not parts:
+        return True
+    if len(parts) == 1:
+        return parts[0] in PUBLISHED_FILES
+    return parts[0] == "runs" and len(parts) >= 3
+
+
 class _Handler(SimpleHTTPRequestHandler):
-    """Static files with no caching of the generated data (JSON, data.js)."""
+    """Published files only (:func:`is_published`), no listings, no caching of the data."""
+
+    def send_head(self):
+        """Answer 404 for anything not published or leading outside the site."""
+        site = os.path.realpath(self.directory)
+        target = os.path.realpath(self.translate_path(self.path))
+        inside = target == site or target.startswith(site + os.sep)
+        if not (is_published(self.path) and inside):
+            self.send_error(404, "Not a published file")
+            return None
+        return super().send_head()
+
+    def list_directory(self, path):
+        """No directory listings: 404."""
+        self.send_error(404, "No directory listings")
+        return None
 
     def end_headers(self) -> None:
         if self.path.split("?")[0].endswith((".js", ".json", ".html", "/")):

@@ -1,0 +1,173 @@
+"""User errors of the ``nowcast`` commands: one line, exit code 2, a traceback only with --debug."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from flows._cli_errors import describe_error, hoist_debug
+from flows.cli import app
+from tests.flows.test_schedule import _small_store
+
+
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory):
+    """40 x 40 store, 8 frames every 6 min from 2015-06-01 12:00 (12:00 .. 12:42)."""
+    return _small_store(tmp_path_factory.mktemp("cli_errors") / "s.zarr")
+
+
+def _invoke(args):
+    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "300"})
+
+
+def _assert_one_line_error(result, expected: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("error: ")
+    assert expected in lines[0]
+
+
+def test_forecast_unknown_baseline(tmp_path):
+    res = _invoke(
+        ["forecast", "--store", tmp_path / "s.zarr", "--baseline", "foo"]
+        + ["--out", tmp_path / "x.nc"]
+    )
+    _assert_one_line_error(res, "unknown baseline 'foo'; valid names: persistence, pysteps, sprog")
+
+
+def test_forecast_missing_store(tmp_path):
+    res = _invoke(
+        ["forecast", "--store", tmp_path / "none.zarr", "--baseline", "persistence"]
+        + ["--out", tmp_path / "x.nc"]
+    )
+    _assert_one_line_error(res, f"radar store {tmp_path / 'none.zarr'} does not exist")
+
+
+def test_forecast_missing_run(tmp_path, small_store):
+    res = _invoke(
+        ["forecast", "--store", small_store, "--run", tmp_path / "norun"]
+        + ["--out", tmp_path / "x.nc"]
+    )
+    expected = f"--run {tmp_path / 'norun'} does not exist (expected an existing directory)"
+    _assert_one_line_error(res, expected)
+    (tmp_path / "norun").mkdir()
+    res = _invoke(
+        ["forecast", "--store", small_store, "--run", tmp_path / "norun"]
+        + ["--out", tmp_path / "x.nc"]
+    )
+    _assert_one_line_error(res, f"no checkpoint 'best.pt' in run directory {tmp_path / 'norun'}")
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--issue-time", "garbage"], "--issue-time 'garbage' is not a time; expected e.g."),
+        (["--leads=-6,0"], "--leads must be positive minutes like 6,12,18; got '-6,0'"),
+        (["--leads=a"], "--leads must be integers like 6,12,18; got 'a'"),
+        (["--issue-time", "2020-01-01"], "cannot forecast at 2020-01-01 00:00:00: no input frame"),
+    ],
+)
+def test_forecast_bad_time_or_leads(tmp_path, small_store, extra, expected):
+    out = tmp_path / "x.nc"
+    res = _invoke(
+        ["forecast", "--store", small_store, "--baseline", "persistence", "--out", out] + extra
+    )
+    _assert_one_line_error(res, expected)
+    assert not out.exists()
+
+
+def test_forecast_usage_errors_are_one_line(tmp_path):
+    both = _invoke(["forecast", "--store", tmp_path, "--out", tmp_path / "x.nc"])
+    _assert_one_line_error(both, "give exactly one of --run RUN_DIR and --baseline NAME")
+    missing = _invoke(["forecast", "--out", tmp_path / "x.nc"])
+    _assert_one_line_error(missing, "Missing option '--store'. (see: nowcast forecast --help)")
+
+
+def test_publish_bad_inputs(tmp_path, small_store):
+    site = tmp_path / "site"
+    missing = _invoke(["publish", tmp_path / "none.nc", "--store", small_store, "--site", site])
+    _assert_one_line_error(missing, f"forecast file {tmp_path / 'none.nc'} does not exist")
+    bad = tmp_path / "bad.nc"
+    bad.write_text("not a netcdf file\n")
+    res = _invoke(["publish", bad, "--store", small_store, "--site", site])
+    _assert_one_line_error(res, f"forecast file {bad} is not a NetCDF forecast")
+    site_file = tmp_path / "site_file"
+    site_file.write_text("")
+    res = _invoke(["publish", bad, "--store", small_store, "--site", site_file])
+    _assert_one_line_error(res, f"site {site_file} is a file; expected a site directory")
+    assert not site.exists()
+
+
+def test_debug_shows_the_exception_anywhere_on_the_line(tmp_path):
+    args = ["forecast", "--store", tmp_path / "s.zarr", "--baseline", "foo"]
+    args += ["--out", tmp_path / "x.nc"]
+    after = _invoke([*args, "--debug"])
+    assert after.exit_code == 1
+    assert isinstance(after.exception, ValueError)
+    assert "unknown baseline 'foo'" in str(after.exception)
+    before = _invoke(["--debug", *args])
+    assert isinstance(before.exception, ValueError)
+
+
+def test_hoist_debug_and_describe_error():
+    assert hoist_debug(["forecast", "--x", "1", "--debug"]) == ["--debug", "forecast", "--x", "1"]
+    assert hoist_debug(["forecast", "--", "--debug"]) == ["forecast", "--", "--debug"]
+    assert hoist_debug(["forecast"]) == ["forecast"]
+    err = FileExistsError(17, "File exists", "/tmp/site")
+    assert describe_error(err) == "/tmp/site: File exists"
+    assert describe_error(ValueError("two\n  lines")) == "two lines"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["flow", "publish", "{t}/none.nc", "--store", "{t}", "--site", "{t}/site"],
+            "forecast file {t}/none.nc does not exist (expected an existing file)",
+        ),
+        (
+            [
+                "flow",
+                "forecast",
+                "--store",
+                "{t}/none.zarr",
+                "--site",
+                "{t}/site",
+                "--baseline",
+                "persistence",
+            ],
+            "--store {t}/none.zarr does not exist (expected an existing directory)",
+        ),
+        (
+            ["flow", "ingest", "{t}/noarch", "{t}/s.zarr"],
+            "archive {t}/noarch does not exist (expected an existing directory)",
+        ),
+        (
+            ["replay", "{t}", "{t}/s.zarr", "--start", "bad"],
+            "--start 'bad' is not a time; expected e.g. 2015-06-01T12:00",
+        ),
+        (
+            ["resample", "{t}/none.zarr", "{t}/out.zarr"],
+            "source store {t}/none.zarr does not exist",
+        ),
+        (
+            ["train", "--model", "foo", "--data", "{t}/none.zarr", "--out", "{t}/r"],
+            "unknown model 'foo'; valid names: convgru, trajgru,",
+        ),
+        (
+            ["evaluate", "--baselines-only", "--data", "{t}/none.zarr", "--out", "{t}/ev"],
+            "store {t}/none.zarr does not exist",
+        ),
+        (
+            ["ingest", "{t}", "{t}/s.zarr", "--start", "garbage"],
+            "start='garbage' is not a date/time",
+        ),
+        (["no-such-command"], "No such command 'no-such-command'. (see: nowcast --help)"),
+    ],
+)
+def test_every_command_answers_in_one_line(tmp_path, args, expected):
+    t = str(tmp_path)
+    res = _invoke([a.format(t=t) for a in args])
+    _assert_one_line_error(res, expected.format(t=t))
