@@ -377,6 +377,7 @@ class MapRenderer:
         *,
         valid: np.ndarray | None = None,
         title: str = "",
+        motion: np.ndarray | None = None,
     ) -> Path:
         """Draw one rain-rate field and save it as PNG.
 
@@ -390,6 +391,9 @@ class MapRenderer:
             ``(H, W)`` bool, True = valid pixel; False pixels are drawn grey.
         title : str
             Figure title, e.g. from :func:`frame_title`.
+        motion : numpy.ndarray, optional
+            ``(2, H, W)`` motion field in pixels per step (x along columns, y along rows
+            downwards), drawn as arrows on a 12 x 12 lattice.
 
         Returns
         -------
@@ -414,11 +418,50 @@ class MapRenderer:
         classes[invalid] = len(self._lut) - 1
         self._img.set_data(self._lut[classes])
         self._title.set_text(title)
+        arrows = self._arrows(motion) if motion is not None else None
         path = Path(path)
-        self._fig.savefig(
-            path, dpi=self.dpi, format="png", facecolor="white", pil_kwargs={"compress_level": 3}
-        )
+        try:
+            self._fig.savefig(
+                path,
+                dpi=self.dpi,
+                format="png",
+                facecolor="white",
+                pil_kwargs={"compress_level": 3},
+            )
+        finally:
+            if arrows is not None:
+                arrows.remove()
         return path
+
+    def _arrows(self, motion: np.ndarray):
+        """Quiver of a ``(2, H, W)`` motion field (pixels per step) in map coordinates."""
+        m = np.asarray(motion, dtype=np.float64)
+        if m.shape != (2, *self.grid.shape):
+            raise ValueError(f"motion has shape {m.shape}; expected (2, {self.grid.shape})")
+        h, w = self.grid.shape
+        iy = np.linspace(0, h - 1, 14)[1:-1].round().astype(int)
+        ix = np.linspace(0, w - 1, 14)[1:-1].round().astype(int)
+        x_m = np.asarray(self.grid.x_km, dtype=np.float64) * 1000.0
+        y_m = np.asarray(self.grid.y_km, dtype=np.float64) * 1000.0
+        dx = float(x_m[1] - x_m[0]) if w > 1 else 1000.0
+        dy = float(y_m[1] - y_m[0]) if h > 1 else -1000.0
+        gx, gy = np.meshgrid(x_m[ix], y_m[iy])
+        u = m[0][np.ix_(iy, ix)] * dx  # metres per step, map coordinates
+        v = m[1][np.ix_(iy, ix)] * dy
+        return self._ax.quiver(
+            gx,
+            gy,
+            u,
+            v,
+            transform=self.grid.projection,
+            color="#333333",
+            alpha=0.7,
+            angles="xy",
+            scale_units="xy",
+            scale=0.1,
+            width=0.003,
+            zorder=4,
+        )
 
     def close(self) -> None:
         """Release the figure."""

@@ -450,7 +450,8 @@ def append_forecast_zarr(ds: xr.Dataset, store: str | os.PathLike[str]) -> int:
     _require_forecast_schema(ds)
     store = Path(store)
     issue = _issue_time(ds)
-    new = ds.copy()
+    # the archive holds the fields; the motion of a Lagrangian forecast stays in its NetCDF
+    new = ds.drop_vars(["motion", "component"], errors="ignore")
     model = str(ds.attrs.get("model", "unknown"))
     new = new.drop_vars("issue_time").expand_dims(issue_time=[np.datetime64(issue, "ns")])
     new["valid_time"] = new["valid_time"].expand_dims(issue_time=new["issue_time"])
@@ -871,7 +872,8 @@ def _build_run(
                 valid = forecast_ds["mask"].isel(lead_time=j).values.astype(bool)
             name = f"maps/fc_{lead:03d}.png"
             title = frame_title(valid_times[j], lead, issue)
-            renderer.render(rain, out / name, valid=valid, title=title)
+            motion = forecast_ds["motion"].values if "motion" in forecast_ds else None
+            renderer.render(rain, out / name, valid=valid, title=title, motion=motion)
             frames.append(
                 {
                     "kind": "forecast",

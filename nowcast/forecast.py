@@ -614,7 +614,31 @@ def _forecast_dataset(
             },
         ),
     }
+    motion = _motion_variable(predictor, ds, dbz.shape[-2:])
+    if motion is not None:
+        data["motion"] = motion
+        coords["component"] = xr.Variable("component", np.array(["x", "y"], dtype=object))
     return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def _motion_variable(predictor: Predictor, ds: xr.Dataset, shape) -> xr.Variable | None:
+    """The motion field a Lagrangian predictor used, ``(component, y, x)``, or None."""
+    field = getattr(predictor.fn, "last_motion", None)
+    if field is None or tuple(field.shape[-2:]) != tuple(shape) or field.shape[0] != 1:
+        return None
+    px_km = abs(float(ds["x"][1] - ds["x"][0])) * (ds.sizes["x"] / shape[-1]) if "x" in ds else 0.0
+    per_h = 60.0 / predictor.cadence_minutes
+    return xr.Variable(
+        ("component", "y", "x"),
+        np.asarray(field[0].detach().cpu().numpy(), dtype=np.float32),
+        {
+            "units": "pixel per cadence step",
+            "long_name": "motion field of the extrapolation (x: columns, y: rows downwards)",
+            "cadence_minutes": float(predictor.cadence_minutes),
+            "km_per_h_per_unit": px_km * per_h,
+            "grid_mapping": "crs",
+        },
+    )
 
 
 # ---------------------------------------------------------------------------------------

@@ -160,6 +160,7 @@ class LagrangianNowcaster(nn.Module):
         self.config = getattr(net, "config", None)
         self.last_motion_fallback: list[str | None] = []
         self.last_motion: torch.Tensor | None = None
+        self.last_fallback: str | None = None  # read by nowcast.forecast (product metadata)
         self._motion = None
 
     # ---------------------------------------------------------------- motion
@@ -188,6 +189,8 @@ class LagrangianNowcaster(nn.Module):
             if est.fallback:
                 _LOG.warning("motion of sample %d: zero motion (%s)", b, est.fallback)
         self.last_motion_fallback = reasons
+        failed = sorted({r for r in reasons if r})
+        self.last_fallback = f"zero motion ({'; '.join(failed)})" if failed else None
         return torch.from_numpy(np.stack(fields)).to(device=x.device, dtype=x.dtype)
 
     # ---------------------------------------------------------------- forward
@@ -232,6 +235,7 @@ class LagrangianNowcaster(nn.Module):
                     f"{tuple(motion.shape)}"
                 )
             self.last_motion_fallback = [None] * b
+            self.last_fallback = None
         motion = motion.to(device=x.device, dtype=torch.float32)
         v_net = resize_motion(motion, (self.grid, self.grid))
         self.last_motion = resize_motion(motion, (h, w)).detach()

@@ -166,3 +166,23 @@ def test_write_loop_gif_rejects_mixed_sizes(tmp_path):
     Image.new("RGB", (50, 30)).save(tmp_path / "b.png")
     with pytest.raises(ValueError, match="b.png"):
         maps.write_loop_gif([tmp_path / "a.png", tmp_path / "b.png"], tmp_path / "x.gif")
+
+
+def test_motion_arrows_point_along_the_motion(tmp_path, grid):
+    """Arrows of an eastward motion add dark pixels east of their lattice points only."""
+    rain = np.zeros(grid.shape)
+    motion = np.zeros((2, *grid.shape))
+    motion[0] = 0.5  # half a pixel per step to the right (east)
+    with maps.MapRenderer(grid, size_px=(400, 400), coastlines=False) as r:
+        plain = _rgb(r.render(rain, tmp_path / "a.png"))
+        arrows = _rgb(r.render(rain, tmp_path / "b.png", motion=motion))
+        again = _rgb(r.render(rain, tmp_path / "c.png"))
+    changed = np.abs(arrows - plain).max(axis=-1) > 40
+    assert changed.sum() > 200  # the arrows are drawn
+    np.testing.assert_array_equal(again, plain)  # and removed after the frame
+    ys, xs = np.nonzero(changed)
+    # eastward arrows: the changed pixels span more columns than rows per arrow row
+    assert (xs.max() - xs.min()) > 0.5 * (ys.max() - ys.min())
+    with pytest.raises(ValueError, match="motion has shape"):
+        with maps.MapRenderer(grid, size_px=(200, 200), coastlines=False) as r:
+            r.render(rain, tmp_path / "d.png", motion=np.zeros((2, 4, 4)))

@@ -361,7 +361,7 @@ def test_lagrangian_run_forecasts_and_publishes_on_the_store_grid(tmp_path):
     assert pred.image_size is None and cfg.image_size == 80
     store, _ = _moving_blob_store(n_frames=cfg.in_frames, size=160, vx=4.0, x0=40.0, y0=60.0)
     fc = make_forecast(pred, store, ISSUE, [6, 12, 18])
-    assert fc.sizes == {"lead_time": 3, "y": 160, "x": 160}
+    assert fc.sizes == {"lead_time": 3, "y": 160, "x": 160, "component": 2}
     np.testing.assert_array_equal(fc["x"].values, store["x"].values)
     site = tmp_path / "site"
     obs = observations_dataset(store, [ISSUE], size=160)
@@ -373,3 +373,35 @@ def test_lagrangian_run_forecasts_and_publishes_on_the_store_grid(tmp_path):
     assert (archive.sizes["y"], archive.sizes["x"]) == (160, 160)
     archive.close()
     assert (result.run_dir / "maps" / "fc_018.png").is_file()
+
+
+def test_lagrangian_forecast_carries_its_motion_and_moves_the_blob(tmp_path):
+    """The motion the model estimated is in the product, in pixels per step of the store grid."""
+    from nowcast.forecast import run_predictor
+
+    cfg = _save_untrained_run(tmp_path / "run", "trajgru_ode", config="small_lagrangian")
+    store, (cy, cx) = _moving_blob_store(
+        n_frames=cfg.in_frames, size=160, vy=2.0, vx=4.0, x0=40.0, y0=50.0
+    )
+    fc = make_forecast(run_predictor(tmp_path / "run"), store, ISSUE, [6, 12])
+    m = fc["motion"]
+    assert m.dims == ("component", "y", "x") and list(fc["component"].values) == ["x", "y"]
+    assert m.attrs["units"] == "pixel per cadence step"
+    near = (slice(int(cy) - 5, int(cy) + 5), slice(int(cx) - 5, int(cx) + 5))
+    assert abs(float(m.sel(component="x").values[near].mean()) - 4.0) < 0.6
+    assert abs(float(m.sel(component="y").values[near].mean()) - 2.0) < 0.6
+    y, x = _centroid(fc["reflectivity"].values[1])
+    assert abs(y - (cy + 4.0)) < 1.5 and abs(x - (cx + 8.0)) < 1.5  # two steps on
+    assert "fallback" not in fc.attrs
+
+
+def test_lagrangian_forecast_of_a_frozen_field_says_zero_motion(tmp_path):
+    from nowcast.forecast import run_predictor
+
+    cfg = _save_untrained_run(tmp_path / "run", "trajgru_ode", config="small_lagrangian")
+    times = pd.date_range(end=ISSUE, periods=cfg.in_frames, freq=CAD)
+    frozen = np.stack([_blob(80, 40.0, 40.0)] * cfg.in_frames)  # a radar frame repeated
+    fc = make_forecast(run_predictor(tmp_path / "run"), _store(frozen, times), ISSUE, [6, 12])
+    assert fc.attrs["fallback"].startswith("zero motion")
+    np.testing.assert_allclose(fc["motion"].values, 0.0)
+    np.testing.assert_allclose(fc["reflectivity"].values[1], frozen[-1], atol=1e-3)
