@@ -69,7 +69,9 @@ def demo(
     days: int = typer.Option(8, help="Days of synthetic radar (8: 6 train, 1 valid, 1 test)."),
     seed: int = typer.Option(0, help="Seed of the synthetic archive."),
     model: str = typer.Option("trajgru_ode", help="Model to train (nowcast.models.MODEL_NAMES)."),
-    config: str = typer.Option("small", help="Model configuration."),
+    config: str = typer.Option(
+        "small_lagrangian", help="Model configuration (small_lagrangian: the Lagrangian mode)."
+    ),
     train_minutes: float = typer.Option(3.5, help="Training time budget in minutes."),
     eval_samples: int = typer.Option(96, help="Test sequences per predictor (0 = all)."),
 ) -> None:

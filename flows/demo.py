@@ -6,7 +6,9 @@ Steps (each a task or a sub-flow, all under one work directory)::
       archive/          synthetic HKO-7 archive (pipeline.synthetic.generate_archive)
       radar.zarr        ingest store, 480 x 480 (flows.ingest, a dask task per day)
       radar80.zarr      resampled store, 80 x 80, 6-minute grid, LK motion (flows.resample)
-      run/              trained ``small`` model with a time budget (flows.train)
+      run/              trained ``small_lagrangian`` TrajGRU-ODE with a time budget (flows.train):
+                        the Lagrangian mode of docs/models.md, trained on the 80 x 80 store
+                        with its stored motion, forecasting on the store's full grid
       run/eval/test_regular/results.md, skill.png
                         HKO-7 scores of the model, persistence and pysteps (flows.evaluate)
       site/index.html   forecasts published at several issue times with rolling
@@ -118,7 +120,7 @@ def demo_flow(
     start: str = "2015-06-01",
     seed: int = 0,
     model: str = "trajgru_ode",
-    config: str = "small",
+    config: str = "small_lagrangian",
     train_minutes: float = 3.5,
     eval_samples: int | None = 96,
     n_forecasts: int = 5,

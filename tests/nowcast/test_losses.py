@@ -130,7 +130,7 @@ def test_balanced_csi_loss_adds_the_csi_terms_to_the_balanced_loss():
     pred = torch.rand(2, 3, 1, 8, 8, generator=g)
     target = torch.rand(2, 3, 1, 8, 8, generator=g)
     want = balanced_loss(pred, target) + 0.3 * sum(
-        1 - soft_csi(pred, target, None, t) for t in CSI_THRESHOLDS_MMH
+        (1 - soft_csi(pred, target, None, t, per_lead=True)).mean() for t in CSI_THRESHOLDS_MMH
     )
     got = balanced_csi_loss(pred, target, weights={"csi": 0.3})
     assert abs(float(got) - float(want)) < 1e-6
@@ -159,3 +159,19 @@ def test_lead_balance_keeps_the_value_and_equalises_relative_gradients():
     want1 = mean / l1 * (2 * 0.1 + 1) / 16 / 2
     want2 = mean / l2 * (2 * 0.4 + 1) / 16 / 2
     assert abs(float(g[0]) - want1) < 1e-6 and abs(float(g[1]) - want2) < 1e-6
+
+
+def test_soft_csi_per_lead_scores_each_lead_on_its_own():
+    from nowcast.losses import soft_csi
+    from pipeline.units import rainrate_to_normalized
+
+    thr = float(rainrate_to_normalized(5.0))
+    target = torch.zeros(1, 2, 1, 1, 4)
+    target[..., :2] = thr + 0.3
+    pred = torch.zeros_like(target)
+    pred[:, 0, ..., :2] = thr + 0.5  # lead 1 perfect: CSI 1
+    pred[:, 1, ..., 1:3] = thr + 0.5  # lead 2: 1 hit, 1 false alarm, 1 miss: CSI 1/3
+    per = soft_csi(pred, target, None, 5.0, per_lead=True)
+    assert per.shape == (2,)
+    assert abs(float(per[0]) - 1.0) < 1e-4 and abs(float(per[1]) - 1 / 3) < 1e-4
+    assert abs(float(soft_csi(pred, target, None, 5.0)) - 3 / 5) < 1e-4  # pooled: 3 / (3+1+1)
