@@ -1,0 +1,233 @@
+"""Ensembles from deterministic nowcasters: perturbed motion plus correlated noise.
+
+:class:`EnsembleNowcaster` turns any predictor with the models' call contract
+``predictor(x, t_in, t_out, input_mask=None) -> (B, T_out, 1, H, W)`` (p/255) into an
+*ensemble predictor* (contract of :mod:`nowcast.baselines`, "Ensemble predictors"):
+``ens(x, t_in, t_out, input_mask=None, n_members=None, seed=None) -> (B, N, T_out, 1, H, W)``.
+
+The predictor runs once; each member ``m`` is the deterministic forecast ``y(t)`` with two
+perturbations, in the spirit of STEPS (pysteps ``noise.motion`` "bps" and the noise cascade):
+
+1. **Motion.** A spatially smooth random velocity perturbation ``dv_m`` (power-law noise of
+   spectral exponent ``motion_beta``, unit standard deviation, times
+   ``motion_rel * |v| + motion_abs`` pixels per step, ``|v|`` the mean speed of the model's
+   motion field :attr:`~nowcast.models.lagrangian.LagrangianNowcaster.last_motion` when it
+   has one), so the displacement error ``t dv_m`` grows linearly with lead (in steps). The
+   member is the forecast read at the displaced points (backward semi-Lagrangian,
+   :func:`nowcast.advection.sample`), a first-order version of advecting with ``v + dv_m``.
+2. **Change.** Spatially correlated noise (power-law spectrum of exponent ``noise_beta``,
+   unit variance) accumulated over lead steps (a random walk: standard deviation
+   ``sigma_1 sqrt(t)``, fractional leads interpolated) is added to the forecast, weighted by
+   the rain fraction ``clip(y / p_rain, 0, 1)`` so dry areas stay dry. ``sigma_1`` is the
+   per-sample one-step Lagrangian innovation of the inputs: the standard deviation over rainy
+   pixels of ``x_last - advect(x_prev, v, 1)``, times ``noise_scale``.
+
+Members are independent draws from ``numpy.random.SeedSequence([seed, member])`` (one
+generator per member, so member ``m`` does not depend on ``N``) and are built one at a
+time (:meth:`EnsembleNowcaster.members`): memory is one member's ``(B, T_out, 1, H, W)`` on
+top of the deterministic forecast, unless the caller stacks them (``__call__``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+
+from nowcast.advection import resize_motion, sample, trajectory
+from pipeline.units import rainrate_to_normalized
+
+__all__ = ["EnsembleNowcaster", "powerlaw_noise"]
+
+
+def powerlaw_noise(rng: np.random.Generator, shape: tuple[int, ...], beta: float) -> np.ndarray:
+    """Gaussian random fields with a power-law spectrum, unit variance per field.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of the white noise.
+    shape : tuple of int
+        ``(..., H, W)``; every leading index is an independent field.
+    beta : float
+        Spectral exponent of the power spectrum ``P(k) ~ k**-beta`` (0 = white noise;
+        rainfall fields are near 3, motion fields smoother).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``shape`` float32, each field of mean 0 and standard deviation 1.
+    """
+    h, w = shape[-2:]
+    white = rng.standard_normal(shape)
+    ky = np.fft.fftfreq(h)[:, None]
+    kx = np.fft.rfftfreq(w)[None, :]
+    k = np.sqrt(kx**2 + ky**2)
+    k[0, 0] = np.inf  # no mean
+    filt = k ** (-beta / 2.0)
+    filt[0, 0] = 0.0
+    f = np.fft.irfft2(np.fft.rfft2(white) * filt, s=(h, w))
+    f -= f.mean(axis=(-2, -1), keepdims=True)
+    std = f.std(axis=(-2, -1), keepdims=True)
+    return (f / np.where(std > 0, std, 1.0)).astype(np.float32)
+
+
+class EnsembleNowcaster:
+    """N members of a deterministic predictor (see the module docstring).
+
+    Parameters
+    ----------
+    predictor : callable
+        ``predictor(x, t_in, t_out, input_mask=None) -> (B, T_out, 1, H, W)`` p/255; a
+        :class:`torch.nn.Module` is run under ``torch.no_grad`` in eval mode.
+    n_members : int
+        Default number of members.
+    seed : int
+        Default seed.
+    cadence_minutes : float
+        Lead times ``t_out`` (min) are divided by it to get steps.
+    motion_rel, motion_abs : float
+        Velocity perturbation standard deviation ``motion_rel * mean speed + motion_abs``
+        (pixels per step).
+    motion_beta : float
+        Spectral exponent of the velocity perturbations (large = smooth).
+    noise_scale : float
+        Multiplies the estimated one-step innovation ``sigma_1`` (0 = motion perturbations
+        only).
+    noise_beta : float
+        Spectral exponent of the additive noise.
+    rain_mmh : float
+        Rain rate (mm/h) of full noise weight ``p_rain``.
+    name : str
+        Name in reports.
+    """
+
+    ensemble = True
+    continuous_time = True
+
+    def __init__(
+        self,
+        predictor: Callable[..., torch.Tensor],
+        n_members: int = 10,
+        seed: int = 0,
+        cadence_minutes: float = 6.0,
+        motion_rel: float = 0.1,
+        motion_abs: float = 0.05,
+        motion_beta: float = 4.0,
+        noise_scale: float = 1.0,
+        noise_beta: float = 3.0,
+        rain_mmh: float = 0.5,
+        name: str | None = None,
+    ) -> None:
+        if int(n_members) < 1:
+            raise ValueError(f"n_members must be >= 1; got {n_members}")
+        if cadence_minutes <= 0:
+            raise ValueError(f"cadence_minutes must be > 0; got {cadence_minutes}")
+        for key, val in (("motion_rel", motion_rel), ("motion_abs", motion_abs)):
+            if val < 0:
+                raise ValueError(f"{key} must be >= 0; got {val}")
+        if noise_scale < 0:
+            raise ValueError(f"noise_scale must be >= 0; got {noise_scale}")
+        self.predictor = predictor
+        self.n_members = int(n_members)
+        self.seed = int(seed)
+        self.cadence_minutes = float(cadence_minutes)
+        self.motion_rel = float(motion_rel)
+        self.motion_abs = float(motion_abs)
+        self.motion_beta = float(motion_beta)
+        self.noise_scale = float(noise_scale)
+        self.noise_beta = float(noise_beta)
+        self.p_rain = float(rainrate_to_normalized(rain_mmh))
+        self.name = name or str(getattr(predictor, "model_name", type(predictor).__name__))
+        self.continuous_time = bool(getattr(predictor, "continuous_time", True))
+
+    # ------------------------------------------------------------------ contract
+    def __call__(
+        self,
+        x: torch.Tensor,
+        t_in: torch.Tensor,
+        t_out: torch.Tensor,
+        input_mask: torch.Tensor | None = None,
+        n_members: int | None = None,
+        seed: int | None = None,
+    ) -> torch.Tensor:
+        """Members stacked, ``(B, N, T_out, 1, H, W)`` float32 p/255."""
+        return torch.stack(list(self.members(x, t_in, t_out, input_mask, n_members, seed)), 1)
+
+    def deterministic(self, x, t_in, t_out, input_mask=None) -> torch.Tensor:
+        """Ensemble mean ``(B, T_out, 1, H, W)`` p/255 with the default members and seed."""
+        total, count = None, 0
+        for m in self.members(x, t_in, t_out, input_mask):
+            total = m if total is None else total + m
+            count += 1
+        return total / count
+
+    def members(
+        self,
+        x: torch.Tensor,
+        t_in: torch.Tensor,
+        t_out: torch.Tensor,
+        input_mask: torch.Tensor | None = None,
+        n_members: int | None = None,
+        seed: int | None = None,
+    ) -> Iterator[torch.Tensor]:
+        """Yield the members one by one, each ``(B, T_out, 1, H, W)`` float32 p/255."""
+        n = int(self.n_members if n_members is None else n_members)
+        seed = int(self.seed if seed is None else seed)
+        if n < 1:
+            raise ValueError(f"n_members must be >= 1; got {n}")
+        if isinstance(self.predictor, torch.nn.Module):
+            self.predictor.eval()
+        with torch.no_grad():
+            y = self.predictor(x, t_in, t_out, input_mask=input_mask).to(torch.float32)
+            b, t, _, h, w = y.shape
+            motion = getattr(self.predictor, "last_motion", None)
+            if not isinstance(motion, torch.Tensor) or motion.shape[0] != b:
+                motion = torch.zeros(b, 2, h, w, device=y.device)
+            motion = resize_motion(motion.to(y.device, torch.float32), (h, w))
+            speed = motion.norm(dim=1).flatten(1).mean(1)  # (B,)
+            sigma_v = (self.motion_rel * speed + self.motion_abs).cpu().numpy()
+            sigma_1 = self._innovation(x, input_mask, motion) * self.noise_scale  # (B,)
+            steps = (t_out.to(torch.float64) / self.cadence_minutes).cpu().numpy()  # (B, T)
+            if np.any(steps <= 0):
+                raise ValueError(f"t_out must be > 0 minutes; got {t_out.tolist()}")
+            k_max = int(np.ceil(steps.max()))
+            weight = (y / self.p_rain).clamp(0.0, 1.0)
+            for m in range(n):
+                rng = np.random.default_rng(np.random.SeedSequence([seed, m]))
+                dv = (
+                    powerlaw_noise(rng, (b, 2, h, w), self.motion_beta)
+                    * sigma_v[:, None, None, None]
+                )
+                disp = torch.from_numpy(steps[:, :, None, None, None] * dv[:, None]).to(y)
+                walk = np.cumsum(powerlaw_noise(rng, (b, k_max, h, w), self.noise_beta), axis=1)
+                walk = np.concatenate([np.zeros((b, 1, h, w), np.float32), walk], axis=1)
+                lo = np.clip(np.floor(steps).astype(int), 0, k_max - 1)
+                frac = (steps - lo)[:, :, None, None]
+                ar = np.arange(b)[:, None]
+                noise = walk[ar, lo] * (1 - frac) + walk[ar, lo + 1] * frac  # (B, T, H, W)
+                noise = noise * sigma_1[:, None, None, None]
+                pert = y + weight * torch.from_numpy(noise[:, :, None].astype(np.float32)).to(y)
+                yield sample(pert, disp).clamp(0.0, 1.0)
+
+    def _innovation(self, x, input_mask, motion) -> np.ndarray:
+        """``(B,)`` std over rainy pixels of ``x_last - advect(x_prev, v, 1)`` (p/255)."""
+        b = x.shape[0]
+        mask = torch.ones_like(x) if input_mask is None else (input_mask > 0.5).to(x.dtype)
+        valid = mask.flatten(2).amax(-1) > 0  # (B, T_in)
+        out = np.zeros(b)
+        for i in range(b):
+            idx = torch.nonzero(valid[i]).flatten()
+            if len(idx) < 2:
+                continue
+            last, prev = x[i, idx[-1]].float(), x[i, idx[-2]].float()  # (1, H, W)
+            if tuple(last.shape[-2:]) != tuple(motion.shape[-2:]):
+                continue
+            gap = float(idx[-1] - idx[-2])
+            moved = sample(prev[None], trajectory(motion[i : i + 1], [gap]))[0, 0]
+            both = mask[i, idx[-1]].bool() & mask[i, idx[-2]].bool()
+            rainy = both & ((last > self.p_rain) | (moved > self.p_rain))
+            if int(rainy.sum()) >= 2:
+                out[i] = float((last - moved)[rainy].std()) / np.sqrt(gap)
+        return out
