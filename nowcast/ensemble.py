@@ -38,7 +38,7 @@ import torch
 from nowcast.advection import resize_motion, sample, trajectory
 from pipeline.units import rainrate_to_normalized
 
-__all__ = ["EnsembleNowcaster", "powerlaw_noise"]
+__all__ = ["EnsembleNowcaster", "powerlaw_noise", "predict_members"]
 
 
 def powerlaw_noise(rng: np.random.Generator, shape: tuple[int, ...], beta: float) -> np.ndarray:
@@ -231,3 +231,22 @@ class EnsembleNowcaster:
             if int(rainy.sum()) >= 2:
                 out[i] = float((last - moved)[rainy].std()) / np.sqrt(gap)
         return out
+
+
+def predict_members(
+    predictor: Callable[..., torch.Tensor],
+    x: torch.Tensor,
+    t_in: torch.Tensor,
+    t_out: torch.Tensor,
+    input_mask: torch.Tensor | None = None,
+    n_members: int | None = None,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Members ``(B, N, T_out, 1, H, W)`` of any predictor.
+
+    An ensemble predictor (``ensemble = True``) is asked for ``n_members`` members (None:
+    its default); a deterministic one gives its forecast as a single member ``N = 1``.
+    """
+    if getattr(predictor, "ensemble", False):
+        return predictor(x, t_in, t_out, input_mask=input_mask, n_members=n_members, seed=seed)
+    return predictor(x, t_in, t_out, input_mask=input_mask)[:, None]

@@ -44,8 +44,10 @@ import numpy as np
 import torch
 import xarray as xr
 
+from nowcast.ensemble import predict_members
 from nowcast.metrics import MetricAccumulator
 from nowcast.perturb import DEFAULT_LEVELS, Perturbation
+from nowcast.probscores import EnsembleScoreAccumulator
 from pipeline.units import RAIN_THRESHOLDS_MMH
 
 __all__ = [
@@ -115,6 +117,8 @@ def evaluate_predictors(
     skip_failing: bool = False,
     num_workers: int = 0,
     progress: bool = True,
+    members: int | None = None,
+    seed: int = 0,
 ) -> xr.Dataset:
     """Score several predictors on one dataset, streaming over batches.
 
@@ -149,13 +153,23 @@ def evaluate_predictors(
         DataLoader workers.
     progress : bool
         Show a tqdm bar (batches, samples/s).
+    members : int, optional
+        Also score the predictors as ensembles (:mod:`nowcast.probscores`): ensemble
+        predictors (``ensemble = True``, :mod:`nowcast.baselines`) are asked for ``members``
+        members (seeded by ``seed``), deterministic ones count as one member. The
+        deterministic scores are then those of the ensemble mean. An ensemble predictor
+        is always scored this way (with its own member count when ``members`` is None).
+    seed : int
+        Seed of the ensemble members.
 
     Returns
     -------
     xarray.Dataset
         Dims ``predictor``, ``lead_time``, ``threshold``; variables as in
         :meth:`nowcast.metrics.MetricAccumulator.result` plus ``seconds_per_sample``
-        (predictor). Attrs ``n_samples`` and ``skipped``.
+        (predictor). Attrs ``n_samples`` and ``skipped``. With ensembles also the variables
+        of :meth:`nowcast.probscores.EnsembleScoreAccumulator.result` (``CRPS``,
+        ``reliability``, ``ROC_AUC``, ``rank_histogram``, ...).
     """
     from torch.utils.data import DataLoader, Subset
     from tqdm.auto import tqdm
@@ -180,6 +194,10 @@ def evaluate_predictors(
     )
     device = torch.device(device)
     accs = {name: MetricAccumulator(thresholds_mmh) for name in predictors}
+    probabilistic = members is not None or any(
+        getattr(p, "ensemble", False) for p in predictors.values()
+    )
+    prob_accs = {name: EnsembleScoreAccumulator(thresholds_mmh) for name in predictors}
     seconds = dict.fromkeys(predictors, 0.0)
     skipped: dict[str, str] = {}
     for p in predictors.values():
@@ -210,7 +228,11 @@ def evaluate_predictors(
             start = time.perf_counter()
             try:
                 with torch.no_grad():
-                    pred = predictor(xd, tid, tod, input_mask=md)
+                    if probabilistic:
+                        ens = predict_members(predictor, xd, tid, tod, md, members, seed)
+                        pred = ens.mean(dim=1)
+                    else:
+                        pred = predictor(xd, tid, tod, input_mask=md)
             except ValueError as err:
                 if not skip_failing:
                     raise
@@ -219,12 +241,16 @@ def evaluate_predictors(
             seconds[name] += time.perf_counter() - start
             if cols is not None and tuple(pred.shape[:2]) == tuple(t_ask.shape):
                 pred = pred[:, cols.to(pred.device)]
+                if probabilistic:
+                    ens = ens[:, :, cols.to(ens.device)]
             if tuple(pred.shape) != tuple(y.shape):
                 raise ValueError(
                     f"predictor {name!r} returned shape {tuple(pred.shape)}; expected "
                     f"{tuple(y.shape)} (B, T_out, 1, H, W)"
                 )
             accs[name].update(pred.float().cpu(), y, t_out, out_mask)
+            if probabilistic:
+                prob_accs[name].update(ens.float().cpu(), y, t_out, out_mask)
         bar.update(x.shape[0])
     bar.close()
 
@@ -232,6 +258,11 @@ def evaluate_predictors(
     if not kept:
         raise ValueError(f"every predictor failed: {skipped}")
     parts = [accs[name].result() for name in kept]
+    if probabilistic:
+        parts = [
+            xr.merge([part, prob_accs[name].result()], join="outer")
+            for part, name in zip(parts, kept, strict=True)
+        ]
     ds = xr.concat(parts, dim="predictor", join="outer")
     ds = ds.assign_coords(predictor=("predictor", _names(kept)))
     ds["seconds_per_sample"] = ("predictor", np.array([seconds[k] / n for k in kept]))
@@ -624,6 +655,7 @@ def evaluate_run(
     seed: int = 0,
     device: str = "cpu",
     progress: bool = True,
+    members: int | None = None,
 ) -> EvaluationOutputs:
     """Evaluate a trained run (and/or the classical baselines) on a store split and scheme.
 
@@ -669,8 +701,13 @@ def evaluate_run(
     stride : int
         Slots between consecutive sample windows (HKO-7: 5).
     batch_size, max_samples, seed, device, progress
-        See :func:`evaluate_predictors`; ``seed`` also seeds the sampling scheme and the
-        corruptions.
+        See :func:`evaluate_predictors`; ``seed`` also seeds the sampling scheme, the
+        corruptions and the ensemble members.
+    members : int, optional
+        Score ensembles of this many members: the run's model through
+        :class:`nowcast.ensemble.EnsembleNowcaster`, ensemble baselines (``steps``) with
+        as many members; the probabilistic scores go into ``results.nc``, a section of
+        ``results.md`` and ``probabilistic.png``.
 
     Returns
     -------
@@ -705,11 +742,19 @@ def evaluate_run(
     }
     dataset = RadarSequenceDataset(data, split=split, scheme=scheme, **ds_kwargs)
     cadence = float(dataset.cadence_minutes)
+    if members is not None:
+        from nowcast.ensemble import EnsembleNowcaster
+
+        predictors = {
+            k: EnsembleNowcaster(p, n_members=members, seed=seed, cadence_minutes=cadence)
+            for k, p in predictors.items()
+        }
     names = (
         ["persistence", "pysteps"] if baselines is True else list(baselines) if baselines else []
     )
     for name in names:
-        predictors[name] = get_baseline(name, cadence_minutes=cadence)
+        kw = {"n_members": members or 10, "seed": seed} if name == "steps" else {}
+        predictors[name] = get_baseline(name, cadence_minutes=cadence, **kw)
     if not predictors:
         raise ValueError("nothing to evaluate: give a run directory or baselines")
     if extra_lead_times:
@@ -723,7 +768,13 @@ def evaluate_run(
             )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    common = {"max_samples": max_samples, "device": device, "progress": progress}
+    common = {
+        "max_samples": max_samples,
+        "device": device,
+        "progress": progress,
+        "members": members,
+        "seed": seed,
+    }
     results = evaluate_predictors(predictors, dataset, batch_size, **common)
     results.attrs.update({"split": split, "scheme": scheme, "data": str(data)})
     outputs = EvaluationOutputs(out_dir=out_dir, results=results)
@@ -745,6 +796,11 @@ def evaluate_run(
     outputs.files.append(_write_netcdf(results, out_dir / "results.nc"))
     title = f"Evaluation: {split} split, {scheme} sampling"
     md = to_markdown(results, title=title, extra=outputs.extra)
+    if "CRPS" in results:
+        from nowcast.probscores import plot_probabilistic, probabilistic_markdown
+
+        md += "\n" + probabilistic_markdown(results)
+        outputs.files.append(plot_probabilistic(results, out_dir / "probabilistic.png", title))
     (out_dir / "results.md").write_text(md, encoding="utf-8")
     outputs.files.append(out_dir / "results.md")
     outputs.files.append(plot_skill(results, out_dir / "skill.png", title=title))
