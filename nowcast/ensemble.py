@@ -21,6 +21,12 @@ perturbations, in the spirit of STEPS (pysteps ``noise.motion`` "bps" and the no
    the rain fraction ``clip(y / p_rain, 0, 1)`` so dry areas stay dry. ``sigma_1`` is the
    per-sample one-step Lagrangian innovation of the inputs: the standard deviation over rainy
    pixels of ``x_last - advect(x_prev, v, 1)``, times ``noise_scale``.
+3. **Dry pixels.** Pixels below ``dry_mmh`` (default 0.1 mm/h, the rain threshold of the
+   ``steps`` and ``sprog`` baselines) are set to 0 (no echo), as STEPS does.
+
+The defaults (``motion_rel=0.5``, ``motion_abs=0.1``, ``noise_scale=1``, ``dry_mmh=0.1``)
+were chosen on synthetic training days (80 x 80, 20 leads, CRPS of 10 members against
+STEPS): stronger motion perturbations and dry pixels lowered the CRPS most.
 
 Members are independent draws from ``numpy.random.SeedSequence([seed, member])`` (one
 generator per member, so member ``m`` does not depend on ``N``) and are built one at a
@@ -99,6 +105,10 @@ class EnsembleNowcaster:
         Spectral exponent of the additive noise.
     rain_mmh : float
         Rain rate (mm/h) of full noise weight ``p_rain``.
+    dry_mmh : float, optional
+        Members' pixels below this rain rate (mm/h) are set to 0 (no echo), as STEPS sets
+        its sub-threshold pixels; None keeps the weak echoes (and with no perturbation
+        every member is then the deterministic forecast).
     name : str
         Name in reports.
     """
@@ -112,12 +122,13 @@ class EnsembleNowcaster:
         n_members: int = 10,
         seed: int = 0,
         cadence_minutes: float = 6.0,
-        motion_rel: float = 0.1,
-        motion_abs: float = 0.05,
+        motion_rel: float = 0.5,
+        motion_abs: float = 0.1,
         motion_beta: float = 4.0,
         noise_scale: float = 1.0,
         noise_beta: float = 3.0,
         rain_mmh: float = 0.5,
+        dry_mmh: float | None = 0.1,
         name: str | None = None,
     ) -> None:
         if int(n_members) < 1:
@@ -139,6 +150,7 @@ class EnsembleNowcaster:
         self.noise_scale = float(noise_scale)
         self.noise_beta = float(noise_beta)
         self.p_rain = float(rainrate_to_normalized(rain_mmh))
+        self.p_dry = None if dry_mmh is None else float(rainrate_to_normalized(dry_mmh))
         self.name = name or str(getattr(predictor, "model_name", type(predictor).__name__))
         self.continuous_time = bool(getattr(predictor, "continuous_time", True))
 
@@ -209,7 +221,10 @@ class EnsembleNowcaster:
                 noise = walk[ar, lo] * (1 - frac) + walk[ar, lo + 1] * frac  # (B, T, H, W)
                 noise = noise * sigma_1[:, None, None, None]
                 pert = y + weight * torch.from_numpy(noise[:, :, None].astype(np.float32)).to(y)
-                yield sample(pert, disp).clamp(0.0, 1.0)
+                member = sample(pert, disp).clamp(0.0, 1.0)
+                if self.p_dry is not None:
+                    member = torch.where(member < self.p_dry, torch.zeros_like(member), member)
+                yield member
 
     def _innovation(self, x, input_mask, motion) -> np.ndarray:
         """``(B,)`` std over rainy pixels of ``x_last - advect(x_prev, v, 1)`` (p/255)."""

@@ -10,6 +10,7 @@ from nowcast.baselines import get_baseline
 from nowcast.configs import load_config
 from nowcast.ensemble import EnsembleNowcaster, powerlaw_noise, predict_members
 from nowcast.models import get_model
+from pipeline.units import rainrate_to_normalized
 
 H = 40
 T_IN = torch.tensor([[-24.0, -18.0, -12.0, -6.0, 0.0]])
@@ -80,7 +81,9 @@ def _model():
 def test_unperturbed_ensemble_is_the_deterministic_forecast():
     x = _moving_cell(80)
     model = _model()
-    ens = EnsembleNowcaster(model, n_members=2, motion_rel=0, motion_abs=0, noise_scale=0)
+    ens = EnsembleNowcaster(
+        model, n_members=2, motion_rel=0, motion_abs=0, noise_scale=0, dry_mmh=None
+    )
     y = ens(x, T_IN, T_OUT)
     with torch.no_grad():
         det = model(x, T_IN, T_OUT)
@@ -101,6 +104,14 @@ def test_model_members_are_reproducible_independent_and_spread_grows_with_lead()
     assert float(spread[0]) > 0 and float(spread[1]) > 2 * float(spread[0])
     dry = ens(torch.zeros(1, 5, 1, 80, 80), T_IN, t_out, input_mask=torch.ones(1, 5, 1, 80, 80))
     assert float(dry.abs().max()) == 0.0  # no rain, no noise
+
+
+def test_members_are_dry_below_the_rain_threshold():
+    x = _moving_cell(80)
+    y = EnsembleNowcaster(_model(), n_members=2, seed=0)(x, T_IN, T_OUT)
+    p01 = float(rainrate_to_normalized(0.1))
+    weak = (y > 0) & (y < p01)
+    assert not bool(weak.any()) and bool((y >= p01).any())
 
 
 def test_predict_members_of_a_deterministic_predictor_is_one_member():
