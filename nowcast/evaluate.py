@@ -118,7 +118,7 @@ def evaluate_predictors(
     num_workers: int = 0,
     progress: bool = True,
     members: int | None = None,
-    seed: int = 0,
+    ensemble_seed: int = 0,
 ) -> xr.Dataset:
     """Score several predictors on one dataset, streaming over batches.
 
@@ -156,10 +156,10 @@ def evaluate_predictors(
     members : int, optional
         Also score the predictors as ensembles (:mod:`nowcast.probscores`): ensemble
         predictors (``ensemble = True``, :mod:`nowcast.baselines`) are asked for ``members``
-        members (seeded by ``seed``), deterministic ones count as one member. The
+        members (seeded by ``ensemble_seed``), deterministic ones count as one member. The
         deterministic scores are then those of the ensemble mean. An ensemble predictor
         is always scored this way (with its own member count when ``members`` is None).
-    seed : int
+    ensemble_seed : int
         Seed of the ensemble members.
 
     Returns
@@ -229,7 +229,7 @@ def evaluate_predictors(
             try:
                 with torch.no_grad():
                     if probabilistic:
-                        ens = predict_members(predictor, xd, tid, tod, md, members, seed)
+                        ens = predict_members(predictor, xd, tid, tod, md, members, ensemble_seed)
                         pred = ens.mean(dim=1)
                     else:
                         pred = predictor(xd, tid, tod, input_mask=md)
@@ -773,7 +773,7 @@ def evaluate_run(
         "device": device,
         "progress": progress,
         "members": members,
-        "seed": seed,
+        "ensemble_seed": seed,
     }
     results = evaluate_predictors(predictors, dataset, batch_size, **common)
     results.attrs.update({"split": split, "scheme": scheme, "data": str(data)})
