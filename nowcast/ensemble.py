@@ -38,15 +38,22 @@ top of the deterministic forecast, unless the caller stacks them (``__call__``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
+import xarray as xr
 
 from nowcast.advection import resize_motion, sample, trajectory
-from pipeline.units import rainrate_to_normalized
+from pipeline.units import RAIN_THRESHOLDS_MMH, rainrate_to_normalized
 
-__all__ = ["EnsembleNowcaster", "powerlaw_noise", "predict_members"]
+__all__ = [
+    "EnsembleNowcaster",
+    "ensemble_products",
+    "powerlaw_noise",
+    "predict_members",
+    "products_dataset",
+]
 
 
 def powerlaw_noise(rng: np.random.Generator, shape: tuple[int, ...], beta: float) -> np.ndarray:
@@ -267,3 +274,147 @@ def predict_members(
     if getattr(predictor, "ensemble", False):
         return predictor(x, t_in, t_out, input_mask=input_mask, n_members=n_members, seed=seed)
     return predictor(x, t_in, t_out, input_mask=input_mask)[:, None]
+
+
+def ensemble_products(
+    members: Iterable[torch.Tensor],
+    thresholds_mmh: Sequence[float] = RAIN_THRESHOLDS_MMH,
+    percentiles: Sequence[float] | None = None,
+) -> dict[str, np.ndarray | int]:
+    """Exceedance probabilities and the ensemble mean, streamed over members.
+
+    Parameters
+    ----------
+    members : iterable of Tensor
+        Members ``(B, T, 1, H, W)`` p/255, e.g. :meth:`EnsembleNowcaster.members` (consumed
+        one at a time: only counts and a running sum are kept).
+    thresholds_mmh : sequence of float
+        Rain thresholds (mm/h).
+    percentiles : sequence of float, optional
+        Percentiles (0..100) of the members per pixel; these need every member, so the
+        members are kept only when asked.
+
+    Returns
+    -------
+    dict
+        ``probability`` ``(B, T, K, H, W)`` float32 (fraction of members >= each threshold),
+        ``mean`` ``(B, T, H, W)`` float32 p/255, ``n_members``; with ``percentiles`` also
+        ``percentile`` ``(B, T, P, H, W)`` float32 p/255.
+    """
+    thr = torch.tensor([float(rainrate_to_normalized(t)) for t in thresholds_mmh])
+    counts = total = None
+    kept = []
+    n = 0
+    for m in members:
+        m = m[:, :, 0].float()  # (B, T, H, W)
+        hit = (m[:, :, None] >= thr.to(m.device).view(1, 1, -1, 1, 1)).to(torch.int32)
+        counts = hit if counts is None else counts + hit
+        total = m.clone() if total is None else total + m
+        if percentiles is not None:
+            kept.append(m)
+        n += 1
+    if n == 0:
+        raise ValueError("no members given")
+    out: dict[str, np.ndarray | int] = {
+        "probability": (counts.float() / n).cpu().numpy(),
+        "mean": (total / n).cpu().numpy(),
+        "n_members": n,
+    }
+    if percentiles is not None:
+        q = torch.tensor([float(p) / 100.0 for p in percentiles])
+        if bool(((q < 0) | (q > 1)).any()):
+            raise ValueError(f"percentiles must lie in 0..100; got {list(percentiles)}")
+        stacked = torch.stack(kept, dim=0)  # (N, B, T, H, W)
+        out["percentile"] = torch.quantile(stacked, q.to(stacked), dim=0).permute(1, 2, 0, 3, 4)
+        out["percentile"] = out["percentile"].cpu().numpy()
+    return out
+
+
+def products_dataset(
+    products: dict,
+    lead_times: Sequence[float],
+    thresholds_mmh: Sequence[float] = RAIN_THRESHOLDS_MMH,
+    percentiles: Sequence[float] | None = None,
+    members: np.ndarray | None = None,
+    sample: int = 0,
+) -> xr.Dataset:
+    """CF-style dataset of one sample's ensemble products.
+
+    Parameters
+    ----------
+    products : dict
+        From :func:`ensemble_products`.
+    lead_times : sequence of float
+        ``(T,)`` minutes.
+    thresholds_mmh, percentiles
+        As given to :func:`ensemble_products`.
+    members : numpy.ndarray, optional
+        ``(N, T, H, W)`` p/255 members to include as ``reflectivity`` (dBZ) with a
+        ``realization`` dimension.
+    sample : int
+        Which batch sample.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``probability_of_rainfall_rate_above_threshold`` (lead_time, threshold, y, x), units
+        ``1``, its ``threshold`` coordinate with ``standard_name = rainfall_rate`` (mm h-1)
+        and ``spp__relative_to_threshold = greater_than_or_equal_to``;
+        ``reflectivity_mean`` (dBZ of the mean p/255); ``reflectivity_percentile``
+        (lead_time, percentile, y, x) and ``reflectivity`` (realization, lead_time, y, x)
+        when given.
+    """
+    from pipeline.units import normalized_to_dbz
+
+    prob = products["probability"][sample]
+    leads = np.asarray(lead_times, dtype=np.float64)
+    if prob.shape[0] != len(leads):
+        raise ValueError(f"{prob.shape[0]} lead times in the products; got {len(leads)}")
+    dbz = {"standard_name": "equivalent_reflectivity_factor", "units": "dBZ"}
+    data = {
+        "probability_of_rainfall_rate_above_threshold": (
+            ("lead_time", "threshold", "y", "x"),
+            prob.astype(np.float32),
+            {"long_name": "probability of rainfall rate at or above threshold", "units": "1"},
+        ),
+        "reflectivity_mean": (
+            ("lead_time", "y", "x"),
+            normalized_to_dbz(products["mean"][sample]).astype(np.float32),
+            {
+                **dbz,
+                "long_name": "reflectivity of the ensemble mean",
+                "cell_methods": "realization: mean",
+            },
+        ),
+    }
+    coords = {
+        "lead_time": ("lead_time", leads, {"standard_name": "forecast_period", "units": "minutes"}),
+        "threshold": (
+            "threshold",
+            np.asarray(thresholds_mmh, dtype=np.float64),
+            {
+                "standard_name": "rainfall_rate",
+                "units": "mm h-1",
+                "spp__relative_to_threshold": "greater_than_or_equal_to",
+            },
+        ),
+    }
+    if "percentile" in products:
+        data["reflectivity_percentile"] = (
+            ("lead_time", "percentile", "y", "x"),
+            normalized_to_dbz(products["percentile"][sample]).astype(np.float32),
+            {**dbz, "long_name": "percentile of the members' reflectivity"},
+        )
+        coords["percentile"] = ("percentile", np.asarray(percentiles, np.float64), {"units": "%"})
+    if members is not None:
+        data["reflectivity"] = (
+            ("realization", "lead_time", "y", "x"),
+            normalized_to_dbz(np.asarray(members)).astype(np.float32),
+            {**dbz, "long_name": "reflectivity of each ensemble member"},
+        )
+        coords["realization"] = (
+            "realization",
+            np.arange(np.asarray(members).shape[0], dtype=np.int32),
+            {"standard_name": "realization", "units": "1"},
+        )
+    return xr.Dataset(data, coords=coords, attrs={"n_members": int(products["n_members"])})
