@@ -34,6 +34,12 @@ Members are independent draws from ``numpy.random.SeedSequence([seed, member])``
 generator per member, so member ``m`` does not depend on ``N``) and are built one at a
 time (:meth:`EnsembleNowcaster.members`): memory is one member's ``(B, T_out, 1, H, W)`` on
 top of the deterministic forecast, unless the caller stacks them (``__call__``).
+
+:func:`ensemble_products` reduces a stream of members to exceedance probabilities per rain
+threshold and the ensemble mean (percentiles keep the members, as they need them);
+:func:`products_dataset` writes them as a CF-style dataset (probabilities in ``1`` against a
+``threshold`` coordinate of standard name ``rainfall_rate``, members on a ``realization``
+dimension). ``docs/ensembles.md`` describes the method and its scores.
 """
 
 from __future__ import annotations

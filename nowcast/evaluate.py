@@ -24,6 +24,12 @@ Public functions
     writes ``results.nc``, ``results.md``, ``skill.png`` (and ``results_extra.nc``,
     ``robustness.*`` when asked) into ``RUN_DIR/eval/<split>_<scheme>/``.
 
+Ensembles: with ``members=N`` (``nowcast evaluate --members N``) every predictor is also
+scored as an ensemble (:mod:`nowcast.probscores`: CRPS, reliability, ROC, rank histogram,
+spread against skill per lead time); the run's model is wrapped in
+:class:`nowcast.ensemble.EnsembleNowcaster`, ``steps`` gives its own members, deterministic
+baselines count as one member; the deterministic scores are those of the ensemble mean.
+
 Units: B-MSE / B-MAE are per-frame SUMS in p/255 units, so they scale with the number of
 pixels (an 80 x 80 frame gives 36 times less than HKO-7's 480 x 480 for the same per-pixel
 errors). MSE, MAE are stored per pixel in p/255 units; reports print them x 1e4 and SSIM

@@ -124,3 +124,26 @@ def test_predict_members_of_a_deterministic_predictor_is_one_member():
 def test_bad_member_count_is_refused():
     with pytest.raises(ValueError, match="n_members must be >= 1; got 0"):
         EnsembleNowcaster(get_baseline("persistence"), n_members=0)
+
+
+def test_products_exceedance_probabilities_mean_and_percentiles(tmp_path):
+    import xarray as xr
+
+    from nowcast.ensemble import ensemble_products, products_dataset
+
+    p2, p10 = (float(rainrate_to_normalized(r)) for r in (2.0, 10.0))
+    values = [0.0, p2, p2 + 0.01, p10 + 0.01]  # members 0..3, the same at every pixel
+    members = [torch.full((1, 2, 1, 3, 3), v) for v in values]
+    prod = ensemble_products(iter(members), thresholds_mmh=(2.0, 10.0), percentiles=(0, 100))
+    assert prod["n_members"] == 4
+    np.testing.assert_allclose(prod["probability"][0, :, 0], 0.75)  # 3 of 4 >= 2 mm/h
+    np.testing.assert_allclose(prod["probability"][0, :, 1], 0.25)
+    np.testing.assert_allclose(prod["mean"], np.mean(values), rtol=1e-6)
+    np.testing.assert_allclose(prod["percentile"][0, :, 1], values[-1], rtol=1e-6)
+    ds = products_dataset(
+        prod, [6.0, 12.0], (2.0, 10.0), (0, 100), members=torch.stack(members)[:, 0, :, 0].numpy()
+    )
+    assert ds["reflectivity"].dims == ("realization", "lead_time", "y", "x")
+    assert ds["threshold"].attrs["standard_name"] == "rainfall_rate"
+    ds.to_netcdf(tmp_path / "ens.nc")
+    xr.testing.assert_identical(xr.open_dataset(tmp_path / "ens.nc").load(), ds)
