@@ -18,7 +18,8 @@ Public functions
     Tables and a picture (CSI and HSS against lead time per threshold, one line per
     predictor, plus B-MSE, MSE, SSIM and PSNR).
 :func:`evaluate_robustness`, :func:`robustness_to_markdown`, :func:`plot_robustness`
-    Re-run the evaluation per corruption level (:mod:`nowcast.perturb`).
+    Re-run the evaluation per corruption level (:mod:`nowcast.perturb`); defined in
+    :mod:`nowcast.robustness` and importable from here.
 :func:`evaluate_run`
     A trained run directory (and/or the baselines) on a store split and sampling scheme;
     writes ``results.nc``, ``results.md``, ``skill.png`` (and ``results_extra.nc``,
@@ -52,34 +53,21 @@ import xarray as xr
 
 from nowcast.ensemble import predict_members
 from nowcast.metrics import MetricAccumulator
-from nowcast.perturb import DEFAULT_LEVELS, Perturbation
+from nowcast.perturb import Perturbation
 from nowcast.probscores import EnsembleScoreAccumulator
+from nowcast.reports import plot_skill, summarize, to_markdown
 from pipeline.units import RAIN_THRESHOLDS_MMH
 
 __all__ = [
     "EvaluationOutputs",
     "evaluate_predictors",
-    "evaluate_robustness",
     "evaluate_run",
-    "plot_robustness",
     "plot_skill",
-    "robustness_to_markdown",
     "summarize",
     "to_markdown",
 ]
 
 Predictor = Callable[..., torch.Tensor]
-
-_PER_FRAME_SCORES = ("MSE", "MAE", "SSIM", "PSNR")
-_SCALE = {"MSE": 1e4, "MAE": 1e4, "SSIM": 1e2, "PSNR": 1.0, "B-MSE": 1.0, "B-MAE": 1.0}
-_LABEL = {
-    "MSE": "MSE x1e4",
-    "MAE": "MAE x1e4",
-    "SSIM": "SSIM x1e2",
-    "PSNR": "PSNR (dB)",
-    "B-MSE": "B-MSE",
-    "B-MAE": "B-MAE",
-}
 
 
 # --------------------------------------------------------------------------- core loop
@@ -277,334 +265,16 @@ def evaluate_predictors(
     return ds
 
 
-# --------------------------------------------------------------------------- summaries
-def summarize(results: xr.Dataset) -> xr.Dataset:
-    """Average the per-lead scores over lead times.
-
-    Parameters
-    ----------
-    results : xarray.Dataset
-        Output of :func:`evaluate_predictors` (any extra leading dims are kept).
-
-    Returns
-    -------
-    xarray.Dataset
-        ``CSI``, ``POD``, ``FAR``, ``HSS`` (..., threshold) and ``B-MSE``, ``B-MAE`` as the
-        plain mean over lead times (HKO-7 convention); ``MSE``, ``MAE``, ``SSIM``, ``PSNR``
-        as means over all valid frames (weights ``n_valid_frames``).
-    """
-    out = {}
-    for var in ("CSI", "POD", "FAR", "HSS", "B-MSE", "B-MAE"):
-        out[var] = results[var].mean("lead_time", skipna=True)
-    w = results["n_valid_frames"].astype(np.float64)
-    for var in _PER_FRAME_SCORES:
-        val = results[var].fillna(0.0)
-        out[var] = (val * w).sum("lead_time") / w.sum("lead_time")
-    return xr.Dataset(out, attrs=dict(results.attrs))
+_ROBUSTNESS = ("evaluate_robustness", "plot_robustness", "robustness_to_markdown")
 
 
-def _fmt(value: float, digits: int = 4) -> str:
-    if value is None or not np.isfinite(value):
-        return "nan"
-    if abs(value) >= 1000:
-        return f"{value:.0f}"
-    return f"{value:.{digits}g}" if abs(value) >= 1 else f"{value:.{digits}f}"
+def __getattr__(name: str):
+    """The robustness functions live in :mod:`nowcast.robustness` (imported on first use)."""
+    if name in _ROBUSTNESS:
+        from nowcast import robustness
 
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def _summary_table(results: xr.Dataset) -> str:
-    s = summarize(results)
-    thr = [f"{t:g}" for t in results["threshold"].values]
-    header = (
-        ["predictor"]
-        + [f"CSI {t}" for t in thr]
-        + [f"HSS {t}" for t in thr]
-        + [_LABEL[k] for k in ("B-MSE", "B-MAE", "MSE", "MAE", "SSIM", "PSNR")]
-    )
-    rows = []
-    for name in results["predictor"].values:
-        sp = s.sel(predictor=name)
-        row = [str(name)]
-        row += [_fmt(float(v)) for v in sp["CSI"].values]
-        row += [_fmt(float(v)) for v in sp["HSS"].values]
-        row += [
-            _fmt(float(sp[k]) * _SCALE[k], 5)
-            for k in ("B-MSE", "B-MAE", "MSE", "MAE", "SSIM", "PSNR")
-        ]
-        rows.append(row)
-    return _table(header, rows)
-
-
-def _per_lead_table(results: xr.Dataset) -> str:
-    thr = [f"{t:g}" for t in results["threshold"].values]
-    header = (
-        ["predictor", "lead (min)"]
-        + [f"CSI {t}" for t in thr]
-        + [f"HSS {t}" for t in thr]
-        + [_LABEL[k] for k in ("B-MSE", "MSE", "SSIM", "PSNR")]
-        + ["frames"]
-    )
-    rows = []
-    for name in results["predictor"].values:
-        r = results.sel(predictor=name)
-        for lead in r["lead_time"].values:
-            rl = r.sel(lead_time=lead)
-            if int(rl["n_frames"].fillna(0)) == 0:
-                continue
-            row = [str(name), f"{lead:g}"]
-            row += [_fmt(float(v)) for v in rl["CSI"].values]
-            row += [_fmt(float(v)) for v in rl["HSS"].values]
-            row += [_fmt(float(rl[k]) * _SCALE[k], 5) for k in ("B-MSE", "MSE", "SSIM", "PSNR")]
-            row += [str(int(rl["n_frames"]))]
-            rows.append(row)
-    return _table(header, rows)
-
-
-def to_markdown(
-    results: xr.Dataset,
-    title: str = "Evaluation",
-    extra: xr.Dataset | None = None,
-    per_lead: bool = True,
-) -> str:
-    """Markdown report: a summary table (mean over leads) and a per-lead-time table.
-
-    Parameters
-    ----------
-    results : xarray.Dataset
-        Output of :func:`evaluate_predictors`.
-    title : str
-        Top heading.
-    extra : xarray.Dataset, optional
-        Results at lead times the models were not trained on; reported in their own section.
-    per_lead : bool
-        Include the per-lead-time tables.
-
-    Returns
-    -------
-    str
-    """
-    parts = [
-        f"# {title}",
-        "",
-        f"{int(results.attrs.get('n_samples', 0))} sequences. CSI/HSS per threshold (mm/h), "
-        "averaged over lead times; B-MSE/B-MAE: per-frame sums in p/255 units averaged over "
-        "sequences and lead times; MSE/MAE x1e4, SSIM x1e2 on p/255 frames, PSNR in dB.",
-        "",
-        "## Summary",
-        "",
-        _summary_table(results),
-    ]
-    if results.attrs.get("skipped"):
-        parts += ["", f"Skipped: {results.attrs['skipped']}"]
-    if per_lead:
-        parts += ["", "## Per lead time", "", _per_lead_table(results)]
-    if extra is not None:
-        parts += [
-            "",
-            "## Lead times not trained on",
-            "",
-            "Scores at lead times outside the training targets (interpolated or beyond the "
-            "training horizon); regular-only models that cannot produce them are skipped.",
-            "",
-            _summary_table(extra),
-        ]
-        if extra.attrs.get("skipped"):
-            parts += ["", f"Skipped: {extra.attrs['skipped']}"]
-        if per_lead:
-            parts += ["", _per_lead_table(extra)]
-    return "\n".join(parts) + "\n"
-
-
-# --------------------------------------------------------------------------- plots
-def plot_skill(results: xr.Dataset, out_png: str | os.PathLike, title: str = "") -> Path:
-    """Plot CSI and HSS against lead time per threshold, plus B-MSE, MSE, SSIM, PSNR.
-
-    One line per predictor. Written as PNG (matplotlib, Agg backend).
-
-    Parameters
-    ----------
-    results : xarray.Dataset
-        Output of :func:`evaluate_predictors`.
-    out_png : path
-        File to write (its directory must exist).
-    title : str
-        Figure title.
-
-    Returns
-    -------
-    pathlib.Path
-        ``out_png``.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    thresholds = results["threshold"].values
-    ncol = max(len(thresholds), 4)
-    fig, axes = plt.subplots(3, ncol, figsize=(3.2 * ncol, 8.5), squeeze=False)
-    leads = results["lead_time"].values
-    for name in results["predictor"].values:
-        r = results.sel(predictor=name)
-        for j, thr in enumerate(thresholds):
-            for i, var in enumerate(("CSI", "HSS")):
-                y = r[var].sel(threshold=thr).values
-                axes[i, j].plot(leads, y, marker=".", label=str(name))
-                axes[i, j].set_title(f"{var} >= {thr:g} mm/h")
-        for j, var in enumerate(("B-MSE", "MSE", "SSIM", "PSNR")):
-            axes[2, j].plot(leads, r[var].values * _SCALE[var], marker=".", label=str(name))
-            axes[2, j].set_title(_LABEL[var])
-    for i in range(2):
-        for j in range(len(thresholds), ncol):
-            axes[i, j].axis("off")
-    for j in range(4, ncol):
-        axes[2, j].axis("off")
-    for ax in axes.flat:
-        if ax.has_data():
-            ax.set_xlabel("lead time (min)")
-            ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=8)
-    fig.suptitle(
-        title or f"Skill against lead time ({int(results.attrs.get('n_samples', 0))} sequences)"
-    )
-    fig.tight_layout()
-    out = Path(out_png)
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
-
-
-# --------------------------------------------------------------------------- robustness
-def evaluate_robustness(
-    predictors: Mapping[str, Predictor],
-    dataset: torch.utils.data.Dataset,
-    batch_size: int = 4,
-    *,
-    levels: Mapping[str, Sequence[float]] | None = None,
-    seed: int = 0,
-    **kwargs: Any,
-) -> xr.Dataset:
-    """Re-run :func:`evaluate_predictors` for each corruption and level.
-
-    Parameters
-    ----------
-    predictors, dataset, batch_size
-        As in :func:`evaluate_predictors`.
-    levels : mapping of str to sequence of float, optional
-        Corruption name (:data:`nowcast.perturb.PERTURBATION_NAMES`) -> levels; default
-        :data:`nowcast.perturb.DEFAULT_LEVELS`. All kinds need the same number of levels.
-        Level 0 is evaluated once and shared.
-    seed : int
-        Seed of the corruptions (see :class:`nowcast.perturb.Perturbation`).
-    **kwargs
-        Passed on to :func:`evaluate_predictors` (``max_samples``, ``progress``, ...).
-
-    Returns
-    -------
-    xarray.Dataset
-        The scores of :func:`evaluate_predictors` with two more dims, ``corruption`` and
-        ``level_index``, and the 2-D coordinate ``level`` (corruption, level_index).
-    """
-    levels = dict(DEFAULT_LEVELS if levels is None else levels)
-    if not levels:
-        raise ValueError("no corruption levels given")
-    sizes = {len(v) for v in levels.values()}
-    if len(sizes) != 1:
-        raise ValueError(f"every corruption needs the same number of levels; got {levels}")
-    clean: xr.Dataset | None = None
-    per_kind = []
-    for kind, kind_levels in levels.items():
-        parts = []
-        for level in kind_levels:
-            if float(level) == 0.0:
-                if clean is None:
-                    clean = evaluate_predictors(predictors, dataset, batch_size, **kwargs)
-                parts.append(clean)
-            else:
-                pert = Perturbation(kind, float(level), seed)
-                parts.append(
-                    evaluate_predictors(
-                        predictors, dataset, batch_size, perturbation=pert, **kwargs
-                    )
-                )
-        kd = xr.concat(parts, dim="level_index", join="outer", combine_attrs="drop_conflicts")
-        per_kind.append(kd)
-    out = xr.concat(per_kind, dim="corruption", join="outer", combine_attrs="drop_conflicts")
-    out = out.assign_coords(
-        corruption=("corruption", _names(levels)),
-        level=(("corruption", "level_index"), np.asarray(list(levels.values()), dtype=np.float64)),
-    )
-    out = out.assign_coords(level_index=np.arange(out.sizes["level_index"]))
-    out.attrs["seed"] = int(seed)
-    return out
-
-
-_ROBUST_SCORES = ("CSI_low", "CSI_mid", "B-MSE", "MSE", "SSIM")
-
-
-def _robust_series(summary: xr.Dataset, key: str) -> tuple[xr.DataArray, str]:
-    thr = summary["threshold"].values
-    if key == "CSI_low":
-        return summary["CSI"].sel(threshold=thr[0]), f"CSI >= {thr[0]:g} mm/h"
-    if key == "CSI_mid":
-        t = thr[len(thr) // 2]
-        return summary["CSI"].sel(threshold=t), f"CSI >= {t:g} mm/h"
-    return summary[key] * _SCALE[key], _LABEL[key]
-
-
-def robustness_to_markdown(robust: xr.Dataset, title: str = "Robustness") -> str:
-    """Markdown tables of scores (mean over leads) against corruption level, per corruption."""
-    s = summarize(robust)
-    parts = [f"# {title}", ""]
-    for kind in robust["corruption"].values:
-        lv = robust["level"].sel(corruption=kind).values
-        parts += [f"## {kind}", ""]
-        for key in _ROBUST_SCORES:
-            da, label = _robust_series(s.sel(corruption=kind), key)
-            header = [f"{label} \\ level"] + [f"{v:g}" for v in lv]
-            rows = [
-                [str(name)] + [_fmt(float(v), 5) for v in da.sel(predictor=name).values]
-                for name in robust["predictor"].values
-            ]
-            parts += [_table(header, rows), ""]
-    return "\n".join(parts)
-
-
-def plot_robustness(robust: xr.Dataset, out_png: str | os.PathLike) -> Path:
-    """Plot each score (mean over leads) against corruption level; one line per predictor."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    s = summarize(robust)
-    kinds = list(robust["corruption"].values)
-    fig, axes = plt.subplots(
-        len(kinds),
-        len(_ROBUST_SCORES),
-        figsize=(3.2 * len(_ROBUST_SCORES), 2.8 * len(kinds)),
-        squeeze=False,
-    )
-    for i, kind in enumerate(kinds):
-        lv = robust["level"].sel(corruption=kind).values
-        for j, key in enumerate(_ROBUST_SCORES):
-            da, label = _robust_series(s.sel(corruption=kind), key)
-            for name in robust["predictor"].values:
-                axes[i, j].plot(lv, da.sel(predictor=name).values, marker="o", label=str(name))
-            axes[i, j].set_title(label, fontsize=9)
-            axes[i, j].set_xlabel(f"{kind} level")
-            axes[i, j].grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=8)
-    fig.tight_layout()
-    out = Path(out_png)
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
+        return getattr(robustness, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------- runs
@@ -720,6 +390,7 @@ def evaluate_run(
     EvaluationOutputs
     """
     from nowcast.baselines import get_baseline
+    from nowcast.robustness import evaluate_robustness, plot_robustness, robustness_to_markdown
     from pipeline.dataset import RadarSequenceDataset
 
     predictors: dict[str, Predictor] = {}
