@@ -39,12 +39,13 @@ top of the deterministic forecast, unless the caller stacks them (``__call__``).
 threshold and the ensemble mean (percentiles keep the members, as they need them);
 :func:`products_dataset` writes them as a CF-style dataset (probabilities in ``1`` against a
 ``threshold`` coordinate of standard name ``rainfall_rate``, members on a ``realization``
-dimension). ``docs/ensembles.md`` describes the method and its scores.
+dimension) and :func:`plot_probability_maps` draws them. ``docs/ensembles.md`` describes the method and its scores.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -56,6 +57,7 @@ from pipeline.units import RAIN_THRESHOLDS_MMH, rainrate_to_normalized
 __all__ = [
     "EnsembleNowcaster",
     "ensemble_products",
+    "plot_probability_maps",
     "powerlaw_noise",
     "predict_members",
     "products_dataset",
@@ -424,3 +426,50 @@ def products_dataset(
             {"standard_name": "realization", "units": "1"},
         )
     return xr.Dataset(data, coords=coords, attrs={"n_members": int(products["n_members"])})
+
+
+def plot_probability_maps(
+    ds: xr.Dataset, out_png, lead_times: Sequence[float] | None = None
+) -> Path:
+    """Exceedance-probability maps: one row per lead time, one column per threshold.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        From :func:`products_dataset`.
+    out_png : path
+        Output PNG.
+    lead_times : sequence of float, optional
+        Lead times (min) to draw; default the first, middle and last.
+
+    Returns
+    -------
+    pathlib.Path
+        The PNG. Probabilities 0..1 on a sequential colour scale (0 white).
+    """
+    from matplotlib.figure import Figure
+
+    prob = ds["probability_of_rainfall_rate_above_threshold"]
+    leads = ds["lead_time"].values
+    if lead_times is None:
+        lead_times = sorted({float(leads[0]), float(leads[len(leads) // 2]), float(leads[-1])})
+    missing = [t for t in lead_times if not np.isclose(leads, t).any()]
+    if missing:
+        raise ValueError(f"lead times {missing} not in the products (have {leads.tolist()})")
+    thresholds = ds["threshold"].values
+    fig = Figure(figsize=(2.6 * len(thresholds) + 0.8, 2.5 * len(lead_times)))
+    axes = fig.subplots(len(lead_times), len(thresholds), squeeze=False)
+    image = None
+    for i, lead in enumerate(lead_times):
+        for j, thr in enumerate(thresholds):
+            ax = axes[i, j]
+            field = prob.sel(lead_time=lead, method="nearest").sel(threshold=thr).values
+            image = ax.imshow(field, vmin=0.0, vmax=1.0, cmap="magma_r", interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"P(>= {thr:g} mm/h), +{lead:g} min", fontsize=8)
+    fig.colorbar(image, ax=axes, shrink=0.8, label="probability")
+    fig.suptitle(f"Exceedance probabilities, {int(ds.attrs.get('n_members', 0))} members")
+    out = Path(out_png)
+    fig.savefig(out, dpi=80)
+    return out

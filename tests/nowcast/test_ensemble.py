@@ -147,3 +147,23 @@ def test_products_exceedance_probabilities_mean_and_percentiles(tmp_path):
     assert ds["threshold"].attrs["standard_name"] == "rainfall_rate"
     ds.to_netcdf(tmp_path / "ens.nc")
     xr.testing.assert_identical(xr.open_dataset(tmp_path / "ens.nc").load(), ds)
+
+
+def test_probability_maps_draw_certain_rain_dark_and_no_rain_white(tmp_path):
+    from PIL import Image
+
+    from nowcast.ensemble import ensemble_products, plot_probability_maps, products_dataset
+
+    field = torch.zeros(1, 1, 1, 40, 40)
+    field[..., :20] = 1.0  # left half: every member far above every threshold
+    prod = ensemble_products(iter([field, field]), thresholds_mmh=(2.0,))
+    ds = products_dataset(prod, [6.0], (2.0,))
+    png = plot_probability_maps(ds, tmp_path / "p.png")
+    img = np.asarray(Image.open(png).convert("L"), dtype=float)
+    # the map's row through its middle: dark on the left (P = 1), white on the right (P = 0)
+    row = img[img.shape[0] // 2]
+    dark = np.flatnonzero(row < 60)
+    white = np.flatnonzero(row > 250)
+    assert dark.size > 20 and white.size > 20 and dark.mean() < white[white > dark.min()].mean()
+    with pytest.raises(ValueError, match=r"lead times \[30.0\] not in the products"):
+        plot_probability_maps(ds, tmp_path / "q.png", lead_times=[30.0])
