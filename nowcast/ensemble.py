@@ -31,7 +31,9 @@ most; the noise on the change raises the CRPS (p/255) a little but the ROC areas
 10 mm/h markedly, hence its small default (0 = motion perturbations only).
 
 Members are independent draws from ``numpy.random.SeedSequence([seed, member])`` (one
-generator per member, so member ``m`` does not depend on ``N``) and are built one at a
+generator per member, so member ``m`` does not depend on ``N``; the samples of a batch get
+different fields, but two calls with the same seed repeat the same perturbations, so pass
+another seed for draws independent of an earlier call) and are built one at a
 time (:meth:`EnsembleNowcaster.members`): memory is one member's ``(B, T_out, 1, H, W)`` on
 top of the deterministic forecast, unless the caller stacks them (``__call__``).
 
