@@ -11,7 +11,9 @@ scores them with :mod:`pysteps.verification` (``probscores`` and ``ensscores``):
     in each of 10 forecast-probability bins (the probability is the fraction of members at
     or above the threshold); ``reliability_forecast`` the mean forecast probability of the
     bin and ``reliability_count`` its number of pixels. Bins with fewer than ``min_count``
-    pixels are NaN.
+    pixels are NaN. The bins are pysteps' (edges ``linspace(-1e-6, 1 + 1e-6, 11)``, right
+    closed), so with 10 members a probability ``k / 10`` falls in the bin whose nominal
+    centre ``prob_bin`` is ``k / 10 + 0.05``: plot against ``reliability_forecast``.
 ``ROC_AUC`` (lead_time, threshold), ``ROC_POD``, ``ROC_POFD`` (..., prob_threshold)
     The ROC curve over 11 probability thresholds 0, 0.1, ..., 1 and its area (pysteps'
     trapezoids).
