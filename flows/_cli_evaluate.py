@@ -50,7 +50,7 @@ def evaluate_command(
     baseline_names: str = typer.Option(
         "persistence,pysteps",
         "--baseline-names",
-        help="Baselines to run with --baselines/--baselines-only (persistence, pysteps, sprog).",
+        help="Baselines to run with --baselines/--baselines-only (persistence, pysteps, sprog, steps).",
     ),
     baselines_only: bool = typer.Option(
         False, "--baselines-only", help="Score the baselines alone (no RUN_DIR; needs --out)."
@@ -91,6 +91,12 @@ def evaluate_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the sampling scheme and corruptions."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    members: int | None = typer.Option(
+        None,
+        "--members",
+        min=1,
+        help="Score N-member ensembles (the model's, steps'): CRPS, reliability, ROC, ranks.",
+    ),
 ) -> None:
     """Score RUN_DIR's model (and/or baselines) with the HKO-7 protocol and thesis metrics."""
     from nowcast.evaluate import evaluate_run, summarize
@@ -131,6 +137,7 @@ def evaluate_command(
         seed=seed,
         device=device,
         progress=progress,
+        members=members,
     )
     s = summarize(outputs.results)
     thr = float(s["threshold"].values[0])
@@ -141,4 +148,8 @@ def evaluate_command(
             f"B-MSE {float(sp['B-MSE']):.1f}  MSE x1e4 {float(sp['MSE']) * 1e4:.2f}  "
             f"SSIM x1e2 {float(sp['SSIM']) * 1e2:.2f}  PSNR {float(sp['PSNR']):.2f}"
         )
+    if "CRPS" in outputs.results:
+        crps = outputs.results["CRPS"].mean("lead_time")
+        for name in crps["predictor"].values:
+            typer.echo(f"{name}: CRPS x1e2 {float(crps.sel(predictor=name)) * 1e2:.4f}")
     typer.echo(f"wrote {', '.join(p.name for p in outputs.files)} to {outputs.out_dir}")

@@ -2,7 +2,8 @@
 
 One compute task (no retries) calling :func:`nowcast.evaluate.evaluate_run`, which writes
 ``results.nc``, ``results.md`` and ``skill.png`` (HKO-7 protocol scores and the thesis's
-metrics per predictor and lead time).
+metrics per predictor and lead time; with ``members`` also the probabilistic scores and
+``probabilistic.png``, docs/ensembles.md).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def evaluate_task(
     batch_size: int = 4,
     extra_lead_times: list[float] | None = None,
     progress: bool = True,
+    members: int | None = None,
 ) -> dict:
     """Evaluate; returns ``out_dir``, the files written and the Markdown table's path."""
     from nowcast.evaluate import evaluate_run
@@ -43,6 +45,7 @@ def evaluate_task(
         batch_size=batch_size,
         extra_lead_times=extra_lead_times,
         progress=progress,
+        members=members,
     )
     return {
         "out_dir": str(out.out_dir),
@@ -63,8 +66,12 @@ def evaluate_flow(
     max_samples: int | None = None,
     batch_size: int = 4,
     extra_lead_times: list[float] | None = None,
+    members: int | None = None,
 ) -> dict:
-    """Evaluate a run (``run_dir``; None = baselines only, then ``out_dir`` is needed)."""
+    """Evaluate a run (``run_dir``; None = baselines only, then ``out_dir`` is needed).
+
+    ``members``: also score ``members``-member ensembles (``nowcast evaluate --members``).
+    """
     summary = evaluate_task(
         run_dir,
         data,
@@ -75,6 +82,7 @@ def evaluate_flow(
         max_samples=max_samples,
         batch_size=batch_size,
         extra_lead_times=extra_lead_times,
+        members=members,
     )
     get_run_logger().info("evaluation written to %s", summary["out_dir"])
     return summary

@@ -29,6 +29,21 @@ Baselines are looked up by name with :func:`get_baseline` (pysteps-style registr
     an echo of a few pixels, a uniform field, any failure of its cascade or AR(2) fit) fall back
     to semi-Lagrangian extrapolation of the last frame: the fallback is logged and the reason
     kept in :attr:`SprogBaseline.last_fallback` (the forecast's ``fallback`` attribute).
+``steps``
+    pysteps' STEPS ensemble (S-PROG's cascade and AR(2) plus the nonparametric noise cascade
+    and "bps" motion perturbations), an *ensemble* baseline: see below. S-PROG is its
+    deterministic limit. The same degenerate inputs as S-PROG fall back to extrapolation of
+    the last frame, identical in every member (no spread), logged in
+    :attr:`StepsBaseline.last_fallback`.
+
+Ensemble predictors
+-------------------
+An ensemble predictor has ``ensemble = True`` and is called
+``fn(x, t_in, t_out, input_mask=None, n_members=None, seed=None) -> y`` with ``y``
+``(B, N, T_out, 1, H, W)`` float32 in p/255 (``N`` members; None = the predictor's own
+``n_members`` and ``seed``). Members are independent draws; the same seed gives the same
+members. ``fn.deterministic(x, t_in, t_out, input_mask=None)`` is the ensemble mean
+``(B, T_out, 1, H, W)``, the forecast scored by the deterministic scores.
 """
 
 from __future__ import annotations
@@ -49,6 +64,7 @@ __all__ = [
     "PersistenceBaseline",
     "PystepsBaseline",
     "SprogBaseline",
+    "StepsBaseline",
     "get_baseline",
 ]
 
@@ -353,6 +369,146 @@ def _extrapolate(frame: np.ndarray, velocity: np.ndarray, n_steps: int, outval: 
     return np.asarray(extrapolate(frame, velocity, n_steps, extrap_kwargs={"outval": outval}))
 
 
+@dataclass
+class StepsBaseline:
+    """pysteps STEPS ensemble nowcast in dBZ, regular lead times only.
+
+    Inputs are handled as in :class:`SprogBaseline` (dBZ, 0.1 mm/h rain threshold, the last
+    three frames one cadence apart); each sample is one pysteps STEPS run with
+    ``n_members`` members, seeded from ``(seed, sample index in the batch)``.
+
+    Parameters
+    ----------
+    cadence_minutes : float
+        Input cadence (min); every ``t_out`` must be a whole multiple of it.
+    n_members : int
+        Default number of members.
+    seed : int
+        Default seed.
+    n_cascade_levels : int
+        Cascade levels.
+    km_per_pixel : float, optional
+        Pixel size for the motion perturbations ("bps", whose parameters are in km and
+        minutes); default the HKO-7 domain (512 km) divided by the frame width.
+
+    Attributes
+    ----------
+    last_fallback : str or None
+        After a call: why some samples were extrapolated (every member the same) instead of
+        run through STEPS; None when none were. See :class:`SprogBaseline`.
+    """
+
+    cadence_minutes: float = 6.0
+    n_members: int = 10
+    seed: int = 0
+    n_cascade_levels: int = 6
+    km_per_pixel: float | None = None
+    name: str = "steps"
+    continuous_time: bool = False
+    ensemble: bool = True
+    last_fallback: str | None = field(default=None, compare=False)
+
+    def deterministic(self, x, t_in, t_out, input_mask=None) -> torch.Tensor:
+        """Ensemble mean ``(B, T_out, 1, H, W)`` p/255 of a call with the defaults."""
+        return self(x, t_in, t_out, input_mask).mean(dim=1)
+
+    def __call__(
+        self,
+        x: torch.Tensor,
+        t_in: torch.Tensor,
+        t_out: torch.Tensor,
+        input_mask: torch.Tensor | None = None,
+        n_members: int | None = None,
+        seed: int | None = None,
+    ) -> torch.Tensor:
+        """Members ``(B, N, T_out, 1, H, W)`` in p/255; see the module docstring."""
+        from pysteps import nowcasts
+
+        from pipeline.geo import EXTENT_KM
+
+        n = int(self.n_members if n_members is None else n_members)
+        seed = int(self.seed if seed is None else seed)
+        if n < 1:
+            raise ValueError(f"n_members must be >= 1; got {n}")
+        _check_inputs(x, t_in, t_out, input_mask)
+        observed = _observed_frames(x, input_mask)
+        _last_observed(observed)
+        xs = x.detach().cpu().to(torch.float64).numpy()[:, :, 0]
+        tout = t_out.detach().cpu().to(torch.float64).numpy()
+        tin = t_in.detach().cpu().to(torch.float64).numpy()
+        ms = (
+            np.ones(xs.shape, dtype=bool)
+            if input_mask is None
+            else input_mask.detach().cpu().numpy()[:, :, 0] > 0.5
+        )
+        km = float(self.km_per_pixel or EXTENT_KM / xs.shape[-1])
+        mover = PystepsBaseline(cadence_minutes=self.cadence_minutes)
+        thr = float(rainrate_to_dbz(_SPROG_RAIN_MMH))
+        zero = thr - 5.0
+        outs, fallbacks = [], []
+        for b in range(xs.shape[0]):
+            steps = tout[b] / self.cadence_minutes
+            if not np.allclose(steps, np.round(steps)) or np.any(steps <= 0):
+                raise ValueError(
+                    f"steps needs t_out on positive whole multiples of {self.cadence_minutes} "
+                    f"min; got t_out={tout[b].tolist()} (use 'pysteps' for other lead times)"
+                )
+            sel = np.round(steps).astype(int) - 1
+            n_steps = int(sel.max()) + 1
+            regular = len(tin[b]) >= 3 and np.allclose(np.diff(tin[b, -3:]), self.cadence_minutes)
+            last = xs[b, np.flatnonzero(observed[b])[-1]]
+            if not np.any(normalized_to_dbz(last) >= thr):  # no rain: nothing to say
+                outs.append(np.zeros((n, len(sel)) + xs.shape[-2:]))
+                continue
+            if not observed[b, -3:].all() or not regular:
+                fallbacks.append(
+                    f"sample {b}: the last 3 input frames are not all observed one cadence "
+                    f"apart (observed {observed[b].astype(int).tolist()})"
+                )
+                fc = mover._forecast_one(xs[b], ms[b], observed[b], tin[b], tout[b])
+                fc = np.where(normalized_to_dbz(fc) < thr, 0.0, fc)
+                outs.append(np.broadcast_to(fc, (n,) + fc.shape))
+                continue
+            dbz = normalized_to_dbz(xs[b, -3:])
+            rain_db = np.where(dbz >= thr, dbz, zero)
+            velocity = mover.motion(xs[b, -3:], np.ones(xs[b, -3:].shape, bool), tin[b, -3:])
+            reason = _sprog_unfit(rain_db, thr)
+            fc = None
+            if reason is None:
+                try:
+                    with contextlib.redirect_stdout(io.StringIO()):  # steps prints a report
+                        fc = nowcasts.get_method("steps")(
+                            rain_db,
+                            velocity,
+                            n_steps,
+                            n_ens_members=n,
+                            n_cascade_levels=self.n_cascade_levels,
+                            precip_thr=thr,
+                            kmperpixel=km,
+                            timestep=self.cadence_minutes,
+                            mask_method="incremental",
+                            probmatching_method="cdf",
+                            seed=int(np.random.SeedSequence([seed, b]).generate_state(1)[0]),
+                        )
+                    fc = np.asarray(fc)[:, sel]
+                except (np.linalg.LinAlgError, ValueError, IndexError, FloatingPointError) as err:
+                    reason = f"STEPS failed ({type(err).__name__}: {err})"
+                    fc = None
+            if fc is None:
+                fallbacks.append(f"sample {b}: {reason}")
+                fc = _extrapolate(rain_db[-1], velocity, n_steps, zero)[sel]
+                fc = np.broadcast_to(fc, (n,) + fc.shape)
+            fc = np.nan_to_num(np.asarray(fc, dtype=np.float64), nan=zero)
+            fc = np.where(fc >= thr, fc, DBZ_MIN)
+            outs.append(np.clip(dbz_to_normalized(fc), 0.0, 1.0))
+        self.last_fallback = None
+        if fallbacks:
+            self.last_fallback = "steps fell back to extrapolation: " + "; ".join(fallbacks)
+            _log.warning("%s", self.last_fallback)
+        out = np.stack(outs)[:, :, :, None].astype(np.float32)
+        return torch.from_numpy(out).to(x.device)
+
+
 _SPROG_MIN_RAIN_PIXELS = 2
 """Fewer rain pixels than this in the last frame: S-PROG falls back to extrapolation."""
 
@@ -363,6 +519,7 @@ _BASELINES: dict[str, Callable[..., Callable]] = {
     "persistence": PersistenceBaseline,
     "pysteps": PystepsBaseline,
     "sprog": SprogBaseline,
+    "steps": StepsBaseline,
 }
 BASELINE_NAMES: tuple[str, ...] = tuple(_BASELINES)
 

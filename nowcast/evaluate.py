@@ -18,11 +18,18 @@ Public functions
     Tables and a picture (CSI and HSS against lead time per threshold, one line per
     predictor, plus B-MSE, MSE, SSIM and PSNR).
 :func:`evaluate_robustness`, :func:`robustness_to_markdown`, :func:`plot_robustness`
-    Re-run the evaluation per corruption level (:mod:`nowcast.perturb`).
+    Re-run the evaluation per corruption level (:mod:`nowcast.perturb`); defined in
+    :mod:`nowcast.robustness` and importable from here.
 :func:`evaluate_run`
     A trained run directory (and/or the baselines) on a store split and sampling scheme;
     writes ``results.nc``, ``results.md``, ``skill.png`` (and ``results_extra.nc``,
     ``robustness.*`` when asked) into ``RUN_DIR/eval/<split>_<scheme>/``.
+
+Ensembles: with ``members=N`` (``nowcast evaluate --members N``) every predictor is also
+scored as an ensemble (:mod:`nowcast.probscores`: CRPS, reliability, ROC, rank histogram,
+spread against skill per lead time); the run's model is wrapped in
+:class:`nowcast.ensemble.EnsembleNowcaster`, ``steps`` gives its own members, deterministic
+baselines count as one member; the deterministic scores are those of the ensemble mean.
 
 Units: B-MSE / B-MAE are per-frame SUMS in p/255 units, so they scale with the number of
 pixels (an 80 x 80 frame gives 36 times less than HKO-7's 480 x 480 for the same per-pixel
@@ -44,34 +51,23 @@ import numpy as np
 import torch
 import xarray as xr
 
+from nowcast.ensemble import predict_members
 from nowcast.metrics import MetricAccumulator
-from nowcast.perturb import DEFAULT_LEVELS, Perturbation
+from nowcast.perturb import Perturbation
+from nowcast.probscores import EnsembleScoreAccumulator
+from nowcast.reports import plot_skill, summarize, to_markdown
 from pipeline.units import RAIN_THRESHOLDS_MMH
 
 __all__ = [
     "EvaluationOutputs",
     "evaluate_predictors",
-    "evaluate_robustness",
     "evaluate_run",
-    "plot_robustness",
     "plot_skill",
-    "robustness_to_markdown",
     "summarize",
     "to_markdown",
 ]
 
 Predictor = Callable[..., torch.Tensor]
-
-_PER_FRAME_SCORES = ("MSE", "MAE", "SSIM", "PSNR")
-_SCALE = {"MSE": 1e4, "MAE": 1e4, "SSIM": 1e2, "PSNR": 1.0, "B-MSE": 1.0, "B-MAE": 1.0}
-_LABEL = {
-    "MSE": "MSE x1e4",
-    "MAE": "MAE x1e4",
-    "SSIM": "SSIM x1e2",
-    "PSNR": "PSNR (dB)",
-    "B-MSE": "B-MSE",
-    "B-MAE": "B-MAE",
-}
 
 
 # --------------------------------------------------------------------------- core loop
@@ -115,6 +111,8 @@ def evaluate_predictors(
     skip_failing: bool = False,
     num_workers: int = 0,
     progress: bool = True,
+    members: int | None = None,
+    ensemble_seed: int = 0,
 ) -> xr.Dataset:
     """Score several predictors on one dataset, streaming over batches.
 
@@ -149,13 +147,23 @@ def evaluate_predictors(
         DataLoader workers.
     progress : bool
         Show a tqdm bar (batches, samples/s).
+    members : int, optional
+        Also score the predictors as ensembles (:mod:`nowcast.probscores`): ensemble
+        predictors (``ensemble = True``, :mod:`nowcast.baselines`) are asked for ``members``
+        members (seeded by ``ensemble_seed``), deterministic ones count as one member. The
+        deterministic scores are then those of the ensemble mean. An ensemble predictor
+        is always scored this way (with its own member count when ``members`` is None).
+    ensemble_seed : int
+        Seed of the ensemble members.
 
     Returns
     -------
     xarray.Dataset
         Dims ``predictor``, ``lead_time``, ``threshold``; variables as in
         :meth:`nowcast.metrics.MetricAccumulator.result` plus ``seconds_per_sample``
-        (predictor). Attrs ``n_samples`` and ``skipped``.
+        (predictor). Attrs ``n_samples`` and ``skipped``. With ensembles also the variables
+        of :meth:`nowcast.probscores.EnsembleScoreAccumulator.result` (``CRPS``,
+        ``reliability``, ``ROC_AUC``, ``rank_histogram``, ...).
     """
     from torch.utils.data import DataLoader, Subset
     from tqdm.auto import tqdm
@@ -180,6 +188,10 @@ def evaluate_predictors(
     )
     device = torch.device(device)
     accs = {name: MetricAccumulator(thresholds_mmh) for name in predictors}
+    probabilistic = members is not None or any(
+        getattr(p, "ensemble", False) for p in predictors.values()
+    )
+    prob_accs = {name: EnsembleScoreAccumulator(thresholds_mmh) for name in predictors}
     seconds = dict.fromkeys(predictors, 0.0)
     skipped: dict[str, str] = {}
     for p in predictors.values():
@@ -210,7 +222,11 @@ def evaluate_predictors(
             start = time.perf_counter()
             try:
                 with torch.no_grad():
-                    pred = predictor(xd, tid, tod, input_mask=md)
+                    if probabilistic:
+                        ens = predict_members(predictor, xd, tid, tod, md, members, ensemble_seed)
+                        pred = ens.mean(dim=1)
+                    else:
+                        pred = predictor(xd, tid, tod, input_mask=md)
             except ValueError as err:
                 if not skip_failing:
                     raise
@@ -219,12 +235,16 @@ def evaluate_predictors(
             seconds[name] += time.perf_counter() - start
             if cols is not None and tuple(pred.shape[:2]) == tuple(t_ask.shape):
                 pred = pred[:, cols.to(pred.device)]
+                if probabilistic:
+                    ens = ens[:, :, cols.to(ens.device)]
             if tuple(pred.shape) != tuple(y.shape):
                 raise ValueError(
                     f"predictor {name!r} returned shape {tuple(pred.shape)}; expected "
                     f"{tuple(y.shape)} (B, T_out, 1, H, W)"
                 )
             accs[name].update(pred.float().cpu(), y, t_out, out_mask)
+            if probabilistic:
+                prob_accs[name].update(ens.float().cpu(), y, t_out, out_mask)
         bar.update(x.shape[0])
     bar.close()
 
@@ -232,6 +252,11 @@ def evaluate_predictors(
     if not kept:
         raise ValueError(f"every predictor failed: {skipped}")
     parts = [accs[name].result() for name in kept]
+    if probabilistic:
+        parts = [
+            xr.merge([part, prob_accs[name].result()], join="outer")
+            for part, name in zip(parts, kept, strict=True)
+        ]
     ds = xr.concat(parts, dim="predictor", join="outer")
     ds = ds.assign_coords(predictor=("predictor", _names(kept)))
     ds["seconds_per_sample"] = ("predictor", np.array([seconds[k] / n for k in kept]))
@@ -240,334 +265,16 @@ def evaluate_predictors(
     return ds
 
 
-# --------------------------------------------------------------------------- summaries
-def summarize(results: xr.Dataset) -> xr.Dataset:
-    """Average the per-lead scores over lead times.
-
-    Parameters
-    ----------
-    results : xarray.Dataset
-        Output of :func:`evaluate_predictors` (any extra leading dims are kept).
-
-    Returns
-    -------
-    xarray.Dataset
-        ``CSI``, ``POD``, ``FAR``, ``HSS`` (..., threshold) and ``B-MSE``, ``B-MAE`` as the
-        plain mean over lead times (HKO-7 convention); ``MSE``, ``MAE``, ``SSIM``, ``PSNR``
-        as means over all valid frames (weights ``n_valid_frames``).
-    """
-    out = {}
-    for var in ("CSI", "POD", "FAR", "HSS", "B-MSE", "B-MAE"):
-        out[var] = results[var].mean("lead_time", skipna=True)
-    w = results["n_valid_frames"].astype(np.float64)
-    for var in _PER_FRAME_SCORES:
-        val = results[var].fillna(0.0)
-        out[var] = (val * w).sum("lead_time") / w.sum("lead_time")
-    return xr.Dataset(out, attrs=dict(results.attrs))
+_ROBUSTNESS = ("evaluate_robustness", "plot_robustness", "robustness_to_markdown")
 
 
-def _fmt(value: float, digits: int = 4) -> str:
-    if value is None or not np.isfinite(value):
-        return "nan"
-    if abs(value) >= 1000:
-        return f"{value:.0f}"
-    return f"{value:.{digits}g}" if abs(value) >= 1 else f"{value:.{digits}f}"
+def __getattr__(name: str):
+    """The robustness functions live in :mod:`nowcast.robustness` (imported on first use)."""
+    if name in _ROBUSTNESS:
+        from nowcast import robustness
 
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def _summary_table(results: xr.Dataset) -> str:
-    s = summarize(results)
-    thr = [f"{t:g}" for t in results["threshold"].values]
-    header = (
-        ["predictor"]
-        + [f"CSI {t}" for t in thr]
-        + [f"HSS {t}" for t in thr]
-        + [_LABEL[k] for k in ("B-MSE", "B-MAE", "MSE", "MAE", "SSIM", "PSNR")]
-    )
-    rows = []
-    for name in results["predictor"].values:
-        sp = s.sel(predictor=name)
-        row = [str(name)]
-        row += [_fmt(float(v)) for v in sp["CSI"].values]
-        row += [_fmt(float(v)) for v in sp["HSS"].values]
-        row += [
-            _fmt(float(sp[k]) * _SCALE[k], 5)
-            for k in ("B-MSE", "B-MAE", "MSE", "MAE", "SSIM", "PSNR")
-        ]
-        rows.append(row)
-    return _table(header, rows)
-
-
-def _per_lead_table(results: xr.Dataset) -> str:
-    thr = [f"{t:g}" for t in results["threshold"].values]
-    header = (
-        ["predictor", "lead (min)"]
-        + [f"CSI {t}" for t in thr]
-        + [f"HSS {t}" for t in thr]
-        + [_LABEL[k] for k in ("B-MSE", "MSE", "SSIM", "PSNR")]
-        + ["frames"]
-    )
-    rows = []
-    for name in results["predictor"].values:
-        r = results.sel(predictor=name)
-        for lead in r["lead_time"].values:
-            rl = r.sel(lead_time=lead)
-            if int(rl["n_frames"].fillna(0)) == 0:
-                continue
-            row = [str(name), f"{lead:g}"]
-            row += [_fmt(float(v)) for v in rl["CSI"].values]
-            row += [_fmt(float(v)) for v in rl["HSS"].values]
-            row += [_fmt(float(rl[k]) * _SCALE[k], 5) for k in ("B-MSE", "MSE", "SSIM", "PSNR")]
-            row += [str(int(rl["n_frames"]))]
-            rows.append(row)
-    return _table(header, rows)
-
-
-def to_markdown(
-    results: xr.Dataset,
-    title: str = "Evaluation",
-    extra: xr.Dataset | None = None,
-    per_lead: bool = True,
-) -> str:
-    """Markdown report: a summary table (mean over leads) and a per-lead-time table.
-
-    Parameters
-    ----------
-    results : xarray.Dataset
-        Output of :func:`evaluate_predictors`.
-    title : str
-        Top heading.
-    extra : xarray.Dataset, optional
-        Results at lead times the models were not trained on; reported in their own section.
-    per_lead : bool
-        Include the per-lead-time tables.
-
-    Returns
-    -------
-    str
-    """
-    parts = [
-        f"# {title}",
-        "",
-        f"{int(results.attrs.get('n_samples', 0))} sequences. CSI/HSS per threshold (mm/h), "
-        "averaged over lead times; B-MSE/B-MAE: per-frame sums in p/255 units averaged over "
-        "sequences and lead times; MSE/MAE x1e4, SSIM x1e2 on p/255 frames, PSNR in dB.",
-        "",
-        "## Summary",
-        "",
-        _summary_table(results),
-    ]
-    if results.attrs.get("skipped"):
-        parts += ["", f"Skipped: {results.attrs['skipped']}"]
-    if per_lead:
-        parts += ["", "## Per lead time", "", _per_lead_table(results)]
-    if extra is not None:
-        parts += [
-            "",
-            "## Lead times not trained on",
-            "",
-            "Scores at lead times outside the training targets (interpolated or beyond the "
-            "training horizon); regular-only models that cannot produce them are skipped.",
-            "",
-            _summary_table(extra),
-        ]
-        if extra.attrs.get("skipped"):
-            parts += ["", f"Skipped: {extra.attrs['skipped']}"]
-        if per_lead:
-            parts += ["", _per_lead_table(extra)]
-    return "\n".join(parts) + "\n"
-
-
-# --------------------------------------------------------------------------- plots
-def plot_skill(results: xr.Dataset, out_png: str | os.PathLike, title: str = "") -> Path:
-    """Plot CSI and HSS against lead time per threshold, plus B-MSE, MSE, SSIM, PSNR.
-
-    One line per predictor. Written as PNG (matplotlib, Agg backend).
-
-    Parameters
-    ----------
-    results : xarray.Dataset
-        Output of :func:`evaluate_predictors`.
-    out_png : path
-        File to write (its directory must exist).
-    title : str
-        Figure title.
-
-    Returns
-    -------
-    pathlib.Path
-        ``out_png``.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    thresholds = results["threshold"].values
-    ncol = max(len(thresholds), 4)
-    fig, axes = plt.subplots(3, ncol, figsize=(3.2 * ncol, 8.5), squeeze=False)
-    leads = results["lead_time"].values
-    for name in results["predictor"].values:
-        r = results.sel(predictor=name)
-        for j, thr in enumerate(thresholds):
-            for i, var in enumerate(("CSI", "HSS")):
-                y = r[var].sel(threshold=thr).values
-                axes[i, j].plot(leads, y, marker=".", label=str(name))
-                axes[i, j].set_title(f"{var} >= {thr:g} mm/h")
-        for j, var in enumerate(("B-MSE", "MSE", "SSIM", "PSNR")):
-            axes[2, j].plot(leads, r[var].values * _SCALE[var], marker=".", label=str(name))
-            axes[2, j].set_title(_LABEL[var])
-    for i in range(2):
-        for j in range(len(thresholds), ncol):
-            axes[i, j].axis("off")
-    for j in range(4, ncol):
-        axes[2, j].axis("off")
-    for ax in axes.flat:
-        if ax.has_data():
-            ax.set_xlabel("lead time (min)")
-            ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=8)
-    fig.suptitle(
-        title or f"Skill against lead time ({int(results.attrs.get('n_samples', 0))} sequences)"
-    )
-    fig.tight_layout()
-    out = Path(out_png)
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
-
-
-# --------------------------------------------------------------------------- robustness
-def evaluate_robustness(
-    predictors: Mapping[str, Predictor],
-    dataset: torch.utils.data.Dataset,
-    batch_size: int = 4,
-    *,
-    levels: Mapping[str, Sequence[float]] | None = None,
-    seed: int = 0,
-    **kwargs: Any,
-) -> xr.Dataset:
-    """Re-run :func:`evaluate_predictors` for each corruption and level.
-
-    Parameters
-    ----------
-    predictors, dataset, batch_size
-        As in :func:`evaluate_predictors`.
-    levels : mapping of str to sequence of float, optional
-        Corruption name (:data:`nowcast.perturb.PERTURBATION_NAMES`) -> levels; default
-        :data:`nowcast.perturb.DEFAULT_LEVELS`. All kinds need the same number of levels.
-        Level 0 is evaluated once and shared.
-    seed : int
-        Seed of the corruptions (see :class:`nowcast.perturb.Perturbation`).
-    **kwargs
-        Passed on to :func:`evaluate_predictors` (``max_samples``, ``progress``, ...).
-
-    Returns
-    -------
-    xarray.Dataset
-        The scores of :func:`evaluate_predictors` with two more dims, ``corruption`` and
-        ``level_index``, and the 2-D coordinate ``level`` (corruption, level_index).
-    """
-    levels = dict(DEFAULT_LEVELS if levels is None else levels)
-    if not levels:
-        raise ValueError("no corruption levels given")
-    sizes = {len(v) for v in levels.values()}
-    if len(sizes) != 1:
-        raise ValueError(f"every corruption needs the same number of levels; got {levels}")
-    clean: xr.Dataset | None = None
-    per_kind = []
-    for kind, kind_levels in levels.items():
-        parts = []
-        for level in kind_levels:
-            if float(level) == 0.0:
-                if clean is None:
-                    clean = evaluate_predictors(predictors, dataset, batch_size, **kwargs)
-                parts.append(clean)
-            else:
-                pert = Perturbation(kind, float(level), seed)
-                parts.append(
-                    evaluate_predictors(
-                        predictors, dataset, batch_size, perturbation=pert, **kwargs
-                    )
-                )
-        kd = xr.concat(parts, dim="level_index", join="outer", combine_attrs="drop_conflicts")
-        per_kind.append(kd)
-    out = xr.concat(per_kind, dim="corruption", join="outer", combine_attrs="drop_conflicts")
-    out = out.assign_coords(
-        corruption=("corruption", _names(levels)),
-        level=(("corruption", "level_index"), np.asarray(list(levels.values()), dtype=np.float64)),
-    )
-    out = out.assign_coords(level_index=np.arange(out.sizes["level_index"]))
-    out.attrs["seed"] = int(seed)
-    return out
-
-
-_ROBUST_SCORES = ("CSI_low", "CSI_mid", "B-MSE", "MSE", "SSIM")
-
-
-def _robust_series(summary: xr.Dataset, key: str) -> tuple[xr.DataArray, str]:
-    thr = summary["threshold"].values
-    if key == "CSI_low":
-        return summary["CSI"].sel(threshold=thr[0]), f"CSI >= {thr[0]:g} mm/h"
-    if key == "CSI_mid":
-        t = thr[len(thr) // 2]
-        return summary["CSI"].sel(threshold=t), f"CSI >= {t:g} mm/h"
-    return summary[key] * _SCALE[key], _LABEL[key]
-
-
-def robustness_to_markdown(robust: xr.Dataset, title: str = "Robustness") -> str:
-    """Markdown tables of scores (mean over leads) against corruption level, per corruption."""
-    s = summarize(robust)
-    parts = [f"# {title}", ""]
-    for kind in robust["corruption"].values:
-        lv = robust["level"].sel(corruption=kind).values
-        parts += [f"## {kind}", ""]
-        for key in _ROBUST_SCORES:
-            da, label = _robust_series(s.sel(corruption=kind), key)
-            header = [f"{label} \\ level"] + [f"{v:g}" for v in lv]
-            rows = [
-                [str(name)] + [_fmt(float(v), 5) for v in da.sel(predictor=name).values]
-                for name in robust["predictor"].values
-            ]
-            parts += [_table(header, rows), ""]
-    return "\n".join(parts)
-
-
-def plot_robustness(robust: xr.Dataset, out_png: str | os.PathLike) -> Path:
-    """Plot each score (mean over leads) against corruption level; one line per predictor."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    s = summarize(robust)
-    kinds = list(robust["corruption"].values)
-    fig, axes = plt.subplots(
-        len(kinds),
-        len(_ROBUST_SCORES),
-        figsize=(3.2 * len(_ROBUST_SCORES), 2.8 * len(kinds)),
-        squeeze=False,
-    )
-    for i, kind in enumerate(kinds):
-        lv = robust["level"].sel(corruption=kind).values
-        for j, key in enumerate(_ROBUST_SCORES):
-            da, label = _robust_series(s.sel(corruption=kind), key)
-            for name in robust["predictor"].values:
-                axes[i, j].plot(lv, da.sel(predictor=name).values, marker="o", label=str(name))
-            axes[i, j].set_title(label, fontsize=9)
-            axes[i, j].set_xlabel(f"{kind} level")
-            axes[i, j].grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=8)
-    fig.tight_layout()
-    out = Path(out_png)
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
+        return getattr(robustness, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------- runs
@@ -624,6 +331,7 @@ def evaluate_run(
     seed: int = 0,
     device: str = "cpu",
     progress: bool = True,
+    members: int | None = None,
 ) -> EvaluationOutputs:
     """Evaluate a trained run (and/or the classical baselines) on a store split and scheme.
 
@@ -669,14 +377,20 @@ def evaluate_run(
     stride : int
         Slots between consecutive sample windows (HKO-7: 5).
     batch_size, max_samples, seed, device, progress
-        See :func:`evaluate_predictors`; ``seed`` also seeds the sampling scheme and the
-        corruptions.
+        See :func:`evaluate_predictors`; ``seed`` also seeds the sampling scheme, the
+        corruptions and the ensemble members.
+    members : int, optional
+        Score ensembles of this many members: the run's model through
+        :class:`nowcast.ensemble.EnsembleNowcaster`, ensemble baselines (``steps``) with
+        as many members; the probabilistic scores go into ``results.nc``, a section of
+        ``results.md`` and ``probabilistic.png``.
 
     Returns
     -------
     EvaluationOutputs
     """
     from nowcast.baselines import get_baseline
+    from nowcast.robustness import evaluate_robustness, plot_robustness, robustness_to_markdown
     from pipeline.dataset import RadarSequenceDataset
 
     predictors: dict[str, Predictor] = {}
@@ -705,11 +419,19 @@ def evaluate_run(
     }
     dataset = RadarSequenceDataset(data, split=split, scheme=scheme, **ds_kwargs)
     cadence = float(dataset.cadence_minutes)
+    if members is not None:
+        from nowcast.ensemble import EnsembleNowcaster
+
+        predictors = {
+            k: EnsembleNowcaster(p, n_members=members, seed=seed, cadence_minutes=cadence)
+            for k, p in predictors.items()
+        }
     names = (
         ["persistence", "pysteps"] if baselines is True else list(baselines) if baselines else []
     )
     for name in names:
-        predictors[name] = get_baseline(name, cadence_minutes=cadence)
+        kw = {"n_members": members or 10, "seed": seed} if name == "steps" else {}
+        predictors[name] = get_baseline(name, cadence_minutes=cadence, **kw)
     if not predictors:
         raise ValueError("nothing to evaluate: give a run directory or baselines")
     if extra_lead_times:
@@ -723,7 +445,13 @@ def evaluate_run(
             )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    common = {"max_samples": max_samples, "device": device, "progress": progress}
+    common = {
+        "max_samples": max_samples,
+        "device": device,
+        "progress": progress,
+        "members": members,
+        "ensemble_seed": seed,
+    }
     results = evaluate_predictors(predictors, dataset, batch_size, **common)
     results.attrs.update({"split": split, "scheme": scheme, "data": str(data)})
     outputs = EvaluationOutputs(out_dir=out_dir, results=results)
@@ -745,6 +473,11 @@ def evaluate_run(
     outputs.files.append(_write_netcdf(results, out_dir / "results.nc"))
     title = f"Evaluation: {split} split, {scheme} sampling"
     md = to_markdown(results, title=title, extra=outputs.extra)
+    if "CRPS" in results:
+        from nowcast.probscores import plot_probabilistic, probabilistic_markdown
+
+        md += "\n" + probabilistic_markdown(results)
+        outputs.files.append(plot_probabilistic(results, out_dir / "probabilistic.png", title))
     (out_dir / "results.md").write_text(md, encoding="utf-8")
     outputs.files.append(out_dir / "results.md")
     outputs.files.append(plot_skill(results, out_dir / "skill.png", title=title))

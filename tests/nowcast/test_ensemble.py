@@ -1,0 +1,169 @@
+"""Ensembles: STEPS baseline (real pysteps) and members of our models; reproducible draws."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nowcast.baselines import get_baseline
+from nowcast.configs import load_config
+from nowcast.ensemble import EnsembleNowcaster, powerlaw_noise, predict_members
+from nowcast.models import get_model
+from pipeline.units import rainrate_to_normalized
+
+H = 40
+T_IN = torch.tensor([[-24.0, -18.0, -12.0, -6.0, 0.0]])
+T_OUT = torch.tensor([[6.0, 12.0, 18.0]])
+
+
+def _moving_cell(h: int = H, speed: float = 1.0) -> torch.Tensor:
+    """``(1, 5, 1, h, h)`` p/255: a textured cell moving ``speed`` px per frame to the right."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:h, :h]
+    frames = []
+    for k in range(5):
+        f = 0.55 * np.exp(-((xx - h / 4 - speed * k) ** 2 + (yy - h / 2) ** 2) / (h * 2.0))
+        f = f + 0.05 * rng.random((h, h))
+        frames.append(np.where(f > 0.2, f, 0.0))
+    return torch.tensor(np.stack(frames).astype(np.float32))[None, :, None]
+
+
+def test_steps_members_are_seeded_independent_draws():
+    x = _moving_cell()
+    steps = get_baseline("steps", cadence_minutes=6, n_members=3, seed=1)
+    y = steps(x, T_IN, T_OUT)
+    assert tuple(y.shape) == (1, 3, 3, 1, H, H) and y.dtype == torch.float32
+    assert steps.last_fallback is None
+    assert torch.equal(y, steps(x, T_IN, T_OUT))  # same seed, same members
+    assert not torch.equal(y, steps(x, T_IN, T_OUT, seed=2))
+    assert float((y[:, 0] - y[:, 1]).abs().max()) > 0.01  # members differ
+    assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+
+
+def test_steps_on_a_frozen_field_falls_back_to_identical_members():
+    f = _moving_cell(speed=0.0)[:, -1:]
+    x = f.expand(-1, 5, -1, -1, -1).contiguous()
+    steps = get_baseline("steps", cadence_minutes=6, n_members=2)
+    y = steps(x, T_IN, T_OUT)
+    assert steps.last_fallback.startswith("steps fell back to extrapolation: sample 0: frozen")
+    assert torch.equal(y[:, 0], y[:, 1])
+    np.testing.assert_allclose(y[0, 0, 0, 0].numpy(), x[0, -1, 0].numpy(), atol=1e-3)
+
+
+def test_steps_without_rain_is_dry_and_refuses_off_grid_leads():
+    steps = get_baseline("steps", cadence_minutes=6, n_members=2)
+    y = steps(torch.zeros(1, 5, 1, H, H), T_IN, T_OUT)
+    assert tuple(y.shape) == (1, 2, 3, 1, H, H) and float(y.abs().max()) == 0.0
+    with pytest.raises(ValueError, match="whole multiples of 6"):
+        steps(_moving_cell(), T_IN, torch.tensor([[3.0]]))
+
+
+def test_powerlaw_noise_is_unit_variance_and_smoother_for_steeper_spectra():
+    rng = np.random.default_rng(0)
+    white = powerlaw_noise(rng, (4, 64, 64), 0.0)
+    red = powerlaw_noise(rng, (4, 64, 64), 4.0)
+    for f in (white, red):
+        np.testing.assert_allclose(f.mean(axis=(-2, -1)), 0.0, atol=1e-5)
+        np.testing.assert_allclose(f.std(axis=(-2, -1)), 1.0, atol=1e-5)
+
+    def lag1(f):
+        return float(np.mean(f[..., 1:] * f[..., :-1]))
+
+    assert abs(lag1(white)) < 0.05 and lag1(red) > 0.9
+
+
+def _model():
+    cfg = load_config("small_lagrangian")
+    return get_model("trajgru_ode", cfg).eval()
+
+
+def test_unperturbed_ensemble_is_the_deterministic_forecast():
+    x = _moving_cell(80)
+    model = _model()
+    ens = EnsembleNowcaster(
+        model, n_members=2, motion_rel=0, motion_abs=0, noise_scale=0, dry_mmh=None
+    )
+    y = ens(x, T_IN, T_OUT)
+    with torch.no_grad():
+        det = model(x, T_IN, T_OUT)
+    assert tuple(y.shape) == (1, 2, 3, 1, 80, 80)
+    torch.testing.assert_close(y[:, 0], det.clamp(0, 1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(y[:, 1], det.clamp(0, 1), atol=1e-5, rtol=0)
+
+
+def test_model_members_are_reproducible_independent_and_spread_grows_with_lead():
+    x = _moving_cell(80)
+    ens = EnsembleNowcaster(_model(), n_members=4, seed=3)
+    t_out = torch.tensor([[6.0, 60.0]])
+    y = ens(x, T_IN, t_out)
+    assert torch.equal(y, ens(x, T_IN, t_out))
+    assert torch.equal(y[:, :2], ens(x, T_IN, t_out, n_members=2))  # member m ignores N
+    assert not torch.equal(y, ens(x, T_IN, t_out, seed=4))
+    spread = y.std(dim=1).flatten(2).mean(-1)[0]  # per lead
+    assert float(spread[0]) > 0 and float(spread[1]) > 2 * float(spread[0])
+    dry = ens(torch.zeros(1, 5, 1, 80, 80), T_IN, t_out, input_mask=torch.ones(1, 5, 1, 80, 80))
+    assert float(dry.abs().max()) == 0.0  # no rain, no noise
+
+
+def test_members_are_dry_below_the_rain_threshold():
+    x = _moving_cell(80)
+    y = EnsembleNowcaster(_model(), n_members=2, seed=0)(x, T_IN, T_OUT)
+    p01 = float(rainrate_to_normalized(0.1))
+    weak = (y > 0) & (y < p01)
+    assert not bool(weak.any()) and bool((y >= p01).any())
+
+
+def test_predict_members_of_a_deterministic_predictor_is_one_member():
+    pers = get_baseline("persistence")
+    x = _moving_cell()
+    y = predict_members(pers, x, T_IN, T_OUT, None, n_members=5)
+    assert tuple(y.shape) == (1, 1, 3, 1, H, H)
+
+
+def test_bad_member_count_is_refused():
+    with pytest.raises(ValueError, match="n_members must be >= 1; got 0"):
+        EnsembleNowcaster(get_baseline("persistence"), n_members=0)
+
+
+def test_products_exceedance_probabilities_mean_and_percentiles(tmp_path):
+    import xarray as xr
+
+    from nowcast.ensemble import ensemble_products, products_dataset
+
+    p2, p10 = (float(rainrate_to_normalized(r)) for r in (2.0, 10.0))
+    values = [0.0, p2, p2 + 0.01, p10 + 0.01]  # members 0..3, the same at every pixel
+    members = [torch.full((1, 2, 1, 3, 3), v) for v in values]
+    prod = ensemble_products(iter(members), thresholds_mmh=(2.0, 10.0), percentiles=(0, 100))
+    assert prod["n_members"] == 4
+    np.testing.assert_allclose(prod["probability"][0, :, 0], 0.75)  # 3 of 4 >= 2 mm/h
+    np.testing.assert_allclose(prod["probability"][0, :, 1], 0.25)
+    np.testing.assert_allclose(prod["mean"], np.mean(values), rtol=1e-6)
+    np.testing.assert_allclose(prod["percentile"][0, :, 1], values[-1], rtol=1e-6)
+    ds = products_dataset(
+        prod, [6.0, 12.0], (2.0, 10.0), (0, 100), members=torch.stack(members)[:, 0, :, 0].numpy()
+    )
+    assert ds["reflectivity"].dims == ("realization", "lead_time", "y", "x")
+    assert ds["threshold"].attrs["standard_name"] == "rainfall_rate"
+    ds.to_netcdf(tmp_path / "ens.nc")
+    xr.testing.assert_identical(xr.open_dataset(tmp_path / "ens.nc").load(), ds)
+
+
+def test_probability_maps_draw_certain_rain_dark_and_no_rain_white(tmp_path):
+    from PIL import Image
+
+    from nowcast.ensemble import ensemble_products, plot_probability_maps, products_dataset
+
+    field = torch.zeros(1, 1, 1, 40, 40)
+    field[..., :20] = 1.0  # left half: every member far above every threshold
+    prod = ensemble_products(iter([field, field]), thresholds_mmh=(2.0,))
+    ds = products_dataset(prod, [6.0], (2.0,))
+    png = plot_probability_maps(ds, tmp_path / "p.png")
+    img = np.asarray(Image.open(png).convert("L"), dtype=float)
+    # the map's row through its middle: dark on the left (P = 1), white on the right (P = 0)
+    row = img[img.shape[0] // 2]
+    dark = np.flatnonzero(row < 60)
+    white = np.flatnonzero(row > 250)
+    assert dark.size > 20 and white.size > 20 and dark.mean() < white[white > dark.min()].mean()
+    with pytest.raises(ValueError, match=r"lead times \[30.0\] not in the products"):
+        plot_probability_maps(ds, tmp_path / "q.png", lead_times=[30.0])

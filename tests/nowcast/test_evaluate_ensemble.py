@@ -1,0 +1,89 @@
+"""Ensemble evaluation over a real resampled Zarr store: scores, reports, CLI ``--members``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+from typer.testing import CliRunner
+
+from nowcast.baselines import get_baseline
+from nowcast.ensemble import EnsembleNowcaster
+from nowcast.evaluate import evaluate_predictors, evaluate_run
+from tests.nowcast.test_evaluate import DAYS, STATIC_DAY, _dataset, store  # noqa: F401
+
+
+def test_unperturbed_persistence_ensemble_on_a_static_field_has_zero_crps(store):  # noqa: F811
+    ens = EnsembleNowcaster(
+        get_baseline("persistence"),
+        n_members=3,
+        motion_rel=0,
+        motion_abs=0,
+        noise_scale=0,
+        dry_mmh=None,
+    )
+    res = evaluate_predictors({"ens": ens}, _dataset(store, [STATIC_DAY]), 3, progress=False)
+    r = res.sel(predictor="ens")
+    # zero displacement through the bilinear warp: exact up to float32 rounding
+    np.testing.assert_allclose(r["CRPS"].values, 0.0, atol=1e-7)
+    np.testing.assert_allclose(r["ensemble_spread"].values, 0.0, atol=1e-7)
+    np.testing.assert_allclose(r["ROC_AUC"].sel(threshold=0.5).values, 1.0)
+    assert int(r["n_members"]) == 3
+
+
+def test_a_deterministic_predictor_scores_as_one_member_with_crps_equal_to_mae(store):  # noqa: F811
+    res = evaluate_predictors(
+        {"persistence": get_baseline("persistence")},
+        _dataset(store, [DAYS[3]]),
+        3,
+        members=4,
+        progress=False,
+    )
+    r = res.sel(predictor="persistence")
+    assert int(r["n_members"]) == 1 and r.sizes["rank"] == 2
+    assert float(r["CRPS"].max()) > 0
+    np.testing.assert_allclose(r["CRPS"].values, r["MAE"].values, rtol=1e-5)
+
+
+def test_evaluate_run_with_members_scores_steps_and_writes_the_reports(store, tmp_path):  # noqa: F811
+    out = evaluate_run(
+        None,
+        store,
+        split="test",
+        baselines=["pysteps", "steps"],
+        out_dir=tmp_path / "ev",
+        in_frames=4,
+        out_frames=3,
+        max_samples=2,
+        members=2,
+        progress=False,
+    )
+    assert (tmp_path / "ev" / "probabilistic.png").stat().st_size > 0
+    reopened = xr.open_dataset(tmp_path / "ev" / "results.nc").load()
+    xr.testing.assert_identical(reopened, out.results)
+    for var in ("CRPS", "reliability", "ROC_AUC", "rank_histogram"):
+        assert "predictor" in reopened[var].dims
+    assert reopened["n_members"].sel(predictor="steps") == 2
+    assert reopened["n_members"].sel(predictor="pysteps") == 1
+    md = (tmp_path / "ev" / "results.md").read_text()
+    assert "## Probabilistic scores" in md and "| steps | 2 |" in md
+
+
+def test_cli_members_must_be_positive(store):  # noqa: F811
+    from flows.cli import app
+
+    res = CliRunner().invoke(
+        app, ["evaluate", "--baselines-only", "--data", str(store), "--out", "x", "--members", "0"]
+    )
+    assert res.exit_code != 0
+    assert "--members" in res.output
+
+
+@pytest.mark.parametrize("bad", [0, -2])
+def test_steps_refuses_a_bad_member_count(bad):
+    import torch
+
+    with pytest.raises(ValueError, match=f"n_members must be >= 1; got {bad}"):
+        get_baseline("steps")(
+            torch.zeros(1, 3, 1, 8, 8), torch.zeros(1, 3), torch.ones(1, 1), n_members=bad
+        )
