@@ -60,7 +60,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline import hko7
-from pipeline.store import DATA_VARS, TIME_CHUNK, StoreWriter, create_store, is_versioned_store
+from pipeline._chunk_io import _fast_codec, _put_chunk, _set_raw, _Sink  # noqa: F401
+from pipeline.store import DATA_VARS, TIME_CHUNK, StoreWriter, create_store, is_url
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -246,86 +247,6 @@ def _decode_into(
     return None
 
 
-@functools.lru_cache(maxsize=64)
-def _fast_codec(array_dir: str) -> tuple[object, tuple[int, ...], np.dtype, str] | None:
-    """Blosc codec, chunk shape, dtype and key separator of an array we can encode directly.
-
-    Zarr-python 3 spends ~4 ms per 480 x 480 frame in its generic write path (several
-    copies and asyncio hops) against ~1 ms for the compression itself, so chunks of arrays
-    with the store's own layout -- ``[bytes, blosc]`` codecs, default chunk keys separated
-    by ``"."`` or ``"/"``, whole frames per chunk -- are encoded here with the same numcodecs
-    Blosc configuration zarr would use (the bytes are identical, see the tests). Any other
-    layout returns None and goes through zarr.
-    """
-    import json
-
-    from numcodecs import Blosc
-
-    with open(os.path.join(array_dir, "zarr.json")) as fh:
-        meta = json.load(fh)
-    codecs = meta.get("codecs", [])
-    key = meta.get("chunk_key_encoding", {})
-    chunks = tuple(meta["chunk_grid"]["configuration"]["chunk_shape"])
-    if (
-        len(codecs) != 2
-        or codecs[0].get("name") != "bytes"
-        or codecs[1].get("name") != "blosc"
-        or key.get("name") != "default"
-        or key.get("configuration", {}).get("separator", "/") not in ("/", ".")
-        or chunks[1:] != tuple(meta["shape"][1:])
-        or meta.get("data_type") not in ("uint8", "bool")
-        or meta.get("fill_value") not in (0, False)
-    ):
-        return None
-    cfg = codecs[1]["configuration"]
-    shuffle = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}[cfg["shuffle"]]
-    codec = Blosc(
-        cname=cfg["cname"],
-        clevel=cfg["clevel"],
-        shuffle=shuffle,
-        blocksize=cfg["blocksize"],
-        typesize=cfg.get("typesize"),
-    )
-    return (
-        codec,
-        chunks,
-        np.dtype(meta["data_type"]),
-        key.get("configuration", {}).get("separator", "/"),
-    )
-
-
-def _put_chunk(
-    array_dir: str, start: int, block: np.ndarray, padded: np.ndarray | None = None
-) -> None:
-    """Write frames ``start .. start + len(block)`` (one whole time chunk) of an array.
-
-    *padded*, when given, is a full-chunk buffer whose first ``len(block)`` frames are
-    *block* and the rest the fill value (saves a copy for a partial last chunk).
-    """
-    fast = _fast_codec(array_dir)
-    if fast is None:
-        import zarr
-
-        zarr.open_array(array_dir, mode="r+")[start : start + block.shape[0]] = block
-        return
-    codec, chunks, dtype, sep = fast
-    k = start // chunks[0]
-    if padded is not None and padded.shape == chunks and padded.dtype == dtype:
-        full = padded
-    elif block.shape == chunks and block.dtype == dtype and block.flags.c_contiguous:
-        full = block
-    else:
-        full = np.zeros(chunks, dtype=dtype)  # zarr pads a partial chunk with the fill value
-        full[: block.shape[0]] = block
-    key = sep.join(("c", str(k), *("0" * (len(chunks) - 1))))
-    path = os.path.join(array_dir, key)
-    if sep != ".":
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-    data = codec.encode(full.view(np.uint8).reshape(-1))
-    with open(path, "wb") as fh:  # a fresh file: chunks being rewritten are never linked
-        fh.write(data)
-
-
 class _Opaque:
     """Holds a list that dask must not walk (hundreds of small tuples cost ~0.25 ms/frame)."""
 
@@ -396,59 +317,75 @@ def _decode_chunk(
     return pixels, masks, errors
 
 
+@functools.lru_cache(maxsize=8)
+def _parent_arrays(location: str, snapshot: str) -> tuple[object, object]:
+    """``reflectivity`` and ``mask`` of a committed snapshot (read-only; cached per process)."""
+    import zarr
+
+    from pipeline.store import open_repo
+
+    store = open_repo(location).readonly_session(snapshot_id=snapshot).store
+    group = zarr.open_group(store, mode="r")
+    return group["reflectivity"], group["mask"]
+
+
 def _write_chunk(
-    new_dir: str,
-    old_dir: str,
+    sink: _Sink,
+    parent: tuple[str, str],
     start: int,
     is_old: np.ndarray,
     old_lo: int,
     decoded: tuple[np.ndarray | None, np.ndarray | None, list[tuple[str, str]]],
-) -> list[tuple[str, str]]:
-    """Complete one decoded time chunk with the current version's frames and write it.
+) -> tuple[list[tuple[str, str]], list[tuple[str, bytes]]]:
+    """Complete one decoded time chunk with the parent snapshot's frames and write it.
 
     Parameters
     ----------
-    new_dir, old_dir : str
-        New (being written) and current version directories.
+    sink : _Sink
+        Where the encoded chunks go.
+    parent : (str, str)
+        Store location and id of the snapshot the new one is based on (old frames are read
+        from it: it never changes, whatever this batch has written already).
     start : int
         First frame index of the chunk (a multiple of ``TIME_CHUNK``).
     is_old : np.ndarray
-        ``(m,)`` bool, True where slot ``i`` comes from the old version.
+        ``(m,)`` bool, True where slot ``i`` comes from the parent snapshot.
     old_lo : int
-        Old-version index of the first old slot (old slots are consecutive there).
+        Parent index of the first old slot (old slots are consecutive there).
     decoded : tuple
         Output of :func:`_decode_chunk` for this chunk (its buffers are recycled here).
 
     Returns
     -------
-    list of (str, str)
+    errors : list of (str, str)
         The decode errors; when not empty nothing was written.
+    payload : list of (str, bytes)
+        Encoded chunks for the coordinator to write (when ``sink.store`` is None).
     """
     pixels, masks, errors = decoded
     if errors:
-        return errors
+        return errors, []
     m = is_old.size
     n_old = int(is_old.sum())
     if n_old:
-        import zarr
-
         slots = np.flatnonzero(is_old)
-        for name, block in (("reflectivity", pixels), ("mask", masks)):
-            old = zarr.open_array(os.path.join(old_dir, name), mode="r")
+        for block, old in zip((pixels, masks), _parent_arrays(*parent), strict=True):
             block[slots] = old[old_lo : old_lo + n_old]
-    _put_chunk(os.path.join(new_dir, "reflectivity"), start, pixels[:m], pixels)
-    _put_chunk(os.path.join(new_dir, "mask"), start, masks[:m], masks)
+    payload = _put_chunk(sink, "reflectivity", start, pixels[:m], pixels)
+    payload += _put_chunk(sink, "mask", start, masks[:m], masks)
     _give_buffers(pixels, masks)
-    return []
+    return [], payload
 
 
 # ----------------------------------------------------------------------------- driver
 
 
-def _compute(tasks: list, workers: int, client, on_done=None) -> list:
+def _compute(tasks: list, workers: int, client, on_done=None, consume=None) -> list:
     """Run delayed *tasks* on local threads or a distributed client.
 
-    ``on_done(i)`` is called (in the calling thread) as task ``i`` finishes.
+    ``on_done(i)`` is called (in the calling thread) as task ``i`` finishes; with a client,
+    ``consume(result)`` (when given) replaces each result as it arrives, in order, and the
+    future is released at once (so encoded chunks are not all held at the same time).
     """
     import dask
     import dask.threaded
@@ -461,8 +398,10 @@ def _compute(tasks: list, workers: int, client, on_done=None) -> list:
     if client is not None:
         futures = client.compute(tasks)
         results = []
-        for i, fut in enumerate(futures):  # in order: progress may lag, never runs ahead
-            results.append(fut.result())
+        for i in range(len(futures)):  # in order: progress may lag, never runs ahead
+            result = futures[i].result()
+            futures[i] = None
+            results.append(consume(result) if consume is not None else result)
             if on_done is not None:
                 on_done(i)
         return results
@@ -479,6 +418,18 @@ def _compute(tasks: list, workers: int, client, on_done=None) -> list:
 
     with _Progress():
         return list(dask.compute(*tasks, scheduler=threads, num_workers=workers))
+
+
+def _batch_message(new_secs: np.ndarray, errors: list) -> str:
+    """Commit message of one ingest batch: what it added (frames, first and last time)."""
+
+    def fmt(sec: np.int64) -> str:
+        return pd.Timestamp(int(sec), unit="s").strftime("%Y-%m-%d %H:%M")
+
+    msg = f"ingest: add {new_secs.size} frames, {fmt(new_secs.min())} to {fmt(new_secs.max())}"
+    if errors:
+        msg += f" ({len(errors)} unreadable files left out)"
+    return msg
 
 
 def _commit_batch(
@@ -514,9 +465,24 @@ def _commit_batch(
     c0 = first // TIME_CHUNK
     start = c0 * TIME_CHUNK
     tail = old_secs[start:]
-    old_dir = str(writer.current)
     group = writer.prepare(first_time_chunk=c0, length=n_old + new_secs.size)
-    new_dir = str(writer.partial_dir)
+    parent = (str(writer.location), writer.parent_snapshot)
+    codecs = {name: _fast_codec(group[name].metadata.to_dict()) for name in DATA_VARS}
+    consume = None
+    if client is None:  # threads of this process write into the session directly
+        sink = _Sink(writer.session.store, codecs, {name: group[name] for name in DATA_VARS})
+    else:  # workers encode in parallel, this process writes their chunks as they arrive
+        from zarr.core.sync import sync
+
+        sink = _Sink(None, codecs)
+        session_store = writer.session.store
+
+        def consume(result):
+            errors, payload = result
+            for key, data in payload:
+                sync(_set_raw(session_store, key, data))
+            return errors, []
+
     decode = dask.delayed(_decode_chunk, pure=False)
     write = dask.delayed(_write_chunk, pure=False)
     names = list(sources)  # (frame_path, mask_path) of each new frame still in the batch
@@ -534,15 +500,15 @@ def _commit_batch(
             new_idx = sel[~is_old] - tail.size
             old_lo = int(old_idx[0]) + start if old_idx.size else 0
             d = decode(is_old, _Opaque([names[i] for i in new_idx]), valid_static)
-            writes.append(write(new_dir, old_dir, k * TIME_CHUNK, is_old, old_lo, d))
+            writes.append(write(sink, parent, k * TIME_CHUNK, is_old, old_lo, d))
             layout.append((is_old, new_idx))
 
         def _tick(i: int, layout=layout) -> None:
             if bar is not None and i < len(layout):
                 bar.update(int((~layout[i][0]).sum()))
 
-        results = _compute(writes, workers, client, _tick if attempt == 0 else None)
-        errors = [e for chunk_errors in results for e in chunk_errors]
+        results = _compute(writes, workers, client, _tick if attempt == 0 else None, consume)
+        errors = [e for chunk_errors, _ in results for e in chunk_errors]
         if not errors:
             break
         all_errors.extend(errors)
@@ -565,8 +531,8 @@ def _commit_batch(
             arr.resize((n_old + new_secs.size, *arr.shape[1:]))  # drops chunks past the end
         group["time"].resize((n_old + new_secs.size,))
     secs = np.concatenate([old_secs[:start], merged_tail[order]])
-    group["time"][:] = secs  # the time coordinate goes last, then the atomic commit
-    writer.commit()
+    group["time"][:] = secs  # the time coordinate goes last, then the commit
+    writer.commit(_batch_message(new_secs, all_errors))
     return secs, all_errors
 
 
@@ -629,13 +595,12 @@ def ingest_archive(
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     archive = Path(archive)
-    store = Path(store)
+    store = str(store) if is_url(store) else Path(store)
     skipped: list[tuple[str, str]] = []
     frames = hko7.discover_frames(
         archive, start=start, end=end, skipped=skipped, follow_links=follow_links
     )
-    if not is_versioned_store(store):
-        create_store(store)
+    create_store(store)  # no-op for an existing store; refuses the old layout
     report = IngestReport(store=store, frames_found=len(frames), corrupt=skipped)
 
     valid_static = None

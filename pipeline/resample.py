@@ -296,10 +296,10 @@ class _SourceReader:
     generic path through :func:`downsize`.
     """
 
-    def __init__(self, path: Path, average: str) -> None:
+    def __init__(self, path, average: str) -> None:
         import zarr
 
-        group = zarr.open_group(str(path), mode="r")
+        group = zarr.open_group(str(path) if isinstance(path, Path) else path, mode="r")
         self.refl, self.mask = group["reflectivity"], group["mask"]
         attrs = dict(self.refl.attrs)
         self.forward, self.inverse = _AVERAGES[average]
@@ -536,7 +536,7 @@ def resample_store(
     """
     from tqdm.auto import tqdm
 
-    from pipeline.store import current_version, is_versioned_store, open_store
+    from pipeline.store import is_icechunk_store, is_old_layout, open_repo, open_store
 
     t0 = _time.perf_counter()
     src_path, dst_path = Path(src), Path(dst)
@@ -566,9 +566,11 @@ def resample_store(
         if int(motion_window) < 2:
             raise ValueError(f"motion_window must be >= 2 slots, got {motion_window}")
 
-    # pin the committed version of a versioned ingest store: a concurrent ingest commit
+    # pin the latest snapshot of an Icechunk ingest store: a concurrent ingest commit
     # cannot change the frames between reading the times and reading the data
-    target = current_version(src_path) if is_versioned_store(src_path) else src_path
+    target = src_path
+    if is_icechunk_store(src_path) or is_old_layout(src_path):
+        target = open_repo(src_path).readonly_session(branch="main").store
     source = open_store(target)
     try:
         factor = _check_source(source, src_path, size)
