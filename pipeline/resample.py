@@ -40,10 +40,13 @@ Next to the store (``OUT.zarr`` -> ``OUT.gaps.csv`` and ``OUT.resample.json``) g
 table (``start``, ``end``: first and last missing slot, ``length`` in slots) and the
 report as JSON (summary figures, snapped, rejected and colliding frames).
 
-Re-running into an existing ``dst`` is refused unless ``overwrite=True``; the store is
-always built in a temporary sibling directory and renamed into place only when complete,
-so an interrupted run never leaves a half-written ``dst`` and an overwrite swaps the old
-store for the new one (the old one is deleted after the swap).
+Re-running into an existing ``dst`` is refused unless ``overwrite=True``. The output is
+an Icechunk repository (:mod:`pipeline.store`) and each resample is one commit with a
+message saying what it wrote (``nowcast store log OUT.zarr``). A new store is built in a
+temporary sibling directory and renamed into place only when committed, so an
+interrupted run never leaves a half-written ``dst``; an overwrite of an Icechunk ``dst``
+is a new commit replacing the whole group (readers that opened the earlier snapshot keep
+reading it); a plain Zarr ``dst`` of before is swapped for the new store by two renames.
 
 Memory is bounded: the source is read one block of slots at a time (``block_chunks``
 output chunks, 64 slots by default, about 60 MB of 480 x 480 float64 work arrays).
@@ -499,7 +502,7 @@ def resample_store(
         Ingest store (contract C2), opened with :func:`pipeline.store.open_store`.
     dst : path
         Output Zarr store to create (contract C3). Refused when it exists unless
-        ``overwrite``; written to a temporary sibling and renamed into place when complete.
+        ``overwrite``; one Icechunk commit (a new store: built beside and renamed in).
     size : int
         Output pixels per side; must divide the source size (480: 1, 2, 3, 4, 5, 6, 8, 10,
         12, 15, 16, 20, 24, 30, 32, 40, 48, 60, 80, 96, 120, 160, 240, 480).
@@ -516,7 +519,7 @@ def resample_store(
     block_chunks : int
         Output chunks processed per block (bounds memory).
     overwrite : bool
-        Replace an existing ``dst`` (atomically, by rename).
+        Replace an existing ``dst`` (atomically: a new commit, or a rename).
     progress : bool
         Show a tqdm bar (slots, slots/s).
     motion : str, optional
@@ -590,14 +593,25 @@ def resample_store(
     }
     if motion is not None:
         settings.update(motion=str(motion).lower(), motion_window=int(motion_window))
+    import icechunk
+
+    from pipeline.store import _storage
+
     tmp = _tmp_sibling(dst_path, "tmp")
+    fresh = not is_icechunk_store(dst_path)  # else: a new commit replaces the old group
     if tmp.exists():
         shutil.rmtree(tmp)
     try:
+        if fresh:
+            repo = icechunk.Repository.create(_storage(tmp))
+        else:
+            repo = open_repo(dst_path)
+        session = repo.writable_session("main")
+        out = session.store
         template = _template(source, slots, observed, size, cad, settings, time_chunk)
         template.to_zarr(
-            tmp,
-            mode="w-",
+            out,
+            mode="w",
             compute=False,
             consolidated=False,
             encoding=_encoding(template, time_chunk),
@@ -622,26 +636,32 @@ def resample_store(
                             "reflectivity": (("time", "y", "x"), out_dbz),
                             "mask": (("time", "y", "x"), out_valid),
                         }
-                    ).to_zarr(tmp, region={"time": slice(k0, k1)}, consolidated=False)
+                    ).to_zarr(out, region={"time": slice(k0, k1)}, consolidated=False)
                 bar.update(k1 - k0)
         motion_summary = None
         if motion is not None:
             from pipeline.motion_store import write_motion
 
             motion_summary = write_motion(
-                tmp,
+                out,
                 motion,
                 motion_window,
                 method_kwargs=motion_kwargs,
                 block_chunks=block_chunks,
                 label=str(dst_path),
             )
-        if dst_path.exists():
+        message = (
+            f"resample {src_path.name}: {int(observed.sum())} of {len(slots)} slots observed, "
+            f"{size} x {size}, cadence {cad / pd.Timedelta('1min'):g} min"
+            + (f", motion {motion}" if motion else "")
+        )
+        session.commit(message)
+        if fresh and dst_path.exists():  # a plain Zarr store of before: swapped by two renames
             old = _tmp_sibling(dst_path, "old")
             os.replace(dst_path, old)
             os.replace(tmp, dst_path)
             shutil.rmtree(old)
-        else:
+        elif fresh:
             os.replace(tmp, dst_path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -455,6 +455,32 @@ def _session_store(location: str | os.PathLike, snapshot: str | None = None):
     return repo.readonly_session(branch="main").store
 
 
+def open_group(location, mode: str = "r", snapshot: str | None = None):
+    """The root :class:`zarr.Group` of a store, read-only.
+
+    An Icechunk store (directory or ``s3://`` URL) is read from a read-only session of the
+    latest snapshot (or of *snapshot*); any other directory is opened as a plain Zarr group.
+
+    Parameters
+    ----------
+    location : str, PathLike or zarr store
+        Store location, or an already opened zarr store (returned as a group as it is).
+    mode : str
+        Only ``"r"``: writers go through :class:`StoreWriter` or a writable session.
+    snapshot : str, optional
+        Snapshot id to open instead of the latest.
+    """
+    import zarr
+
+    if mode != "r":
+        raise ValueError(f"open_group opens stores read-only, got mode={mode!r}")
+    if not isinstance(location, str | os.PathLike):
+        return zarr.open_group(location, mode="r")
+    if is_url(location) or is_icechunk_store(location) or is_old_layout(location):
+        return zarr.open_group(_session_store(location, snapshot), mode="r")
+    return zarr.open_group(str(location), mode="r")
+
+
 def store_times(location: str | os.PathLike, snapshot: str | None = None) -> pd.DatetimeIndex:
     """Committed frame times of a store without opening it with xarray.
 
