@@ -41,12 +41,11 @@ table (``start``, ``end``: first and last missing slot, ``length`` in slots) and
 report as JSON (summary figures, snapped, rejected and colliding frames).
 
 Re-running into an existing ``dst`` is refused unless ``overwrite=True``. The output is
-an Icechunk repository (:mod:`pipeline.store`) and each resample is one commit with a
-message saying what it wrote (``nowcast store log OUT.zarr``). A new store is built in a
-temporary sibling directory and renamed into place only when committed, so an
-interrupted run never leaves a half-written ``dst``; an overwrite of an Icechunk ``dst``
-is a new commit replacing the whole group (readers that opened the earlier snapshot keep
-reading it); a plain Zarr ``dst`` of before is swapped for the new store by two renames.
+an Icechunk repository (:mod:`pipeline.store`), one commit per resample saying what it
+wrote (``nowcast store log OUT.zarr``). A new store is built in a temporary sibling and
+renamed into place once committed, so an interrupted run never leaves a half-written
+``dst``; overwriting an Icechunk ``dst`` is a new commit (readers of the earlier snapshot
+keep it); a plain Zarr ``dst`` of before is swapped for the new one by two renames.
 
 Memory is bounded: the source is read one block of slots at a time (``block_chunks``
 output chunks, 64 slots by default, about 60 MB of 480 x 480 float64 work arrays).
@@ -539,19 +538,19 @@ def resample_store(
     """
     from tqdm.auto import tqdm
 
-    from pipeline.store import is_icechunk_store, is_old_layout, open_repo, open_store
+    from pipeline.store import is_icechunk_store, is_old_layout, is_url, open_repo, open_store
 
     t0 = _time.perf_counter()
-    src_path, dst_path = Path(src), Path(dst)
-    if not src_path.exists():
+    src_path, dst_path = (str(src) if is_url(src) else Path(src)), Path(dst)
+    if is_url(dst):
+        raise ValueError(f"dst {dst}: the resampled store is written to a local directory")
+    if not is_url(src_path) and not src_path.exists():
         raise ValueError(f"source store {src_path} does not exist")
-    if dst_path.resolve() == src_path.resolve():
+    if not is_url(src_path) and dst_path.resolve() == src_path.resolve():
         raise ValueError(f"dst {dst_path} is the source store; choose another path")
     if dst_path.exists() and not overwrite:
-        raise FileExistsError(
-            f"output store {dst_path} already exists; pass overwrite=True (--overwrite) "
-            "to replace it"
-        )
+        msg = f"output store {dst_path} already exists; pass overwrite=True (--overwrite)"
+        raise FileExistsError(msg + " to replace it")
     if not dst_path.parent.is_dir():
         raise ValueError(f"parent directory of {dst_path} does not exist")
     if time_chunk < 1 or block_chunks < 1:
@@ -569,10 +568,9 @@ def resample_store(
         if int(motion_window) < 2:
             raise ValueError(f"motion_window must be >= 2 slots, got {motion_window}")
 
-    # pin the latest snapshot of an Icechunk ingest store: a concurrent ingest commit
-    # cannot change the frames between reading the times and reading the data
+    # pin the latest snapshot: a concurrent ingest cannot change the frames under us
     target = src_path
-    if is_icechunk_store(src_path) or is_old_layout(src_path):
+    if is_url(src_path) or is_icechunk_store(src_path) or is_old_layout(src_path):
         target = open_repo(src_path).readonly_session(branch="main").store
     source = open_store(target)
     try:
@@ -593,20 +591,11 @@ def resample_store(
     }
     if motion is not None:
         settings.update(motion=str(motion).lower(), motion_window=int(motion_window))
-    import icechunk
-
-    from pipeline.store import _storage
+    from pipeline.store_engine import place_store, replacement_session
 
     tmp = _tmp_sibling(dst_path, "tmp")
-    fresh = not is_icechunk_store(dst_path)  # else: a new commit replaces the old group
-    if tmp.exists():
-        shutil.rmtree(tmp)
     try:
-        if fresh:
-            repo = icechunk.Repository.create(_storage(tmp))
-        else:
-            repo = open_repo(dst_path)
-        session = repo.writable_session("main")
+        session, fresh = replacement_session(dst_path, tmp)
         out = session.store
         template = _template(source, slots, observed, size, cad, settings, time_chunk)
         template.to_zarr(
@@ -650,19 +639,14 @@ def resample_store(
                 block_chunks=block_chunks,
                 label=str(dst_path),
             )
-        message = (
-            f"resample {src_path.name}: {int(observed.sum())} of {len(slots)} slots observed, "
-            f"{size} x {size}, cadence {cad / pd.Timedelta('1min'):g} min"
+        name = str(src_path).rstrip("/").rsplit("/", 1)[-1]
+        session.commit(
+            f"resample {name}: {int(observed.sum())} of {len(slots)} slots observed, {size} x "
+            f"{size}, cadence {cad / pd.Timedelta('1min'):g} min"
             + (f", motion {motion}" if motion else "")
         )
-        session.commit(message)
-        if fresh and dst_path.exists():  # a plain Zarr store of before: swapped by two renames
-            old = _tmp_sibling(dst_path, "old")
-            os.replace(dst_path, old)
-            os.replace(tmp, dst_path)
-            shutil.rmtree(old)
-        elif fresh:
-            os.replace(tmp, dst_path)
+        if fresh:
+            place_store(tmp, dst_path, _tmp_sibling(dst_path, "old"))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

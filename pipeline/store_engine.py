@@ -120,3 +120,35 @@ def store_lock(location: str | os.PathLike) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def replacement_session(dst: Path, tmp: Path):
+    """A writable session for a store that a job writes whole (resample): ``(session, fresh)``.
+
+    An Icechunk *dst* gets a new commit on its own branch (``fresh`` False: readers of
+    earlier snapshots are not disturbed); otherwise a new repository is created at *tmp*
+    (removed first when a killed run left it) to be moved into place by
+    :func:`place_store` once committed.
+    """
+    import shutil
+
+    import icechunk
+
+    if is_icechunk_store(dst):
+        return open_repo(dst).writable_session("main"), False
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    return icechunk.Repository.create(_storage(tmp)).writable_session("main"), True
+
+
+def place_store(tmp: Path, dst: Path, old: Path) -> None:
+    """Move the committed store *tmp* to *dst*; an existing *dst* (a plain Zarr store of
+    before) is swapped out by two renames through *old* and deleted."""
+    import shutil
+
+    if dst.exists():
+        os.replace(dst, old)
+        os.replace(tmp, dst)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, dst)

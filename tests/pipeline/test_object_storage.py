@@ -1,0 +1,104 @@
+"""Stores on S3-compatible object storage: a moto server on 127.0.0.1, started and stopped
+here (ingest, read-back, history, resample from the bucket, a conflicting commit)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from pipeline import hko7
+from pipeline.ingest import ingest_archive
+from pipeline.store import StoreWriter, create_store, open_store, store_log
+
+moto_server = pytest.importorskip("moto.server")
+
+BUCKET = "radar-test"
+TIMES = pd.date_range("2015-06-01 00:00", periods=40, freq="6min")
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """Endpoint and credentials of a fresh moto S3 server, set in the environment."""
+    import boto3
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        mp.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+        boto3.client(
+            "s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1"
+        ).create_bucket(Bucket=BUCKET)
+        yield env
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("hko7s3")
+    ramp = (np.arange(480 * 480) % 256).astype(np.uint8).reshape(480, 480)
+    for k, t in enumerate(TIMES):
+        frame = ramp.copy()
+        frame[100:140, 10 * k : 10 * k + 40] = 200  # a block moving 10 px a frame
+        hko7.write_frame(hko7.frame_path(root, t), frame)
+    return root
+
+
+def test_ingest_read_back_log_and_resample_on_object_storage(s3, archive, tmp_path):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from pipeline.resample import resample_store
+
+    url = f"s3://{BUCKET}/stores/radar.zarr"
+    first = ingest_archive(archive, url, end=TIMES[19], progress=False, batch_size=16)
+    rest = ingest_archive(archive, url, progress=False, batch_size=16)
+    assert (first.frames_written, rest.frames_written, rest.skipped_existing) == (20, 20, 20)
+    local = tmp_path / "radar.zarr"
+    ingest_archive(archive, local, progress=False)
+    ds = open_store(url)
+    assert ds.sizes["time"] == 40
+    xr.testing.assert_identical(ds.load(), open_store(local).load())
+    assert ds["reflectivity"].values[7, 120, 70 + 5] == np.float32(200 / 255 * 70 - 10)
+
+    res = CliRunner().invoke(app, ["store", "log", url])
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.strip().splitlines()
+    # batches of 16, 4, 16 and 4 frames, the empty schema, "Repository initialized"
+    assert len(lines) == first.batches + rest.batches + 2
+    assert "ingest: add 4 frames, 2015-06-01 03:36 to 2015-06-01 03:54" in lines[0]
+
+    from_bucket = resample_store(url, tmp_path / "a.zarr", size=96, progress=False)
+    from_disk = resample_store(local, tmp_path / "b.zarr", size=96, progress=False)
+    assert from_bucket.n_observed == from_disk.n_observed == 40
+    a, b = open_store(tmp_path / "a.zarr").load(), open_store(tmp_path / "b.zarr").load()
+    xr.testing.assert_identical(a.drop_attrs(), b.drop_attrs())
+
+
+def test_a_conflicting_commit_on_object_storage_is_refused(s3):
+    url = f"s3://{BUCKET}/stores/conflict.zarr"
+    create_store(url, size=16)
+    with StoreWriter(url) as w1, StoreWriter(url) as w2:  # no lock on object storage
+        g1 = w1.prepare(first_time_chunk=0, length=1)
+        g2 = w2.prepare(first_time_chunk=0, length=2)
+        g1["time"][:] = [0]
+        g2["time"][:] = [0, 360]
+        w1.commit("one frame")
+        with pytest.raises(RuntimeError, match="another writer committed"):
+            w2.commit("two frames")
+    assert open_store(url).sizes["time"] == 1
+    assert [m for _, _, m in store_log(url)][0] == "one frame"
