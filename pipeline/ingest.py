@@ -7,29 +7,30 @@ when that is more (up to 16,384; see :func:`_batch_frames`). Each batch:
 
 1. checks every PNG's header and end (two tiny reads): truncated files are reported and
    left out before anything is laid out;
-2. starts one new store version (:class:`pipeline.store.StoreWriter`): chunks before the
-   batch's insertion point are shared with the previous version (hard links);
+2. opens a writable Icechunk session (:class:`pipeline.store.StoreWriter`): chunks before
+   the batch's insertion point stay shared with the parent snapshot (by reference);
 3. runs one dask graph (local threads by default, a ``dask.distributed`` scheduler when
    ``scheduler_address`` is given) with, per time chunk from the insertion point on, a
    task that decodes the chunk's new PNGs (imagecodecs' libpng) and zlib masks
-   (libdeflate) straight into a
-   recycled chunk buffer and a task that adds the chunk's old frames and writes the
-   compressed chunk file;
+   (libdeflate) straight into a recycled chunk buffer and a task that adds the chunk's old
+   frames (read from the parent snapshot) and hands the Blosc-compressed chunk to the
+   session (:mod:`pipeline._chunk_io`; on dask distributed the workers encode and this
+   process writes the chunks into the one session);
 4. a frame whose PNG or mask still turns out unreadable is reported in
    :attr:`IngestReport.corrupt` with the reason and dropped; chunks from its position on
    are decoded and written again without it (the rest of the batch goes in);
-5. writes the ``time`` coordinate last and commits by an atomic rename.
+5. writes ``time`` last and commits: ``ingest: add N frames, FIRST to LAST``.
 
 Properties (see :mod:`pipeline.store` for the costs):
 
 - **idempotent**: frames are keyed by time; ingesting the same days again writes nothing
-  and leaves every file unchanged;
+  and makes no commit;
 - **order-independent**: days ingested out of order end up sorted, and the store is
   identical (chunk for chunk) to an in-order ingest; inserting before existing frames
   rewrites the chunks after the insertion point, once per batch;
-- **crash-safe**: a process killed at any moment leaves the last committed version (it
-  opens and holds whole batches only); the next run completes the store to the same
-  content as a clean run;
+- **crash-safe**: a process killed at any moment leaves the last commit (it opens and
+  holds whole batches only); the next run completes the store to the same content as a
+  clean run; concurrent ingests into a local store are serialised by its writer lock;
 - **bounded memory**: a few decoded chunks per worker (dask runs each chunk's write right
   after its decode; buffers are recycled) plus the frame list, whatever the batch size:
   peak RSS 186 MB for 1,868 frames in one batch or in four; a year is never held at once;
@@ -37,14 +38,11 @@ Properties (see :mod:`pipeline.store` for the costs):
   (``mask_dat.npz``; when the archive has no such file nothing is excluded, and a frame
   without a mask file is all valid).
 
-Speed (``benchmarks/ingest.py``, best of 3, 2 synthetic days, 2 threads, on a shared 2-core
-machine): about 1,050 frames/s, 0.84 of the frames/s of bare Pillow decoding of the same
-PNGs (0.74 counting the one-off store creation) and 0.67-0.70 of bare decoding with ingest's
-own, faster decoder (imagecodecs' libpng is ~25 % faster than Pillow here). Per frame, on
-top of the ~1.1 ms PNG decode: mask read and inflate ~0.05 ms, Blosc-LZ4 ~0.16 ms (pixels
-and mask, one thread), chunk files ~0.05 ms (creating a file or directory costs ~0.4 ms on
-this VM, hence 16-frame chunks and ``"."`` chunk keys: no directory per chunk), plus ~50 ms
-per call to list the archive and lay out the batch.
+Speed (``benchmarks/ingest.py``, best of 3, 2 synthetic days, 2 threads, shared 2-core
+machine): 0.84 of bare Pillow decoding with the layout before Icechunk, 0.88 on Icechunk
+(~10 ms per commit). Per frame, on top of the ~1.1 ms PNG decode: mask read and inflate
+~0.05 ms, Blosc-LZ4 ~0.16 ms (pixels and mask, one thread), handing the chunk to the
+session ~0.05 ms, plus ~50 ms per call to list the archive and lay out the batch.
 """
 
 from __future__ import annotations
@@ -60,7 +58,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import hko7
-from pipeline._chunk_io import _fast_codec, _put_chunk, _set_raw, _Sink  # noqa: F401
+from pipeline._chunk_io import _fast_codec, _put_chunk, _set_raw, _Sink
 from pipeline.store import DATA_VARS, TIME_CHUNK, StoreWriter, create_store, is_url
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -76,11 +74,10 @@ MAX_GROWN_BATCH: int = 16384
 def _batch_frames(batch_size: int, n_stored: int) -> int:
     """Frames in the next batch: *batch_size*, or a tenth of the store when that is more.
 
-    Every commit hard-links all unchanged chunks of the store into the new version and
-    later deletes the oldest version: ~0.65 s per commit for the 240,000 frames of HKO-7
-    (30,000 chunk files), as long as a 512-frame batch takes to decode. Growing batches
-    with the store keep that cost at a few per cent of the ingest (O(n) in all instead of
-    O(n^2)). Memory does not grow with the batch (peak RSS 186 MB for 1,868 frames in one
+    Every commit writes a new manifest listing all chunks of the store (Icechunk), a cost
+    that grows with the store (the home-made layout before it hard-linked every chunk,
+    ~0.65 s per commit for the 240,000 frames of HKO-7). Growing batches with the store
+    keep that cost at a few per cent of the ingest (O(n) in all instead of O(n^2)). Memory does not grow with the batch (peak RSS 186 MB for 1,868 frames in one
     batch or in four); a killed ingest loses at most the batch in progress.
 
     Examples
@@ -113,7 +110,9 @@ class IngestReport:
     seconds : float
         Wall-clock time of the call.
     batches : int
-        Store versions committed.
+        Commits made (one per batch that added frames).
+    commit_seconds : float
+        Wall-clock time spent in the commits themselves.
     static_mask_used : bool
         Whether ``mask_dat.npz`` was found and applied.
     """
@@ -126,6 +125,7 @@ class IngestReport:
     seconds: float = 0.0
     batches: int = 0
     static_mask_used: bool = False
+    commit_seconds: float = 0.0
 
     @property
     def frames_per_second(self) -> float:
@@ -441,8 +441,9 @@ def _commit_batch(
     workers: int,
     client,
     bar=None,
+    report: IngestReport | None = None,
 ) -> tuple[np.ndarray, list[tuple[str, str]]]:
-    """Merge sorted new frames into the store as one new version.
+    """Merge sorted new frames into the store as one commit (time added to *report*).
 
     Per time chunk from the insertion point on, one dask task decodes the chunk's new
     frames straight into a (recycled) chunk buffer and a second one adds the chunk's old
@@ -532,7 +533,10 @@ def _commit_batch(
         group["time"].resize((n_old + new_secs.size,))
     secs = np.concatenate([old_secs[:start], merged_tail[order]])
     group["time"][:] = secs  # the time coordinate goes last, then the commit
+    t_commit = time.perf_counter()
     writer.commit(_batch_message(new_secs, all_errors))
+    if report is not None:
+        report.commit_seconds += time.perf_counter() - t_commit
     return secs, all_errors
 
 
@@ -554,7 +558,8 @@ def ingest_archive(
     archive : str or PathLike
         HKO-7 archive root (holding ``radarPNG/``).
     store : str or PathLike
-        Store directory (see :mod:`pipeline.store`); created when it does not exist.
+        Store directory or ``s3://bucket/prefix`` URL (see :mod:`pipeline.store`); created
+        when it does not exist.
     start, end : timestamp-like, optional
         Inclusive time bounds of the frames to ingest (anything pandas parses).
     workers : int, optional
@@ -566,9 +571,9 @@ def ingest_archive(
         Address of a running ``dask.distributed`` scheduler (e.g. ``tcp://host:8786``);
         its workers must see *archive* and *store* under the same paths.
     batch_size : int
-        Frames per committed store version, at least; batches grow to a tenth of the
-        frames already stored (up to 16,384) so that the per-commit cost (hard links of the
-        unchanged chunks) stays a few per cent. A killed ingest loses the batch in progress.
+        Frames per commit, at least; batches grow to a tenth of the frames already stored
+        (up to 16,384) so that the per-commit cost (the manifest of every chunk) stays a few
+        per cent. A killed ingest loses the batch in progress.
     follow_links : bool
         Follow symbolic links leading outside the archive root; by default they are
         skipped and listed in :attr:`IngestReport.corrupt`.
@@ -682,7 +687,7 @@ def _ingest_batches(
                 bar.update(b0 - bar.n)
                 continue
             new_secs, errors = _commit_batch(
-                writer, secs, part_secs, sources, static, workers, client, bar
+                writer, secs, part_secs, sources, static, workers, client, bar, report
             )
             report.corrupt.extend(errors)
             if new_secs.size > secs.size:
