@@ -1,6 +1,6 @@
-"""Direct chunk encoding for ingest: chunks of the store's own layout, encoded with the same
-Blosc configuration zarr would use and handed to the Icechunk session as raw bytes (see
-:func:`_fast_codec`); used by :mod:`pipeline.ingest`.
+"""Helpers of :mod:`pipeline.ingest`: direct chunk encoding (chunks of the store's own
+layout, encoded with the same Blosc configuration zarr would use and handed to the Icechunk
+session as raw bytes, see :func:`_fast_codec`) and the dask runner (:func:`_compute`).
 """
 
 from __future__ import annotations
@@ -113,3 +113,43 @@ def _put_chunk(
         return [(key, bytes(data))]
     sync(_set_raw(sink.store, key, bytes(data)))
     return []
+
+
+def _compute(tasks: list, workers: int, client, on_done=None, consume=None) -> list:
+    """Run delayed *tasks* on local threads or a distributed client.
+
+    ``on_done(i)`` is called (in the calling thread) as task ``i`` finishes; with a client,
+    ``consume(result)`` (when given) replaces each result as it arrives, in order, and the
+    future is released at once (so encoded chunks are not all held at the same time).
+    """
+    import dask
+    import dask.threaded
+
+    # the scheduler function itself, not the name "threads": dask then does not import
+    # distributed (~0.2 s) to look for a client
+    threads = dask.threaded.get
+    if not tasks:
+        return []
+    if client is not None:
+        futures = client.compute(tasks)
+        results = []
+        for i in range(len(futures)):  # in order: progress may lag, never runs ahead
+            result = futures[i].result()
+            futures[i] = None
+            results.append(consume(result) if consume is not None else result)
+            if on_done is not None:
+                on_done(i)
+        return results
+    if on_done is None:
+        return list(dask.compute(*tasks, scheduler=threads, num_workers=workers))
+    from dask.callbacks import Callback
+
+    index = {t.key: i for i, t in enumerate(tasks)}
+
+    class _Progress(Callback):
+        def _posttask(self, key, result, dsk, state, worker_id):
+            if key in index:
+                on_done(index[key])
+
+    with _Progress():
+        return list(dask.compute(*tasks, scheduler=threads, num_workers=workers))

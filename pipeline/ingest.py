@@ -58,8 +58,15 @@ import numpy as np
 import pandas as pd
 
 from pipeline import hko7
-from pipeline._chunk_io import _fast_codec, _put_chunk, _set_raw, _Sink
-from pipeline.store import DATA_VARS, TIME_CHUNK, StoreWriter, create_store, is_url
+from pipeline._chunk_io import _compute, _fast_codec, _put_chunk, _set_raw, _Sink
+from pipeline.store import (
+    DATA_VARS,
+    TIME_CHUNK,
+    CommitConflictError,
+    StoreWriter,
+    create_store,
+    is_url,
+)
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -69,6 +76,8 @@ BATCH_GROWTH: int = 10
 """Batches grow to ``1 / BATCH_GROWTH`` of the frames stored (see :func:`_batch_frames`)."""
 MAX_GROWN_BATCH: int = 16384
 """Largest batch that growth alone gives (about 70 days of frames, ~15 s of work here)."""
+COMMIT_RETRIES: int = 5
+"""Times a batch is redone after another writer committed first (object storage only)."""
 
 
 def _batch_frames(batch_size: int, n_stored: int) -> int:
@@ -380,46 +389,6 @@ def _write_chunk(
 # ----------------------------------------------------------------------------- driver
 
 
-def _compute(tasks: list, workers: int, client, on_done=None, consume=None) -> list:
-    """Run delayed *tasks* on local threads or a distributed client.
-
-    ``on_done(i)`` is called (in the calling thread) as task ``i`` finishes; with a client,
-    ``consume(result)`` (when given) replaces each result as it arrives, in order, and the
-    future is released at once (so encoded chunks are not all held at the same time).
-    """
-    import dask
-    import dask.threaded
-
-    # the scheduler function itself, not the name "threads": dask then does not import
-    # distributed (~0.2 s) to look for a client
-    threads = dask.threaded.get
-    if not tasks:
-        return []
-    if client is not None:
-        futures = client.compute(tasks)
-        results = []
-        for i in range(len(futures)):  # in order: progress may lag, never runs ahead
-            result = futures[i].result()
-            futures[i] = None
-            results.append(consume(result) if consume is not None else result)
-            if on_done is not None:
-                on_done(i)
-        return results
-    if on_done is None:
-        return list(dask.compute(*tasks, scheduler=threads, num_workers=workers))
-    from dask.callbacks import Callback
-
-    index = {t.key: i for i, t in enumerate(tasks)}
-
-    class _Progress(Callback):
-        def _posttask(self, key, result, dsk, state, worker_id):
-            if key in index:
-                on_done(index[key])
-
-    with _Progress():
-        return list(dask.compute(*tasks, scheduler=threads, num_workers=workers))
-
-
 def _batch_message(new_secs: np.ndarray, errors: list) -> str:
     """Commit message of one ingest batch: what it added (frames, first and last time)."""
 
@@ -626,27 +595,24 @@ def ingest_archive(
                     f"store {store} holds {shape[0]} x {shape[1]} frames, expected "
                     f"{hko7.FRAME_SHAPE[0]} x {hko7.FRAME_SHAPE[1]} HKO-7 frames"
                 )
-            secs = writer.times()
             frame_secs = frames.index.values.astype("datetime64[s]").astype(np.int64)
-            todo_mask = ~np.isin(frame_secs, secs)
-            report.skipped_existing = int((~todo_mask).sum())
-            todo = frames[todo_mask]
-            todo_secs = frame_secs[todo_mask]
-            _ingest_batches(
-                writer,
-                todo,
-                todo_secs,
-                secs,
-                valid_static,
-                batch_size,
-                workers,
-                client,
-                progress,
-                report,
-            )
+            for attempt in range(COMMIT_RETRIES + 1):  # object storage: lost commit races
+                secs = writer.times()
+                todo = ~np.isin(frame_secs, secs)
+                report.skipped_existing = int((~todo).sum()) - report.frames_written
+                try:
+                    _ingest_batches(
+                        writer, frames[todo], frame_secs[todo], secs, valid_static,
+                        batch_size, workers, client, progress, report,
+                    )  # fmt: skip
+                    break
+                except CommitConflictError:
+                    if attempt == COMMIT_RETRIES:
+                        raise
     finally:
         if client is not None:
             client.close()
+    report.corrupt = list(dict.fromkeys(report.corrupt))  # a retried batch reports again
     report.seconds = time.perf_counter() - t_start
     return report
 

@@ -316,6 +316,10 @@ def create_store(location: str | os.PathLike, size: int = geo.NATIVE_SIZE) -> st
     return out
 
 
+class CommitConflictError(RuntimeError):
+    """Another writer committed to the store while this one was writing (object storage)."""
+
+
 class StoreWriter:
     """Writer of the next store snapshot (one Icechunk commit; used by :mod:`pipeline.ingest`).
 
@@ -424,9 +428,10 @@ class StoreWriter:
 
         Raises
         ------
-        RuntimeError
-            If another writer committed to the store since :meth:`prepare` (object
-            storage, where there is no lock): nothing of this session is kept.
+        CommitConflictError
+            (a RuntimeError) If another writer committed to the store since
+            :meth:`prepare` (object storage, where there is no lock): nothing of this
+            session is kept.
         """
         import icechunk
 
@@ -435,7 +440,7 @@ class StoreWriter:
         try:
             snap = self._session.commit(message)
         except icechunk.ConflictError as err:
-            raise RuntimeError(
+            raise CommitConflictError(
                 f"store {self.location}: another writer committed while this one was "
                 f"writing ({err}); nothing was committed, run again (ingest skips the frames "
                 "already stored)"

@@ -102,3 +102,34 @@ def test_a_conflicting_commit_on_object_storage_is_refused(s3):
             w2.commit("two frames")
     assert open_store(url).sizes["time"] == 1
     assert [m for _, _, m in store_log(url)][0] == "one frame"
+
+
+def test_two_ingests_at_once_into_a_bucket_store_write_every_frame_once(s3, archive, tmp_path):
+    import threading
+
+    url = f"s3://{BUCKET}/stores/shared.zarr"
+    create_store(url)
+    reports, errors = [], []
+
+    def run(**bounds):
+        try:
+            reports.append(ingest_archive(archive, url, progress=False, batch_size=16, **bounds))
+        except Exception as err:  # pragma: no cover - shown by the assert below
+            errors.append(err)
+
+    threads = [
+        threading.Thread(target=run, kwargs={"end": TIMES[29]}),
+        threading.Thread(target=run, kwargs={"start": TIMES[10]}),  # overlaps 10 .. 29
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    assert sum(r.frames_written for r in reports) == len(TIMES)  # every frame exactly once
+    ds = open_store(url)
+    want = pd.DatetimeIndex(list(TIMES), name="time").as_unit("ns")
+    pd.testing.assert_index_equal(ds.indexes["time"], want)
+    local = tmp_path / "radar.zarr"
+    ingest_archive(archive, local, progress=False)
+    xr.testing.assert_identical(ds.load(), open_store(local).load())
