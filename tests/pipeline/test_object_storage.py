@@ -1,5 +1,6 @@
 """Stores on S3-compatible object storage: a moto server on 127.0.0.1, started and stopped
-here (ingest, read-back, history, resample from the bucket, a conflicting commit)."""
+here (ingest, read-back, history, resample from the bucket, conflicting commits, two ingests
+at once, a forecast cycle reading the store from the bucket)."""
 
 from __future__ import annotations
 
@@ -133,3 +134,29 @@ def test_two_ingests_at_once_into_a_bucket_store_write_every_frame_once(s3, arch
     local = tmp_path / "radar.zarr"
     ingest_archive(archive, local, progress=False)
     xr.testing.assert_identical(ds.load(), open_store(local).load())
+
+
+@pytest.mark.slow  # maps of a 480 x 480 forecast: ~10 s
+def test_a_forecast_cycle_reads_its_store_from_the_bucket(s3, archive, tmp_path):
+    from flows.forecast import ForecastSettings, forecast_cycle
+    from flows.products import open_forecast_netcdf
+
+    url = f"s3://{BUCKET}/stores/cycle.zarr"
+    ingest_archive(archive, url, progress=False)
+    site = tmp_path / "site"
+    settings = ForecastSettings(
+        url,
+        str(site),
+        baseline="persistence",
+        lead_minutes=(6, 12),
+        in_frames=2,
+        n_obs_frames=1,
+        coastline_resolution="110m",
+    )
+    issue = TIMES[30]
+    result = forecast_cycle(settings, now=issue)
+    assert result.status == "ok", result
+    fc = open_forecast_netcdf(site / "runs" / issue.strftime("%Y%m%dT%H%MZ") / "forecast.nc")
+    last = open_store(url)["reflectivity"].sel(time=issue).values
+    for lead in range(2):  # persistence: the frame at the issue time at every lead
+        np.testing.assert_allclose(fc["reflectivity"].values[lead], last, atol=1e-4)
