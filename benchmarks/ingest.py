@@ -22,7 +22,9 @@ Figures:
 - ``reingest_s``: a second, idempotent run over the same days (nothing to write);
 - ``read_fps``: frames/s reading the store back in 20-frame clips (float32 dBZ and mask)
   through :func:`pipeline.store.open_store`;
-- ``store_mb`` / ``archive_mb``: bytes on disk (hard-linked chunks counted once).
+- ``commits`` / ``commit_s_per_batch``: Icechunk commits of the best ingest pass and the
+  mean wall-clock time of one commit;
+- ``store_mb`` / ``archive_mb``: bytes on disk.
 
 Usage::
 
@@ -198,6 +200,8 @@ def main() -> None:
                     "ingest_s": round(report.seconds, 3),
                     "reingest_s": round(reingest_s, 3),
                     "reingest_written": again.frames_written,
+                    "commits": report.batches,
+                    "commit_s_per_batch": round(report.commit_seconds / max(report.batches, 1), 4),
                     "read_fps": round(read_fps, 1),
                     "archive_mb": round(_dir_mb(archive), 1),
                     "store_mb": round(_dir_mb(store), 1),

@@ -1,4 +1,5 @@
-"""``nowcast ingest``: HKO-7 archive -> radar Zarr store, incremental and idempotent (C2)."""
+"""``nowcast ingest`` (HKO-7 archive -> radar store, incremental and idempotent, C2) and
+``nowcast store log STORE`` / ``nowcast store migrate OLD NEW``."""
 
 from __future__ import annotations
 
@@ -8,14 +9,45 @@ from typing import Annotated
 
 import typer
 
+store_app = typer.Typer(
+    name="store", help="Radar stores: history and conversion.", no_args_is_help=True
+)
+
+
+@store_app.command("log")
+def log(
+    store: Annotated[str, typer.Argument(help="Store directory or s3:// URL.")],
+) -> None:
+    """List STORE's commits, newest first: snapshot id, time (UTC), message."""
+    from pipeline.store import store_log
+
+    for snap, when, message in store_log(store):
+        typer.echo(f"{snap}  {when:%Y-%m-%d %H:%M:%S}  {message}")
+
+
+@store_app.command("migrate")
+def migrate(
+    old: Annotated[Path, typer.Argument(help="Store of the old layout (CURRENT + vNNNNNN.zarr).")],
+    new: Annotated[str, typer.Argument(help="New store to create (directory or s3:// URL).")],
+) -> None:
+    """Copy the store OLD (old version-folder layout) into the new store NEW (one commit)."""
+    from pipeline.store_migrate import migrate_store
+
+    n = migrate_store(old, new)
+    typer.echo(json.dumps({"store": new, "frames": n}))
+
 
 def register(app: typer.Typer) -> None:
-    """Add the ``ingest`` subcommand to *app*."""
+    """Add the ``ingest`` and ``store`` subcommands to *app*."""
+
+    app.add_typer(store_app)
 
     @app.command("ingest")
     def ingest(
         archive: Annotated[Path, typer.Argument(help="HKO-7 archive root (holds radarPNG/).")],
-        store: Annotated[Path, typer.Argument(help="Radar store to create or extend.")],
+        store: Annotated[
+            str, typer.Argument(help="Radar store to create or extend (directory or s3:// URL).")
+        ],
         start: Annotated[
             str | None, typer.Option("--start", help="First frame time (inclusive).")
         ] = None,

@@ -14,7 +14,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("resample")
     def resample(
-        store: Annotated[Path, typer.Argument(help="Ingest store (made by `nowcast ingest`).")],
+        store: Annotated[
+            str, typer.Argument(help="Ingest store (made by `nowcast ingest`; path or s3:// URL).")
+        ],
         out: Annotated[Path, typer.Argument(help="Resampled Zarr store to create.")],
         size: Annotated[
             int, typer.Option("--size", help="Output pixels per side; must divide 480.")

@@ -264,12 +264,12 @@ def verify_earlier(settings: ForecastSettings, issue: pd.Timestamp, size: int):
     """
     import json
 
-    from flows.products import open_forecast_zarr, verify_forecast
+    from flows.products import forecast_archive_exists, open_forecast_zarr, verify_forecast
     from nowcast.forecast import observations_dataset
 
     site = Path(settings.site)
     archive = site / "forecasts.zarr"
-    if not (archive / "zarr.json").exists():
+    if not forecast_archive_exists(archive):
         return None
     done: set[str] = set()
     scores_file = site / "scores.json"

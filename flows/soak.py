@@ -413,7 +413,7 @@ def run_soak(
 
 def _site_mismatches(site: Path, cycles: list[SoakCycle]) -> list[str]:
     """What in *site* disagrees with the cycles' outcomes (empty when all agree)."""
-    from flows.products import open_forecast_zarr, run_id
+    from flows.products import forecast_archive_exists, open_forecast_zarr, run_id
 
     out: list[str] = []
     ok = [pd.Timestamp(c.now) for c in cycles if c.status == "ok"]
@@ -441,7 +441,7 @@ def _site_mismatches(site: Path, cycles: list[SoakCycle]) -> list[str]:
         out.append("unfinished site changes left behind")
     archive = site / "forecasts.zarr"
     issues = set()
-    if (archive / "zarr.json").exists():
+    if forecast_archive_exists(archive):
         fz = open_forecast_zarr(archive)
         issues = set(pd.DatetimeIndex(fz["issue_time"].values))
         fz.close()

@@ -138,6 +138,23 @@ def archive_tour():
         ),
         _md(
             """
+            The store is an Icechunk repository and `open_store` reads a read-only session
+            of its latest snapshot (later ingests do not change what `ds` reads). The
+            equivalent with icechunk and xarray only (uint8 pixels decoded by xarray's CF
+            scale/offset, in float64):
+
+            ```python
+            import icechunk, xarray as xr
+            repo = icechunk.Repository.open(icechunk.local_filesystem_storage(STORE))
+            ds = xr.open_zarr(repo.readonly_session("main").store, consolidated=False)
+            ```
+
+            `nowcast store log STORE` lists the commits (one per ingest batch);
+            `open_store(STORE, snapshot=ID)` opens an earlier one.
+            """
+        ),
+        _md(
+            """
             ## 1. Coverage
 
             Frames per day against the nominal count (one frame per `CADENCE`), then the gaps:

@@ -154,9 +154,9 @@ def _read_index(store_path: str | os.PathLike) -> tuple[pd.DatetimeIndex, np.nda
 
 
 def _check_motion(path: Path) -> None:
-    import zarr
+    from pipeline.store import open_group
 
-    group = zarr.open_group(str(path), mode="r")
+    group = open_group(path)
     missing = [v for v in ("motion", "motion_fallback") if v not in group]
     if missing:
         raise ValueError(
@@ -167,9 +167,9 @@ def _check_motion(path: Path) -> None:
 
 
 def _frame_shape(path: Path) -> tuple[int, int]:
-    import zarr
+    from pipeline.store import open_group
 
-    shape = zarr.open_group(str(path), mode="r")["reflectivity"].shape
+    shape = open_group(path)["reflectivity"].shape
     return int(shape[1]), int(shape[2])
 
 
@@ -182,9 +182,9 @@ class _ZarrArrays:
     """
 
     def __init__(self, path: Path, cache_chunks: int) -> None:
-        import zarr
+        from pipeline.store import open_group
 
-        group = zarr.open_group(str(path), mode="r")
+        group = open_group(path)
         self.path = path
         self._motion = None
         self._motion_cache: OrderedDict[int, np.ndarray] = OrderedDict()
@@ -222,10 +222,10 @@ class _ZarrArrays:
 
     def motion(self, slot: int) -> np.ndarray:
         """Stored motion ``(2, H, W)`` float32 of ``slot``; zeros where it fell back."""
-        import zarr
+        from pipeline.store import open_group
 
         if self._motion is None:
-            group = zarr.open_group(str(self.path), mode="r")
+            group = open_group(self.path)
             self._motion = (group["motion"], np.asarray(group["motion_fallback"][:]))
         field, fallback = self._motion
         if fallback[slot] != 0:

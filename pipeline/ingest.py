@@ -7,29 +7,30 @@ when that is more (up to 16,384; see :func:`_batch_frames`). Each batch:
 
 1. checks every PNG's header and end (two tiny reads): truncated files are reported and
    left out before anything is laid out;
-2. starts one new store version (:class:`pipeline.store.StoreWriter`): chunks before the
-   batch's insertion point are shared with the previous version (hard links);
+2. opens a writable Icechunk session (:class:`pipeline.store.StoreWriter`): chunks before
+   the batch's insertion point stay shared with the parent snapshot (by reference);
 3. runs one dask graph (local threads by default, a ``dask.distributed`` scheduler when
    ``scheduler_address`` is given) with, per time chunk from the insertion point on, a
    task that decodes the chunk's new PNGs (imagecodecs' libpng) and zlib masks
-   (libdeflate) straight into a
-   recycled chunk buffer and a task that adds the chunk's old frames and writes the
-   compressed chunk file;
+   (libdeflate) straight into a recycled chunk buffer and a task that adds the chunk's old
+   frames (read from the parent snapshot) and hands the Blosc-compressed chunk to the
+   session (:mod:`pipeline._chunk_io`; on dask distributed the workers encode and this
+   process writes the chunks into the one session);
 4. a frame whose PNG or mask still turns out unreadable is reported in
    :attr:`IngestReport.corrupt` with the reason and dropped; chunks from its position on
    are decoded and written again without it (the rest of the batch goes in);
-5. writes the ``time`` coordinate last and commits by an atomic rename.
+5. writes ``time`` last and commits: ``ingest: add N frames, FIRST to LAST``.
 
 Properties (see :mod:`pipeline.store` for the costs):
 
 - **idempotent**: frames are keyed by time; ingesting the same days again writes nothing
-  and leaves every file unchanged;
+  and makes no commit;
 - **order-independent**: days ingested out of order end up sorted, and the store is
   identical (chunk for chunk) to an in-order ingest; inserting before existing frames
   rewrites the chunks after the insertion point, once per batch;
-- **crash-safe**: a process killed at any moment leaves the last committed version (it
-  opens and holds whole batches only); the next run completes the store to the same
-  content as a clean run;
+- **crash-safe**: a process killed at any moment leaves the last commit (it opens and
+  holds whole batches only); the next run completes the store to the same content as a
+  clean run; concurrent ingests into a local store are serialised by its writer lock;
 - **bounded memory**: a few decoded chunks per worker (dask runs each chunk's write right
   after its decode; buffers are recycled) plus the frame list, whatever the batch size:
   peak RSS 186 MB for 1,868 frames in one batch or in four; a year is never held at once;
@@ -37,14 +38,11 @@ Properties (see :mod:`pipeline.store` for the costs):
   (``mask_dat.npz``; when the archive has no such file nothing is excluded, and a frame
   without a mask file is all valid).
 
-Speed (``benchmarks/ingest.py``, best of 3, 2 synthetic days, 2 threads, on a shared 2-core
-machine): about 1,050 frames/s, 0.84 of the frames/s of bare Pillow decoding of the same
-PNGs (0.74 counting the one-off store creation) and 0.67-0.70 of bare decoding with ingest's
-own, faster decoder (imagecodecs' libpng is ~25 % faster than Pillow here). Per frame, on
-top of the ~1.1 ms PNG decode: mask read and inflate ~0.05 ms, Blosc-LZ4 ~0.16 ms (pixels
-and mask, one thread), chunk files ~0.05 ms (creating a file or directory costs ~0.4 ms on
-this VM, hence 16-frame chunks and ``"."`` chunk keys: no directory per chunk), plus ~50 ms
-per call to list the archive and lay out the batch.
+Speed (``benchmarks/ingest.py``, best of 3, 2 synthetic days, 2 threads, shared 2-core
+machine): 0.84 of bare Pillow decoding with the layout before Icechunk, 0.88 on Icechunk
+(~10 ms per commit). Per frame, on top of the ~1.1 ms PNG decode: mask read and inflate
+~0.05 ms, Blosc-LZ4 ~0.16 ms (pixels and mask, one thread), handing the chunk to the
+session ~0.05 ms, plus ~50 ms per call to list the archive and lay out the batch.
 """
 
 from __future__ import annotations
@@ -60,7 +58,15 @@ import numpy as np
 import pandas as pd
 
 from pipeline import hko7
-from pipeline.store import DATA_VARS, TIME_CHUNK, StoreWriter, create_store, is_versioned_store
+from pipeline._chunk_io import _compute, _fast_codec, _put_chunk, _set_raw, _Sink
+from pipeline.store import (
+    DATA_VARS,
+    TIME_CHUNK,
+    CommitConflictError,
+    StoreWriter,
+    create_store,
+    is_url,
+)
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -70,16 +76,17 @@ BATCH_GROWTH: int = 10
 """Batches grow to ``1 / BATCH_GROWTH`` of the frames stored (see :func:`_batch_frames`)."""
 MAX_GROWN_BATCH: int = 16384
 """Largest batch that growth alone gives (about 70 days of frames, ~15 s of work here)."""
+COMMIT_RETRIES: int = 5
+"""Times a batch is redone after another writer committed first (object storage only)."""
 
 
 def _batch_frames(batch_size: int, n_stored: int) -> int:
     """Frames in the next batch: *batch_size*, or a tenth of the store when that is more.
 
-    Every commit hard-links all unchanged chunks of the store into the new version and
-    later deletes the oldest version: ~0.65 s per commit for the 240,000 frames of HKO-7
-    (30,000 chunk files), as long as a 512-frame batch takes to decode. Growing batches
-    with the store keep that cost at a few per cent of the ingest (O(n) in all instead of
-    O(n^2)). Memory does not grow with the batch (peak RSS 186 MB for 1,868 frames in one
+    Every commit writes a new manifest listing all chunks of the store (Icechunk), a cost
+    that grows with the store (the home-made layout before it hard-linked every chunk,
+    ~0.65 s per commit for the 240,000 frames of HKO-7). Growing batches with the store
+    keep that cost at a few per cent of the ingest (O(n) in all instead of O(n^2)). Memory does not grow with the batch (peak RSS 186 MB for 1,868 frames in one
     batch or in four); a killed ingest loses at most the batch in progress.
 
     Examples
@@ -112,7 +119,9 @@ class IngestReport:
     seconds : float
         Wall-clock time of the call.
     batches : int
-        Store versions committed.
+        Commits made (one per batch that added frames).
+    commit_seconds : float
+        Wall-clock time spent in the commits themselves.
     static_mask_used : bool
         Whether ``mask_dat.npz`` was found and applied.
     """
@@ -125,6 +134,7 @@ class IngestReport:
     seconds: float = 0.0
     batches: int = 0
     static_mask_used: bool = False
+    commit_seconds: float = 0.0
 
     @property
     def frames_per_second(self) -> float:
@@ -246,86 +256,6 @@ def _decode_into(
     return None
 
 
-@functools.lru_cache(maxsize=64)
-def _fast_codec(array_dir: str) -> tuple[object, tuple[int, ...], np.dtype, str] | None:
-    """Blosc codec, chunk shape, dtype and key separator of an array we can encode directly.
-
-    Zarr-python 3 spends ~4 ms per 480 x 480 frame in its generic write path (several
-    copies and asyncio hops) against ~1 ms for the compression itself, so chunks of arrays
-    with the store's own layout -- ``[bytes, blosc]`` codecs, default chunk keys separated
-    by ``"."`` or ``"/"``, whole frames per chunk -- are encoded here with the same numcodecs
-    Blosc configuration zarr would use (the bytes are identical, see the tests). Any other
-    layout returns None and goes through zarr.
-    """
-    import json
-
-    from numcodecs import Blosc
-
-    with open(os.path.join(array_dir, "zarr.json")) as fh:
-        meta = json.load(fh)
-    codecs = meta.get("codecs", [])
-    key = meta.get("chunk_key_encoding", {})
-    chunks = tuple(meta["chunk_grid"]["configuration"]["chunk_shape"])
-    if (
-        len(codecs) != 2
-        or codecs[0].get("name") != "bytes"
-        or codecs[1].get("name") != "blosc"
-        or key.get("name") != "default"
-        or key.get("configuration", {}).get("separator", "/") not in ("/", ".")
-        or chunks[1:] != tuple(meta["shape"][1:])
-        or meta.get("data_type") not in ("uint8", "bool")
-        or meta.get("fill_value") not in (0, False)
-    ):
-        return None
-    cfg = codecs[1]["configuration"]
-    shuffle = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}[cfg["shuffle"]]
-    codec = Blosc(
-        cname=cfg["cname"],
-        clevel=cfg["clevel"],
-        shuffle=shuffle,
-        blocksize=cfg["blocksize"],
-        typesize=cfg.get("typesize"),
-    )
-    return (
-        codec,
-        chunks,
-        np.dtype(meta["data_type"]),
-        key.get("configuration", {}).get("separator", "/"),
-    )
-
-
-def _put_chunk(
-    array_dir: str, start: int, block: np.ndarray, padded: np.ndarray | None = None
-) -> None:
-    """Write frames ``start .. start + len(block)`` (one whole time chunk) of an array.
-
-    *padded*, when given, is a full-chunk buffer whose first ``len(block)`` frames are
-    *block* and the rest the fill value (saves a copy for a partial last chunk).
-    """
-    fast = _fast_codec(array_dir)
-    if fast is None:
-        import zarr
-
-        zarr.open_array(array_dir, mode="r+")[start : start + block.shape[0]] = block
-        return
-    codec, chunks, dtype, sep = fast
-    k = start // chunks[0]
-    if padded is not None and padded.shape == chunks and padded.dtype == dtype:
-        full = padded
-    elif block.shape == chunks and block.dtype == dtype and block.flags.c_contiguous:
-        full = block
-    else:
-        full = np.zeros(chunks, dtype=dtype)  # zarr pads a partial chunk with the fill value
-        full[: block.shape[0]] = block
-    key = sep.join(("c", str(k), *("0" * (len(chunks) - 1))))
-    path = os.path.join(array_dir, key)
-    if sep != ".":
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-    data = codec.encode(full.view(np.uint8).reshape(-1))
-    with open(path, "wb") as fh:  # a fresh file: chunks being rewritten are never linked
-        fh.write(data)
-
-
 class _Opaque:
     """Holds a list that dask must not walk (hundreds of small tuples cost ~0.25 ms/frame)."""
 
@@ -396,89 +326,79 @@ def _decode_chunk(
     return pixels, masks, errors
 
 
+@functools.lru_cache(maxsize=8)
+def _parent_arrays(location: str, snapshot: str) -> tuple[object, object]:
+    """``reflectivity`` and ``mask`` of a committed snapshot (read-only; cached per process)."""
+    import zarr
+
+    from pipeline.store import open_repo
+
+    store = open_repo(location).readonly_session(snapshot_id=snapshot).store
+    group = zarr.open_group(store, mode="r")
+    return group["reflectivity"], group["mask"]
+
+
 def _write_chunk(
-    new_dir: str,
-    old_dir: str,
+    sink: _Sink,
+    parent: tuple[str, str],
     start: int,
     is_old: np.ndarray,
     old_lo: int,
     decoded: tuple[np.ndarray | None, np.ndarray | None, list[tuple[str, str]]],
-) -> list[tuple[str, str]]:
-    """Complete one decoded time chunk with the current version's frames and write it.
+) -> tuple[list[tuple[str, str]], list[tuple[str, bytes]]]:
+    """Complete one decoded time chunk with the parent snapshot's frames and write it.
 
     Parameters
     ----------
-    new_dir, old_dir : str
-        New (being written) and current version directories.
+    sink : _Sink
+        Where the encoded chunks go.
+    parent : (str, str)
+        Store location and id of the snapshot the new one is based on (old frames are read
+        from it: it never changes, whatever this batch has written already).
     start : int
         First frame index of the chunk (a multiple of ``TIME_CHUNK``).
     is_old : np.ndarray
-        ``(m,)`` bool, True where slot ``i`` comes from the old version.
+        ``(m,)`` bool, True where slot ``i`` comes from the parent snapshot.
     old_lo : int
-        Old-version index of the first old slot (old slots are consecutive there).
+        Parent index of the first old slot (old slots are consecutive there).
     decoded : tuple
         Output of :func:`_decode_chunk` for this chunk (its buffers are recycled here).
 
     Returns
     -------
-    list of (str, str)
+    errors : list of (str, str)
         The decode errors; when not empty nothing was written.
+    payload : list of (str, bytes)
+        Encoded chunks for the coordinator to write (when ``sink.store`` is None).
     """
     pixels, masks, errors = decoded
     if errors:
-        return errors
+        return errors, []
     m = is_old.size
     n_old = int(is_old.sum())
     if n_old:
-        import zarr
-
         slots = np.flatnonzero(is_old)
-        for name, block in (("reflectivity", pixels), ("mask", masks)):
-            old = zarr.open_array(os.path.join(old_dir, name), mode="r")
+        for block, old in zip((pixels, masks), _parent_arrays(*parent), strict=True):
             block[slots] = old[old_lo : old_lo + n_old]
-    _put_chunk(os.path.join(new_dir, "reflectivity"), start, pixels[:m], pixels)
-    _put_chunk(os.path.join(new_dir, "mask"), start, masks[:m], masks)
+    payload = _put_chunk(sink, "reflectivity", start, pixels[:m], pixels)
+    payload += _put_chunk(sink, "mask", start, masks[:m], masks)
     _give_buffers(pixels, masks)
-    return []
+    return [], payload
 
 
 # ----------------------------------------------------------------------------- driver
 
 
-def _compute(tasks: list, workers: int, client, on_done=None) -> list:
-    """Run delayed *tasks* on local threads or a distributed client.
+def _batch_message(new_secs: np.ndarray, errors: list) -> str:
+    """Commit message of one ingest batch: what it added (frames, first and last time)."""
 
-    ``on_done(i)`` is called (in the calling thread) as task ``i`` finishes.
-    """
-    import dask
-    import dask.threaded
+    def fmt(sec: np.int64) -> str:
+        return pd.Timestamp(int(sec), unit="s").strftime("%Y-%m-%d %H:%M")
 
-    # the scheduler function itself, not the name "threads": dask then does not import
-    # distributed (~0.2 s) to look for a client
-    threads = dask.threaded.get
-    if not tasks:
-        return []
-    if client is not None:
-        futures = client.compute(tasks)
-        results = []
-        for i, fut in enumerate(futures):  # in order: progress may lag, never runs ahead
-            results.append(fut.result())
-            if on_done is not None:
-                on_done(i)
-        return results
-    if on_done is None:
-        return list(dask.compute(*tasks, scheduler=threads, num_workers=workers))
-    from dask.callbacks import Callback
-
-    index = {t.key: i for i, t in enumerate(tasks)}
-
-    class _Progress(Callback):
-        def _posttask(self, key, result, dsk, state, worker_id):
-            if key in index:
-                on_done(index[key])
-
-    with _Progress():
-        return list(dask.compute(*tasks, scheduler=threads, num_workers=workers))
+    msg = f"ingest: add {new_secs.size} frames, {fmt(new_secs.min())} to {fmt(new_secs.max())}"
+    if errors:
+        msg += f" ({len(errors)} unreadable files left out)"
+    return msg
 
 
 def _commit_batch(
@@ -490,8 +410,9 @@ def _commit_batch(
     workers: int,
     client,
     bar=None,
+    report: IngestReport | None = None,
 ) -> tuple[np.ndarray, list[tuple[str, str]]]:
-    """Merge sorted new frames into the store as one new version.
+    """Merge sorted new frames into the store as one commit (time added to *report*).
 
     Per time chunk from the insertion point on, one dask task decodes the chunk's new
     frames straight into a (recycled) chunk buffer and a second one adds the chunk's old
@@ -514,9 +435,24 @@ def _commit_batch(
     c0 = first // TIME_CHUNK
     start = c0 * TIME_CHUNK
     tail = old_secs[start:]
-    old_dir = str(writer.current)
     group = writer.prepare(first_time_chunk=c0, length=n_old + new_secs.size)
-    new_dir = str(writer.partial_dir)
+    parent = (str(writer.location), writer.parent_snapshot)
+    codecs = {name: _fast_codec(group[name].metadata.to_dict()) for name in DATA_VARS}
+    consume = None
+    if client is None:  # threads of this process write into the session directly
+        sink = _Sink(writer.session.store, codecs, {name: group[name] for name in DATA_VARS})
+    else:  # workers encode in parallel, this process writes their chunks as they arrive
+        from zarr.core.sync import sync
+
+        sink = _Sink(None, codecs)
+        session_store = writer.session.store
+
+        def consume(result):
+            errors, payload = result
+            for key, data in payload:
+                sync(_set_raw(session_store, key, data))
+            return errors, []
+
     decode = dask.delayed(_decode_chunk, pure=False)
     write = dask.delayed(_write_chunk, pure=False)
     names = list(sources)  # (frame_path, mask_path) of each new frame still in the batch
@@ -534,15 +470,15 @@ def _commit_batch(
             new_idx = sel[~is_old] - tail.size
             old_lo = int(old_idx[0]) + start if old_idx.size else 0
             d = decode(is_old, _Opaque([names[i] for i in new_idx]), valid_static)
-            writes.append(write(new_dir, old_dir, k * TIME_CHUNK, is_old, old_lo, d))
+            writes.append(write(sink, parent, k * TIME_CHUNK, is_old, old_lo, d))
             layout.append((is_old, new_idx))
 
         def _tick(i: int, layout=layout) -> None:
             if bar is not None and i < len(layout):
                 bar.update(int((~layout[i][0]).sum()))
 
-        results = _compute(writes, workers, client, _tick if attempt == 0 else None)
-        errors = [e for chunk_errors in results for e in chunk_errors]
+        results = _compute(writes, workers, client, _tick if attempt == 0 else None, consume)
+        errors = [e for chunk_errors, _ in results for e in chunk_errors]
         if not errors:
             break
         all_errors.extend(errors)
@@ -565,8 +501,11 @@ def _commit_batch(
             arr.resize((n_old + new_secs.size, *arr.shape[1:]))  # drops chunks past the end
         group["time"].resize((n_old + new_secs.size,))
     secs = np.concatenate([old_secs[:start], merged_tail[order]])
-    group["time"][:] = secs  # the time coordinate goes last, then the atomic commit
-    writer.commit()
+    group["time"][:] = secs  # the time coordinate goes last, then the commit
+    t_commit = time.perf_counter()
+    writer.commit(_batch_message(new_secs, all_errors))
+    if report is not None:
+        report.commit_seconds += time.perf_counter() - t_commit
     return secs, all_errors
 
 
@@ -588,7 +527,8 @@ def ingest_archive(
     archive : str or PathLike
         HKO-7 archive root (holding ``radarPNG/``).
     store : str or PathLike
-        Store directory (see :mod:`pipeline.store`); created when it does not exist.
+        Store directory or ``s3://bucket/prefix`` URL (see :mod:`pipeline.store`); created
+        when it does not exist.
     start, end : timestamp-like, optional
         Inclusive time bounds of the frames to ingest (anything pandas parses).
     workers : int, optional
@@ -600,9 +540,9 @@ def ingest_archive(
         Address of a running ``dask.distributed`` scheduler (e.g. ``tcp://host:8786``);
         its workers must see *archive* and *store* under the same paths.
     batch_size : int
-        Frames per committed store version, at least; batches grow to a tenth of the
-        frames already stored (up to 16,384) so that the per-commit cost (hard links of the
-        unchanged chunks) stays a few per cent. A killed ingest loses the batch in progress.
+        Frames per commit, at least; batches grow to a tenth of the frames already stored
+        (up to 16,384) so that the per-commit cost (the manifest of every chunk) stays a few
+        per cent. A killed ingest loses the batch in progress.
     follow_links : bool
         Follow symbolic links leading outside the archive root; by default they are
         skipped and listed in :attr:`IngestReport.corrupt`.
@@ -629,13 +569,12 @@ def ingest_archive(
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     archive = Path(archive)
-    store = Path(store)
+    store = str(store) if is_url(store) else Path(store)
     skipped: list[tuple[str, str]] = []
     frames = hko7.discover_frames(
         archive, start=start, end=end, skipped=skipped, follow_links=follow_links
     )
-    if not is_versioned_store(store):
-        create_store(store)
+    create_store(store)  # no-op for an existing store; refuses the old layout
     report = IngestReport(store=store, frames_found=len(frames), corrupt=skipped)
 
     valid_static = None
@@ -656,27 +595,24 @@ def ingest_archive(
                     f"store {store} holds {shape[0]} x {shape[1]} frames, expected "
                     f"{hko7.FRAME_SHAPE[0]} x {hko7.FRAME_SHAPE[1]} HKO-7 frames"
                 )
-            secs = writer.times()
             frame_secs = frames.index.values.astype("datetime64[s]").astype(np.int64)
-            todo_mask = ~np.isin(frame_secs, secs)
-            report.skipped_existing = int((~todo_mask).sum())
-            todo = frames[todo_mask]
-            todo_secs = frame_secs[todo_mask]
-            _ingest_batches(
-                writer,
-                todo,
-                todo_secs,
-                secs,
-                valid_static,
-                batch_size,
-                workers,
-                client,
-                progress,
-                report,
-            )
+            for attempt in range(COMMIT_RETRIES + 1):  # object storage: lost commit races
+                secs = writer.times()
+                todo = ~np.isin(frame_secs, secs)
+                report.skipped_existing = int((~todo).sum()) - report.frames_written
+                try:
+                    _ingest_batches(
+                        writer, frames[todo], frame_secs[todo], secs, valid_static,
+                        batch_size, workers, client, progress, report,
+                    )  # fmt: skip
+                    break
+                except CommitConflictError:
+                    if attempt == COMMIT_RETRIES:
+                        raise
     finally:
         if client is not None:
             client.close()
+    report.corrupt = list(dict.fromkeys(report.corrupt))  # a retried batch reports again
     report.seconds = time.perf_counter() - t_start
     return report
 
@@ -717,7 +653,7 @@ def _ingest_batches(
                 bar.update(b0 - bar.n)
                 continue
             new_secs, errors = _commit_batch(
-                writer, secs, part_secs, sources, static, workers, client, bar
+                writer, secs, part_secs, sources, static, workers, client, bar, report
             )
             report.corrupt.extend(errors)
             if new_secs.size > secs.size:

@@ -101,7 +101,7 @@ def _block_task(path: str, k0: int, k1: int, window: int, times_min, observed, m
     """Estimate and write the motion of slots ``k0:k1``; returns their fallback codes."""
     import zarr
 
-    group = zarr.open_group(path, mode="r+")
+    group = zarr.open_group(path, mode="r+")  # a directory or a writable session's store
     lo = max(0, k0 - (window - 1))
     need = observed[lo:k1]
     n = k1 - k0
@@ -138,8 +138,11 @@ def write_motion(
 
     Parameters
     ----------
-    store : path
-        Resampled store (:func:`pipeline.resample.resample_store`), modified in place.
+    store : path or zarr store
+        Resampled store (:func:`pipeline.resample.resample_store`), modified in place: an
+        Icechunk store gets one commit; a writable session's store (what
+        :func:`~pipeline.resample.resample_store` passes) is written and left to its
+        caller to commit.
     method : str
         Motion method, one of :data:`pipeline.motion.MOTION_NAMES`.
     window : int
@@ -166,9 +169,19 @@ def write_motion(
     import dask
 
     t0 = _time.perf_counter()
-    path = Path(store)
-    if not path.exists():
-        raise ValueError(f"store {path} does not exist")
+    session = None
+    if isinstance(store, str | os.PathLike):
+        from pipeline.store import is_icechunk_store, open_repo
+
+        path = Path(store)
+        if not path.exists():
+            raise ValueError(f"store {path} does not exist")
+        target = str(path)
+        if is_icechunk_store(path):
+            session = open_repo(path).writable_session("main")
+            target = session.store
+    else:  # an open zarr store (a writable Icechunk session's)
+        path, target = Path(label or "store"), store
     window = int(window)
     if window < 2:
         raise ValueError(f"motion window must be >= 2 slots, got {window}")
@@ -176,7 +189,7 @@ def write_motion(
         raise ValueError(f"block_chunks must be >= 1, got {block_chunks}")
     kwargs = dict(method_kwargs or {})
     estimator = get_motion(method, **kwargs)  # ValueError listing the names
-    ds = xr.open_zarr(path, consolidated=False)
+    ds = xr.open_zarr(target, consolidated=False)
     try:
         for var in ("reflectivity", "mask", "observed"):
             if var not in ds:
@@ -192,7 +205,7 @@ def write_motion(
         import zarr
 
         # tasks write whole time chunks of their own: align them with the store's chunks
-        time_chunk = int(zarr.open_group(str(path), mode="r")["reflectivity"].chunks[0])
+        time_chunk = int(zarr.open_group(target, mode="r")["reflectivity"].chunks[0])
         pixel_km = _pixel_km(ds)
         attrs = {
             "long_name": f"rain motion from the observed frames of the last {window} slots",
@@ -220,18 +233,18 @@ def write_motion(
     finally:
         ds.close()
     if present:
-        group = zarr.open_group(str(path), mode="r+")
+        group = zarr.open_group(target, mode="r+")
         for v in present:
             del group[v]
         if "component" in group:
             del group["component"]
-    template.to_zarr(path, mode="a", compute=False, consolidated=False, encoding=encoding)
+    template.to_zarr(target, mode="a", compute=False, consolidated=False, encoding=encoding)
 
     times_min = ((times - times[0]) / pd.Timedelta("1min")).to_numpy(dtype=np.float64)
     block = time_chunk * block_chunks
     tasks = [
         dask.delayed(_block_task)(
-            str(path), k0, min(k0 + block, len(times)), window, times_min, observed,
+            target, k0, min(k0 + block, len(times)), window, times_min, observed,
             estimator, cadence,
         )
         for k0 in range(0, len(times), block)
@@ -245,6 +258,8 @@ def write_motion(
             codes = np.concatenate(dask.compute(*tasks, scheduler="threads", num_workers=workers))
     finally:
         quiet.setLevel(level)
+    if session is not None:
+        session.commit(f"motion: {str(method).lower()} over {window} slots, {len(codes)} slots")
     counts = {s: int((codes == i).sum()) for i, s in enumerate(FALLBACK_STATUSES) if i}
     summary = {
         "method": str(method).lower(),

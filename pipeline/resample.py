@@ -40,10 +40,12 @@ Next to the store (``OUT.zarr`` -> ``OUT.gaps.csv`` and ``OUT.resample.json``) g
 table (``start``, ``end``: first and last missing slot, ``length`` in slots) and the
 report as JSON (summary figures, snapped, rejected and colliding frames).
 
-Re-running into an existing ``dst`` is refused unless ``overwrite=True``; the store is
-always built in a temporary sibling directory and renamed into place only when complete,
-so an interrupted run never leaves a half-written ``dst`` and an overwrite swaps the old
-store for the new one (the old one is deleted after the swap).
+Re-running into an existing ``dst`` is refused unless ``overwrite=True``. The output is
+an Icechunk repository (:mod:`pipeline.store`), one commit per resample saying what it
+wrote (``nowcast store log OUT.zarr``). A new store is built in a temporary sibling and
+renamed into place once committed, so an interrupted run never leaves a half-written
+``dst``; overwriting an Icechunk ``dst`` is a new commit (readers of the earlier snapshot
+keep it); a plain Zarr ``dst`` of before is swapped for the new one by two renames.
 
 Memory is bounded: the source is read one block of slots at a time (``block_chunks``
 output chunks, 64 slots by default, about 60 MB of 480 x 480 float64 work arrays).
@@ -296,10 +298,10 @@ class _SourceReader:
     generic path through :func:`downsize`.
     """
 
-    def __init__(self, path: Path, average: str) -> None:
+    def __init__(self, path, average: str) -> None:
         import zarr
 
-        group = zarr.open_group(str(path), mode="r")
+        group = zarr.open_group(str(path) if isinstance(path, Path) else path, mode="r")
         self.refl, self.mask = group["reflectivity"], group["mask"]
         attrs = dict(self.refl.attrs)
         self.forward, self.inverse = _AVERAGES[average]
@@ -499,7 +501,7 @@ def resample_store(
         Ingest store (contract C2), opened with :func:`pipeline.store.open_store`.
     dst : path
         Output Zarr store to create (contract C3). Refused when it exists unless
-        ``overwrite``; written to a temporary sibling and renamed into place when complete.
+        ``overwrite``; one Icechunk commit (a new store: built beside and renamed in).
     size : int
         Output pixels per side; must divide the source size (480: 1, 2, 3, 4, 5, 6, 8, 10,
         12, 15, 16, 20, 24, 30, 32, 40, 48, 60, 80, 96, 120, 160, 240, 480).
@@ -516,7 +518,7 @@ def resample_store(
     block_chunks : int
         Output chunks processed per block (bounds memory).
     overwrite : bool
-        Replace an existing ``dst`` (atomically, by rename).
+        Replace an existing ``dst`` (atomically: a new commit, or a rename).
     progress : bool
         Show a tqdm bar (slots, slots/s).
     motion : str, optional
@@ -536,19 +538,19 @@ def resample_store(
     """
     from tqdm.auto import tqdm
 
-    from pipeline.store import current_version, is_versioned_store, open_store
+    from pipeline.store import is_icechunk_store, is_old_layout, is_url, open_repo, open_store
 
     t0 = _time.perf_counter()
-    src_path, dst_path = Path(src), Path(dst)
-    if not src_path.exists():
+    src_path, dst_path = (str(src) if is_url(src) else Path(src)), Path(dst)
+    if is_url(dst):
+        raise ValueError(f"dst {dst}: the resampled store is written to a local directory")
+    if not is_url(src_path) and not src_path.exists():
         raise ValueError(f"source store {src_path} does not exist")
-    if dst_path.resolve() == src_path.resolve():
+    if not is_url(src_path) and dst_path.resolve() == src_path.resolve():
         raise ValueError(f"dst {dst_path} is the source store; choose another path")
     if dst_path.exists() and not overwrite:
-        raise FileExistsError(
-            f"output store {dst_path} already exists; pass overwrite=True (--overwrite) "
-            "to replace it"
-        )
+        msg = f"output store {dst_path} already exists; pass overwrite=True (--overwrite)"
+        raise FileExistsError(msg + " to replace it")
     if not dst_path.parent.is_dir():
         raise ValueError(f"parent directory of {dst_path} does not exist")
     if time_chunk < 1 or block_chunks < 1:
@@ -566,9 +568,10 @@ def resample_store(
         if int(motion_window) < 2:
             raise ValueError(f"motion_window must be >= 2 slots, got {motion_window}")
 
-    # pin the committed version of a versioned ingest store: a concurrent ingest commit
-    # cannot change the frames between reading the times and reading the data
-    target = current_version(src_path) if is_versioned_store(src_path) else src_path
+    # pin the latest snapshot: a concurrent ingest cannot change the frames under us
+    target = src_path
+    if is_url(src_path) or is_icechunk_store(src_path) or is_old_layout(src_path):
+        target = open_repo(src_path).readonly_session(branch="main").store
     source = open_store(target)
     try:
         factor = _check_source(source, src_path, size)
@@ -588,14 +591,16 @@ def resample_store(
     }
     if motion is not None:
         settings.update(motion=str(motion).lower(), motion_window=int(motion_window))
+    from pipeline.store_engine import place_store, replacement_session
+
     tmp = _tmp_sibling(dst_path, "tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
     try:
+        session, fresh = replacement_session(dst_path, tmp)
+        out = session.store
         template = _template(source, slots, observed, size, cad, settings, time_chunk)
         template.to_zarr(
-            tmp,
-            mode="w-",
+            out,
+            mode="w",
             compute=False,
             consolidated=False,
             encoding=_encoding(template, time_chunk),
@@ -620,27 +625,28 @@ def resample_store(
                             "reflectivity": (("time", "y", "x"), out_dbz),
                             "mask": (("time", "y", "x"), out_valid),
                         }
-                    ).to_zarr(tmp, region={"time": slice(k0, k1)}, consolidated=False)
+                    ).to_zarr(out, region={"time": slice(k0, k1)}, consolidated=False)
                 bar.update(k1 - k0)
         motion_summary = None
         if motion is not None:
             from pipeline.motion_store import write_motion
 
             motion_summary = write_motion(
-                tmp,
+                out,
                 motion,
                 motion_window,
                 method_kwargs=motion_kwargs,
                 block_chunks=block_chunks,
                 label=str(dst_path),
             )
-        if dst_path.exists():
-            old = _tmp_sibling(dst_path, "old")
-            os.replace(dst_path, old)
-            os.replace(tmp, dst_path)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, dst_path)
+        name = str(src_path).rstrip("/").rsplit("/", 1)[-1]
+        session.commit(
+            f"resample {name}: {int(observed.sum())} of {len(slots)} slots observed, {size} x "
+            f"{size}, cadence {cad / pd.Timedelta('1min'):g} min"
+            + (f", motion {motion}" if motion else "")
+        )
+        if fresh:
+            place_store(tmp, dst_path, _tmp_sibling(dst_path, "old"))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -26,10 +26,8 @@ which only matters for frame-by-frame appends. Ingest writes in batches of whole
 uncompressed chunk is a good unit for dask too. Sharding (chunk 1 in shards of 64) was
 not chosen: it reads slower than plain 16-frame chunks and is rewritten as a whole anyway.
 
-Chunk keys: ``c.<t>.0.0`` files directly in each array directory (zarr's default key
-encoding with the ``"."`` separator), so writing a new time chunk creates one file and no
-directories. Stores written before 2026-11 use ``c/<t>/0/0``; they are read and extended in
-their own layout.
+Chunk keys: zarr's default ``c/<t>/0/0`` (the only encoding Icechunk accepts); on
+Icechunk they are objects under ``chunks/``, named by the engine, not files per key.
 
 Compression: Blosc-LZ4 (no shuffle) for both ``reflectivity`` and ``mask``. Measured on
 synthetic HKO-7-like frames (64 % no-echo pixels) on this machine, per frame:
@@ -38,48 +36,43 @@ PNG archive holds the same frame in about 55 KB (PNG's row filters help), so the
 about 1.8x the archive. Ingest is bound by PNG decoding (~1.8 ms a frame), so LZ4 keeps
 the store cheap to write and fastest to read; masks compress to ~5 KB a frame either way.
 
-Crash safety and sorted time: copy-on-write versions
-----------------------------------------------------
-The store path is a directory holding complete Zarr groups ``vNNNNNN.zarr`` and a
-one-line file ``CURRENT`` naming the committed one. An update (see :class:`StoreWriter`)
-builds the next version in a hidden ``.vNNNNNN.partial`` directory: every chunk *before*
-the first touched time chunk is hard-linked from the current version (free: no bytes are
-copied), every chunk from there on is written anew, then the directory is renamed and
-``CURRENT`` is replaced atomically (``os.replace``) -- that rename is the commit. A
-process killed at any point leaves ``CURRENT`` naming a complete version, so the store
-always opens; leftovers are deleted by the next writer.
+Engine: Icechunk (transactions, snapshots, object storage)
+---------------------------------------------------------
+A store is an Icechunk repository: a local directory or an ``s3://bucket/prefix`` URL
+(see :func:`open_repo`). Each update (an ingest batch, see :class:`StoreWriter`) is one
+commit on branch ``main`` with a message saying what it added; ``nowcast store log STORE``
+lists them (:func:`store_log`) and any snapshot opens read-only
+(``open_store(path, snapshot=ID)``).
 
-Consequences and costs:
+- **readers keep their snapshot**: :func:`open_store` reads from a read-only session, and
+  Icechunk never changes or deletes the chunks of a committed snapshot (no garbage
+  collection is run), so a dataset opened before later commits reads the same values;
+- **crash safety**: a writer writes new chunk objects first and moves the branch ref last,
+  so a process killed at any point leaves the last commit as it was; the chunk objects of
+  an unfinished commit are unreferenced (``icechunk`` garbage collection can remove them);
+- **sorted time**: chunk ``k`` always holds sorted frames ``16k .. 16k+15``; appending in
+  time order rewrites only the last, partly filled chunk plus the new ones (the others are
+  shared with the parent snapshot by reference), a day inserted before existing frames
+  rewrites the chunks from its insertion point on, streamed from the parent snapshot;
+- **concurrency**: Icechunk's local-filesystem storage is not safe for concurrent commits,
+  so local writers hold an ``flock`` on ``.<store name>.lock`` beside the store
+  (:func:`store_lock`); on object
+  storage a conflicting commit is detected and refused with a clear message;
+- **old stores** (version folders ``vNNNNNN.zarr`` and a ``CURRENT`` pointer, before
+  2026-12) are recognised and refused with the command that converts them,
+  ``nowcast store migrate OLD NEW`` (:mod:`pipeline.store_migrate`).
 
-- appending days in time order rewrites only the last, partly filled chunk plus the new
-  chunks, and hard-links the rest (about 11k links per commit for a year of frames,
-  ~0.2 s);
-- a day that belongs *before* existing frames rewrites every chunk from its insertion
-  point to the end (streamed chunk by chunk from the previous version, so memory stays a
-  few chunks per worker), i.e. O(frames after the insertion point) -- once per batch;
-- the layout is a pure function of the set of frames (chunk ``k`` always holds sorted
-  frames ``16k .. 16k+15``), so a store built in any order, or resumed after a crash, has
-  the same chunks byte for byte as a clean in-order build;
-- the previous ``KEEP_VERSIONS - 1`` versions are kept so that a reader that opened the
-  store just before a commit keeps working; older ones are removed after the commit;
-- the file system must support hard links (otherwise chunks are copied: correct but slow);
-- a shared (linked) file is never written to: chunks from the first touched one on are
-  created anew in the new version and metadata files are copied, not linked (zarr-python
-  3.1 also writes through a temporary file and a rename, which would be safe anyway).
+Open a store with one line, ``ds = pipeline.store.open_store("radar.zarr")``; with
+icechunk and xarray only::
 
-Use :func:`open_store` to read: it follows ``CURRENT`` (and opens plain Zarr stores, such
-as resampled ones, directly).
+    repo = icechunk.Repository.open(icechunk.local_filesystem_storage("radar.zarr"))
+    ds = xr.open_zarr(repo.readonly_session("main").store, consolidated=False)
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
 import os
-import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +80,15 @@ import pandas as pd
 import xarray as xr
 
 from pipeline import geo
+from pipeline.store_engine import (
+    _old_layout_error,
+    _storage,
+    is_icechunk_store,
+    is_old_layout,
+    is_url,
+    open_repo,
+    store_lock,
+)
 
 TIME_CHUNK: int = 16
 """Frames per time chunk of ``reflectivity`` and ``mask``."""
@@ -98,14 +100,9 @@ SCALE_FACTOR: float = 70.0 / 255.0
 """dBZ per pixel step."""
 ADD_OFFSET: float = -10.0
 """dBZ of pixel 0."""
-KEEP_VERSIONS: int = 2
-"""Committed versions kept on disk (the current one and its predecessor)."""
-CURRENT_FILE: str = "CURRENT"
 DATA_VARS: tuple[str, ...] = ("reflectivity", "mask")
 """Variables with a time dimension written by ingest."""
 
-_VERSION_RE = re.compile(r"^v(\d{6})\.zarr$")
-_PARTIAL_RE = re.compile(r"^\.v(\d{6})\.partial$")
 
 GLOBAL_ATTRS: dict[str, str] = {
     "Conventions": "CF-1.10",
@@ -130,16 +127,15 @@ def _codecs(kind: str) -> list:
     return [BloscCodec(cname="zstd", clevel=3, shuffle="shuffle", typesize=8)]
 
 
-def _write_schema(group_path: Path, size: int) -> None:
-    """Write an empty (time length 0) store schema as a Zarr v3 group at *group_path*."""
+def _write_schema(store, size: int) -> None:
+    """Write an empty (time length 0) store schema as a Zarr v3 group into *store*."""
     import zarr
 
-    g = zarr.open_group(str(group_path), mode="w", zarr_format=3, attributes=GLOBAL_ATTRS)
+    g = zarr.open_group(store, mode="w", zarr_format=3, attributes=GLOBAL_ATTRS)
     grid = geo.grid_coords(size)
     frame = (size, size)
-    # "." keys (c.<t>.0.0) keep every chunk file in its array directory: no directory
-    # per time chunk to create (two mkdirs per chunk and array, ~0.3 ms each on this VM)
-    common = {"chunk_key_encoding": {"name": "default", "separator": "."}}
+    # zarr's default "/" chunk keys (c/<t>/0/0): the only ones Icechunk accepts
+    common = {"chunk_key_encoding": {"name": "default", "separator": "/"}}
     g.create_array(
         "reflectivity",
         shape=(0, *frame),
@@ -258,287 +254,165 @@ def _write_schema(group_path: Path, size: int) -> None:
     crs[()] = 0
 
 
-# ----------------------------------------------------------------------------- versions
+_REPO_ENTRIES = {"refs", "snapshots", "manifests", "transactions", "chunks", "config.yaml"}
 
 
-def _read_current(path: Path) -> str | None:
-    f = path / CURRENT_FILE
-    if not f.is_file():
-        return None
-    name = f.read_text().strip()
-    if not _VERSION_RE.match(name):
-        raise ValueError(f"{f}: expected a version name like 'v000001.zarr', got {name!r}")
-    return name
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_current(path: Path, name: str) -> None:
-    tmp = path / f".{CURRENT_FILE}.tmp"
-    with open(tmp, "w") as fh:
-        fh.write(name + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path / CURRENT_FILE)
-    _fsync_dir(path)
-
-
-def is_versioned_store(path: str | os.PathLike) -> bool:
-    """True when *path* is a store made by :func:`create_store` (has a ``CURRENT`` file)."""
-    return (Path(path) / CURRENT_FILE).is_file()
-
-
-def current_version(path: str | os.PathLike) -> Path:
-    """Directory of the committed Zarr group of the store at *path*.
-
-    Raises
-    ------
-    FileNotFoundError
-        If *path* does not exist.
-    ValueError
-        If *path* is not a store made by :func:`create_store`.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"radar store {p} does not exist")
-    name = _read_current(p)
-    if name is None:
-        raise ValueError(
-            f"{p} is not a versioned radar store: expected a '{CURRENT_FILE}' file naming a "
-            "'vNNNNNN.zarr' group (create one with pipeline.store.create_store)"
-        )
-    vdir = p / name
-    if not (vdir / "zarr.json").is_file():
-        raise ValueError(f"{p}: {CURRENT_FILE} names {name!r} but {vdir} holds no Zarr group")
-    return vdir
-
-
-@contextlib.contextmanager
-def _store_lock(path: Path) -> Iterator[None]:
-    """Exclusive ``flock`` on ``<path>/.lock`` (released by the OS even on SIGKILL)."""
-    with open(path / ".lock", "a") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-def _is_leftover(name: str) -> bool:
-    """Names a killed writer may leave in a store directory."""
-    return (
-        name in (".lock", f".{CURRENT_FILE}.tmp")
-        or bool(_VERSION_RE.match(name))
-        or bool(_PARTIAL_RE.match(name))
-    )
-
-
-def create_store(path: str | os.PathLike, size: int = geo.NATIVE_SIZE) -> Path:
-    """Create an empty radar store (no frames yet) at *path*.
+def create_store(location: str | os.PathLike, size: int = geo.NATIVE_SIZE) -> str | Path:
+    """Create an empty radar store (no frames yet) at *location*: one commit.
 
     Safe against concurrent callers (one creates, the others find the store) and against
-    a creator killed half-way (its leftovers are replaced).
+    a creator killed half-way (an uncommitted schema is written again).
 
     Parameters
     ----------
-    path : str or PathLike
-        Directory to create; must not exist or be empty. An existing store is left alone.
+    location : str or PathLike
+        Directory (must not exist or be empty) or ``s3://bucket/prefix`` URL. An existing
+        store is left alone.
     size : int
         Pixels per side of a frame (480 for HKO-7).
 
     Returns
     -------
-    Path
-        The store directory.
+    Path or str
+        The store directory (a Path) or URL (a str).
 
     Raises
     ------
     ValueError
-        If *path* is a non-empty directory that is not a radar store, or a file.
+        If *location* is a non-empty directory that is not a radar store, a file, or a
+        store of the old layout.
     """
-    p = Path(path)
-    if is_versioned_store(p):
-        return p
-    if p.exists() and (not p.is_dir() or not all(_is_leftover(x.name) for x in p.iterdir())):
-        raise ValueError(
-            f"cannot create a radar store at {p}: it exists and is not an empty directory "
-            "or an existing store"
-        )
-    p.mkdir(parents=True, exist_ok=True)
-    with _store_lock(p):
-        if is_versioned_store(p):  # another process was first
-            return p
-        for name in (".v000001.partial", "v000001.zarr"):
-            if (p / name).exists():  # uncommitted: CURRENT was never written
-                shutil.rmtree(p / name)
-        _write_schema(p / ".v000001.partial", size)
-        os.rename(p / ".v000001.partial", p / "v000001.zarr")
-        _write_current(p, "v000001.zarr")
-    return p
+    import icechunk
+    import zarr
+
+    out: str | Path = str(location) if is_url(location) else Path(location)
+    if is_old_layout(location):
+        raise _old_layout_error(Path(location))
+    if not is_url(location):
+        p = Path(location)
+        if p.exists() and (not p.is_dir() or not all(x.name in _REPO_ENTRIES for x in p.iterdir())):
+            raise ValueError(
+                f"cannot create a radar store at {p}: it exists and is not an empty directory "
+                "or an existing store"
+            )
+    with store_lock(location):
+        storage = _storage(location)
+        if icechunk.Repository.exists(storage):
+            repo = icechunk.Repository.open(storage)
+        else:
+            if not is_url(location):  # leftovers of a creator killed before its first ref
+                for name in _REPO_ENTRIES & {x.name for x in Path(location).iterdir()}:
+                    target = Path(location) / name
+                    shutil.rmtree(target) if target.is_dir() else target.unlink()
+            repo = icechunk.Repository.create(storage)
+        session = repo.writable_session("main")
+        try:
+            zarr.open_group(session.store, mode="r")
+            return out  # another process was first
+        except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError):
+            pass
+        _write_schema(session.store, size)
+        session.commit(f"create an empty radar store ({size} x {size} frames)")
+    return out
 
 
-def _time_chunk_index(rel_parts: tuple[str, ...], name: str) -> int | None:
-    """Time-chunk index of chunk file *name* in directory *rel_parts* of a version, or None.
-
-    Chunk keys are ``c.<t>.<y>.<x>`` files in the array directory (this store's layout),
-    or ``c/<t>/<y>/<x>`` (zarr's default ``"/"`` separator, stores written before 2026-11).
-    """
-    if len(rel_parts) == 1 and name.startswith("c."):
-        return int(name.split(".")[1])
-    if len(rel_parts) >= 3 and rel_parts[1] == "c":
-        return int(rel_parts[2])
-    return None
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-            raise
-        shutil.copy2(src, dst)
+class CommitConflictError(RuntimeError):
+    """Another writer committed to the store while this one was writing (object storage)."""
 
 
 class StoreWriter:
-    """Low-level, crash-safe writer of the next store version (used by :mod:`pipeline.ingest`).
+    """Writer of the next store snapshot (one Icechunk commit; used by :mod:`pipeline.ingest`).
 
-    Use as a context manager: it takes an exclusive ``flock`` on ``<store>/.lock`` (released
-    by the OS even on SIGKILL) and deletes uncommitted leftovers of killed writers.
+    Use as a context manager: it takes the store's writer lock (local stores, see
+    :func:`store_lock`). :meth:`prepare` opens a writable session on the tip of ``main``
+    and resizes the arrays; :meth:`commit` commits it with a message. Nothing written
+    before the commit is visible to readers, and a writer killed at any point leaves the
+    last commit as it was (Icechunk writes chunks first and moves the branch last).
 
     Parameters
     ----------
-    path : str or PathLike
-        A store made by :func:`create_store`.
+    location : str or PathLike
+        A store made by :func:`create_store` (directory or ``s3://`` URL).
 
     Examples
     --------
     >>> with StoreWriter(path) as w:                      # doctest: +SKIP
     ...     group = w.prepare(first_time_chunk=3, length=100)
-    ...     group["reflectivity"][48:100] = pixels       # chunk-aligned start
+    ...     group["reflectivity"][48:100] = pixels
     ...     group["time"][:] = seconds
-    ...     w.commit()
+    ...     w.commit("add 52 frames")
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
+    def __init__(self, location: str | os.PathLike) -> None:
+        self.location = str(location) if is_url(location) else Path(location)
+        self.path = self.location  # the name used before
+        self.repo = None
         self._lock = None
-        self._partial: Path | None = None
-        self._next: str | None = None
+        self._session = None
 
-    # -- context management
     def __enter__(self) -> StoreWriter:
-        current_version(self.path)  # validates
-        self._lock = _store_lock(self.path)
+        self.repo = open_repo(self.location)  # validates
+        self._lock = store_lock(self.location)
         self._lock.__enter__()
-        self._cleanup(keep=KEEP_VERSIONS)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        try:
-            if self._partial is not None and self._partial.exists():
-                shutil.rmtree(self._partial, ignore_errors=True)
-            self._partial = None
-        finally:
-            if self._lock is not None:
-                self._lock.__exit__(None, None, None)
-                self._lock = None
+        self._session = None  # uncommitted changes are dropped
+        if self._lock is not None:
+            self._lock.__exit__(None, None, None)
+            self._lock = None
 
-    # -- state
-    @property
-    def current(self) -> Path:
-        """Directory of the committed version."""
-        return current_version(self.path)
+    def _tip(self):
+        return self.repo.readonly_session(branch="main")
 
     @property
-    def partial_dir(self) -> Path | None:
-        """Directory of the version being prepared (None outside ``prepare``/``commit``)."""
-        return self._partial
+    def parent_snapshot(self) -> str:
+        """Snapshot the prepared session is based on (or the tip of ``main``)."""
+        if self._session is not None:
+            return self._session.snapshot_id
+        return self._tip().snapshot_id
+
+    @property
+    def session(self):
+        """The writable :class:`icechunk.Session` of :meth:`prepare` (None before)."""
+        return self._session
 
     def frame_shape(self) -> tuple[int, int]:
         """``(rows, columns)`` of the store's frames."""
         import zarr
 
-        g = zarr.open_group(str(self.current), mode="r")
+        g = zarr.open_group(self._tip().store, mode="r")
         return tuple(int(n) for n in g["reflectivity"].shape[1:])
 
     def times(self) -> np.ndarray:
         """Committed frame times as int64 seconds since 1970-01-01, sorted."""
         import zarr
 
-        g = zarr.open_group(str(self.current), mode="r")
+        g = zarr.open_group(self._tip().store, mode="r")
         return np.asarray(g["time"][:], dtype=np.int64)
 
-    def _cleanup(self, keep: int) -> None:
-        current = _read_current(self.path)
-        versions = sorted(
-            (int(m.group(1)), d.name)
-            for d in self.path.iterdir()
-            if (m := _VERSION_RE.match(d.name)) and d.is_dir()
-        )
-        cur_num = int(_VERSION_RE.match(current).group(1)) if current else 0
-        kept = [name for num, name in versions if num <= cur_num][-keep:]
-        for d in self.path.iterdir():
-            if d.name in kept or d.name in (CURRENT_FILE, ".lock"):
-                continue
-            if _VERSION_RE.match(d.name) or _PARTIAL_RE.match(d.name):
-                shutil.rmtree(d, ignore_errors=True)
-            elif d.name == f".{CURRENT_FILE}.tmp":
-                d.unlink()
-
-    # -- update
     def prepare(self, first_time_chunk: int, length: int):
-        """Start the next version: a copy of the current one sharing its unchanged chunks.
-
-        Time chunks ``< first_time_chunk`` of ``reflectivity`` and ``mask`` are hard-linked
-        from the current version; the rest must be written by the caller, who must also
-        rewrite the whole ``time`` array. Arrays are resized to *length* frames.
+        """Open a writable session on the tip of ``main`` and resize the data arrays.
 
         Parameters
         ----------
         first_time_chunk : int
-            Index of the first time chunk the caller will (re)write.
+            Index of the first time chunk the caller will (re)write; chunks before it stay
+            shared with the parent snapshot (Icechunk copies nothing).
         length : int
-            Number of frames of the new version (>= committed length).
+            Number of frames of the new snapshot (>= committed length).
 
         Returns
         -------
         zarr.Group
-            The new version, opened for writing.
+            The store in the writable session.
         """
         import zarr
 
-        cur = self.current
-        num = int(_VERSION_RE.match(cur.name).group(1)) + 1
-        self._next = f"v{num:06d}.zarr"
-        part = self.path / f".v{num:06d}.partial"
-        if part.exists():
-            shutil.rmtree(part)
-        self._partial = part
-        for src_dir, dirs, files in os.walk(cur):
-            rel = Path(src_dir).relative_to(cur)
-            dst_dir = part / rel
-            dst_dir.mkdir(parents=True, exist_ok=True)
-            top = rel.parts[0] if rel.parts else ""
-            for f in files:
-                src = Path(src_dir) / f
-                if f == "zarr.json":
-                    shutil.copyfile(src, dst_dir / f)  # rewritten by resize: never share
-                    continue
-                if top == "time":
-                    continue
-                if top in DATA_VARS:
-                    t_chunk = _time_chunk_index(rel.parts, f)
-                    if t_chunk is not None and t_chunk >= first_time_chunk:
-                        continue
-                _link_or_copy(src, dst_dir / f)
-            dirs.sort()
-        g = zarr.open_group(str(part), mode="r+")
+        if first_time_chunk < 0:
+            raise ValueError(f"first_time_chunk must be >= 0, got {first_time_chunk}")
+        self._session = self.repo.writable_session("main")
+        g = zarr.open_group(self._session.store, mode="r+")
         for name in DATA_VARS:
             arr = g[name]
             arr.resize((length, *arr.shape[1:]))
@@ -546,36 +420,74 @@ class StoreWriter:
         return g
 
     def abort(self) -> None:
-        """Discard the prepared version (the current one stays as it is)."""
-        if self._partial is not None and self._partial.exists():
-            shutil.rmtree(self._partial)
-        self._partial = None
-        self._next = None
+        """Discard the prepared session (the last commit stays as it is)."""
+        self._session = None
 
-    def commit(self) -> Path:
-        """Make the prepared version the current one (atomic) and drop old versions.
+    def commit(self, message: str = "update") -> str:
+        """Commit the prepared session; returns the new snapshot id.
 
-        Returns
-        -------
-        Path
-            Directory of the new current version.
+        Raises
+        ------
+        CommitConflictError
+            (a RuntimeError) If another writer committed to the store since
+            :meth:`prepare` (object storage, where there is no lock): nothing of this
+            session is kept.
         """
-        if self._partial is None or self._next is None:
-            raise ValueError(f"{self.path}: commit() called without prepare()")
-        final = self.path / self._next
-        os.rename(self._partial, final)
-        _fsync_dir(self.path)
-        _write_current(self.path, self._next)
-        self._partial = None
-        self._cleanup(keep=KEEP_VERSIONS)
-        return final
+        import icechunk
+
+        if self._session is None:
+            raise ValueError(f"{self.location}: commit() called without prepare()")
+        try:
+            snap = self._session.commit(message)
+        except icechunk.ConflictError as err:
+            raise CommitConflictError(
+                f"store {self.location}: another writer committed while this one was "
+                f"writing ({err}); nothing was committed, run again (ingest skips the frames "
+                "already stored)"
+            ) from err
+        finally:
+            self._session = None
+        return snap
 
 
 # ----------------------------------------------------------------------------- reading
 
 
-def store_times(path: str | os.PathLike) -> pd.DatetimeIndex:
-    """Committed frame times of a versioned store without opening it with xarray.
+def _session_store(location: str | os.PathLike, snapshot: str | None = None):
+    repo = open_repo(location)
+    if snapshot is not None:
+        return repo.readonly_session(snapshot_id=snapshot).store
+    return repo.readonly_session(branch="main").store
+
+
+def open_group(location, mode: str = "r", snapshot: str | None = None):
+    """The root :class:`zarr.Group` of a store, read-only.
+
+    An Icechunk store (directory or ``s3://`` URL) is read from a read-only session of the
+    latest snapshot (or of *snapshot*); any other directory is opened as a plain Zarr group.
+
+    Parameters
+    ----------
+    location : str, PathLike or zarr store
+        Store location, or an already opened zarr store (returned as a group as it is).
+    mode : str
+        Only ``"r"``: writers go through :class:`StoreWriter` or a writable session.
+    snapshot : str, optional
+        Snapshot id to open instead of the latest.
+    """
+    import zarr
+
+    if mode != "r":
+        raise ValueError(f"open_group opens stores read-only, got mode={mode!r}")
+    if not isinstance(location, str | os.PathLike):
+        return zarr.open_group(location, mode="r")
+    if is_url(location) or is_icechunk_store(location) or is_old_layout(location):
+        return zarr.open_group(_session_store(location, snapshot), mode="r")
+    return zarr.open_group(str(location), mode="r")
+
+
+def store_times(location: str | os.PathLike, snapshot: str | None = None) -> pd.DatetimeIndex:
+    """Committed frame times of a store without opening it with xarray.
 
     Returns
     -------
@@ -584,28 +496,39 @@ def store_times(path: str | os.PathLike) -> pd.DatetimeIndex:
     """
     import zarr
 
-    g = zarr.open_group(str(current_version(path)), mode="r")
+    g = zarr.open_group(_session_store(location, snapshot), mode="r")
     secs = np.asarray(g["time"][:], dtype=np.int64)
     return pd.DatetimeIndex(secs.astype("datetime64[s]").astype("datetime64[ns]"), name="time")
 
 
-def open_store(path: str | os.PathLike, chunks: dict | str = "auto") -> xr.Dataset:
-    """Open a radar store lazily (dask-backed).
+def store_log(location: str | os.PathLike) -> list[tuple[str, pd.Timestamp, str]]:
+    """History of a store, newest first: ``(snapshot id, commit time UTC, message)``."""
+    repo = open_repo(location)
+    return [(s.id, pd.Timestamp(s.written_at), s.message) for s in repo.ancestry(branch="main")]
 
-    Follows ``CURRENT`` for stores made by :func:`create_store`; any other path is opened
-    as a plain Zarr group (for example a resampled store). The dataset reads the version
-    that was current when it was opened; that version stays on disk until two more
-    commits have happened (``KEEP_VERSIONS``), so reopen long-lived datasets after ingests. Grid-mapping variables (``crs``)
-    and ``lat``/``lon`` become coordinates. An integer-encoded ``reflectivity`` is returned
-    as float32 dBZ (``encoding`` kept, so ``to_zarr`` writes ``uint8`` again).
+
+def open_store(path, chunks: dict | str = "auto", snapshot: str | None = None) -> xr.Dataset:
+    """Open a radar store lazily (dask-backed) from a read-only session.
+
+    An Icechunk store (directory or ``s3://`` URL) is read from a read-only session of the
+    latest snapshot of ``main``, or of *snapshot*: the dataset keeps reading that snapshot
+    whatever writers commit later. Any other directory is opened as a plain Zarr group.
+    Grid-mapping variables (``crs``) and ``lat``/``lon`` become coordinates. A ``uint8``
+    ``reflectivity`` is returned as float32 dBZ (``encoding`` kept, so ``to_zarr`` writes
+    ``uint8`` again). The equivalent without this package::
+
+        repo = icechunk.Repository.open(icechunk.local_filesystem_storage("radar.zarr"))
+        ds = xr.open_zarr(repo.readonly_session("main").store, consolidated=False)
 
     Parameters
     ----------
-    path : str or PathLike
-        Store directory.
+    path : str, PathLike or icechunk.IcechunkStore
+        Store directory, ``s3://bucket/prefix`` URL, or an already pinned session store.
     chunks : dict or "auto"
         Dask chunks for :func:`xarray.open_zarr`; ``"auto"`` keeps the on-disk chunks
         (16 frames). ``None`` (no dask) is refused: it would decode the whole store.
+    snapshot : str, optional
+        Snapshot id (see :func:`store_log`) to open instead of the latest.
 
     Returns
     -------
@@ -617,16 +540,10 @@ def open_store(path: str | os.PathLike, chunks: dict | str = "auto") -> xr.Datas
     FileNotFoundError
         If *path* does not exist.
     ValueError
-        If *path* holds no Zarr group.
+        If *path* holds no Zarr group, or is a store of the old layout.
     """
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"radar store {p} does not exist")
-    target = current_version(p) if is_versioned_store(p) else p
-    if not (target / "zarr.json").is_file() and not (target / ".zgroup").is_file():
-        raise ValueError(
-            f"{p} is not a Zarr store: expected a '{CURRENT_FILE}' file or a Zarr group (zarr.json)"
-        )
+    import zarr
+
     if chunks is None:
         raise ValueError(
             "open_store needs dask chunks (a dict or 'auto'), got None: reflectivity is "
@@ -634,7 +551,28 @@ def open_store(path: str | os.PathLike, chunks: dict | str = "auto") -> xr.Datas
         )
     if chunks == "auto":
         chunks = {}
-    if target != p:  # our own schema: decode the uint8 pixels through a lookup table
+    if isinstance(path, str | os.PathLike):
+        if is_url(path) or is_icechunk_store(path) or is_old_layout(path):
+            target = _session_store(path, snapshot)
+        else:
+            p = Path(path)
+            if not p.exists():
+                raise FileNotFoundError(f"radar store {p} does not exist")
+            if not (p / "zarr.json").is_file() and not (p / ".zgroup").is_file():
+                raise ValueError(
+                    f"{p} is not a Zarr store: expected an Icechunk repository or a Zarr "
+                    "group (zarr.json)"
+                )
+            target = p
+    else:
+        target = path
+    group = zarr.open_group(target, mode="r")
+    own = (
+        not isinstance(target, Path)
+        and "reflectivity" in group
+        and group["reflectivity"].dtype == np.uint8
+    )
+    if own:  # our own schema: decode the uint8 pixels through a lookup table
         ds = xr.open_zarr(
             target, consolidated=False, decode_coords="all", chunks=chunks, mask_and_scale=False
         )

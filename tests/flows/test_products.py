@@ -167,6 +167,55 @@ def test_zarr_append_refuses_other_lead_times(tmp_path):
         products.append_forecast_zarr(other, store)
 
 
+_KILLED_PUBLISH = """
+import os, signal, sys
+sys.path.insert(0, sys.argv[2])
+import icechunk
+from flows import products
+from tests.flows.conftest import build_forecast
+
+def die(*args, **kwargs):  # inside the archive write: every chunk written, nothing committed
+    os.kill(os.getpid(), signal.SIGKILL)
+
+icechunk.Session.commit = die
+products.append_forecast_zarr(build_forecast("2026-06-01T12:06", model="convgru"), sys.argv[1])
+"""
+
+
+def test_a_publish_killed_inside_its_archive_write_leaves_the_archive_usable(tmp_path):
+    store = tmp_path / "forecasts.zarr"
+    first = build_forecast("2026-06-01T12:00", model="trajgru")
+    products.append_forecast_zarr(first, store)
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED_PUBLISH, str(store), str(REPO)], timeout=120
+    )
+    assert proc.returncode == -signal.SIGKILL
+    ds = products.open_forecast_zarr(store).load()  # the last commit: one forecast, whole
+    assert ds.sizes == {"issue_time": 1, "lead_time": 6, "y": 80, "x": 80}
+    assert ds["model"].values.tolist() == ["trajgru"]
+    np.testing.assert_array_equal(
+        ds["rainfall_rate"].isel(issue_time=0).values, first["rainfall_rate"].values
+    )
+    # the next publishes go through (before Icechunk: "conflicting sizes for dimension")
+    second = build_forecast("2026-06-01T12:06", model="convgru")
+    assert products.append_forecast_zarr(second, store) == 1
+    assert products.append_forecast_zarr(build_forecast("2026-06-01T12:12"), store) == 2
+    ds = products.open_forecast_zarr(store).load()
+    assert ds.sizes["issue_time"] == 2 + 1
+    assert ds["valid_time"].shape == (3, 6)
+    np.testing.assert_array_equal(
+        ds["rainfall_rate"].isel(issue_time=1).values, second["rainfall_rate"].values
+    )
+    from pipeline.store import store_log
+
+    messages = [m for _, _, m in store_log(store)]
+    assert messages[0] == "publish: forecast issued 2026-06-01 12:12 by " + str(
+        build_forecast("2026-06-01T12:12").attrs.get("model", "unknown")
+    )
+    assert messages[1] == "publish: forecast issued 2026-06-01 12:06 by convgru"
+    assert len(messages) == 4  # three publishes and "Repository initialized"
+
+
 # --------------------------------------------------------------------------- verification
 
 

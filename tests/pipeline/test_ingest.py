@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -19,7 +18,14 @@ import xarray as xr
 
 from pipeline import hko7
 from pipeline.ingest import ingest_archive
-from pipeline.store import TIME_CHUNK, create_store, current_version, open_store, validate_store
+from pipeline.store import (
+    TIME_CHUNK,
+    create_store,
+    open_repo,
+    open_store,
+    store_log,
+    validate_store,
+)
 from pipeline.units import pixel_to_dbz
 
 DAYS = ("2015-06-01", "2015-06-02", "2015-06-03")
@@ -78,15 +84,22 @@ def clean_store(archive, tmp_path_factory) -> Path:
     return store
 
 
+def _keys_and_bytes(zstore) -> dict[str, bytes]:
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    async def run():
+        out = {}
+        async for key in zstore.list():
+            out[key] = (await zstore.get(key, default_buffer_prototype())).to_bytes()
+        return out
+
+    return sync(run())
+
+
 def _tree(store: Path) -> dict[str, bytes]:
-    """Every file of the committed version, by relative path."""
-    root = current_version(store)
-    out = {}
-    for d, _, files in os.walk(root):
-        for f in files:
-            p = Path(d) / f
-            out[str(p.relative_to(root))] = p.read_bytes()
-    return out
+    """Every Zarr key of the latest snapshot (metadata and chunks) with its bytes."""
+    return _keys_and_bytes(open_repo(store).readonly_session(branch="main").store)
 
 
 def _assert_same_store(a: Path, b: Path) -> None:
@@ -131,11 +144,12 @@ def test_ingest_times_values_masks_and_attributes(clean_store):
 def test_reingest_writes_nothing_and_leaves_every_file_unchanged(archive, clean_store, tmp_path):
     store = tmp_path / "again"
     shutil.copytree(clean_store, store)
-    before = _tree(store)
+    before, history = _tree(store), store_log(store)
     report = ingest_archive(archive, store, progress=False)
     assert (report.frames_written, report.skipped_existing) == (0, len(_times()))
     assert report.batches == 0
     assert _tree(store) == before
+    assert store_log(store) == history  # no commit
     _assert_same_store(store, clean_store)
 
 
@@ -225,24 +239,25 @@ ing.ingest_archive(sys.argv[1], sys.argv[2], progress=False, batch_size=16, work
 """
 
 
+def _n_commits(store: Path) -> int:
+    try:
+        return len(store_log(store))
+    except Exception:  # not created yet, or caught mid-commit
+        return 0
+
+
 def test_sigkill_mid_ingest_leaves_an_openable_store_that_resumes(archive, clean_store, tmp_path):
     store = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-c", _KILLABLE, str(archive), str(store)])
     try:
         deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                current = (store / "CURRENT").read_text().strip()
-                partial = list(store.glob(".v*.partial"))
-                # at least two batches committed and the next one being written
-                if current >= "v000003.zarr" and partial and any(partial[0].glob("*/c.*.0.0")):
-                    break
-            except OSError:  # not created yet, or renamed while we looked
-                pass
+        # "Repository initialized", the empty schema, then at least two batches committed
+        while _n_commits(store) < 4:
             assert proc.poll() is None, "ingest finished before it could be killed"
+            assert time.monotonic() < deadline, "ingest never committed two batches"
             time.sleep(0.02)
-        else:
-            pytest.fail("ingest never reached a mid-batch state")
+        time.sleep(0.1)  # inside the next batch (each chunk write takes 0.15 s more)
+        assert proc.poll() is None, "ingest finished before it could be killed"
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -250,10 +265,8 @@ def test_sigkill_mid_ingest_leaves_an_openable_store_that_resumes(archive, clean
             proc.kill()
             proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    # (almost always the kill lands inside a batch and leaves a .vNNNNNN.partial behind;
-    # rarely just after its rename: both must resume the same way)
 
-    ds = open_store(store)  # opens: the committed version is complete
+    ds = open_store(store)  # opens: the last commit is complete
     validate_store(ds)
     n = ds.sizes["time"]
     assert 0 < n < len(_times()) and n % 16 == 0
@@ -263,7 +276,6 @@ def test_sigkill_mid_ingest_leaves_an_openable_store_that_resumes(archive, clean
 
     report = ingest_archive(archive, store, progress=False)
     assert (report.skipped_existing, report.frames_written) == (n, len(_times()) - n)
-    assert not list(store.glob(".v*.partial"))
     _assert_same_store(store, clean_store)
 
 
@@ -285,9 +297,7 @@ def test_dask_distributed_scheduler_gives_the_same_store(bad_archive, bad_store,
 
 
 def test_direct_chunk_encoding_is_byte_identical_to_zarr(tmp_path):
-    import zarr
-
-    from pipeline.ingest import _put_chunk
+    from pipeline.ingest import _fast_codec, _put_chunk, _Sink
     from pipeline.store import StoreWriter, create_store
 
     rng = np.random.default_rng(3)
@@ -299,22 +309,24 @@ def test_direct_chunk_encoding_is_byte_identical_to_zarr(tmp_path):
         store = create_store(tmp_path / how)
         with StoreWriter(store) as w:
             g = w.prepare(first_time_chunk=0, length=pixels.shape[0])
+            codecs = {n: _fast_codec(g[n].metadata.to_dict()) for n in ("reflectivity", "mask")}
+            assert None not in codecs.values()  # the store's own layout takes the fast path
+            sink = _Sink(w.session.store, codecs)
             for name, data in (("reflectivity", pixels), ("mask", masks)):
                 for s in (0, TIME_CHUNK):  # a full chunk, then a partial one
                     block = data[s : s + TIME_CHUNK]
                     if how == "direct":
-                        _put_chunk(str(w.partial_dir / name), s, np.ascontiguousarray(block))
+                        _put_chunk(sink, name, s, np.ascontiguousarray(block))
                     else:
-                        zarr.open_array(w.partial_dir / name, mode="r+")[s : s + len(block)] = block
+                        g[name][s : s + len(block)] = block
             g["time"][:] = np.arange(pixels.shape[0]) * 360
-            w.commit()
+            w.commit("test")
         trees.append(_tree(store))
     assert sorted(trees[0]) == sorted(trees[1])
     assert [k for k in trees[0] if trees[0][k] != trees[1][k]] == []
 
 
 def test_cli_ingest_prints_a_json_report_and_rejects_a_non_archive(archive, tmp_path):
-    import json
 
     from typer.testing import CliRunner
 
@@ -398,35 +410,6 @@ def test_frames_and_masks_the_fast_decoders_reject_get_the_archive_checks(
     assert "corrupt" in bad[paths[T_BAD_IDAT]]
     expected = open_store(clean_store).drop_sel(time=list(paths))
     xr.testing.assert_identical(open_store(tmp_path / "store").load(), expected.load())
-
-
-def _to_slash_chunk_keys(version: Path) -> None:
-    """Rewrite a store version to zarr's "/" chunk keys (the layout of older stores)."""
-    for meta in version.glob("*/zarr.json"):
-        doc = json.loads(meta.read_text())
-        doc["chunk_key_encoding"]["configuration"]["separator"] = "/"
-        meta.write_text(json.dumps(doc))
-        for f in meta.parent.glob("c.*"):
-            dst = meta.parent.joinpath(*f.name.split("."))
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            f.rename(dst)
-
-
-def test_a_store_with_slash_chunk_keys_is_extended_in_its_own_layout(
-    archive, clean_store, tmp_path
-):
-    store = tmp_path / "old"
-    ingest_archive(archive, store, start=DAYS[1], end=DAYS[1] + " 23:59", progress=False)
-    _to_slash_chunk_keys(current_version(store))
-    ingest_archive(archive, store, progress=False)  # days before and after: rewrites and links
-
-    version = current_version(store)
-    assert list(version.glob("*/c.*")) == []
-    n_chunks = -(-len(_times()) // TIME_CHUNK)
-    assert sorted(p.name for p in (version / "reflectivity" / "c").iterdir()) == sorted(
-        str(k) for k in range(n_chunks)
-    )
-    xr.testing.assert_identical(open_store(store).load(), open_store(clean_store).load())
 
 
 def test_batches_grow_with_the_store_so_commits_stay_rare():

@@ -7,11 +7,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import zarr
 
 from pipeline import geo, units
 from pipeline.resample import downsize, gap_table, resample_store, sidecar_paths, snap_to_grid
-from pipeline.store import StoreWriter, create_store, open_store
+from pipeline.store import StoreWriter, create_store, open_group, open_store, store_log
 
 SIZE = 48  # small source frames keep the tests fast
 
@@ -207,7 +206,7 @@ def test_resample_coordinates_and_metadata(gappy_store):
     assert ds.attrs["cadence_minutes"] == 6.0
     assert ds["reflectivity"].attrs["units"] == "dBZ"
     assert ds["reflectivity"].encoding["grid_mapping"] == "crs"
-    on_disk = zarr.open_group(str(gappy_store["dst"]), mode="r")["reflectivity"].attrs
+    on_disk = open_group(gappy_store["dst"])["reflectivity"].attrs
     assert on_disk["grid_mapping"] == "crs" and on_disk["standard_name"] == (
         "equivalent_reflectivity_factor"
     )
@@ -220,8 +219,17 @@ def test_resample_refuses_existing_output_then_overwrites(gappy_store, tmp_path)
         resample_store(gappy_store["src"], gappy_store["dst"], size=8, progress=False)
     dst = tmp_path / "again.zarr"
     resample_store(gappy_store["src"], dst, size=16, progress=False)
+    reader = open_store(dst)
+    before = reader["reflectivity"].values
     resample_store(gappy_store["src"], dst, size=8, progress=False, overwrite=True)
     assert open_store(dst).sizes["x"] == 8
+    # one commit per resample; a reader opened before the overwrite keeps its snapshot
+    messages = [m for _, _, m in store_log(dst)]
+    assert len(messages) == 3 and messages[2] == "Repository initialized"
+    assert messages[0] == "resample src: 354 of 720 slots observed, 8 x 8, cadence 6 min"
+    assert ", 16 x 16, " in messages[1]
+    np.testing.assert_array_equal(reader["reflectivity"].values, before)
+    assert reader.sizes["x"] == 16
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 

@@ -1,8 +1,7 @@
-"""Radar store schema, versions and opening (pipeline.store)."""
+"""Radar store schema, Icechunk snapshots, opening and migration (pipeline.store)."""
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -16,8 +15,9 @@ from pipeline.store import (
     TIME_CHUNK,
     StoreWriter,
     create_store,
-    current_version,
+    open_repo,
     open_store,
+    store_log,
     store_times,
     validate_store,
 )
@@ -26,7 +26,7 @@ from pipeline.units import pixel_to_dbz
 SIZE = 32  # small frames keep these tests fast; the schema is size-agnostic
 
 
-def _write(store: Path, secs: np.ndarray, pixels: np.ndarray, first_chunk: int) -> None:
+def _write(store: Path, secs: np.ndarray, pixels: np.ndarray, first_chunk: int) -> str:
     """Rewrite everything from time chunk *first_chunk* (test helper, no ingest)."""
     with StoreWriter(store) as w:
         g = w.prepare(first_time_chunk=first_chunk, length=secs.size)
@@ -34,15 +34,7 @@ def _write(store: Path, secs: np.ndarray, pixels: np.ndarray, first_chunk: int) 
         g["reflectivity"][s:] = pixels[s:]
         g["mask"][s:] = pixels[s:] > 0
         g["time"][:] = secs
-        w.commit()
-
-
-def _files(root: Path) -> dict[str, bytes]:
-    return {
-        str(Path(d, f).relative_to(root)): Path(d, f).read_bytes()
-        for d, _, fs in os.walk(root)
-        for f in fs
-    }
+        return w.commit(f"test: {secs.size} frames")
 
 
 def test_empty_store_opens_with_schema_and_coordinates(tmp_path):
@@ -74,47 +66,87 @@ def test_every_pixel_value_decodes_to_exact_float32_dbz(tmp_path):
     assert store_times(store)[0] == pd.Timestamp("2015-06-01")
 
 
-def test_a_commit_never_changes_the_files_of_the_previous_version(tmp_path):
+def test_a_reader_keeps_its_snapshot_while_writers_commit(tmp_path):
+    """The blank-data case: a dataset opened before two commits that rewrite its chunks
+    still reads its own values (not -10 dBZ and an all-False mask)."""
     store = create_store(tmp_path / "s", size=SIZE)
     rng = np.random.default_rng(0)
-    pix = rng.integers(0, 256, (40, SIZE, SIZE), dtype=np.uint8)
+    pix = rng.integers(1, 256, (40, SIZE, SIZE), dtype=np.uint8)
     secs = np.arange(40, dtype=np.int64) * 360
-    _write(store, secs[:20], pix[:20], first_chunk=0)
-    v2 = current_version(store)
-    snapshot = _files(v2)
-    # append (rewrites the partly filled chunk 1, shares chunk 0 as a hard link)
-    _write(store, secs[:40], pix[:40], first_chunk=1)
-    assert current_version(store).name == "v000003.zarr"
-    assert v2.exists() and _files(v2) == snapshot
-    v3 = current_version(store)
-    assert (
-        os.stat(v3 / "reflectivity/c.0.0.0").st_ino == os.stat(v2 / "reflectivity/c.0.0.0").st_ino
-    )
+    first = _write(store, secs[:20], pix[:20], first_chunk=0)
+    reader = open_store(store)
+    before = reader["reflectivity"].values.copy()
+    np.testing.assert_array_equal(before, pixel_to_dbz(pix[:20]).astype(np.float32))
+    _write(store, secs[:40], pix[:40], first_chunk=1)  # rewrites the partly filled chunk 1
+    _write(store, secs[:40], 255 - pix[:40], first_chunk=0)  # rewrites every chunk
+    np.testing.assert_array_equal(reader["reflectivity"].values, before)
+    assert reader["mask"].values.all()  # pixels > 0 everywhere
+    # the latest snapshot has the new values, the first one opens by its id
+    latest = open_store(store)
     np.testing.assert_array_equal(
-        open_store(store)["reflectivity"].encoding["dtype"], np.dtype("uint8")
+        latest["reflectivity"].values, pixel_to_dbz(255 - pix).astype(np.float32)
     )
-    raw = xr.open_zarr(v3, consolidated=False, mask_and_scale=False)["reflectivity"].values
-    np.testing.assert_array_equal(raw, pix)
-    # one more commit drops v2 (two versions are kept)
-    _write(store, secs[:40], pix[:40], first_chunk=2)
-    assert sorted(p.name for p in store.glob("v*.zarr")) == ["v000003.zarr", "v000004.zarr"]
+    xr.testing.assert_identical(open_store(store, snapshot=first).load(), reader.load())
+    messages = [m for _, _, m in store_log(store)]
+    assert messages[:3] == ["test: 40 frames", "test: 40 frames", "test: 20 frames"]
+    assert messages[3] == f"create an empty radar store ({SIZE} x {SIZE} frames)"
 
 
-def test_leftovers_of_a_killed_writer_are_ignored_then_removed(tmp_path):
+def test_plain_xarray_opens_the_store_through_icechunk(tmp_path):
     store = create_store(tmp_path / "s", size=SIZE)
-    with StoreWriter(store) as w:
-        w.prepare(first_time_chunk=0, length=5)
-        partial = w.partial_dir
-        # simulate SIGKILL: neither commit nor cleanup happens
-        os.rename(partial, store / ".v000002.partial.keep")
-    os.rename(store / ".v000002.partial.keep", partial)
-    (store / "v000009.zarr").mkdir()  # a renamed but never committed version
-    assert open_store(store).sizes["time"] == 0
-    with StoreWriter(store):
-        pass
-    assert not partial.exists()
-    assert not (store / "v000009.zarr").exists()
-    assert (store / "CURRENT").read_text().strip() == "v000001.zarr"
+    pix = np.arange(3 * SIZE * SIZE, dtype=np.int64).reshape(3, SIZE, SIZE).astype(np.uint8)
+    _write(store, np.arange(3, dtype=np.int64) * 360, pix, first_chunk=0)
+    session = open_repo(store).readonly_session("main")
+    ds = xr.open_zarr(session.store, consolidated=False)
+    np.testing.assert_allclose(ds["reflectivity"].values, pixel_to_dbz(pix), rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(
+        ds["time"].values, pd.date_range("1970-01-01", periods=3, freq="6min").values
+    )
+
+
+def _old_layout_store(path: Path, pix: np.ndarray, secs: np.ndarray) -> None:
+    """A store as written before the Icechunk engine: vNNNNNN.zarr groups and CURRENT."""
+    import zarr
+
+    from pipeline.store import _write_schema
+
+    vdir = path / "v000002.zarr"
+    path.mkdir()
+    _write_schema(str(vdir), SIZE)
+    g = zarr.open_group(str(vdir), mode="r+")
+    for name, data in (("reflectivity", pix), ("mask", pix > 0)):
+        g[name].resize(data.shape)
+        g[name][:] = data
+    g["time"].resize(secs.shape)
+    g["time"][:] = secs
+    (path / "CURRENT").write_text("v000002.zarr\n")
+
+
+def test_an_old_layout_store_is_refused_naming_migrate_and_migrates(tmp_path):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from pipeline.store_migrate import migrate_store
+
+    old = tmp_path / "old"
+    rng = np.random.default_rng(4)
+    pix = rng.integers(0, 256, (21, SIZE, SIZE), dtype=np.uint8)
+    secs = np.arange(21, dtype=np.int64) * 360
+    _old_layout_store(old, pix, secs)
+    with pytest.raises(ValueError, match=f"nowcast store migrate {old} NEW"):
+        open_store(old)
+    with pytest.raises(ValueError, match="nowcast store migrate"):
+        StoreWriter(old).__enter__()
+    assert migrate_store(old, tmp_path / "new") == 21
+    ds = open_store(tmp_path / "new")
+    validate_store(ds, size=SIZE)
+    np.testing.assert_array_equal(ds["reflectivity"].values, pixel_to_dbz(pix).astype(np.float32))
+    np.testing.assert_array_equal(ds["mask"].values, pix > 0)
+    res = CliRunner().invoke(app, ["store", "log", str(tmp_path / "new")])
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.strip().splitlines()
+    assert "migrate 21 frames from the old-layout store" in lines[0]
+    assert len(lines) == 3  # migration, empty schema, "Repository initialized"
 
 
 def test_open_store_opens_a_plain_zarr_store(tmp_path):
@@ -131,10 +163,10 @@ def test_open_store_rejects_missing_and_foreign_paths(tmp_path):
         open_store(tmp_path / "nope")
     with pytest.raises(ValueError, match="not a Zarr store"):
         open_store(tmp_path)
-    store = create_store(tmp_path / "s", size=SIZE)
-    (store / "CURRENT").write_text("../../etc\n")
-    with pytest.raises(ValueError, match="etc"):
-        open_store(store)
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "CURRENT").write_text("../../etc\n")
+    with pytest.raises(ValueError, match="old layout"):
+        open_store(tmp_path / "odd")
 
 
 def test_create_store_refuses_a_non_empty_directory(tmp_path):

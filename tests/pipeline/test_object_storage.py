@@ -1,0 +1,162 @@
+"""Stores on S3-compatible object storage: a moto server on 127.0.0.1, started and stopped
+here (ingest, read-back, history, resample from the bucket, conflicting commits, two ingests
+at once, a forecast cycle reading the store from the bucket)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from pipeline import hko7
+from pipeline.ingest import ingest_archive
+from pipeline.store import StoreWriter, create_store, open_store, store_log
+
+moto_server = pytest.importorskip("moto.server")
+
+BUCKET = "radar-test"
+TIMES = pd.date_range("2015-06-01 00:00", periods=40, freq="6min")
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """Endpoint and credentials of a fresh moto S3 server, set in the environment."""
+    import boto3
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        mp.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+        boto3.client(
+            "s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1"
+        ).create_bucket(Bucket=BUCKET)
+        yield env
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("hko7s3")
+    ramp = (np.arange(480 * 480) % 256).astype(np.uint8).reshape(480, 480)
+    for k, t in enumerate(TIMES):
+        frame = ramp.copy()
+        frame[100:140, 10 * k : 10 * k + 40] = 200  # a block moving 10 px a frame
+        hko7.write_frame(hko7.frame_path(root, t), frame)
+    return root
+
+
+def test_ingest_read_back_log_and_resample_on_object_storage(s3, archive, tmp_path):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from pipeline.resample import resample_store
+
+    url = f"s3://{BUCKET}/stores/radar.zarr"
+    first = ingest_archive(archive, url, end=TIMES[19], progress=False, batch_size=16)
+    rest = ingest_archive(archive, url, progress=False, batch_size=16)
+    assert (first.frames_written, rest.frames_written, rest.skipped_existing) == (20, 20, 20)
+    local = tmp_path / "radar.zarr"
+    ingest_archive(archive, local, progress=False)
+    ds = open_store(url)
+    assert ds.sizes["time"] == 40
+    xr.testing.assert_identical(ds.load(), open_store(local).load())
+    assert ds["reflectivity"].values[7, 120, 70 + 5] == np.float32(200 / 255 * 70 - 10)
+
+    res = CliRunner().invoke(app, ["store", "log", url])
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.strip().splitlines()
+    # batches of 16, 4, 16 and 4 frames, the empty schema, "Repository initialized"
+    assert len(lines) == first.batches + rest.batches + 2
+    assert "ingest: add 4 frames, 2015-06-01 03:36 to 2015-06-01 03:54" in lines[0]
+
+    from_bucket = resample_store(url, tmp_path / "a.zarr", size=96, progress=False)
+    from_disk = resample_store(local, tmp_path / "b.zarr", size=96, progress=False)
+    assert from_bucket.n_observed == from_disk.n_observed == 40
+    a, b = open_store(tmp_path / "a.zarr").load(), open_store(tmp_path / "b.zarr").load()
+    xr.testing.assert_identical(a.drop_attrs(), b.drop_attrs())
+
+
+def test_a_conflicting_commit_on_object_storage_is_refused(s3):
+    url = f"s3://{BUCKET}/stores/conflict.zarr"
+    create_store(url, size=16)
+    with StoreWriter(url) as w1, StoreWriter(url) as w2:  # no lock on object storage
+        g1 = w1.prepare(first_time_chunk=0, length=1)
+        g2 = w2.prepare(first_time_chunk=0, length=2)
+        g1["time"][:] = [0]
+        g2["time"][:] = [0, 360]
+        w1.commit("one frame")
+        with pytest.raises(RuntimeError, match="another writer committed"):
+            w2.commit("two frames")
+    assert open_store(url).sizes["time"] == 1
+    assert [m for _, _, m in store_log(url)][0] == "one frame"
+
+
+def test_two_ingests_at_once_into_a_bucket_store_write_every_frame_once(s3, archive, tmp_path):
+    import threading
+
+    url = f"s3://{BUCKET}/stores/shared.zarr"
+    create_store(url)
+    reports, errors = [], []
+
+    def run(**bounds):
+        try:
+            reports.append(ingest_archive(archive, url, progress=False, batch_size=16, **bounds))
+        except Exception as err:  # pragma: no cover - shown by the assert below
+            errors.append(err)
+
+    threads = [
+        threading.Thread(target=run, kwargs={"end": TIMES[29]}),
+        threading.Thread(target=run, kwargs={"start": TIMES[10]}),  # overlaps 10 .. 29
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    assert sum(r.frames_written for r in reports) == len(TIMES)  # every frame exactly once
+    ds = open_store(url)
+    want = pd.DatetimeIndex(list(TIMES), name="time").as_unit("ns")
+    pd.testing.assert_index_equal(ds.indexes["time"], want)
+    local = tmp_path / "radar.zarr"
+    ingest_archive(archive, local, progress=False)
+    xr.testing.assert_identical(ds.load(), open_store(local).load())
+
+
+@pytest.mark.slow  # maps of a 480 x 480 forecast: ~10 s
+def test_a_forecast_cycle_reads_its_store_from_the_bucket(s3, archive, tmp_path):
+    from flows.forecast import ForecastSettings, forecast_cycle
+    from flows.products import open_forecast_netcdf
+
+    url = f"s3://{BUCKET}/stores/cycle.zarr"
+    ingest_archive(archive, url, progress=False)
+    site = tmp_path / "site"
+    settings = ForecastSettings(
+        url,
+        str(site),
+        baseline="persistence",
+        lead_minutes=(6, 12),
+        in_frames=2,
+        n_obs_frames=1,
+        coastline_resolution="110m",
+    )
+    issue = TIMES[30]
+    result = forecast_cycle(settings, now=issue)
+    assert result.status == "ok", result
+    fc = open_forecast_netcdf(site / "runs" / issue.strftime("%Y%m%dT%H%MZ") / "forecast.nc")
+    last = open_store(url)["reflectivity"].sel(time=issue).values
+    for lead in range(2):  # persistence: the frame at the issue time at every lead
+        np.testing.assert_allclose(fc["reflectivity"].values[lead], last, atol=1e-4)
