@@ -72,7 +72,7 @@ def demo(
     config: str = typer.Option(
         "small_lagrangian", help="Model configuration (small_lagrangian: the Lagrangian mode)."
     ),
-    train_minutes: float = typer.Option(3.5, help="Training time budget in minutes."),
+    train_minutes: float = typer.Option(5.0, help="Training time budget in minutes."),
     eval_samples: int = typer.Option(96, help="Test sequences per predictor (0 = all)."),
 ) -> None:
     """Run the whole pipeline on a synthetic archive and build the dashboard."""

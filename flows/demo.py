@@ -121,7 +121,7 @@ def demo_flow(
     seed: int = 0,
     model: str = "trajgru_ode",
     config: str = "small_lagrangian",
-    train_minutes: float = 3.5,
+    train_minutes: float = 5.0,
     eval_samples: int | None = 96,
     n_forecasts: int = 5,
     forecast_spacing_minutes: int = 30,
