@@ -4,7 +4,7 @@ Prefect reads its settings from the environment when it is first imported, so ev
 entry point of this package (the ``nowcast`` commands, the flow modules, the tests)
 calls :func:`configure` first and imports :mod:`prefect` afterwards.
 
-What is set (only where the user has not set it already, REFERENCE.md section 9):
+What is set (only where the user has not set it already, docs/facts.md section 9):
 
 - ``PREFECT_SERVER_ANALYTICS_ENABLED=false`` and ``DO_NOT_TRACK=1``: telemetry tries to
   reach the internet.

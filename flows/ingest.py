@@ -5,7 +5,7 @@ found by walking the archive tree (:func:`pipeline.hko7.discover_frames`, nothin
 decoded) and each day becomes one task, run on a dask cluster through
 ``prefect_dask.DaskTaskRunner``: a local cluster by default, or an existing one given by
 its scheduler address. Tasks are coarse on purpose (Prefect costs about 0.15 s per task on
-dask, REFERENCE.md section 9): the per-frame decoding happens inside the day task with
+dask, docs/facts.md section 9): the per-frame decoding happens inside the day task with
 dask's threaded scheduler (Pillow and zlib release the GIL). Writers of one store are
 serialised by the store's own lock (``pipeline.store.StoreWriter``), and the store keeps
 time sorted whatever order the days finish in, so concurrent day tasks are safe.

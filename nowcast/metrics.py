@@ -9,7 +9,7 @@ Two families of scores are implemented, both on frames on the normalised pixel s
   frames; PSNR is ``10 log10(1 / MSE_frame)`` per frame, then averaged (this reading
   reproduces the thesis's tables: its PSNR is *above* ``10 log10(1 / mean MSE)``, as a mean
   of per-frame PSNRs must be by Jensen's inequality).
-* the HKO-7 benchmark protocol (REFERENCE.md section 4): contingency counts per rain
+* the HKO-7 benchmark protocol (docs/facts.md section 4): contingency counts per rain
   threshold (0.5, 2, 5, 10, 30 mm/h; event = value >= threshold; only where mask = 1)
   summed over all sequences per lead time, giving POD, FAR, CSI and HSS; and the balanced
   B-MSE / B-MAE (per frame the SUM over the frame of ``w * err^2`` / ``w * |err|``, averaged
@@ -234,7 +234,7 @@ def _band_edges_normalized() -> list[float]:
 
 
 def balanced_weights(target_norm):
-    """HKO-7 balanced per-pixel weights from the ground truth (REFERENCE.md section 4).
+    """HKO-7 balanced per-pixel weights from the ground truth (docs/facts.md section 4).
 
     1 below 2 mm/h, 2 in [2, 5), 5 in [5, 10), 10 in [10, 30) and 30 at or above 30 mm/h;
     band edges are :func:`pipeline.units.rainrate_to_normalized` of those rain rates.
@@ -316,7 +316,7 @@ def contingency_counts(
 
 
 def categorical_scores(hits, false_alarms, misses, correct_negatives) -> dict[str, np.ndarray]:
-    """POD, FAR, CSI and HSS from contingency counts (REFERENCE.md section 4).
+    """POD, FAR, CSI and HSS from contingency counts (docs/facts.md section 4).
 
     ``POD = a/(a+c)``, ``FAR = b/(a+b)``, ``CSI = a/(a+b+c)``,
     ``HSS = 2(ad - bc) / ((a+c)(c+d) + (a+b)(b+d))``; NaN where a denominator is 0.

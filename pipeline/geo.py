@@ -1,7 +1,7 @@
 """Radar geometry of the HKO-7 grid: projection, pixel-centre coordinates, latitude/longitude.
 
 HKO-7 frames cover 512 km x 512 km centred on Hong Kong at 480 x 480 pixels (about
-1.07 km per pixel, REFERENCE.md section 1). The archive ships no georeferencing, so this
+1.07 km per pixel, docs/facts.md section 1). The archive ships no georeferencing, so this
 module fixes one: an azimuthal-equidistant projection centred on the Tai Mo Shan radar
 (``RADAR_LAT``, ``RADAR_LON``; the public position of the site, rounded to about 100 m)
 on a sphere of radius ``EARTH_RADIUS_M``. Over +-256 km the spherical and ellipsoidal

@@ -1,6 +1,6 @@
 """The published HKO-7 archive layout: paths, frame and mask encodings, catalogues.
 
-Layout (REFERENCE.md section 1)::
+Layout (docs/facts.md section 1)::
 
     <root>/radarPNG/YYYY/MM/DD/RAD{yy}{mm}{dd}{HH}{MM}00.png        480 x 480 uint8 PNG
     <root>/radarPNG_mask/YYYY/MM/DD/RAD{yy}{mm}{dd}{HH}{MM}00.mask  zlib(raw numpy bool bytes)

@@ -1,6 +1,6 @@
 """Sample indices: the HKO-7 benchmark clip rules and the thesis's four time-sampling schemes.
 
-HKO-7 clips (:func:`hko7_clips`, REFERENCE.md section 3)
+HKO-7 clips (:func:`hko7_clips`, docs/facts.md section 3)
     A frame is *missing* when its timestamp is absent from the catalogue (here: the set
     of existing timestamps passed in). A clip of ``in_len + out_len`` frames every
     ``cadence`` is rejected when it has more than ``max_consecutive_missing`` (2)

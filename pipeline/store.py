@@ -17,7 +17,7 @@ Dims ``(time, y, x)``, 480 x 480 per frame:
 Chunking: one time chunk = ``TIME_CHUNK = 16`` full frames
 -------------------------------------------------------------
 Readers want whole frames for short sequences (5-30 frames for training clips, whole
-days for resampling). REFERENCE.md section 9 measured 480 x 480 uint8 frames with Blosc
+days for resampling). docs/facts.md section 9 measured 480 x 480 uint8 frames with Blosc
 zstd on this machine: time chunk 16 writes about 300 frames/s and reads 1,500 frames/s;
 time chunk 1 writes about 180 and reads only 260 (one file per frame). The cost of 16 is
 that extending a partly filled chunk rewrites it (82 ms instead of 25 ms for one frame),

@@ -81,7 +81,7 @@ def rainrate_to_normalized(rate: ArrayLike) -> np.ndarray:
     """Rain rate (mm/h) to the normalised pixel scale ``p / 255`` (not rounded).
 
     The HKO-7 thresholds 0.5, 2, 5, 10, 30 mm/h give 0.32825, 0.46243, 0.55111,
-    0.61820 and 0.72453 (REFERENCE.md section 2).
+    0.61820 and 0.72453 (docs/facts.md section 2).
     """
     return (rainrate_to_dbz(rate) - DBZ_MIN) / DBZ_RANGE
 
