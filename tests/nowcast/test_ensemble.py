@@ -167,3 +167,44 @@ def test_probability_maps_draw_certain_rain_dark_and_no_rain_white(tmp_path):
     assert dark.size > 20 and white.size > 20 and dark.mean() < white[white > dark.min()].mean()
     with pytest.raises(ValueError, match=r"lead times \[30.0\] not in the products"):
         plot_probability_maps(ds, tmp_path / "q.png", lead_times=[30.0])
+
+
+def test_wet_distribution_matching_takes_the_reference_values_rank_for_rank():
+    from nowcast.ensemble import match_wet_distribution
+
+    thr = 0.3
+    ref_vals = torch.tensor([0.35, 0.5, 0.7, 0.9])  # the reference's wet values
+    reference = torch.zeros(1, 4, 4)
+    reference.view(-1)[[1, 6, 11, 14]] = ref_vals  # and 12 dry pixels
+    field = torch.zeros(1, 1, 1, 4, 4)
+    field.view(-1)[[3, 5, 8, 12]] = torch.tensor([0.8, 0.31, 0.95, 0.4])  # ranks 2, 0, 3, 1
+    field.view(-1)[0] = 0.2  # a weak, dry pixel: left as it is
+    out = match_wet_distribution(field, reference, thr, n_quantiles=4, min_pixels=2)
+    expected = field.clone()
+    expected.view(-1)[[3, 5, 8, 12]] = torch.tensor([0.7, 0.35, 0.9, 0.5])
+    torch.testing.assert_close(out, expected)
+    # a reference with too few wet pixels leaves the field alone
+    torch.testing.assert_close(match_wet_distribution(field, reference, 0.8), field)
+    with pytest.raises(ValueError, match="fields must be"):
+        match_wet_distribution(field[0], reference, thr)
+
+
+def test_matched_members_take_the_observed_intensities_and_zero_amplitude_repeats_them():
+    x = _moving_cell(80)
+    p01 = float(rainrate_to_normalized(0.1))
+    last = x[0, -1, 0]
+    obs = torch.sort(last[last >= p01]).values
+    model = _model()
+    ens = EnsembleNowcaster(model, n_members=3, seed=0)
+    y = ens(x, T_IN, T_OUT)
+    for m in range(3):
+        wet = y[0, m, -1, 0][y[0, m, -1, 0] >= p01]
+        assert wet.numel() > 20
+        # every wet value lies in the observed range, spread over it (not a copy of one value)
+        assert float(wet.min()) >= float(obs[0]) - 1e-6
+        assert float(wet.max()) <= float(obs[-1]) + 1e-6
+        np.testing.assert_allclose(float(wet.median()), float(obs.median()), atol=0.02)
+    still = EnsembleNowcaster(model, n_members=3, motion_rel=0, motion_abs=0, noise_scale=0)
+    z = still(x, T_IN, T_OUT)
+    assert torch.equal(z[:, 0], z[:, 1]) and torch.equal(z[:, 0], z[:, 2])
+    assert not torch.equal(y[:, 0], y[:, 1])
