@@ -62,49 +62,25 @@ import torch
 import xarray as xr
 
 from nowcast.advection import resize_motion, sample, trajectory
+from nowcast.noise import (
+    band_autocorrelation,
+    band_index,
+    band_power,
+    cascade_noise,
+    powerlaw_noise,
+)
 from pipeline.units import RAIN_THRESHOLDS_MMH, rainrate_to_normalized
 
 __all__ = [
     "EnsembleNowcaster",
     "ensemble_products",
     "plot_probability_maps",
+    "NOISE_KINDS",
     "match_wet_distribution",
     "powerlaw_noise",
     "predict_members",
     "products_dataset",
 ]
-
-
-def powerlaw_noise(rng: np.random.Generator, shape: tuple[int, ...], beta: float) -> np.ndarray:
-    """Gaussian random fields with a power-law spectrum, unit variance per field.
-
-    Parameters
-    ----------
-    rng : numpy.random.Generator
-        Source of the white noise.
-    shape : tuple of int
-        ``(..., H, W)``; every leading index is an independent field.
-    beta : float
-        Spectral exponent of the power spectrum ``P(k) ~ k**-beta`` (0 = white noise;
-        rainfall fields are near 3, motion fields smoother).
-
-    Returns
-    -------
-    numpy.ndarray
-        ``shape`` float32, each field of mean 0 and standard deviation 1.
-    """
-    h, w = shape[-2:]
-    white = rng.standard_normal(shape)
-    ky = np.fft.fftfreq(h)[:, None]
-    kx = np.fft.rfftfreq(w)[None, :]
-    k = np.sqrt(kx**2 + ky**2)
-    k[0, 0] = np.inf  # no mean
-    filt = k ** (-beta / 2.0)
-    filt[0, 0] = 0.0
-    f = np.fft.irfft2(np.fft.rfft2(white) * filt, s=(h, w))
-    f -= f.mean(axis=(-2, -1), keepdims=True)
-    std = f.std(axis=(-2, -1), keepdims=True)
-    return (f / np.where(std > 0, std, 1.0)).astype(np.float32)
 
 
 def match_wet_distribution(
@@ -182,6 +158,10 @@ def match_wet_distribution(
     return out.reshape(fields.shape)
 
 
+NOISE_KINDS = ("walk", "cascade")
+"""Kinds of noise on the change (``EnsembleNowcaster(noise=...)``)."""
+
+
 class EnsembleNowcaster:
     """N members of a deterministic predictor (see the module docstring).
 
@@ -233,10 +213,12 @@ class EnsembleNowcaster:
         motion_abs: float = 0.1,
         motion_beta: float = 4.0,
         noise_scale: float = 1.0,
-        noise_beta: float = 3.0,
+        noise_beta: float = 2.0,
         rain_mmh: float = 0.5,
         dry_mmh: float | None = 0.1,
         match: bool = True,
+        noise: str = "walk",
+        n_bands: int = 6,
         name: str | None = None,
     ) -> None:
         if int(n_members) < 1:
@@ -260,6 +242,12 @@ class EnsembleNowcaster:
         self.p_rain = float(rainrate_to_normalized(rain_mmh))
         self.p_dry = None if dry_mmh is None else float(rainrate_to_normalized(dry_mmh))
         self.match = bool(match)
+        if noise not in NOISE_KINDS:
+            raise ValueError(f"unknown noise {noise!r}; expected one of {list(NOISE_KINDS)}")
+        self.noise = noise
+        self.n_bands = int(n_bands)
+        if self.n_bands < 1:
+            raise ValueError(f"n_bands must be >= 1; got {n_bands}")
         self.name = name or str(getattr(predictor, "model_name", type(predictor).__name__))
         self.continuous_time = bool(getattr(predictor, "continuous_time", True))
 
@@ -309,13 +297,17 @@ class EnsembleNowcaster:
             motion = resize_motion(motion.to(y.device, torch.float32), (h, w))
             speed = motion.norm(dim=1).flatten(1).mean(1)  # (B,)
             sigma_v = (self.motion_rel * speed + self.motion_abs).cpu().numpy()
-            sigma_1 = self._innovation(x, input_mask, motion) * self.noise_scale  # (B,)
+            sigma_1 = None
+            if self.noise == "walk":
+                sigma_1 = self._innovation(x, input_mask, motion) * self.noise_scale  # (B,)
             steps = (t_out.to(torch.float64) / self.cadence_minutes).cpu().numpy()  # (B, T)
             if np.any(steps <= 0):
                 raise ValueError(f"t_out must be > 0 minutes; got {t_out.tolist()}")
             k_max = int(np.ceil(steps.max()))
             weight = (y / self.p_rain).clamp(0.0, 1.0)
             reference = self._last_frame(x, input_mask) if self.match and self.p_dry else None
+            if self.noise == "cascade":
+                rho, power = self._scale_statistics(x, input_mask, motion)  # (B, n_bands) x2
             for m in range(n):
                 rng = np.random.default_rng(np.random.SeedSequence([seed, m]))
                 dv = (
@@ -323,13 +315,19 @@ class EnsembleNowcaster:
                     * sigma_v[:, None, None, None]
                 )
                 disp = torch.from_numpy(steps[:, :, None, None, None] * dv[:, None]).to(y)
-                walk = np.cumsum(powerlaw_noise(rng, (b, k_max, h, w), self.noise_beta), axis=1)
-                walk = np.concatenate([np.zeros((b, 1, h, w), np.float32), walk], axis=1)
+                if self.noise == "cascade":  # (B, k_max + 1, H, W), amplitude included
+                    walk = np.stack(
+                        [cascade_noise(rng, k_max, (h, w), rho[i], power[i]) for i in range(b)]
+                    )
+                    walk *= self.noise_scale
+                else:
+                    walk = np.cumsum(powerlaw_noise(rng, (b, k_max, h, w), self.noise_beta), axis=1)
+                    walk = np.concatenate([np.zeros((b, 1, h, w), np.float32), walk], axis=1)
+                    walk *= sigma_1[:, None, None, None]
                 lo = np.clip(np.floor(steps).astype(int), 0, k_max - 1)
                 frac = (steps - lo)[:, :, None, None]
                 ar = np.arange(b)[:, None]
                 noise = walk[ar, lo] * (1 - frac) + walk[ar, lo + 1] * frac  # (B, T, H, W)
-                noise = noise * sigma_1[:, None, None, None]
                 pert = y + weight * torch.from_numpy(noise[:, :, None].astype(np.float32)).to(y)
                 member = sample(pert, disp).clamp(0.0, 1.0)
                 if self.p_dry is not None:
@@ -349,6 +347,47 @@ class EnsembleNowcaster:
         last = torch.where(valid, pos, torch.full_like(pos, -1)).amax(1).clamp(min=0)  # (B,)
         ar = torch.arange(x.shape[0], device=x.device)
         return x[ar, last, 0].float(), mask[ar, last, 0]
+
+    def _pair(self, x, input_mask, motion, i, lag=1):
+        """Sample ``i``'s last valid frame, an earlier one advected onto it, both valid, gap.
+
+        The earlier frame is ``lag`` valid frames before the last (None: the first valid
+        frame); None when there are fewer than two frames or the motion is on another grid.
+        """
+        mask = torch.ones_like(x[i]) if input_mask is None else (input_mask[i] > 0.5).to(x.dtype)
+        idx = torch.nonzero(mask.flatten(1).amax(-1) > 0).flatten()
+        if len(idx) < 2 or tuple(x.shape[-2:]) != tuple(motion.shape[-2:]):
+            return None
+        j = idx[0] if lag is None else idx[max(len(idx) - 1 - int(lag), 0)]
+        last, prev = x[i, idx[-1]].float(), x[i, j].float()  # (1, H, W)
+        gap = float(idx[-1] - j)
+        moved = sample(prev[None], trajectory(motion[i : i + 1], [gap]))[0, 0]
+        both = mask[idx[-1]].bool() & mask[j].bool()
+        return last, moved, both, gap
+
+    def _scale_statistics(self, x, input_mask, motion) -> tuple[np.ndarray, np.ndarray]:
+        """Per sample and scale band: one-step Lagrangian correlation and observed power.
+
+        ``rho[b, j]``: the correlation in band ``j`` of the last input frame with an earlier
+        one (the first valid input), advected onto it by the motion field, per step (the
+        ``gap``-th root); ``power[b, j]``: the band power of the last frame
+        (p/255 squared). Invalid pixels count as 0; without two frames (or motion on
+        another grid) the power is 0 (no noise).
+        """
+        b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
+        bands = band_index(h, w, self.n_bands)
+        rho = np.zeros((b, self.n_bands))
+        power = np.zeros((b, self.n_bands))
+        for i in range(b):
+            pair = self._pair(x, input_mask, motion, i, None)
+            if pair is None:
+                continue
+            last, moved, both, gap = pair
+            a = torch.where(both, last, 0.0)[0].cpu().numpy().astype(np.float64)
+            c = torch.where(both, moved, 0.0)[0].cpu().numpy().astype(np.float64)
+            rho[i] = band_autocorrelation(a, c, bands, self.n_bands) ** (1.0 / gap)
+            power[i] = band_power(a, bands, self.n_bands)
+        return np.minimum(rho, 0.999), power
 
     def _innovation(self, x, input_mask, motion) -> np.ndarray:
         """``(B,)`` std over rainy pixels of ``x_last - advect(x_prev, v, 1)`` (p/255)."""
