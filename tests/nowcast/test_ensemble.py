@@ -208,3 +208,17 @@ def test_matched_members_take_the_observed_intensities_and_zero_amplitude_repeat
     z = still(x, T_IN, T_OUT)
     assert torch.equal(z[:, 0], z[:, 1]) and torch.equal(z[:, 0], z[:, 2])
     assert not torch.equal(y[:, 0], y[:, 1])
+
+
+def test_cascade_noise_members_are_seeded_and_spread_more_at_longer_leads():
+    x = _moving_cell(80)
+    ens = EnsembleNowcaster(_model(), n_members=3, seed=5, noise="cascade", match=False)
+    t_out = torch.tensor([[6.0, 60.0]])
+    y = ens(x, T_IN, t_out)
+    assert torch.equal(y, ens(x, T_IN, t_out))
+    spread = y.std(dim=1).flatten(2).mean(-1)[0]
+    assert float(spread[1]) > 2 * float(spread[0]) > 0
+    with pytest.raises(
+        ValueError, match=r"unknown noise 'pink'; expected one of \['walk', 'cascade'\]"
+    ):
+        EnsembleNowcaster(_model(), noise="pink")
