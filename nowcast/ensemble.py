@@ -146,23 +146,32 @@ def match_wet_distribution(
         if ref.numel() < max(int(min_pixels), 1):
             continue
         ref_q = torch.quantile(ref, levels).to(flat.dtype)  # (Q,)
-        wet = flat[i] >= threshold  # (T, P)
-        n = wet.sum(-1, keepdim=True)  # (T, 1)
-        keyed = torch.where(wet, flat[i], torch.full_like(flat[i], -torch.inf))
-        order = torch.sort(keyed, dim=-1, stable=True).indices  # dry first
-        pos = torch.arange(keyed.shape[-1], device=flat.device).expand_as(keyed)
-        rank = pos - (keyed.shape[-1] - n)  # rank among the wet pixels, < 0 for dry
-        span = (n - 1).clamp(min=1).to(torch.float64)
-        level = torch.where(n > 1, rank / span, 0.5).clamp(0.0, 1.0)  # min -> 0, max -> 1
-        where = level * (len(levels) - 1)
-        lo = where.floor().long().clamp(max=len(levels) - 1)
-        hi = (lo + 1).clamp(max=len(levels) - 1)
-        frac = (where - lo).to(flat.dtype)
-        value = ref_q[lo] * (1 - frac) + ref_q[hi] * frac  # by sorted position
-        sorted_vals = torch.gather(flat[i], -1, order)
-        new_sorted = torch.where(rank >= 0, value, sorted_vals)
-        out[i].scatter_(-1, order, new_sorted)
+        for j in range(t):  # frame by frame: temporaries of one frame only
+            out[i, j] = _match_frame(flat[i, j], ref_q, threshold)
     return out.reshape(fields.shape)
+
+
+def _match_frame(frame: torch.Tensor, ref_q: torch.Tensor, threshold: float) -> torch.Tensor:
+    """One flattened frame ``(P,)``: wet values onto the quantile function ``ref_q`` ``(Q,)``."""
+    wet = frame >= threshold
+    n = int(wet.sum())
+    if n == 0:
+        return frame
+    out = frame.clone()
+    order = torch.argsort(frame[wet], stable=True)  # ascending among the wet pixels
+    level = (
+        torch.arange(n, dtype=torch.float64) / max(n - 1, 1)
+        if n > 1
+        else torch.full((1,), 0.5, dtype=torch.float64)
+    )
+    where = level * (len(ref_q) - 1)
+    lo = where.floor().long().clamp(max=len(ref_q) - 1)
+    hi = (lo + 1).clamp(max=len(ref_q) - 1)
+    frac = (where - lo).to(frame.dtype)
+    values = torch.empty(n, dtype=frame.dtype)
+    values[order] = ref_q[lo] * (1 - frac) + ref_q[hi] * frac
+    out[wet] = values
+    return out
 
 
 NOISE_KINDS = ("walk", "cascade")
