@@ -222,3 +222,18 @@ def test_cascade_noise_members_are_seeded_and_spread_more_at_longer_leads():
         ValueError, match=r"unknown noise 'pink'; expected one of \['walk', 'cascade'\]"
     ):
         EnsembleNowcaster(_model(), noise="pink")
+
+
+def test_innovation_growth_is_one_for_a_persistent_trend_and_a_half_for_a_random_walk():
+    rng = np.random.default_rng(0)
+    base = 0.4 + 0.1 * rng.random((40, 40))
+    trend = 0.02 * rng.random((40, 40))
+    steady = np.stack([base + k * trend for k in range(5)])  # the same change every step
+    walk = base + np.cumsum(0.01 * rng.standard_normal((5, 40, 40)), axis=0)
+    ens = EnsembleNowcaster(get_baseline("persistence"), noise_growth=True)
+    motion = torch.zeros(1, 2, 40, 40)
+    for frames, expected, tol in ((steady, 1.0, 1e-4), (walk, 0.5, 0.06)):
+        x = torch.tensor(frames, dtype=torch.float32)[None, :, None]
+        sigma, h = ens._innovation(x, None, motion)
+        assert sigma[0] > 0
+        assert h[0] == pytest.approx(expected, abs=tol)
