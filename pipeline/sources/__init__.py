@@ -55,3 +55,77 @@ def get_source(name: str) -> RadarSource:
     else:
         raise ValueError(f"unknown radar source {name!r}; valid sources: {', '.join(SOURCE_NAMES)}")
     return cls()
+
+
+def first_grid(source: RadarSource, frames, skipped: list[tuple[str, str]] | None = None):
+    """The grid of the first readable file of *frames* (``discover`` output), or None.
+
+    Unreadable files met on the way are not reported here: ingest decodes them again and
+    reports them then.
+    """
+    for path in frames["frame_path"]:
+        try:
+            return source.grid_of(path)
+        except SourceFileError:
+            continue
+    return None
+
+
+def ingest_plan(
+    name: str,
+    archive,
+    store,
+    start=None,
+    end=None,
+    follow_links: bool = False,
+):
+    """What ingest needs from a source: its files, the store's grid and static validity.
+
+    Parameters
+    ----------
+    name : str
+        Source name (:data:`SOURCE_NAMES`).
+    archive : path
+        Archive root.
+    store : path or URL
+        The store (only named in messages here).
+
+    Returns
+    -------
+    source : RadarSource
+    frames : pandas.DataFrame
+        :meth:`RadarSource.discover` output.
+    skipped : list of (str, str)
+        Entries passed over while discovering.
+    grid : pipeline.geo.Grid or None
+        The grid of the files (None for ``hko7``: the store's own HKO-7 grid).
+    valid_static : np.ndarray or None
+        ``(H, W)`` bool, False where HKO-7's ``mask_dat.npz`` excludes a pixel.
+
+    Raises
+    ------
+    ValueError
+        If *name* is unknown, or no file of a non-HKO-7 source is readable (a store
+        cannot be laid out without its grid).
+    """
+    from pathlib import Path
+
+    from pipeline import hko7
+
+    source = get_source(name)
+    skipped: list[tuple[str, str]] = []
+    frames = source.discover(
+        archive, start=start, end=end, skipped=skipped, follow_links=follow_links
+    )
+    grid = valid_static = None
+    if name == "hko7":
+        if (Path(archive) / hko7.STATIC_MASK_FILE).exists():
+            valid_static = hko7.read_static_masks(archive)["exclude_mask"] == 0
+    else:
+        grid = first_grid(source, frames)
+        if grid is None:
+            raise ValueError(
+                f"no readable {name} file under {archive} ({len(frames)} found, "
+                f"{len(skipped)} passed over): the store {store} needs the files' grid"
+            )
+    return source, frames, skipped, grid, valid_static
