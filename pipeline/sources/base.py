@@ -248,7 +248,7 @@ class RadarSource(ABC):
                     continue
                 if self.pattern is not None and not self.pattern.fullmatch(f):
                     skipped.append(
-                        (full, f"not a {self.name} file name (expected {self.expected})")
+                        (full, f"not named like a {self.name} file (expected {self.expected})")
                     )
                     continue
                 try:
