@@ -170,11 +170,6 @@ class RadarSource(ABC):
     def __repr__(self) -> str:
         return f"<radar source {self.name!r}: {self.description}>"
 
-    def __reduce__(self):  # sources are stateless: pickle them by name (dask workers)
-        from pipeline.sources import get_source
-
-        return (get_source, (self.name,))
-
     # ------------------------------------------------------------------ discovery
 
     def file_time(self, path: str) -> pd.Timestamp:
