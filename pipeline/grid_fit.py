@@ -145,9 +145,13 @@ def coarse_coords(src: xr.Dataset, size: int, plan: FitPlan | None = None) -> di
     y = y.reshape(size, plan.factor).mean(axis=1)
     extent = abs(float(src["x"][1] - src["x"][0])) * plan.factor * size
     lat, lon = _lat_lon(src, x, y, extent)
+
+    def attrs(name: str) -> dict:
+        return dict(src[name].attrs) if name in src.variables else {}
+
     return {
-        "x": xr.DataArray(x, dims="x", attrs=dict(src["x"].attrs)),
-        "y": xr.DataArray(y, dims="y", attrs=dict(src["y"].attrs)),
-        "lat": xr.DataArray(np.asarray(lat), dims=("y", "x"), attrs=dict(src["lat"].attrs)),
-        "lon": xr.DataArray(np.asarray(lon), dims=("y", "x"), attrs=dict(src["lon"].attrs)),
+        "x": xr.DataArray(x, dims="x", attrs=attrs("x")),
+        "y": xr.DataArray(y, dims="y", attrs=attrs("y")),
+        "lat": xr.DataArray(np.asarray(lat), dims=("y", "x"), attrs=attrs("lat")),
+        "lon": xr.DataArray(np.asarray(lon), dims=("y", "x"), attrs=attrs("lon")),
     }
