@@ -1,21 +1,23 @@
-"""Ingest an HKO-7 archive into the radar Zarr store: incremental, idempotent, crash-safe.
+"""Ingest a radar archive into the radar Zarr store: incremental, idempotent, crash-safe.
 
-``ingest_archive(archive, store)`` lists the archive's frames
-(:func:`pipeline.hko7.discover_frames`), drops those whose time the store already holds,
+``ingest_archive(archive, store, source="hko7")`` lists the archive's frames (the
+source's ``discover``, :mod:`pipeline.sources`; for HKO-7
+:func:`pipeline.hko7.discover_frames`), drops those whose time the store already holds,
 and writes the rest in batches of ``batch_size`` frames, or a tenth of the store's frames
 when that is more (up to 16,384; see :func:`_batch_frames`). Each batch:
 
-1. checks every PNG's header and end (two tiny reads): truncated files are reported and
-   left out before anything is laid out;
+1. checks every PNG's header and end (two tiny reads; HKO-7): truncated files are
+   reported and left out before anything is laid out;
 2. opens a writable Icechunk session (:class:`pipeline.store.StoreWriter`): chunks before
    the batch's insertion point stay shared with the parent snapshot (by reference);
 3. runs one dask graph (local threads by default, a ``dask.distributed`` scheduler when
    ``scheduler_address`` is given) with, per time chunk from the insertion point on, a
-   task that decodes the chunk's new PNGs (imagecodecs' libpng) and zlib masks
-   (libdeflate) straight into a recycled chunk buffer and a task that adds the chunk's old
-   frames (read from the parent snapshot) and hands the Blosc-compressed chunk to the
-   session (:mod:`pipeline.store_chunks`; on dask distributed the workers encode and this
-   process writes the chunks into the one session);
+   task that decodes the chunk's new files straight into a recycled chunk buffer (HKO-7:
+   PNGs with imagecodecs' libpng and zlib masks with libdeflate, see
+   :mod:`pipeline.sources.hko7`; other sources: read and converted to dBZ pixels) and a
+   task that adds the chunk's old frames (read from the parent snapshot) and hands the
+   Blosc-compressed chunk to the session (:mod:`pipeline.store_chunks`; on dask
+   distributed the workers encode and this process writes the chunks into the session);
 4. a frame whose PNG or mask still turns out unreadable is reported in
    :attr:`IngestReport.corrupt` with the reason and dropped; chunks from its position on
    are decoded and written again without it (the rest of the batch goes in);

@@ -57,7 +57,7 @@ def get_source(name: str) -> RadarSource:
     return cls()
 
 
-def first_grid(source: RadarSource, frames, skipped: list[tuple[str, str]] | None = None):
+def first_grid(source: RadarSource, frames):
     """The grid of the first readable file of *frames* (``discover`` output), or None.
 
     Unreadable files met on the way are not reported here: ingest decodes them again and

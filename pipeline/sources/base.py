@@ -1,4 +1,4 @@
-"""The contract every radar source follows (:class:`RadarSource`) and what it reads (:class:`SourceFrame`).
+"""The contract of every radar source (:class:`RadarSource`) and what it reads.
 
 A source knows three things about the files a radar service publishes (docs/sources.md):
 

@@ -113,7 +113,7 @@ def decode_frame_into(
 
 
 class HKO7Source(RadarSource):
-    """HKO-7 archive (``radarPNG/``, ``radarPNG_mask/``, ``mask_dat.npz``; see :mod:`pipeline.hko7`)."""
+    """HKO-7 archive (``radarPNG/``, ``radarPNG_mask/``, ``mask_dat.npz``; :mod:`pipeline.hko7`)."""
 
     name = "hko7"
     description = "HKO-7 archive (Hong Kong Observatory, 480 x 480 PNG frames)"
