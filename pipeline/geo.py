@@ -267,8 +267,13 @@ class Grid:
 
     def cf_attrs(self) -> dict[str, object]:
         """CF grid-mapping attributes (pyproj ``to_cf``; false easting/northing in km)."""
+        import warnings
+
         attrs: dict[str, object] = {}
-        for key, value in self.crs().to_cf().items():
+        with warnings.catch_warnings():  # e.g. somerc (MeteoSwiss): CF has no skew angle;
+            warnings.simplefilter("ignore", UserWarning)  # crs_wkt and proj4_params keep it
+            cf = self.crs().to_cf()
+        for key, value in cf.items():
             attrs[key] = list(value) if isinstance(value, tuple) else value
         attrs["proj4_params"] = proj_in_km(self.projection)
         attrs.setdefault("long_name", "projection of the radar source grid")

@@ -209,7 +209,9 @@ def _write_schema(store, size: int, source_grid=None, attrs: dict | None = None)
             grid.x,
             {
                 "standard_name": "projection_x_coordinate",
-                "long_name": "x distance east of the radar (pixel centre)",
+                "long_name": "x distance east of the radar (pixel centre)"
+                if source_grid is None
+                else "x of the source projection (pixel centre)",
                 "units": "km",
                 "axis": "X",
             },
@@ -219,7 +221,9 @@ def _write_schema(store, size: int, source_grid=None, attrs: dict | None = None)
             grid.y,
             {
                 "standard_name": "projection_y_coordinate",
-                "long_name": "y distance north of the radar (pixel centre)",
+                "long_name": "y distance north of the radar (pixel centre)"
+                if source_grid is None
+                else "y of the source projection (pixel centre)",
                 "units": "km",
                 "axis": "Y",
             },
