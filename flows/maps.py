@@ -177,7 +177,12 @@ class MapGrid:
         for name in ("x", "y"):
             if name not in ds.coords:
                 raise ValueError(f"dataset has no {name!r} coordinate; expected x, y in km")
-        if "crs" in ds.variables:
+        mapping = ds["crs"].attrs.get("grid_mapping_name") if "crs" in ds.variables else None
+        if mapping not in (None, "azimuthal_equidistant"):  # another source's projection
+            from pipeline import geo
+
+            projection = geo.map_projection(ds)[0]
+        elif "crs" in ds.variables:
             projection = _projection_from_attrs(dict(ds["crs"].attrs))
         else:
             from pipeline import geo
