@@ -209,8 +209,8 @@ def forecast(
 
     configure(out.parent)
     from flows.forecast import DEFAULT_LEADS, resolve_issue_time
-    from flows.products import write_forecast_netcdf
     from nowcast.forecast import baseline_predictor, make_forecast, run_predictor
+    from products.cf import write_forecast_netcdf
 
     if run is not None:
         pred = run_predictor(run)

@@ -12,7 +12,7 @@ Steps (each a task or a sub-flow, all under one work directory)::
       run/eval/test_regular/results.md, skill.png
                         HKO-7 scores of the model, persistence and pysteps (flows.evaluate)
       site/index.html   forecasts published at several issue times with rolling
-                        verification (flows.forecast -> flows.products), made from the
+                        verification (flows.forecast -> products.site), made from the
                         480 x 480 ingest store: a model that forecasts on the store's grid
                         (image_size None, the Lagrangian runs) publishes 480 x 480 maps and
                         NetCDF; a model trained on the 80 x 80 grid gets its inputs

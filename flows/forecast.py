@@ -15,9 +15,9 @@ A cycle, for the issue time given by the clock:
    baseline;
 4. verifies the newest earlier forecast whose lead times have all been observed since
    (and that has not been verified yet) against the observations (CSI per lead time and
-   threshold, :func:`flows.products.verify_forecast`); the products layer keeps the
+   threshold, :func:`products.verify.verify_forecast`); the products layer keeps the
    rolling scores in ``scores.json``;
-5. publishes the run (:func:`flows.products.publish_run`: NetCDF, Zarr archive, maps, loop,
+5. publishes the run (:func:`products.site.publish_run`: NetCDF, Zarr archive, maps, loop,
    dashboard) atomically.
 
 A forecast that raises (a broken run directory, a model error) is recorded as ``failed``
@@ -223,7 +223,7 @@ def load_predictor(settings: ForecastSettings):
 
 def already_published(site: str | Path, issue: pd.Timestamp) -> bool:
     """True when the site already holds a run for *issue*."""
-    from flows.products import run_id
+    from products.run_files import run_id
 
     return (Path(site) / "runs" / run_id(issue)).is_dir()
 
@@ -250,7 +250,7 @@ def record_skip(
     settings: ForecastSettings, issue: pd.Timestamp, reason: str, status: str = "skipped"
 ) -> None:
     """Add a ``skipped`` (or ``failed``) entry with *reason* to the site's run-status log."""
-    from flows.products import record_run
+    from products.site import record_run
 
     record_run(settings.site, issue, status, reason)
 
@@ -264,8 +264,9 @@ def verify_earlier(settings: ForecastSettings, issue: pd.Timestamp, size: int):
     """
     import json
 
-    from flows.products import forecast_archive_exists, open_forecast_zarr, verify_forecast
     from nowcast.forecast import observations_dataset
+    from products.archive import forecast_archive_exists, open_forecast_zarr
+    from products.verify import verify_forecast
 
     site = Path(settings.site)
     archive = site / "forecasts.zarr"
@@ -296,8 +297,8 @@ def verify_earlier(settings: ForecastSettings, issue: pd.Timestamp, size: int):
 
 def publish_cycle(settings: ForecastSettings, forecast: xr.Dataset, scores) -> str:
     """Publish *forecast* with the recent observations; returns the run directory."""
-    from flows.products import publish_run
     from nowcast.forecast import observations_dataset
+    from products.site import publish_run
 
     issue = pd.Timestamp(forecast["issue_time"].values)
     cad = pd.Timedelta(minutes=load_predictor(settings).cadence_minutes)

@@ -1,8 +1,8 @@
-"""Prefect flow: publish a forecast file into a site (thin over ``flows.products``).
+"""Prefect flow: publish a forecast file into a site (thin over ``products.site``).
 
 The forecast NetCDF (written by ``nowcast forecast --out``) is read back, the
 observations before its issue time are taken from the radar store on the forecast's
-grid, and :func:`flows.products.publish_run` writes the run, the maps, the loop and the
+grid, and :func:`products.site.publish_run` writes the run, the maps, the loop and the
 dashboard atomically. Publishing is I/O: it retries twice.
 """
 
@@ -41,8 +41,9 @@ def publish_file(
     ValueError
         *forecast_nc* is missing or not a forecast NetCDF file, or *site* is a file.
     """
-    from flows.products import open_forecast_netcdf, publish_run
     from nowcast.forecast import observations_dataset
+    from products.cf import open_forecast_netcdf
+    from products.site import publish_run
 
     path = Path(forecast_nc)
     if not path.is_file():

@@ -79,7 +79,7 @@ CYCLE_KILL_POINTS: tuple[str, ...] = (
     "publish:latest",
 )
 """Where a ``kill_cycle`` fault kills the cycle: after the model ran, when an earlier
-forecast is verified, and at three stages of the publish (:func:`flows.products._hook`)."""
+forecast is verified, and at three stages of the publish (:func:`products.site._hook`)."""
 
 INGEST_KILL_POINTS: tuple[str, ...] = ("write", "commit")
 """Where a ``kill_ingest`` fault kills the ingest: writing a chunk, committing the version."""
@@ -91,7 +91,8 @@ _CYCLE_CHILD = """
 import json, os, signal, sys
 sys.path.insert(0, {repo!r})
 point, settings, now = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
-from flows import forecast as F, products as P
+from flows import forecast as F
+import products.site as P, products.verify as V
 import nowcast.forecast as NF
 
 def die(*args, **kwargs):
@@ -101,7 +102,7 @@ if point == "forecast":
     run = NF._run
     NF._run = lambda *a, **k: (run(*a, **k), die())[0]
 elif point == "verify":
-    P.verify_forecast = die
+    V.verify_forecast = die
 else:
     stage = point.split(":", 1)[1]
     P._publish_hook = lambda s: die() if s == stage else None
@@ -392,7 +393,7 @@ def run_soak(
             else:
                 guard = contextlib.nullcontext()
                 if fault == "disk_full":
-                    guard = _disk_full("flows.dashboard", "atomic_write_bytes")
+                    guard = _disk_full("pipeline.atomic", "atomic_write")
                 with guard:
                     res = forecast_cycle(settings, now=now)
                 status, reason = res.status, res.reason
@@ -413,7 +414,8 @@ def run_soak(
 
 def _site_mismatches(site: Path, cycles: list[SoakCycle]) -> list[str]:
     """What in *site* disagrees with the cycles' outcomes (empty when all agree)."""
-    from flows.products import forecast_archive_exists, open_forecast_zarr, run_id
+    from products.archive import forecast_archive_exists, open_forecast_zarr
+    from products.run_files import run_id
 
     out: list[str] = []
     ok = [pd.Timestamp(c.now) for c in cycles if c.status == "ok"]

@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 _MAP_HELPER = '''
 import cartopy.crs as ccrs  # noqa: F401  (registers the GeoAxes projection machinery)
 
-from flows.maps import (
+from products.maps import (
     MASKED_COLOR,
     RAIN_LEVELS_MMH,
     MapGrid,

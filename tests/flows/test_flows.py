@@ -79,8 +79,8 @@ def test_forecast_cli_then_publish_flow(resampled, tmp_path):
     from typer.testing import CliRunner
 
     from flows.cli import app
-    from flows.products import check_cf
     from flows.publish import publish_flow
+    from products.cf import check_cf
 
     dst, _ = resampled
     nc = tmp_path / "fc.nc"
@@ -167,9 +167,10 @@ def test_full_resolution_cycles_publish_and_verify_at_480(ingested, resampled, t
     from PIL import Image
 
     from flows.forecast import ForecastSettings, forecast_cycle
-    from flows.products import check_cf, open_forecast_netcdf, open_forecast_zarr
     from pipeline.store import open_store
     from pipeline.units import DBZ_MIN, RAIN_THRESHOLDS_MMH, dbz_to_rainrate
+    from products.archive import open_forecast_zarr
+    from products.cf import check_cf, open_forecast_netcdf
 
     store = ingested[0]
     t1 = _good_issue_time(resampled[0])
