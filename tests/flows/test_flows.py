@@ -166,7 +166,7 @@ def test_full_resolution_cycles_publish_and_verify_at_480(ingested, resampled, t
     """Forecasts from the 480 x 480 ingest store are published and verified at 480 x 480."""
     from PIL import Image
 
-    from flows.forecast import ForecastSettings, forecast_cycle
+    from products.cycle import ForecastSettings, forecast_cycle
     from pipeline.store import open_store
     from pipeline.units import DBZ_MIN, RAIN_THRESHOLDS_MMH, dbz_to_rainrate
     from products.archive import open_forecast_zarr

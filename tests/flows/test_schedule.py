@@ -43,8 +43,9 @@ def test_replay_runs_scheduled_forecasts_and_skips_the_gap(gap_archive, tmp_path
     from prefect.client.schemas.sorting import FlowRunSort, LogSort
     from prefect.logging.handlers import APILogHandler
 
-    from flows.serve import replay_archive, run_forecast_cycle
+    from flows.serve import run_forecast_cycle
     from pipeline.store import open_store
+    from products.replay import replay_archive
 
     store, site = tmp_path / "radar.zarr", tmp_path / "site"
     cycle_at = {T0 + 4 * CAD, T0 + 9 * CAD, T0 + 12 * CAD, T0 + 15 * CAD}
@@ -161,7 +162,7 @@ def _small_store(path, n=8, missing=()):
 
 
 def test_cycle_without_prefect_store_clock_and_failures(tmp_path):
-    from flows.forecast import ForecastSettings, forecast_cycle
+    from products.cycle import ForecastSettings, forecast_cycle
 
     store = _small_store(tmp_path / "s.zarr")
     site = tmp_path / "site"
@@ -185,7 +186,7 @@ def test_cycle_without_prefect_store_clock_and_failures(tmp_path):
 
 
 def test_settings_validation():
-    from flows.forecast import ForecastSettings
+    from products.cycle import ForecastSettings
 
     with pytest.raises(ValueError, match="exactly one of run"):
         ForecastSettings("s.zarr", "site")

@@ -101,7 +101,7 @@ def test_forecast_product_records_the_fallback(tmp_path):
 def test_cycle_publishes_the_fallback_as_the_run_status_reason(tmp_path):
     import json
 
-    from flows.forecast import ForecastSettings, forecast_cycle
+    from products.cycle import ForecastSettings, forecast_cycle
     from tests.nowcast.test_forecast import _blob, _store
 
     issue = pd.Timestamp("2015-06-01 12:00")

@@ -2,7 +2,7 @@
 
 :func:`run_soak` replays a clean synthetic HKO-7 archive into a *live* archive one frame per
 6-minute tick and, at every tick, ingests the live archive into a radar store and runs one
-forecast cycle (:func:`flows.forecast.forecast_cycle`, simulated clock) into a site. Faults
+forecast cycle (:func:`products.cycle.forecast_cycle`, simulated clock) into a site. Faults
 are injected at random from a seed (or from an explicit schedule):
 
 ``missing``
@@ -91,8 +91,7 @@ _CYCLE_CHILD = """
 import json, os, signal, sys
 sys.path.insert(0, {repo!r})
 point, settings, now = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
-from flows import forecast as F
-import products.site as P, products.verify as V
+import products.cycle as F, products.site as P, products.verify as V
 import nowcast.forecast as NF
 
 def die(*args, **kwargs):
@@ -315,9 +314,9 @@ def run_soak(
     -------
     SoakReport
     """
-    from flows.forecast import ForecastSettings, forecast_cycle
     from pipeline.ingest import ingest_archive
     from pipeline.synthetic import generate_archive
+    from products.cycle import ForecastSettings, forecast_cycle
 
     if cycles < 1:
         raise ValueError(f"cycles must be >= 1, got {cycles}")
