@@ -15,14 +15,10 @@ Day tasks are I/O and retry twice.
 
 from __future__ import annotations
 
-from flows._prefect_env import configure
+from pathlib import Path
 
-configure()
-
-from pathlib import Path  # noqa: E402
-
-import pandas as pd  # noqa: E402
-from prefect import flow, get_run_logger, task  # noqa: E402
+import pandas as pd
+from prefect import flow, get_run_logger, task
 
 __all__ = ["archive_days", "ingest_day", "ingest_flow", "make_task_runner"]
 
