@@ -61,7 +61,8 @@ def verify_forecast(
 
     A pixel counts where the observation is valid (``mask`` True when present, finite
     reflectivity) and the forecast is finite. ``CSI = hits / (hits + misses + false
-    alarms)`` with rain = rate >= threshold.
+    alarms)`` with rain = rate >= threshold, from :func:`nowcast.metrics.contingency_counts`
+    and :func:`nowcast.metrics.categorical_scores` (the scores of the evaluation).
 
     Parameters
     ----------
@@ -77,6 +78,8 @@ def verify_forecast(
     -------
     VerificationScores
     """
+    from nowcast.metrics import categorical_scores, contingency_counts
+
     _require_forecast_schema(forecast_ds)
     _require_same_grid(forecast_ds, observations_ds)
     obs_times = pd.DatetimeIndex(observations_ds["time"].values)
@@ -93,12 +96,8 @@ def verify_forecast(
             valid &= obs["mask"].values.astype(bool)
         fc_rate = np.asarray(forecast_ds["rainfall_rate"].isel(lead_time=j).values, np.float64)
         valid &= np.isfinite(fc_rate)
-        o = obs_rate[valid][None, :] >= thr[:, None]
-        f = fc_rate[valid][None, :] >= thr[:, None]
-        hits = (o & f).sum(axis=1)
-        union = (o | f).sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            csi[:, j] = np.where(union > 0, hits / np.maximum(union, 1), np.nan)
+        counts = contingency_counts(fc_rate, obs_rate, thr.tolist(), mask=valid)  # (K, 4)
+        csi[:, j] = categorical_scores(*counts.T)["CSI"]
     return VerificationScores(
         issue_time=_issue_time(forecast_ds),
         lead_time=tuple(leads),

@@ -58,6 +58,14 @@ def test_verify_forecast_ignores_masked_pixels():
     assert scores.csi[0, 0] == pytest.approx(0.5)  # hits 50, false alarms 50
 
 
+def test_verify_forecast_skips_nan_forecast_pixels_and_undefined_csi():
+    fc, obs = _rect_forecast_and_obs()
+    fc["rainfall_rate"][:, 0:10, 20:25] = np.nan  # the 50 false alarms are not forecast
+    scores = verify_forecast(fc, obs, thresholds_mmh=(5.0, 100.0))
+    assert scores.csi[0, 0] == pytest.approx(0.5)  # hits 50, misses 50, false alarms 0
+    assert np.isnan(scores.csi[1, 0])  # no rain >= 100 mm/h forecast nor observed
+
+
 def test_record_scores_rolling_mean(tmp_path):
     site = tmp_path / "site"
     csi_a = np.array([[0.5, np.nan], [0.2, 0.1]])
