@@ -12,7 +12,7 @@ Prints ONE JSON line::
      "ms_per_map": ..., "netcdf_mb": ..., "gif_mb": ..., "run_dir_mb": ...,
      "zarr_mb_per_run": ..., "peak_rss_mb": ...}
 
-Run: ``.venv/bin/python benchmarks/products.py [--size 480 --leads 20 --obs 10 --runs 3]``.
+Run: ``.venv/bin/python benchmarks/publish.py [--size 480 --leads 20 --obs 10 --runs 3]``.
 """
 
 from __future__ import annotations
