@@ -165,7 +165,8 @@ def replay(
 
     workdir.mkdir(parents=True, exist_ok=True)
     configure(workdir)
-    from flows.serve import replay_archive, run_forecast_cycle
+    from flows.serve import run_forecast_cycle
+    from products.replay import replay_archive
 
     on_tick = None
     if site is not None:
@@ -208,9 +209,9 @@ def forecast(
     from flows._prefect_env import configure
 
     configure(out.parent)
-    from flows.forecast import DEFAULT_LEADS, resolve_issue_time
-    from flows.products import write_forecast_netcdf
     from nowcast.forecast import baseline_predictor, make_forecast, run_predictor
+    from products.cf import write_forecast_netcdf
+    from products.cycle import DEFAULT_LEADS, resolve_issue_time
 
     if run is not None:
         pred = run_predictor(run)
@@ -233,7 +234,7 @@ def publish(
     from flows._prefect_env import configure
 
     configure(Path("."))
-    from flows.publish import publish_file
+    from products.cycle import publish_file
 
     typer.echo(publish_file(forecast_nc, store, site, keep_runs=keep_runs))
 

@@ -12,7 +12,7 @@ Steps (each a task or a sub-flow, all under one work directory)::
       run/eval/test_regular/results.md, skill.png
                         HKO-7 scores of the model, persistence and pysteps (flows.evaluate)
       site/index.html   forecasts published at several issue times with rolling
-                        verification (flows.forecast -> flows.products), made from the
+                        verification (flows.forecast -> products.site), made from the
                         480 x 480 ingest store: a model that forecasts on the store's grid
                         (image_size None, the Lagrangian runs) publishes 480 x 480 maps and
                         NetCDF; a model trained on the 80 x 80 grid gets its inputs
@@ -37,17 +37,13 @@ pysteps' 0.4554 / 0.3604 / 0.2476 / 0.1335 and 247.2.
 
 from __future__ import annotations
 
-from flows._prefect_env import configure
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
-configure()
-
-import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from prefect import flow, get_run_logger, task  # noqa: E402
+import numpy as np
+import pandas as pd
+from prefect import flow, get_run_logger, task
 
 __all__ = ["DemoPaths", "demo_flow", "demo_paths"]
 

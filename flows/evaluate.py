@@ -8,11 +8,7 @@ metrics per predictor and lead time; with ``members`` also the probabilistic sco
 
 from __future__ import annotations
 
-from flows._prefect_env import configure
-
-configure()
-
-from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect import flow, get_run_logger, task
 
 __all__ = ["evaluate_flow", "evaluate_task"]
 

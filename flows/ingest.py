@@ -15,14 +15,14 @@ Day tasks are I/O and retry twice.
 
 from __future__ import annotations
 
-from flows._prefect_env import configure
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-configure()
+import pandas as pd
+from prefect import flow, get_run_logger, task
 
-from pathlib import Path  # noqa: E402
-
-import pandas as pd  # noqa: E402
-from prefect import flow, get_run_logger, task  # noqa: E402
+if TYPE_CHECKING:
+    from pipeline.ingest import IngestReport
 
 __all__ = ["archive_days", "ingest_day", "ingest_flow", "make_task_runner"]
 
@@ -36,15 +36,18 @@ def archive_days(archive: str | Path, start=None, end=None, source: str = "hko7"
     return [d.strftime("%Y-%m-%d") for d in days]
 
 
-def _report_summary(report) -> dict:
-    """Plain-value summary of an ``IngestReport`` (whatever its exact fields)."""
-    out: dict = {}
-    for key in ("frames_written", "skipped_existing", "seconds", "frames_per_s"):
-        if hasattr(report, key):
-            out[key] = getattr(report, key)
-    corrupt = getattr(report, "corrupt", None) or []
-    out["corrupt"] = [[str(p), str(r)] for p, r in corrupt]
-    return out
+def _report_summary(report: IngestReport) -> dict:
+    """Plain-value (JSON-ready) summary of an :class:`pipeline.ingest.IngestReport`.
+
+    The fields are read by name, so a renamed field fails here instead of being dropped.
+    """
+    return {
+        "frames_written": int(report.frames_written),
+        "skipped_existing": int(report.skipped_existing),
+        "seconds": float(report.seconds),
+        "frames_per_second": float(report.frames_per_second),
+        "corrupt": [[str(p), str(r)] for p, r in report.corrupt],
+    }
 
 
 @task(name="ingest-day", retries=2, retry_delay_seconds=2)

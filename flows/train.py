@@ -5,11 +5,7 @@ Training is compute: no retries (a failed run is resumed explicitly with ``resum
 
 from __future__ import annotations
 
-from flows._prefect_env import configure
-
-configure()
-
-from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect import flow, get_run_logger, task
 
 __all__ = ["train_flow", "train_task"]
 

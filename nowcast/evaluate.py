@@ -304,10 +304,9 @@ class EvaluationOutputs:
 
 
 def _write_netcdf(ds: xr.Dataset, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    ds.to_netcdf(tmp)
-    os.replace(tmp, path)
-    return path
+    from pipeline.atomic import atomic_write
+
+    return atomic_write(path, ds.to_netcdf)
 
 
 def evaluate_run(

@@ -23,7 +23,7 @@ grid when they differ (block mean in linear Z over valid pixels, like
 ``make_forecast_dataset`` is the same function under the name contract C5 uses.
 
 :func:`observations_dataset` puts observed frames on the forecast grid, the form
-``flows.products.publish_run`` (maps, loop) and ``flows.products.verify_forecast``
+``products.site.publish_run`` (maps, loop) and ``products.verify.verify_forecast``
 (rolling CSI) take.
 """
 
@@ -659,7 +659,7 @@ def observations_dataset(
         Dims ``(time, y, x)``: ``reflectivity`` (dBZ float32, NaN where not observed or
         not valid), ``mask`` (bool), ``observed`` (time) bool; coords ``time`` (the
         nominal times), ``y``, ``x``, ``lat``, ``lon``, ``crs``. This is the
-        ``observations_ds`` of ``flows.products.publish_run`` / ``verify_forecast``.
+        ``observations_ds`` of ``products.site.publish_run`` / ``verify_forecast``.
     """
     ds = _as_dataset(store)
     win = load_window(ds, times, tolerance)

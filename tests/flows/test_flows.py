@@ -41,6 +41,24 @@ def _good_issue_time(store, n_in=5) -> pd.Timestamp:
     return pd.Timestamp(ds["time"].values[np.flatnonzero(ok)[-1]])
 
 
+def test_ingest_day_summary_carries_every_report_figure(tmp_path):
+    from flows.ingest import _report_summary
+    from pipeline.ingest import IngestReport
+
+    report = IngestReport(
+        store=tmp_path, frames_written=30, skipped_existing=4, seconds=2.0,
+        corrupt=[(tmp_path / "RAD150601080000.png", "truncated PNG")],
+    )  # fmt: skip
+    assert _report_summary(report) == {
+        "frames_written": 30,
+        "skipped_existing": 4,
+        "seconds": 2.0,
+        "frames_per_second": 15.0,
+        "corrupt": [[str(tmp_path / "RAD150601080000.png"), "truncated PNG"]],
+    }
+    json.dumps(_report_summary(report))  # plain values only
+
+
 def test_ingest_flow_fans_out_days_and_equals_library_ingest(
     ingested, tiny_archive, tiny_archive_info, tmp_path
 ):
@@ -51,6 +69,9 @@ def test_ingest_flow_fans_out_days_and_equals_library_ingest(
     info = tiny_archive_info
     assert [d["day"] for d in result["days"]] == [d.strftime("%Y-%m-%d") for d in info.days]
     assert result["frames_written"] == len(info.readable_times)
+    for day in result["days"]:  # the ingest rate reaches the flow's result
+        assert day["frames_per_second"] == pytest.approx(day["frames_written"] / day["seconds"])
+        assert day["frames_per_second"] > 0
     corrupt_paths = [p for p, _ in result["corrupt"]]
     assert len(corrupt_paths) == len(info.corrupt_times) == 1
     assert corrupt_paths[0].endswith(info.corrupt_times[0].strftime("RAD%y%m%d%H%M00.png"))
@@ -79,8 +100,8 @@ def test_forecast_cli_then_publish_flow(resampled, tmp_path):
     from typer.testing import CliRunner
 
     from flows.cli import app
-    from flows.products import check_cf
     from flows.publish import publish_flow
+    from products.cf import check_cf
 
     dst, _ = resampled
     nc = tmp_path / "fc.nc"
@@ -166,10 +187,11 @@ def test_full_resolution_cycles_publish_and_verify_at_480(ingested, resampled, t
     """Forecasts from the 480 x 480 ingest store are published and verified at 480 x 480."""
     from PIL import Image
 
-    from flows.forecast import ForecastSettings, forecast_cycle
-    from flows.products import check_cf, open_forecast_netcdf, open_forecast_zarr
     from pipeline.store import open_store
     from pipeline.units import DBZ_MIN, RAIN_THRESHOLDS_MMH, dbz_to_rainrate
+    from products.archive import open_forecast_zarr
+    from products.cf import check_cf, open_forecast_netcdf
+    from products.cycle import ForecastSettings, forecast_cycle
 
     store = ingested[0]
     t1 = _good_issue_time(resampled[0])
