@@ -1,4 +1,4 @@
-"""``nowcast train``: train a model on a resampled store (see :mod:`nowcast.train`).
+"""``nowcast train``: train a model on a resampled store (see :mod:`nowcast.training`).
 
 Multi-process training on CPU (gloo) or GPUs (nccl)::
 
@@ -62,7 +62,7 @@ def train_command(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Train MODEL with the CONFIG's thesis settings; writes last.pt, best.pt, metrics, plot."""
-    from nowcast.train import TrainingDivergedError, TrainOptions, train
+    from nowcast.training import TrainingDivergedError, TrainOptions, train
 
     try:
         fractions = tuple(float(v) for v in split_fractions.split(","))

@@ -1,4 +1,4 @@
-"""Prefect flow: train one model on a resampled store (thin over :func:`nowcast.train.train`).
+"""Prefect flow: train one model on a resampled store (thin over :func:`nowcast.training.train`).
 
 Training is compute: no retries (a failed run is resumed explicitly with ``resume=True``).
 """
@@ -30,7 +30,7 @@ def train_task(
     progress: bool = True,
 ) -> dict:
     """Train *model* with *config* on *data* into the run directory *out*."""
-    from nowcast.train import TrainOptions, train
+    from nowcast.training import TrainOptions, train
 
     options = TrainOptions(
         epochs=epochs,

@@ -6,7 +6,7 @@ Built once per session from the shared ``tiny_archive`` (3 days of 5 hours, see
     WORKDIR/
       radar.zarr          ingest store, 480 x 480 (pipeline.ingest.ingest_archive)
       radar80.zarr        resampled store, 80 x 80, 6-minute grid (pipeline.resample)
-      run/                trajgru_ode, ``small`` config, trained for one step (nowcast.train)
+      run/                trajgru_ode, ``small`` config, trained for one step (nowcast.training)
       run/eval/test_regular/results.nc      model + persistence + pysteps (nowcast.evaluate)
       run_trajgru/        trajgru, same recipe
       run_trajgru/eval/test_regular/results.nc   model only
@@ -68,7 +68,7 @@ class NotebookRun:
 
 
 def _train(model: str, data: Path, out: Path) -> Path:
-    from nowcast.train import TrainOptions, train
+    from nowcast.training import TrainOptions, train
 
     options = TrainOptions(
         epochs=1,
