@@ -23,7 +23,8 @@ Public functions
     Re-run the evaluation per corruption level (:mod:`nowcast.perturb`); defined in
     :mod:`nowcast.robustness` and importable from here.
 :func:`evaluate_run`
-    A trained run directory (and/or the baselines) on a store split and sampling scheme;
+    A trained run directory (and/or the baselines) on a store split and sampling scheme, as
+    :class:`EvaluateOptions` (:mod:`nowcast.options`, re-exported here) say;
     writes ``results.nc``, ``results.md``, ``skill.png`` (and ``results_extra.nc``,
     ``robustness.*`` when asked) into ``RUN_DIR/eval/<split>_<scheme>/``.
 
@@ -43,18 +44,19 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import xarray as xr
 
+from nowcast.options import EvaluateOptions
 from nowcast.reports import plot_skill, summarize, to_markdown
 from nowcast.robustness import evaluate_robustness, plot_robustness, robustness_to_markdown
 from nowcast.scoring import Predictor, evaluate_predictors
 
 __all__ = [
+    "EvaluateOptions",
     "EvaluationOutputs",
     "evaluate_predictors",
     "evaluate_robustness",
@@ -92,6 +94,33 @@ class EvaluationOutputs:
     robustness: xr.Dataset | None = None
     files: list[Path] = field(default_factory=list)
 
+    def summary(self) -> dict[str, Any]:
+        """Plain values: ``out_dir``, ``files``, ``table`` (``results.md``), ``predictors``
+        and ``lines``, one line of headline scores per predictor (what ``nowcast evaluate``
+        prints: CSI at the lowest threshold, B-MSE, MSE x 1e4, SSIM x 1e2, PSNR; CRPS x 1e2
+        with ensembles)."""
+        s = summarize(self.results)
+        thr = float(s["threshold"].values[0])
+        lines = []
+        for name in s["predictor"].values:
+            sp = s.sel(predictor=name)
+            lines.append(
+                f"{name}: CSI(>={thr:g} mm/h) {float(sp['CSI'].sel(threshold=thr)):.4f}  "
+                f"B-MSE {float(sp['B-MSE']):.1f}  MSE x1e4 {float(sp['MSE']) * 1e4:.2f}  "
+                f"SSIM x1e2 {float(sp['SSIM']) * 1e2:.2f}  PSNR {float(sp['PSNR']):.2f}"
+            )
+        if "CRPS" in self.results:
+            crps = self.results["CRPS"].mean("lead_time")
+            for name in crps["predictor"].values:
+                lines.append(f"{name}: CRPS x1e2 {float(crps.sel(predictor=name)) * 1e2:.4f}")
+        return {
+            "out_dir": str(self.out_dir),
+            "files": [str(p) for p in self.files],
+            "table": str(self.out_dir / "results.md"),
+            "predictors": [str(p) for p in self.results["predictor"].values],
+            "lines": lines,
+        }
+
 
 def _write_netcdf(ds: xr.Dataset, path: Path) -> Path:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -103,25 +132,9 @@ def _write_netcdf(ds: xr.Dataset, path: Path) -> Path:
 def evaluate_run(
     run_dir: str | os.PathLike | None,
     data: str | os.PathLike,
-    split: str = "test",
-    scheme: str = "regular",
+    options: EvaluateOptions | None = None,
     *,
-    baselines: bool | Sequence[str] = True,
-    extra_lead_times: Sequence[float] | None = None,
-    perturb: bool | Mapping[str, Sequence[float]] = False,
-    perturb_samples: int | None = None,
     out_dir: str | os.PathLike | None = None,
-    in_frames: int | None = None,
-    out_frames: int | None = None,
-    split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
-    day_files: Mapping[str, Any] | None = None,
-    stride: int = 5,
-    batch_size: int = 4,
-    max_samples: int | None = None,
-    seed: int = 0,
-    device: str = "cpu",
-    progress: bool = True,
-    members: int | None = None,
 ) -> EvaluationOutputs:
     """Evaluate a trained run (and/or the classical baselines) on a store split and scheme.
 
@@ -129,56 +142,25 @@ def evaluate_run(
     ----------
     run_dir : path or None
         Training run directory (``best.pt``, see :func:`nowcast.runs.load_run`); None for
-        baselines only (then ``out_dir`` is required).
+        baselines only (then ``options.baselines`` names them and ``out_dir`` is required).
     data : path
         Resampled Zarr store (contract C3).
-    split : str
-        Dataset split (``train``, ``valid``, ``test``...), passed to
-        :class:`pipeline.dataset.RadarSequenceDataset`.
-    scheme : str
-        Sampling scheme: ``regular``, ``irregular_input``, ``irregular_target``,
-        ``irregular``.
-    baselines : bool or sequence of str
-        True: ``persistence`` and ``pysteps``; a sequence: those names
-        (:data:`nowcast.baselines.BASELINE_NAMES`); False: none.
-    extra_lead_times : sequence of float, optional
-        Lead times (minutes) not trained on; they must lie on the data's time grid
-        (multiples of its cadence: with HKO-7's 6-minute frames a 3-minute lead has no
-        ground truth and is refused). Evaluated on a ``regular`` dataset long enough to
-        reach the largest one and reported separately (``results_extra.nc`` and a section of
-        ``results.md``). Regular-only models that cannot produce them are skipped.
-    perturb : bool or mapping
-        True: robustness evaluation at :data:`nowcast.perturb.DEFAULT_LEVELS`; a mapping:
-        those levels. Writes ``robustness.nc``, ``robustness.md``, ``robustness.png``.
-    perturb_samples : int, optional
-        Run the robustness evaluation (one pass per corruption level) on only the first
-        ``perturb_samples`` samples, to bound its cost.
+    options : EvaluateOptions, optional
+        Split, scheme, baselines, extra lead times, robustness, ensembles, sample counts,
+        seed, device (:class:`nowcast.options.EvaluateOptions`; the same object
+        ``nowcast evaluate`` and ``nowcast flow evaluate`` build from their flags).
     out_dir : path, optional
         Output directory; default ``RUN_DIR/eval/<split>_<scheme>``.
-    in_frames, out_frames : int, optional
-        Sequence lengths; default the run's configuration (baselines only: 5 and 20, the
-        HKO-7 benchmark setting).
-    split_fractions : sequence of 3 floats
-        Chronological train/valid/test fractions of the store's days (as in training).
-    day_files : mapping, optional
-        ``{"train": ..., "valid": ..., "test": ...}`` day lists (HKO-7
-        ``hko7_rainy_<split>_days.txt`` files or iterables of days); overrides
-        ``split_fractions`` (see :func:`pipeline.dataset.split_days`).
-    stride : int
-        Slots between consecutive sample windows (HKO-7: 5).
-    batch_size, max_samples, seed, device, progress
-        See :func:`evaluate_predictors`; ``seed`` also seeds the sampling scheme, the
-        corruptions and the ensemble members.
-    members : int, optional
-        Score ensembles of this many members: the run's model through
-        :class:`nowcast.ensemble.EnsembleNowcaster`, ensemble baselines (``steps``) with
-        as many members; the probabilistic scores go into ``results.nc``, a section of
-        ``results.md`` and ``probabilistic.png``.
 
     Returns
     -------
     EvaluationOutputs
     """
+    options = options or EvaluateOptions()
+    split, scheme, seed, device = options.split, options.scheme, options.seed, options.device
+    in_frames, out_frames, members = options.in_frames, options.out_frames, options.members
+    batch_size, max_samples = options.batch_size, options.max_samples
+    extra_lead_times, perturb = options.extra_lead_times, options.perturb
     from nowcast.baselines import get_baseline
     from pipeline.dataset import RadarSequenceDataset
 
@@ -202,9 +184,9 @@ def evaluate_run(
         "n_in": in_frames,
         "n_out": out_frames,
         "seed": seed,
-        "stride": int(stride),
-        "fractions": tuple(float(f) for f in split_fractions),
-        "day_files": day_files,
+        "stride": int(options.stride),
+        "fractions": tuple(float(f) for f in options.split_fractions),
+        "day_files": options.day_files,
     }
     dataset = RadarSequenceDataset(data, split=split, scheme=scheme, **ds_kwargs)
     cadence = float(dataset.cadence_minutes)
@@ -215,10 +197,7 @@ def evaluate_run(
             k: EnsembleNowcaster(p, n_members=members, seed=seed, cadence_minutes=cadence)
             for k, p in predictors.items()
         }
-    names = (
-        ["persistence", "pysteps"] if baselines is True else list(baselines) if baselines else []
-    )
-    for name in names:
+    for name in options.baselines:
         kw = {"n_members": members or 10, "seed": seed} if name == "steps" else {}
         predictors[name] = get_baseline(name, cadence_minutes=cadence, **kw)
     if not predictors:
@@ -237,7 +216,7 @@ def evaluate_run(
     common = {
         "max_samples": max_samples,
         "device": device,
-        "progress": progress,
+        "progress": options.progress,
         "members": members,
         "ensemble_seed": seed,
     }
@@ -273,7 +252,9 @@ def evaluate_run(
 
     if perturb:
         levels = None if perturb is True else perturb
-        n_robust = min(v for v in (max_samples, perturb_samples, len(dataset)) if v is not None)
+        n_robust = min(
+            v for v in (max_samples, options.perturb_samples, len(dataset)) if v is not None
+        )
         outputs.robustness = evaluate_robustness(
             predictors,
             dataset,

@@ -8,8 +8,9 @@ Public surface: :func:`train`, :class:`TrainSettings`, :class:`TrainOptions`,
 Modules
 -------
 :mod:`~nowcast.training.settings`
-    :class:`TrainSettings` (the config's ``train:`` mapping), :class:`TrainOptions` (one
-    invocation: overrides, seed, device, budget, splits), :class:`TrainResult`.
+    :class:`TrainSettings` (the config's ``train:`` mapping), :class:`TrainResult`.
+    :class:`TrainOptions` (one invocation: overrides, seed, device, budget, splits) lives in
+    :mod:`nowcast.options`, importable without torch, and is re-exported here.
 :mod:`~nowcast.training.fit`
     :func:`train`, the fit loop, validation, :class:`EarlyStopping` (what a run does).
 :mod:`~nowcast.training.schedules`
@@ -32,16 +33,12 @@ Multi-process training goes through the CLI:
 
 from __future__ import annotations
 
+from nowcast.options import TrainOptions
 from nowcast.training.data import data_fingerprint
 from nowcast.training.fit import EarlyStopping, train
 from nowcast.training.rundir import read_checkpoint
 from nowcast.training.schedules import SCHEDULE_NAMES, get_schedule
-from nowcast.training.settings import (
-    TrainingDivergedError,
-    TrainOptions,
-    TrainResult,
-    TrainSettings,
-)
+from nowcast.training.settings import TrainingDivergedError, TrainResult, TrainSettings
 
 __all__ = [
     "SCHEDULE_NAMES",

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nowcast.training.settings import TrainOptions
+from nowcast.options import TrainOptions
 
 __all__ = ["data_fingerprint"]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from nowcast.training.settings import TrainOptions
+from nowcast.options import TrainOptions
 
 
 @dataclass(frozen=True)

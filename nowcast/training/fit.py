@@ -48,6 +48,7 @@ The run directory it writes is described in :mod:`nowcast.training.rundir`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -59,6 +60,7 @@ import numpy as np
 import torch
 
 from nowcast.losses import get_loss, masked_mae, masked_mse
+from nowcast.options import TrainOptions
 from nowcast.training.data import (
     _epoch_order,
     _extra_inputs,
@@ -90,12 +92,7 @@ from nowcast.training.rundir import (
     save_last_checkpoint,
 )
 from nowcast.training.schedules import _schedule_step, get_schedule
-from nowcast.training.settings import (
-    TrainingDivergedError,
-    TrainOptions,
-    TrainResult,
-    TrainSettings,
-)
+from nowcast.training.settings import TrainingDivergedError, TrainResult, TrainSettings
 
 __all__ = ["EarlyStopping", "train"]
 
@@ -337,6 +334,7 @@ def _fit(
         "val_split": options.val_split,
         "split_fractions": [float(f) for f in options.split_fractions],
         "stride": int(options.stride),
+        "options": dataclasses.asdict(options),
         "train_samples": len(train_ds),
         "val_samples": len(_val_indices(len(val_ds), settings.val_samples)),
     }

@@ -43,7 +43,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from nowcast.training.settings import TrainOptions, TrainSettings
+from nowcast.options import TrainOptions
+from nowcast.training.settings import TrainSettings
 
 __all__ = [
     "BEST_CHECKPOINT",

@@ -1,10 +1,9 @@
-"""What to optimise and how to run: :class:`TrainSettings`, :class:`TrainOptions`,
-:class:`TrainResult` and :class:`TrainingDivergedError` (see :mod:`nowcast.training`).
+"""What to optimise and what came out: :class:`TrainSettings`, :class:`TrainResult` and
+:class:`TrainingDivergedError` (see :mod:`nowcast.training`).
 
 :class:`TrainSettings` is the config's ``train:`` mapping (the thesis's optimisation
-settings); :class:`TrainOptions` is everything a caller chooses per invocation (overrides,
-seed, device, budget, splits). The same :class:`TrainOptions` object travels unchanged from
-``nowcast train`` / ``nowcast flow train`` through the Prefect flow to :func:`train`.
+settings). What a caller chooses per invocation (overrides, seed, device, budget, splits)
+is :class:`nowcast.options.TrainOptions`, re-exported here.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from nowcast.losses import DEFAULT_WEIGHTS, get_loss
+from nowcast.options import TrainOptions
 from nowcast.training.schedules import get_schedule
 
 __all__ = ["TrainOptions", "TrainResult", "TrainSettings", "TrainingDivergedError"]
@@ -154,53 +154,6 @@ class TrainSettings:
         return d
 
 
-@dataclass(frozen=True)
-class TrainOptions:
-    """How to run (not what to optimise): overrides, seed, device, limits.
-
-    Attributes
-    ----------
-    epochs, iters_per_epoch, batch_size, loss, lr, val_samples
-        Override the config's ``train:`` values when not None.
-    seed : int
-        Seeds model initialisation, data order and RNGs.
-    resume : bool
-        Continue from ``RUN_DIR/last.pt`` (required when it exists).
-    time_budget_minutes : float or None
-        Wall-clock budget for this invocation (see the module docstring).
-    device : str
-        ``cpu`` or ``cuda``.
-    amp : bool
-        Mixed precision (CUDA only).
-    train_split, val_split : str
-        Dataset splits used for training and validation.
-    split_fractions : tuple of 3 floats
-        Chronological train / valid / test fractions of the store's days
-        (:func:`pipeline.dataset.split_days`).
-    stride : int
-        Slots between consecutive windows (HKO-7 ``sequent`` mode).
-    progress : bool
-        Show a tqdm bar (rank 0 only).
-    """
-
-    epochs: int | None = None
-    iters_per_epoch: int | None = None
-    batch_size: int | None = None
-    loss: str | None = None
-    lr: float | None = None
-    val_samples: int | None = None
-    seed: int = 0
-    resume: bool = False
-    time_budget_minutes: float | None = None
-    device: str = "cpu"
-    amp: bool = False
-    train_split: str = "train"
-    val_split: str = "valid"
-    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    stride: int = 5
-    progress: bool = True
-
-
 @dataclass
 class TrainResult:
     """Summary of a finished (or budget-stopped) run."""
@@ -211,3 +164,14 @@ class TrainResult:
     best_val_loss: float
     stopped_reason: str
     history: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """Plain values without the history: ``run_dir`` (str), ``epochs_completed``,
+        ``best_epoch``, ``best_val_loss``, ``stopped_reason`` (what the train flow returns)."""
+        return {
+            "run_dir": str(self.run_dir),
+            "epochs_completed": self.epochs_completed,
+            "best_epoch": self.best_epoch,
+            "best_val_loss": self.best_val_loss,
+            "stopped_reason": self.stopped_reason,
+        }

@@ -17,7 +17,7 @@ the notebooks are given the same fractions through their parameter cell.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -110,20 +110,20 @@ def notebook_stores(tiny_archive: Path, tmp_path_factory: pytest.TempPathFactory
 @pytest.fixture(scope="session")
 def notebook_run(notebook_stores: NotebookStores) -> NotebookRun:
     """Train two tiny models on the stores and evaluate them (about 30 s of CPU)."""
-    from nowcast.evaluate import evaluate_run
+    from nowcast.evaluate import EvaluateOptions, evaluate_run
 
     workdir, resampled = notebook_stores.workdir, notebook_stores.resampled
     ode_run = _train("trajgru_ode", resampled, workdir / "run")
     trajgru_run = _train("trajgru", resampled, workdir / "run_trajgru")
-    common = dict(
+    options = EvaluateOptions(
         split="test",
         scheme="regular",
         split_fractions=SPLIT_FRACTIONS,
         max_samples=EVAL_SAMPLES,
         progress=False,
     )
-    evaluate_run(ode_run, resampled, baselines=True, **common)
-    evaluate_run(trajgru_run, resampled, baselines=False, **common)
+    evaluate_run(ode_run, resampled, replace(options, baselines=("persistence", "pysteps")))
+    evaluate_run(trajgru_run, resampled, options)
     return NotebookRun(
         workdir=workdir,
         archive=notebook_stores.archive,
