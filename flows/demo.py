@@ -148,6 +148,7 @@ def demo_flow(
     from flows.resample import resample_flow
     from flows.train import train_flow
     from nowcast.configs import load_config
+    from nowcast.options import EvaluateOptions, TrainOptions
 
     logger = get_run_logger()
     p = demo_paths(workdir)
@@ -170,11 +171,18 @@ def demo_flow(
 
     t = time.perf_counter()
     if not (p.run / "best.pt").exists():
-        train_flow(model, config, str(p.resampled), str(p.run), time_budget_minutes=train_minutes)
+        train_options = TrainOptions(time_budget_minutes=train_minutes)
+        train_flow(model, config, str(p.resampled), str(p.run), options=train_options)
     timings["train"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    ev = evaluate_flow(str(p.run), str(p.resampled), "test", "regular", max_samples=eval_samples)
+    ev_options = EvaluateOptions(
+        split="test",
+        scheme="regular",
+        baselines=("persistence", "pysteps"),
+        max_samples=eval_samples,
+    )
+    ev = evaluate_flow(str(p.run), str(p.resampled), ev_options)
     timings["evaluate"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -69,9 +69,10 @@ def test_ingest_flow_fans_out_days_and_equals_library_ingest(
     info = tiny_archive_info
     assert [d["day"] for d in result["days"]] == [d.strftime("%Y-%m-%d") for d in info.days]
     assert result["frames_written"] == len(info.readable_times)
-    for day in result["days"]:  # the ingest rate reaches the flow's result
+    # each day reports its rate under the name `nowcast ingest` prints
+    for day in result["days"]:
+        assert day["seconds"] > 0
         assert day["frames_per_second"] == pytest.approx(day["frames_written"] / day["seconds"])
-        assert day["frames_per_second"] > 0
     corrupt_paths = [p for p, _ in result["corrupt"]]
     assert len(corrupt_paths) == len(info.corrupt_times) == 1
     assert corrupt_paths[0].endswith(info.corrupt_times[0].strftime("RAD%y%m%d%H%M00.png"))
@@ -126,17 +127,16 @@ def test_train_evaluate_and_forecast_flows_with_a_trained_run(resampled, tmp_pat
     from flows.evaluate import evaluate_flow
     from flows.forecast import forecast_flow
     from flows.train import train_flow
+    from nowcast.options import EvaluateOptions, TrainOptions
 
     dst, _ = resampled
     run = tmp_path / "run"
-    summary = train_flow(
-        "convgru", "small", str(dst), str(run), epochs=1, iters_per_epoch=2, batch_size=2
-    )
+    options = TrainOptions(epochs=1, iters_per_epoch=2, batch_size=2)
+    summary = train_flow("convgru", "small", str(dst), str(run), options=options)
     assert summary["epochs_completed"] == 1
     assert (run / "best.pt").is_file()
-    ev = evaluate_flow(
-        str(run), str(dst), "valid", "regular", baselines=["persistence"], max_samples=4
-    )
+    ev_options = EvaluateOptions(split="valid", baselines=("persistence",), max_samples=4)
+    ev = evaluate_flow(str(run), str(dst), ev_options)
     table = (run / "eval" / "valid_regular" / "results.md").read_text()
     assert ev["predictors"] == ["convgru", "persistence"]
     assert "persistence" in table and "convgru" in table
