@@ -62,6 +62,35 @@ def _require(what: str, path: Path | None, *, is_dir: bool = True) -> None:
         raise FileNotFoundError(f"{what} {path} does not exist (expected an existing {kind})")
 
 
+Members = Annotated[
+    int | None,
+    typer.Option(
+        "--members",
+        help="Ensemble members: N members of the model or baseline (steps: its own) and "
+        "their exceedance probabilities (default: one deterministic forecast).",
+    ),
+]
+Seed = Annotated[int, typer.Option("--seed", help="Seed of the ensemble members.")]
+
+
+def _check_ensemble_flags(
+    members: int | None, percentiles: str | None = None, keep_members: bool = False
+) -> tuple[float, ...] | None:
+    """Refuse ensemble flags without --members or a bad count; the percentiles parsed."""
+    if members is None:
+        if percentiles is not None or keep_members:
+            raise typer.BadParameter("--percentiles and --keep-members need --members N")
+        return None
+    if members < 1:
+        raise typer.BadParameter(f"--members must be >= 1, got {members}")
+    from nowcast.ensemble_forecast import parse_percentiles
+
+    try:
+        return parse_percentiles(percentiles)
+    except ValueError as err:
+        raise typer.BadParameter(f"--percentiles: {err}") from err
+
+
 def _check_one_predictor(run: Path | None, baseline: str | None) -> None:
     if (run is None) == (baseline is None):
         raise typer.BadParameter("give exactly one of --run RUN_DIR and --baseline NAME")
@@ -118,12 +147,15 @@ def serve(
     clock: str = typer.Option("store", help="Issue time from the newest 'store' frame or 'wall'."),
     max_missing: int = typer.Option(2, help="Most consecutive missing input frames accepted."),
     workdir: Path = typer.Option(Path("."), "--workdir", help=_WORKDIR_HELP),
+    members: Members = None,
+    seed: Seed = 0,
 ) -> None:
     """Forecast on a schedule with Prefect's flow.serve (Ctrl-C to stop).
 
     Starts a local Prefect server (scheduler on, UI off) unless PREFECT_API_URL is set.
     """
     _check_one_predictor(run, baseline)
+    _check_ensemble_flags(members)
     _require("--store", store)
     _require("--run", run)
     lead_minutes = _parse_leads(leads)
@@ -142,6 +174,8 @@ def serve(
         lead_minutes=lead_minutes,
         clock=clock,
         max_consecutive_missing=max_missing,
+        members=members,
+        seed=seed if members is not None else None,
     )
 
 
@@ -205,11 +239,27 @@ def forecast(
     leads: str | None = typer.Option(None, "--leads", help=_LEADS_HELP),
     in_frames: int | None = typer.Option(None, help="Input frames (baselines; default 5)."),
     image_size: int | None = typer.Option(None, help="Grid side (baselines; default store)."),
+    members: Members = None,
+    seed: Seed = 0,
+    percentiles: str | None = typer.Option(
+        None,
+        "--percentiles",
+        help="With --members: percentiles of the members, e.g. 10,50,90 (keeps every member).",
+    ),
+    keep_members: bool = typer.Option(
+        False, "--keep-members", help="With --members: write the members (realization)."
+    ),
 ) -> None:
-    """Make one forecast (no Prefect) and write it as CF NetCDF."""
+    """Make one forecast (no Prefect) and write it as CF NetCDF.
+
+    With --members N: an N-member ensemble (docs/ensembles.md, "Products"); the file then
+    holds the ensemble mean, exceedance probabilities per threshold and lead, and the
+    percentiles and members when asked for.
+    """
     _check_one_predictor(run, baseline)
     issue_time = _parse_time("--issue-time", issue_time)
     lead_minutes = _parse_leads(leads)
+    pcts = _check_ensemble_flags(members, percentiles, keep_members)
     _require("--run", run)
     from flows._prefect_env import configure
 
@@ -223,10 +273,25 @@ def forecast(
     else:
         pred = baseline_predictor(baseline, in_frames=in_frames or 5, image_size=image_size)
     issue = resolve_issue_time(str(store), now=issue_time)
-    fc = make_forecast(pred, str(store), issue, lead_minutes or list(DEFAULT_LEADS))
+    if members is None:
+        fc = make_forecast(pred, str(store), issue, lead_minutes or list(DEFAULT_LEADS))
+    else:
+        from nowcast.ensemble_forecast import make_ensemble_forecast
+
+        fc = make_ensemble_forecast(
+            pred,
+            str(store),
+            issue,
+            lead_minutes or list(DEFAULT_LEADS),
+            members=members,
+            seed=seed,
+            percentiles=pcts,
+            keep_members=keep_members,
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     write_forecast_netcdf(fc, out)
-    typer.echo(f"forecast issued {issue} by {pred.name} -> {out}")
+    what = pred.name if members is None else f"{pred.name}, {members} members, seed {seed}"
+    typer.echo(f"forecast issued {issue} by {what} -> {out}")
 
 
 def publish(
@@ -316,9 +381,12 @@ def flow_forecast(
     ),
     leads: str | None = typer.Option(None, "--leads", help=_LEADS_HELP),
     workdir: Path = typer.Option(Path("."), "--workdir", help=_WORKDIR_HELP),
+    members: Members = None,
+    seed: Seed = 0,
 ) -> None:
     """One forecast cycle: forecast, verify earlier forecasts, publish."""
     _check_one_predictor(run, baseline)
+    _check_ensemble_flags(members)
     _require("--store", store)
     _require("--run", run)
     now = _parse_time("--issue-time", now)
@@ -329,8 +397,9 @@ def flow_forecast(
     configure(workdir)
     from flows.serve import run_forecast_cycle
 
+    ens = {} if members is None else {"members": members, "seed": seed}
     res = run_forecast_cycle(
-        store, site, run=run, baseline=baseline, now=now, lead_minutes=lead_minutes
+        store, site, run=run, baseline=baseline, now=now, lead_minutes=lead_minutes, **ens
     )
     typer.echo(f"{res['issue_time']}: {res['status']} {res['reason']}")
 

@@ -50,6 +50,8 @@ def forecast_flow(
     keep_runs: int = 24,
     n_obs_frames: int = 5,
     coastline_resolution: str = "10m",
+    members: int | None = None,
+    seed: int = 0,
 ) -> dict:
     """One forecast cycle as a Prefect flow (see the module docstring).
 
@@ -72,6 +74,8 @@ def forecast_flow(
         keep_runs=keep_runs,
         n_obs_frames=n_obs_frames,
         coastline_resolution=coastline_resolution,
+        members=members,
+        seed=seed,
     )
     logger = get_run_logger()
     steps = CycleSteps(_forecast_task, _record_skip_task, _verify_task, _publish_task, logger.info)

@@ -55,7 +55,11 @@ def _flow_parameters(
         site=str(site),
         run=None if run is None else str(run),
         baseline=baseline,
-        **{k: v for k, v in extra.items() if k in ("clock", "max_consecutive_missing")},
+        **{
+            k: v
+            for k, v in extra.items()
+            if k in ("clock", "max_consecutive_missing", "members") and v is not None
+        },
     )
     params = {
         "store": str(Path(store).resolve()),

@@ -17,7 +17,11 @@ def append_forecast_zarr(ds: xr.Dataset, store: str | os.PathLike[str]) -> int:
     """Add one forecast to a Zarr archive of forecasts keyed by issue time.
 
     The archive has dims ``(issue_time, lead_time, y, x)`` (chunk 1 along
-    ``issue_time``), ``valid_time (issue_time, lead_time)`` and ``model (issue_time)``.
+    ``issue_time``), ``valid_time (issue_time, lead_time)`` and ``model (issue_time)``;
+    the exceedance probabilities of an ensemble forecast are archived too
+    (``probability_of_rainfall_rate_above_threshold`` on ``(issue_time, lead_time,
+    threshold, y, x)``) when the archive was started with them (see
+    :func:`_match_probabilities`); percentiles, members and motion are not.
     Writing an issue time that is already there replaces it in place (a region write),
     so re-running a publish never duplicates a forecast. The archive is an Icechunk
     repository: each call is one commit (message ``publish: forecast issued ... by
@@ -46,8 +50,9 @@ def append_forecast_zarr(ds: xr.Dataset, store: str | os.PathLike[str]) -> int:
     _require_forecast_schema(ds)
     store = Path(store)
     issue = _issue_time(ds)
-    # the archive holds the fields; the motion of a Lagrangian forecast stays in its NetCDF
-    new = ds.drop_vars(["motion", "component"], errors="ignore")
+    # the archive holds the fields and the exceedance probabilities; the motion of a
+    # Lagrangian forecast, an ensemble's percentiles and members stay in its NetCDF
+    new = ds.drop_vars(list(_NETCDF_ONLY), errors="ignore")
     model = str(ds.attrs.get("model", "unknown"))
     new = new.drop_vars("issue_time").expand_dims(issue_time=[np.datetime64(issue, "ns")])
     new["valid_time"] = new["valid_time"].expand_dims(issue_time=new["issue_time"])
@@ -55,7 +60,7 @@ def append_forecast_zarr(ds: xr.Dataset, store: str | os.PathLike[str]) -> int:
     if "crs" in new.coords:
         new = new.reset_coords("crs")
     new.attrs = {k: v for k, v in ds.attrs.items() if k in ("source",)}
-    for name in ("reflectivity", "rainfall_rate"):
+    for name in _archived(new):
         new[name].encoding = {"chunks": (1, *ds[name].shape)}
         new[name].attrs.pop("grid_mapping", None)
         new[name].attrs["grid_mapping"] = "crs"
@@ -63,6 +68,47 @@ def append_forecast_zarr(ds: xr.Dataset, store: str | os.PathLike[str]) -> int:
 
     with store_lock(store):
         return _append_in_session(new, ds, store, issue, model)
+
+
+_PROBABILITY = "probability_of_rainfall_rate_above_threshold"
+_NETCDF_ONLY: tuple[str, ...] = (
+    "motion",
+    "component",
+    "reflectivity_percentile",
+    "percentile",
+    "reflectivity_members",
+    "realization",
+)
+"""Variables of a forecast that stay in its NetCDF file and are not archived."""
+
+
+def _archived(ds: xr.Dataset) -> list[str]:
+    """The gridded variables the archive keeps of *ds*."""
+    return [n for n in ("reflectivity", "rainfall_rate", _PROBABILITY) if n in ds]
+
+
+def _match_probabilities(new: xr.Dataset, old: xr.Dataset, store: Path) -> xr.Dataset:
+    """*new* with the exceedance probabilities the archive *old* has (or has not).
+
+    An archive started with deterministic forecasts stays without probabilities (the
+    ensemble's stay in its NetCDF; move the archive aside to start one with them); a
+    deterministic forecast in an archive with probabilities gets NaN probabilities.
+    """
+    if _PROBABILITY not in old:
+        return new.drop_vars([_PROBABILITY, "threshold"], errors="ignore")
+    thresholds = old["threshold"].values
+    if _PROBABILITY not in new:
+        shape = (1, new.sizes["lead_time"], len(thresholds), new.sizes["y"], new.sizes["x"])
+        field = np.full(shape, np.nan, np.float32)
+        dims = ("issue_time", "lead_time", "threshold", "y", "x")
+        new = new.assign_coords(threshold=old["threshold"].variable)
+        new[_PROBABILITY] = xr.Variable(dims, field, dict(old[_PROBABILITY].attrs))
+    elif not np.array_equal(new["threshold"].values, thresholds):
+        raise ValueError(
+            f"forecast has probability thresholds {new['threshold'].values.tolist()} mm/h; "
+            f"the archive {store} has {thresholds.tolist()} (they must match)"
+        )
+    return new
 
 
 def _archive_repo(store: Path):
@@ -96,7 +142,7 @@ def _append_in_session(new: xr.Dataset, ds: xr.Dataset, store: Path, issue, mode
             "issue_time": dict(_TIME_ENCODING),
             "valid_time": dict(_TIME_ENCODING),
         }
-        for name in ("reflectivity", "rainfall_rate"):
+        for name in _archived(new):
             encoding[name] = {"chunks": (1, *ds[name].shape)}
         new.to_zarr(session.store, mode="w", encoding=encoding, consolidated=False)
         session.commit(message + " (first of the archive)")
@@ -110,6 +156,7 @@ def _append_in_session(new: xr.Dataset, ds: xr.Dataset, store: Path, issue, mode
                     f"archive {store} has {old[name].values.tolist()[:8]}... (they must match)"
                 )
         times = pd.DatetimeIndex(old["issue_time"].values)
+        new = _match_probabilities(new, old, store)
     finally:
         old.close()
     per_issue = [n for n in new.variables if "issue_time" in new[n].dims]
@@ -126,7 +173,7 @@ def _append_in_session(new: xr.Dataset, ds: xr.Dataset, store: Path, issue, mode
             f"forecast issued {issue} is earlier than the last one in {store} ({times[-1]}); "
             "the archive is kept sorted by issue time"
         )
-    drop = [n for n in new.coords if n in ("lead_time", "y", "x", "lat", "lon")]
+    drop = [n for n in new.coords if n in ("lead_time", "y", "x", "lat", "lon", "threshold")]
     new.drop_vars(drop).to_zarr(session.store, append_dim="issue_time", consolidated=False)
     session.commit(message)
     return len(times)

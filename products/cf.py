@@ -16,6 +16,13 @@ CF choices (CF standard-name table v84+)
 - ``x``/``y``: ``projection_x_coordinate``/``projection_y_coordinate`` in ``km``;
   ``lat``/``lon`` in ``degrees_north``/``degrees_east``; data variables name them in
   ``coordinates`` and point ``grid_mapping`` at ``crs``.
+- Ensemble products (:mod:`nowcast.ensemble_forecast`, docs/ensembles.md "Products"):
+  ``probability_of_rainfall_rate_above_threshold`` in ``1`` on a ``threshold``
+  coordinate of standard name ``rainfall_rate`` (``mm h-1``) with
+  ``spp__relative_to_threshold``; ``reflectivity_percentile`` on ``percentile`` (``%``);
+  the members ``reflectivity_members`` on ``realization`` (standard name
+  ``realization``, units ``1``). They get the ``grid_mapping``, ``coordinates`` and
+  compression of the deterministic fields.
 
 :func:`check_cf` checks these rules (a small, offline subset of the CF conventions;
 ``cfchecker`` is not used because it downloads the standard-name table at run time).
@@ -41,6 +48,7 @@ STANDARD_NAME_UNITS: dict[str, tuple[str, ...]] = {
     "projection_y_coordinate": ("m", "km"),
     "latitude": ("degrees_north",),
     "longitude": ("degrees_east",),
+    "realization": ("1",),
 }
 """Standard names :func:`check_cf` knows, with units accepted for each
 (``<time>`` = a ``"<unit> since <date>"`` string)."""
@@ -90,6 +98,20 @@ _CF_ATTRS: dict[str, dict[str, str]] = {
     "lat": {"standard_name": "latitude", "long_name": "latitude", "units": "degrees_north"},
     "lon": {"standard_name": "longitude", "long_name": "longitude", "units": "degrees_east"},
 }
+ENSEMBLE_VARIABLES: tuple[str, ...] = (
+    "probability_of_rainfall_rate_above_threshold",
+    "reflectivity_percentile",
+    "reflectivity_members",
+)
+"""Gridded variables of an ensemble forecast written like ``reflectivity``."""
+_RELATIVE_TO_THRESHOLD: tuple[str, ...] = (
+    "greater_than",
+    "greater_than_or_equal_to",
+    "less_than",
+    "less_than_or_equal_to",
+)
+_ENSEMBLE_COORDS: tuple[str, ...] = ("threshold", "percentile", "realization")
+
 _UNIT_ALIASES = {
     "reflectivity": {"dBZ", "dbz"},
     "rainfall_rate": {"mm h-1", "mm/h", "mm hr-1", "mm h**-1"},
@@ -140,7 +162,8 @@ def to_cf(ds: xr.Dataset) -> xr.Dataset:
             new_attrs.pop("calendar", None)
         out[name].attrs = new_attrs
     coords = [c for c in ("lat", "lon", "valid_time", "issue_time") if c in out.coords]
-    for name in ("reflectivity", "rainfall_rate"):
+    gridded = ["reflectivity", "rainfall_rate"] + [n for n in ENSEMBLE_VARIABLES if n in out]
+    for name in gridded:
         out[name].attrs.pop("coordinates", None)
         out[name].attrs["grid_mapping"] = "crs"
         out[name].encoding = {
@@ -154,7 +177,7 @@ def to_cf(ds: xr.Dataset) -> xr.Dataset:
     for name in ("valid_time", "issue_time"):
         out[name] = out[name].astype("datetime64[ns]")
         out[name].encoding = dict(_TIME_ENCODING)
-    for name in ("x", "y", "lead_time"):
+    for name in ("x", "y", "lead_time", *_ENSEMBLE_COORDS):
         if name in out.variables:
             out[name].encoding = {"_FillValue": None}
     for name in ("lat", "lon"):  # (y, x) float64: 3.7 MB at 480 x 480 unless compressed
@@ -233,7 +256,9 @@ def check_cf(path: str | os.PathLike[str]) -> list[str]:
     ``"<unit> since <date>"``; ``grid_mapping`` names an existing variable with a
     known ``grid_mapping_name`` and its parameters; every name in ``coordinates``
     exists; every dimension has a coordinate variable; latitude/longitude exist for
-    gridded data variables.
+    gridded data variables; every name in ``ancillary_variables`` exists; a
+    ``probability_of_...`` variable is in ``1``; ``spp__relative_to_threshold`` is one of
+    ``greater_than[_or_equal_to]`` / ``less_than[_or_equal_to]``.
 
     Parameters
     ----------
@@ -322,6 +347,19 @@ def check_cf(path: str | os.PathLike[str]) -> list[str]:
                     problems.append(
                         f"{name}: grid mapping variable {gm!r} has no grid_mapping_name"
                     )
+            for c in str(attrs.get("ancillary_variables", "")).split():
+                if c not in variables:
+                    problems.append(
+                        f"{name}: ancillary_variables names {c!r}, which is not a variable"
+                    )
+            if name.startswith("probability_of_") and units is not None and str(units) != "1":
+                problems.append(f"{name}: a probability has units {units!r}; expected '1'")
+            rel = attrs.get("spp__relative_to_threshold")
+            if rel is not None and str(rel) not in _RELATIVE_TO_THRESHOLD:
+                problems.append(
+                    f"{name}: spp__relative_to_threshold {rel!r} is not one of "
+                    f"{list(_RELATIVE_TO_THRESHOLD)}"
+                )
             coord_names = str(attrs.get("coordinates", "")).split()
             for c in coord_names:
                 if c not in variables:

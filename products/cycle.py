@@ -12,7 +12,8 @@ A cycle, for the issue time given by the clock:
    cycle logs the reason, records it in the site's run-status log (``status.json``) and
    ends with a result whose ``status`` is ``"skipped"``: it is not a failure;
 3. makes the nowcast (:func:`nowcast.forecast.make_forecast`) with a trained run or a
-   baseline;
+   baseline, or with ``members`` an ensemble and its exceedance probabilities
+   (:func:`nowcast.ensemble_forecast.make_ensemble_forecast`);
 4. verifies the newest earlier forecast whose lead times have all been observed since
    (and that has not been verified yet) against the observations (CSI per lead time and
    threshold, :func:`products.verify.verify_forecast`); the products layer keeps the
@@ -92,6 +93,12 @@ class ForecastSettings:
         Observation frames drawn before the forecast in the products.
     coastline_resolution : str
         Natural Earth scale of map coastlines (``10m``, ``50m``, ``110m``).
+    members : int, optional
+        Ensemble members (:func:`nowcast.ensemble_forecast.make_ensemble_forecast`): the
+        run publishes the ensemble mean, exceedance-probability maps and their dashboard
+        layers; None = one deterministic forecast.
+    seed : int
+        Seed of the ensemble members.
     """
 
     store: str
@@ -107,8 +114,12 @@ class ForecastSettings:
     keep_runs: int = 24
     n_obs_frames: int = 5
     coastline_resolution: str = "10m"
+    members: int | None = None
+    seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.members is not None and int(self.members) < 1:
+            raise ValueError(f"members must be >= 1 (or None: deterministic), got {self.members}")
         if (self.run is None) == (self.baseline is None):
             raise ValueError(
                 f"give exactly one of run (a run directory) and baseline (a baseline name); "
@@ -230,15 +241,24 @@ def make_cycle_forecast(settings: ForecastSettings, issue: pd.Timestamp):
     from nowcast.forecast import InsufficientInputError, make_forecast
 
     pred = load_predictor(settings)
+    window = {
+        "max_consecutive_missing": settings.max_consecutive_missing,
+        "tolerance": settings.tolerance,
+    }
     try:
-        return make_forecast(
-            pred,
-            settings.store,
-            issue,
-            settings.lead_minutes,
-            max_consecutive_missing=settings.max_consecutive_missing,
-            tolerance=settings.tolerance,
-        )
+        if settings.members is not None:
+            from nowcast.ensemble_forecast import make_ensemble_forecast
+
+            return make_ensemble_forecast(
+                pred,
+                settings.store,
+                issue,
+                settings.lead_minutes,
+                members=settings.members,
+                seed=settings.seed,
+                **window,
+            )
+        return make_forecast(pred, settings.store, issue, settings.lead_minutes, **window)
     except InsufficientInputError as err:
         return err.reason
 

@@ -284,8 +284,8 @@ def frame_title(
     return text
 
 
-def _class_lut(cmap: Any) -> np.ndarray:
-    """``(len(RAIN_LEVELS_MMH) + 2, 4)`` uint8 RGBA per class of ``np.digitize``.
+def _class_lut(cmap: Any, n: int = len(RAIN_LEVELS_MMH)) -> np.ndarray:
+    """``(n + 2, 4)`` uint8 RGBA per class of ``np.digitize`` over *n* levels.
 
     Class 0 (below the first level) is transparent, classes 1..N-1 the colours between
     consecutive levels, class N (at or above the last level) the "over" colour, and the
@@ -293,10 +293,9 @@ def _class_lut(cmap: Any) -> np.ndarray:
     """
     from matplotlib.colors import to_rgba
 
-    n = len(RAIN_LEVELS_MMH)
     lut = np.zeros((n + 2, 4), dtype=np.uint8)
     lut[1:n] = cmap(np.arange(n - 1), bytes=True)
-    lut[n] = np.round(np.asarray(to_rgba(_OVER_COLOR)) * 255)
+    lut[n] = np.round(np.asarray(to_rgba(cmap.get_over())) * 255)
     lut[n + 1] = np.round(np.asarray(MASKED_COLOR) * 255)
     return lut
 
@@ -320,6 +319,10 @@ class MapRenderer:
         Coastline scale, one of :data:`COASTLINE_RESOLUTIONS`.
     dpi : int
         Resolution used to turn ``size_px`` into a figure size.
+    scale : str
+        ``"rain"`` (rain rates in mm/h, :data:`RAIN_LEVELS_MMH`) or ``"probability"``
+        (exceedance probabilities 0..1, :data:`products.prob_maps.PROBABILITY_LEVELS`);
+        :meth:`render` takes the field in that unit.
     """
 
     def __init__(
@@ -330,6 +333,7 @@ class MapRenderer:
         coastlines: bool = True,
         resolution: str = "10m",
         dpi: int = 100,
+        scale: str = "rain",
     ) -> None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.cm import ScalarMappable
@@ -348,14 +352,22 @@ class MapRenderer:
         extent = grid.extent_m()
         ax.set_extent(extent, crs=grid.projection)
         ax.set_facecolor("white")
-        cmap, norm = rain_colormap()
+        if scale not in ("rain", "probability"):
+            raise ValueError(f"unknown map scale {scale!r}; expected 'rain' or 'probability'")
+        if scale == "probability":  # exceedance probabilities 0..1 (products.prob_maps)
+            from products.prob_maps import PROBABILITY_LEVELS, probability_colormap
+
+            levels, (cmap, norm) = PROBABILITY_LEVELS, probability_colormap()
+        else:
+            levels, (cmap, norm) = RAIN_LEVELS_MMH, rain_colormap()
+        self._levels = levels
         h, w = grid.shape
         origin = "upper" if grid.y_km.size < 2 or grid.y_km[0] > grid.y_km[-1] else "lower"
         self._flip_x = grid.x_km.size > 1 and grid.x_km[0] > grid.x_km[-1]
         # One RGBA image, coloured here through a lookup table (class -> RGBA bytes):
         # a 480 x 480 field costs one resample instead of two plus matplotlib's masked-array
         # colour mapping. The colour bar gets a ScalarMappable with the same cmap and norm.
-        self._lut = _class_lut(cmap)
+        self._lut = _class_lut(cmap, len(levels))
         self._img = ax.imshow(
             np.zeros((h, w, 4), dtype=np.uint8),
             extent=extent,
@@ -370,9 +382,13 @@ class MapRenderer:
         ax.plot(0.0, 0.0, marker="+", color="black", markersize=8, transform=grid.projection)
         cax = self._fig.add_axes((0.83, 0.1, 0.035, 0.72))
         mappable = ScalarMappable(norm=norm, cmap=cmap)
-        cbar = self._fig.colorbar(mappable, cax=cax, extend="max", ticks=RAIN_LEVELS_MMH)
-        cbar.ax.set_yticklabels([f"{v:g}" for v in RAIN_LEVELS_MMH])
-        cbar.set_label("Rain rate (mm/h)")
+        rain = scale == "rain"
+        ticks = levels if rain else (*levels, 1.0)
+        cbar = self._fig.colorbar(
+            mappable, cax=cax, extend="max" if rain else "neither", ticks=ticks
+        )
+        cbar.ax.set_yticklabels([f"{v:g}" for v in ticks])
+        cbar.set_label("Rain rate (mm/h)" if rain else "Probability")
         self._title = self._fig.text(0.5, 0.955, "", ha="center", va="center", fontsize=10)
         self._ax = ax
 
@@ -420,7 +436,7 @@ class MapRenderer:
         if self._flip_x:
             rain, invalid = rain[:, ::-1], invalid[:, ::-1]
         with np.errstate(invalid="ignore"):
-            classes = np.digitize(rain, RAIN_LEVELS_MMH)  # 0 below the first level
+            classes = np.digitize(rain, self._levels)  # 0 below the first level
         classes[invalid] = len(self._lut) - 1
         self._img.set_data(self._lut[classes])
         self._title.set_text(title)

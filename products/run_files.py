@@ -3,6 +3,10 @@
 :func:`build_run` writes them into a new directory (the temporary directory of
 :func:`products.site.publish_run`, which moves it into place). Its *hook* is called after
 each file with ``"file:<name>"`` (the publish's test hook, ``products.site._publish_hook``).
+An ensemble forecast (with exceedance probabilities) also gets one probability map per
+threshold and lead time (:mod:`products.prob_maps`) and ``run.json`` lists them as
+``layers`` (the first, ``forecast``, is the ensemble mean of ``frames``) with
+``ensemble`` (members, seed, method); a deterministic run's files are unchanged.
 """
 
 from __future__ import annotations
@@ -19,6 +23,14 @@ from pipeline.atomic import atomic_write_json
 from pipeline.units import dbz_to_rainrate
 from products._common import _iso, _issue_time, _json_float
 from products.cf import write_forecast_netcdf
+from products.prob_maps import PROBABILITY_NAME, write_probability_maps
+
+_DETERMINISTIC_LAYER = {
+    "id": "forecast",
+    "label": "Forecast (ensemble mean)",
+    "kind": "deterministic",
+}
+"""First layer of an ensemble run: the ``frames`` of the manifest (the ensemble mean)."""
 
 RUN_ID_FORMAT = "%Y%m%dT%H%MZ"
 """``strftime`` format of a run directory name (issue time, UTC)."""
@@ -110,6 +122,16 @@ def build_run(
             files.append(name)
             bar.update()
             hook(f"file:{name}")
+    layers = None
+    if PROBABILITY_NAME in forecast_ds:  # an ensemble forecast: one map layer per threshold
+        prob_files, layers = write_probability_maps(
+            forecast_ds,
+            out,
+            map_size_px=map_size_px,
+            coastline_resolution=coastline_resolution,
+            hook=hook,
+        )
+        files.extend(prob_files)
     write_loop_gif([out / f["image"] for f in frames], out / "loop.gif")
     files.append("loop.gif")
     hook("file:loop.gif")
@@ -126,10 +148,21 @@ def build_run(
         "loop": "loop.gif",
         "netcdf": "forecast.nc",
     }
+    if layers is not None:
+        manifest["layers"] = [_DETERMINISTIC_LAYER, *layers]
+        manifest["ensemble"] = {
+            "members": int(forecast_ds.attrs.get("ensemble_members", 0)),
+            "seed": _int_or_none(forecast_ds.attrs.get("ensemble_seed")),
+            "method": str(forecast_ds.attrs.get("ensemble_method", "")),
+        }
     atomic_write_json(out / "run.json", manifest)
     files.append("run.json")
     hook("file:run.json")
     return files
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def _grid_summary(ds: xr.Dataset) -> dict[str, Any]:

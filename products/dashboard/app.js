@@ -3,7 +3,7 @@
 (function () {
   "use strict";
 
-  var state = { data: null, frames: [], index: 0, timer: null, base: "" };
+  var state = { data: null, frames: [], index: 0, timer: null, base: "", layer: "forecast" };
   var $ = function (id) { return document.getElementById(id); };
 
   function pad(n) { return (n < 10 ? "0" : "") + n; }
@@ -33,7 +33,7 @@
     $("slider").value = String(i);
     var kind = $("frame-kind");
     kind.className = f.kind;
-    text(kind, f.kind === "forecast" ? "Forecast" : "Observed");
+    text(kind, f.kind === "forecast" ? "Forecast" : f.kind === "probability" ? f.label : "Observed");
     text($("lead-time"), fmtLead(f.lead_time));
     text($("valid-time"), fmtTime(f.valid_time));
     var thumbs = $("strip").children;
@@ -55,6 +55,64 @@
     }, 600);
   }
 
+  // Frames of a layer: the observations, then the forecast frames of the deterministic
+  // forecast ("forecast") or of one probability layer of an ensemble run (manifest.layers).
+  function layerFrames(m, id) {
+    var frames = m.frames || [];
+    var layer = null;
+    (m.layers || []).forEach(function (l) {
+      if (l.id === id && l.kind === "probability") { layer = l; }
+    });
+    if (!layer) { return frames; }
+    var byLead = {};
+    layer.frames.forEach(function (f) { byLead[f.lead_time] = f; });
+    return frames.map(function (f) {
+      var p = f.kind === "forecast" ? byLead[f.lead_time] : null;
+      if (!p) { return f; }
+      return { kind: "probability", label: layer.label, valid_time: f.valid_time,
+               lead_time: f.lead_time, image: p.image };
+    });
+  }
+
+  function buildStrip() {
+    var strip = $("strip");
+    strip.innerHTML = "";
+    state.frames.forEach(function (f, k) {
+      var img = document.createElement("img");
+      img.src = state.base + f.image;
+      img.alt = f.kind + " " + fmtTime(f.valid_time);
+      img.title = fmtLead(f.lead_time) + "  " + fmtTime(f.valid_time);
+      img.className = f.kind;
+      img.addEventListener("click", function () { stop(); showFrame(k); });
+      strip.appendChild(img);
+    });
+  }
+
+  function renderLayers(m) {
+    var select = $("layer");
+    var layers = m.layers || [];
+    select.innerHTML = "";
+    layers.forEach(function (l) {
+      var o = document.createElement("option");
+      o.value = l.id;
+      o.textContent = l.label;
+      select.appendChild(o);
+    });
+    var known = layers.some(function (l) { return l.id === state.layer; });
+    if (!known) { state.layer = "forecast"; }
+    select.value = state.layer;
+    $("layer-box").hidden = layers.length === 0;
+  }
+
+  function switchLayer(id) {
+    var latest = state.data && state.data.latest;
+    if (!latest || !latest.manifest) { return; }
+    state.layer = id;
+    state.frames = layerFrames(latest.manifest, id);
+    buildStrip();
+    showFrame(state.index);
+  }
+
   function renderRun(latest) {
     var info = $("run-info");
     if (!latest || !latest.manifest) {
@@ -68,7 +126,8 @@
     var m = latest.manifest;
     var first = state.frames.length === 0 || state.base !== latest.path + "/";
     state.base = latest.path + "/";
-    state.frames = m.frames || [];
+    renderLayers(m);
+    state.frames = layerFrames(m, state.layer);
     $("no-run").hidden = true;
     $("frame-box").hidden = false;
     $("controls").hidden = false;
@@ -79,17 +138,7 @@
     $("slider").max = String(Math.max(0, state.frames.length - 1));
     $("loop-link").href = state.base + m.loop;
     $("netcdf-link").href = state.base + m.netcdf;
-    var strip = $("strip");
-    strip.innerHTML = "";
-    state.frames.forEach(function (f, k) {
-      var img = document.createElement("img");
-      img.src = state.base + f.image;
-      img.alt = f.kind + " " + fmtTime(f.valid_time);
-      img.title = fmtLead(f.lead_time) + "  " + fmtTime(f.valid_time);
-      img.className = f.kind;
-      img.addEventListener("click", function () { stop(); showFrame(k); });
-      strip.appendChild(img);
-    });
+    buildStrip();
     // Start on the last observation: the "now" of the run.
     var now = 0;
     state.frames.forEach(function (f, k) { if (f.kind === "observation") { now = k; } });
@@ -178,8 +227,9 @@
       showFrame(parseInt(e.target.value, 10));
     });
     $("play").addEventListener("click", play);
+    $("layer").addEventListener("change", function (e) { switchLayer(e.target.value); });
     document.addEventListener("keydown", function (e) {
-      if (e.target === $("slider")) { return; }
+      if (e.target === $("slider") || e.target === $("layer")) { return; }
       if (e.key === "ArrowRight") { stop(); showFrame(state.index + 1); }
       if (e.key === "ArrowLeft") { stop(); showFrame(state.index - 1); }
       if (e.key === " ") { e.preventDefault(); play(); }
