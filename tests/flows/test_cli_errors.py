@@ -67,6 +67,13 @@ def test_forecast_missing_run(tmp_path, small_store):
         (["--leads=-6,0"], "--leads must be positive minutes like 6,12,18; got '-6,0'"),
         (["--leads=a"], "--leads must be integers like 6,12,18; got 'a'"),
         (["--issue-time", "2020-01-01"], "cannot forecast at 2020-01-01 00:00:00: no input frame"),
+        (["--percentiles", "50"], "--percentiles and --keep-members need --members N"),
+        (["--keep-members"], "--percentiles and --keep-members need --members N"),
+        (["--members", "0"], "--members must be >= 1, got 0"),
+        (
+            ["--members", "2", "--percentiles", "50,101"],
+            "--percentiles: percentiles must be numbers in 0..100 like 10,50,90; got [50.0, 101.0]",
+        ),
     ],
 )
 def test_forecast_bad_time_or_leads(tmp_path, small_store, extra, expected):

@@ -98,3 +98,55 @@ def forecast_ds() -> xr.Dataset:
 def observations_ds() -> xr.Dataset:
     """Four observation frames 11:42 .. 12:00 UTC on the forecast's grid."""
     return build_observations()
+
+
+HAND_RAIN_MMH = 3.0
+"""Rain rate of the raining members of :func:`hand_members`."""
+
+
+def hand_members(leads: tuple[int, ...] = (6, 12, 18), size: int = 80) -> np.ndarray:
+    """3 members ``(3, L, H, W)`` p/255 with known exceedance probabilities.
+
+    The grid is cut into 4 bands of columns; in band ``k`` (0..3) the members ``m < k``
+    rain :data:`HAND_RAIN_MMH` mm/h and the others are dry (0), at every lead. So
+    P(>= 0.5 mm/h) = P(>= 2 mm/h) = k / 3 in band k (0, 1/3, 2/3, 1) and P(>= 5) = 0.
+    """
+    from pipeline.units import rainrate_to_normalized
+
+    wet = np.float32(rainrate_to_normalized(HAND_RAIN_MMH))
+    band = np.arange(size) * 4 // size  # (W,) band of each column
+    out = np.zeros((3, len(leads), size, size), np.float32)
+    for m in range(3):
+        out[m][..., band > m] = wet
+    return out
+
+
+def build_ensemble_forecast(
+    issue_time: str = "2026-06-01T12:00",
+    leads: tuple[int, ...] = (6, 12, 18),
+    size: int = 80,
+    percentiles: tuple[float, ...] | None = (50.0,),
+    keep_members: bool = False,
+) -> xr.Dataset:
+    """Ensemble forecast of :func:`hand_members`: its mean, probabilities (and percentiles)."""
+    import torch
+
+    from nowcast.ensemble import ensemble_products
+    from nowcast.ensemble_forecast import add_ensemble_products
+    from pipeline import units
+
+    members = hand_members(leads, size)
+    stream = (torch.from_numpy(m[None, :, None]) for m in members)
+    prods = ensemble_products(stream, percentiles=percentiles)
+    fc = build_forecast(issue_time, leads=leads, size=size, model="trajgru_ens")
+    dbz, rate = units.normalized_to_dbz_and_rainrate_float32(prods["mean"][0])
+    fc["reflectivity"].values[:] = dbz
+    fc["rainfall_rate"].values[:] = rate
+    return add_ensemble_products(
+        fc,
+        prods,
+        percentiles=percentiles,
+        members=members if keep_members else None,
+        seed=7,
+        method="hand-built test ensemble",
+    )
