@@ -23,7 +23,7 @@ from flows.cli import app
 from products.dashboard import make_server, render_site
 from products.site import publish_run, record_run, record_scores
 from products.verify import VerificationScores
-from tests.products.conftest import build_forecast, build_observations
+from tests.products.conftest import build_ensemble_forecast, build_forecast, build_observations
 
 CHROMIUM_FLAGS = (
     "--headless",
@@ -261,6 +261,9 @@ def test_dashboard_in_headless_chromium(browser, served, tmp_path):
     browser.find_element(By.ID, "play").click()
     assert "Play" in text("play")
 
+    # a deterministic run has no layer switch
+    assert not browser.find_element(By.ID, "layer-box").is_displayed()
+
     header = text("run-info")
     assert "issued 2026-06-01 12:00 UTC" in header and "model trajgru" in header
     assert "80 \u00d7 80 px (6.40 km)" in header
@@ -316,3 +319,66 @@ def test_open_page_follows_a_new_run(browser, site, tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="module")
+def ensemble_site(tmp_path_factory) -> Path:
+    """A site with one ensemble run: 2 observed frames, leads 6 and 12, probability layers."""
+    root = tmp_path_factory.mktemp("ensemble_site")
+    publish_run(
+        build_ensemble_forecast("2026-06-01T12:00", leads=(6, 12)),
+        build_observations("2026-06-01T12:00", n=2),
+        root,
+        n_obs_frames=2,
+        coastline_resolution="110m",
+        map_size_px=(320, 300),
+    )
+    return root
+
+
+@pytest.mark.browser
+def test_dashboard_switches_to_a_probability_layer(browser, ensemble_site):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+
+    browser.get_log("browser")  # drop what the pages of earlier tests logged
+    browser.get((ensemble_site / "index.html").as_uri())
+    _wait(browser, _all_images_loaded)
+    text = lambda id_: browser.find_element(By.ID, id_).text  # noqa: E731
+    assert browser.find_element(By.ID, "layer-box").is_displayed()
+    select = Select(browser.find_element(By.ID, "layer"))
+    assert [o.text for o in select.options] == [
+        "Forecast (ensemble mean)",
+        "P(rain \u2265 0.5 mm/h)",
+        "P(rain \u2265 2 mm/h)",
+        "P(rain \u2265 5 mm/h)",
+        "P(rain \u2265 10 mm/h)",
+        "P(rain \u2265 30 mm/h)",
+    ]
+    slider = browser.find_element(By.ID, "slider")
+    slider.send_keys(Keys.END)  # the last frame: +12 min
+    frame = browser.find_element(By.ID, "frame")
+    assert frame.get_attribute("src").endswith("/maps/fc_012.png")
+    assert text("frame-kind") == "Forecast"
+    select.select_by_visible_text("P(rain \u2265 2 mm/h)")
+    assert frame.get_attribute("src").endswith("/runs/20260601T1200Z/maps/prob_2mmh_012.png")
+    assert text("frame-kind") == "P(rain \u2265 2 mm/h)"
+    assert text("lead-time") == "+12 min"
+    images = _wait(browser, _all_images_loaded)
+    assert all(width > 0 for _, _, width in images), images
+    assert browser.execute_script("return document.getElementById('frame').naturalWidth") == 320
+    strip = [i.get_attribute("src") for i in browser.find_elements(By.CSS_SELECTOR, "#strip img")]
+    assert [s.rsplit("/", 1)[-1] for s in strip] == [
+        "obs_00.png",
+        "obs_01.png",
+        "prob_2mmh_006.png",
+        "prob_2mmh_012.png",
+    ]
+    slider.send_keys(Keys.HOME)  # observations stay observations
+    assert text("frame-kind") == "Observed"
+    select.select_by_visible_text("Forecast (ensemble mean)")
+    slider.send_keys(Keys.END)
+    assert frame.get_attribute("src").endswith("/maps/fc_012.png")
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == []
