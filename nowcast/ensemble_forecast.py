@@ -15,7 +15,8 @@ the predictor
 The members stream through :func:`nowcast.ensemble.ensemble_products`, so memory holds
 the products (one count per threshold and a running sum), not ``N x leads`` fields:
 except for percentiles and ``keep_members``, which need every member (``N x leads x H x
-W`` float32: 20 members, 10 leads at 480 x 480 are 184 MB).
+W`` float32: 20 members, 10 leads at 480 x 480 are 184 MB; percentiles are then taken one
+lead at a time).
 
 The dataset is the C5 forecast schema plus the ensemble products (docs/ensembles.md,
 "Products"):
@@ -274,6 +275,19 @@ def add_ensemble_products(
     return out
 
 
+def _percentiles(members: list[np.ndarray], percentiles: Sequence[float]) -> np.ndarray:
+    """``(L, P, H, W)`` float32 percentiles of ``N`` members ``(L, H, W)``, lead by lead.
+
+    As :func:`nowcast.ensemble.ensemble_products` (linear interpolation, ``numpy.percentile``)
+    but one lead at a time, so memory is the members plus one lead of them.
+    """
+    leads = members[0].shape[0]
+    out = np.empty((leads, len(percentiles), *members[0].shape[1:]), np.float32)
+    for j in range(leads):
+        out[j] = np.percentile(np.stack([m[j] for m in members]), percentiles, axis=0)
+    return out
+
+
 def make_ensemble_forecast(
     predictor,
     store: xr.Dataset | str | Path,
@@ -342,15 +356,17 @@ def make_ensemble_forecast(
     size = predictor.image_size or ds.sizes["y"]
     dbz, mask = _refuse_or_downsize(win, size, issue, max_consecutive_missing)
     x = units.dbz_to_normalized_float32(dbz, mask)
-    kept: list[np.ndarray] = []
+    kept: list[np.ndarray] = []  # (L, H, W) p/255 per member, for percentiles and members
 
     def stream() -> Iterator[torch.Tensor]:
         for m in member_stream(predictor, x, mask, leads, int(members), int(seed)):
-            if keep_members:
+            if keep_members or pcts:
                 kept.append(m[0, :, 0].cpu().numpy())
             yield m
 
-    prods = ensemble_products(stream(), thresholds_mmh, pcts)
+    prods = ensemble_products(stream(), thresholds_mmh)
+    if pcts:
+        prods["percentile"] = _percentiles(kept, pcts)[None]
     out_dbz, rate = units.normalized_to_dbz_and_rainrate_float32(
         np.ascontiguousarray(prods["mean"][0], dtype=np.float32)
     )

@@ -109,7 +109,17 @@ def _forecast(store, out, *extra):
 
 
 def test_cli_forecast_members_gives_quarter_probabilities_reproducible_by_seed(store, tmp_path):
-    a = _forecast(store, tmp_path / "a.nc", "--members", "4", "--seed", "1", "--keep-members")
+    a = _forecast(
+        store,
+        tmp_path / "a.nc",
+        "--members",
+        "4",
+        "--seed",
+        "1",
+        "--keep-members",
+        "--percentiles",
+        "25,50",
+    )
     b = _forecast(store, tmp_path / "b.nc", "--members", "4", "--seed", "1")
     c = _forecast(store, tmp_path / "c.nc", "--members", "4", "--seed", "2")
     assert check_cf(tmp_path / "a.nc") == []
@@ -123,6 +133,11 @@ def test_cli_forecast_members_gives_quarter_probabilities_reproducible_by_seed(s
         np.testing.assert_array_equal(prob[:, k], hits)
     np.testing.assert_allclose(
         dbz_to_normalized(a["reflectivity"].values), members.mean(axis=0), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        a["reflectivity_percentile"].values,
+        np.moveaxis(np.percentile(a["reflectivity_members"].values, [25, 50], axis=0), 0, 1),
+        atol=1e-3,
     )
     np.testing.assert_array_equal(b[PROBABILITY_NAME].values, prob)
     assert not np.array_equal(c[PROBABILITY_NAME].values, prob)
