@@ -196,3 +196,11 @@ def test_every_command_answers_in_one_line(tmp_path, args, expected):
     t = str(tmp_path)
     res = _invoke([a.format(t=t) for a in args])
     _assert_one_line_error(res, expected.format(t=t))
+
+
+@pytest.mark.parametrize("command", [["serve"], ["flow", "forecast"]])
+def test_scheduled_forecasts_refuse_a_bad_member_count(tmp_path, small_store, command):
+    args = [*command, "--store", small_store, "--site", tmp_path / "site"]
+    res = _invoke([*args, "--baseline", "persistence", "--members", "0"])
+    _assert_one_line_error(res, "--members must be >= 1, got 0")
+    assert not (tmp_path / "site").exists()

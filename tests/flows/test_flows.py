@@ -263,3 +263,30 @@ def test_forecast_cli_at_full_resolution_then_publish_cli(ingested, resampled, t
     latest = json.loads((site / "latest.json").read_text())
     assert (site / latest["path"] / "maps" / "fc_006.png").is_file()
     assert latest["manifest"]["grid"] == {"y": 480, "x": 480, "pixel_km": pytest.approx(1.07, 0.01)}
+
+
+def test_forecast_flow_with_members_publishes_probability_layers(tmp_path, prefect_server):
+    from flows.forecast import forecast_flow
+    from tests.products.test_cycle import T0, _small_store
+
+    store = _small_store(tmp_path / "s.zarr")
+    site = tmp_path / "site"
+    res = forecast_flow(
+        store=str(store),
+        site=str(site),
+        baseline="persistence",
+        lead_minutes=[6, 12],
+        now=str(T0 + pd.Timedelta("42min")),
+        coastline_resolution="110m",
+        n_obs_frames=1,
+        members=4,
+        seed=3,
+    )
+    assert res["status"] == "ok", res
+    manifest = json.loads((site / "latest.json").read_text())["manifest"]
+    assert manifest["ensemble"]["members"] == 4 and manifest["ensemble"]["seed"] == 3
+    assert [la["id"] for la in manifest["layers"]][:3] == ["forecast", "p0.5", "p2"]
+    fc = xr.open_dataset(site / "runs" / "20150601T1242Z" / "forecast.nc")
+    prob = fc["probability_of_rainfall_rate_above_threshold"].values
+    fc.close()
+    assert set(np.unique(prob).tolist()) <= {0.0, 0.25, 0.5, 0.75, 1.0}

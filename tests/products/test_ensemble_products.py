@@ -259,3 +259,13 @@ def test_archive_keeps_its_kind_of_forecast(tmp_path):
     other = build_ensemble_forecast("2026-06-01T12:12").isel(threshold=[0, 1])
     with pytest.raises(ValueError, match=r"probability thresholds \[0.5, 2.0\] mm/h"):
         append_forecast_zarr(other, ens)
+
+
+def test_flow_parameters_carry_the_members(tmp_path):
+    from flows.serve import _flow_parameters
+
+    params = _flow_parameters(tmp_path, tmp_path / "site", None, "steps", [6], members=5, seed=2)
+    assert (params["members"], params["seed"], params["lead_minutes"]) == (5, 2, [6])
+    assert "members" not in _flow_parameters(tmp_path, tmp_path, None, "steps", None, members=None)
+    with pytest.raises(ValueError, match="members must be >= 1"):
+        _flow_parameters(tmp_path, tmp_path, None, "steps", None, members=0)
