@@ -371,6 +371,10 @@ def make_ensemble_forecast(
         np.ascontiguousarray(prods["mean"][0], dtype=np.float32)
     )
     fc = _forecast_dataset(ds, size, issue, leads, out_dbz, rate, predictor, win)
+    fc.attrs["history"] += (
+        f"; nowcast.ensemble_forecast.make_ensemble_forecast ({int(members)} members, "
+        f"seed {int(seed)})"
+    )
     ensemble = bool(getattr(predictor.fn, "ensemble", False))
     method = (
         f"members of the ensemble predictor {predictor.name}"

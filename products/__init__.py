@@ -14,6 +14,8 @@ Modules
     CSI of a published forecast against the observations that came true.
 ``products.maps``
     Offline cartopy maps (PNG) and the animated loop (GIF).
+``products.prob_maps``
+    Exceedance-probability maps of an ensemble forecast and their dashboard layers.
 ``products.run_files``
     The files of one run directory (NetCDF, maps, loop, ``run.json``).
 ``products.site``

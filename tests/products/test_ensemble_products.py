@@ -163,8 +163,11 @@ def test_cycle_with_members_publishes_probabilities(store, tmp_path):
         seed=5,
         coastline_resolution="110m",
     )
+    first = forecast_cycle(settings, now=T0 + pd.Timedelta("30min"))
+    assert first.status == "ok", first
     res = forecast_cycle(settings, now=T0 + pd.Timedelta("42min"))
     assert res.status == "ok", res
+    assert res.verified_issue_time == "2015-06-01T12:30:00Z"  # read back from the archive
     manifest = json.loads((tmp_path / "site" / "runs" / "20150601T1242Z" / "run.json").read_text())
     assert manifest["ensemble"]["members"] == 2 and manifest["ensemble"]["seed"] == 5
     fz = open_forecast_zarr(tmp_path / "site" / "forecasts.zarr")
