@@ -1,6 +1,6 @@
 """Benchmark: publishing one forecast run (NetCDF, Zarr archive, maps, GIF, dashboard).
 
-Builds, in a temporary directory, a forecast in the C5 schema (``--size`` x ``--size``
+Builds, in a temporary directory, a forecast in the forecast schema (docs/contracts.md) (``--size`` x ``--size``
 grid of :mod:`pipeline.geo`, ``--leads`` lead times every 6 minutes, a storm moving east)
 and ``--obs`` observation frames, then publishes ``--runs`` consecutive issue times into
 one site with :func:`flows.products.publish_run` (default 640 x 600 maps, 10 m coastline).

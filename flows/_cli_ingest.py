@@ -1,4 +1,4 @@
-"""``nowcast ingest`` (HKO-7 archive -> radar store, incremental and idempotent, C2) and
+"""``nowcast ingest`` (HKO-7 archive -> radar store, incremental and idempotent; docs/contracts.md, Store schema) and
 ``nowcast store log STORE`` / ``nowcast store migrate OLD NEW``."""
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ class ForecastSettings:
     Attributes
     ----------
     store : str
-        Radar store (C2 ingest store or C3 resampled store).
+        Radar store (store or resampled schema, docs/contracts.md).
     site : str
         Site directory the products are published into.
     run : str, optional

@@ -1,6 +1,6 @@
 """Forecast products for operators: CF NetCDF, a Zarr forecast archive, maps and a site.
 
-A forecast dataset (contract C5, made by ``nowcast.forecast.make_forecast_dataset``)
+A forecast dataset (docs/contracts.md, Forecast schema; made by ``nowcast.forecast.make_forecast_dataset``)
 has dims ``(lead_time, y, x)``; variables ``reflectivity`` (dBZ, float32) and
 ``rainfall_rate`` (mm/h, float32); coords ``lead_time`` (int minutes), ``valid_time``
 (lead_time) datetime64, scalar ``issue_time``, ``y``, ``x`` (km), ``lat``, ``lon``
@@ -158,7 +158,7 @@ def _require_forecast_schema(ds: xr.Dataset, what: str = "forecast dataset") -> 
         missing.append("crs")
     if missing:
         raise ValueError(
-            f"{what} lacks {missing}; expected the C5 schema: reflectivity and rainfall_rate "
+            f"{what} lacks {missing}; expected the forecast schema (docs/contracts.md): reflectivity and rainfall_rate "
             "on (lead_time, y, x), coords lead_time, valid_time, issue_time, y, x, lat, lon, crs"
         )
     for name in ("reflectivity", "rainfall_rate"):
@@ -180,7 +180,7 @@ def to_cf(ds: xr.Dataset) -> xr.Dataset:
     Parameters
     ----------
     ds : xarray.Dataset
-        Forecast in the C5 schema (see module docstring).
+        Forecast in the forecast schema (see module docstring).
 
     Returns
     -------
@@ -192,7 +192,7 @@ def to_cf(ds: xr.Dataset) -> xr.Dataset:
     Raises
     ------
     ValueError
-        If *ds* is not in the C5 schema or a variable carries units other than the
+        If *ds* is not in the forecast schema or a variable carries units other than the
         schema's (e.g. ``rainfall_rate`` in ``m s-1``).
     """
     _require_forecast_schema(ds)
@@ -254,7 +254,7 @@ def write_forecast_netcdf(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
     Parameters
     ----------
     ds : xarray.Dataset
-        Forecast in the C5 schema.
+        Forecast in the forecast schema (docs/contracts.md).
     path : path-like
         File to write; its directory must exist. An existing file is replaced.
 
@@ -271,7 +271,7 @@ def write_forecast_netcdf(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
 
 
 def open_forecast_netcdf(path: str | os.PathLike[str]) -> xr.Dataset:
-    """Open a product of :func:`write_forecast_netcdf` back into the C5 schema.
+    """Open a product of :func:`write_forecast_netcdf` back into the forecast schema (docs/contracts.md).
 
     ``lead_time`` stays integer minutes (no timedelta decoding), ``crs`` is a
     coordinate and ``grid_mapping`` an attribute again, so the result is identical to
@@ -434,7 +434,7 @@ def append_forecast_zarr(ds: xr.Dataset, store: str | os.PathLike[str]) -> int:
     Parameters
     ----------
     ds : xarray.Dataset
-        Forecast in the C5 schema.
+        Forecast in the forecast schema (docs/contracts.md).
     store : path-like
         Archive directory (an Icechunk repository); created on the first call.
 
@@ -446,7 +446,7 @@ def append_forecast_zarr(ds: xr.Dataset, store: str | os.PathLike[str]) -> int:
     Raises
     ------
     ValueError
-        If *ds* is not in the C5 schema, its lead times or grid differ from the
+        If *ds* is not in the forecast schema, its lead times or grid differ from the
         archive's, or its issue time is earlier than the archive's last one and not
         already present (the archive stays sorted).
     """
@@ -610,7 +610,7 @@ def verify_forecast(
     Parameters
     ----------
     forecast_ds : xarray.Dataset
-        Forecast in the C5 schema.
+        Forecast in the forecast schema (docs/contracts.md).
     observations_ds : xarray.Dataset
         ``reflectivity`` (time, y, x) in dBZ on the same grid, optional ``mask``
         (time, y, x) bool; times matching ``valid_time`` exactly are used.
@@ -1002,7 +1002,7 @@ def publish_run(
     Parameters
     ----------
     forecast_ds : xarray.Dataset
-        Forecast in the C5 schema (see module docstring).
+        Forecast in the forecast schema (see module docstring).
     observations_ds : xarray.Dataset
         Recent observations on the same grid: ``reflectivity`` (time, y, x) dBZ,
         optional ``mask`` (time, y, x) bool and ``observed`` (time) bool. The last

@@ -1,8 +1,8 @@
 """Evaluate nowcasts: HKO-7 protocol and thesis metrics, baselines, robustness, reports.
 
-Everything streams over a dataset of C3 items
+Everything streams over a dataset of sample items (docs/contracts.md, Sample schema)
 ``(inputs, targets, t_in, t_out, input_mask, target_mask)`` batch by batch (predictions are
-never all held in memory), and every predictor follows the model call contract
+never all held in memory), and every predictor follows the predictor call contract (docs/contracts.md)
 ``predictor(x, t_in, t_out, input_mask=None) -> y`` with ``(B, T, 1, H, W)`` tensors in p/255.
 
 Public functions
@@ -119,11 +119,11 @@ def evaluate_predictors(
     Parameters
     ----------
     predictors : mapping of str to callable
-        Name -> ``predictor(x, t_in, t_out, input_mask=None) -> y`` (a model of contract C4
+        Name -> ``predictor(x, t_in, t_out, input_mask=None) -> y`` (a model with the predictor call contract of docs/contracts.md
         or a baseline of :mod:`nowcast.baselines`). Modules are run under ``torch.no_grad``.
     dataset : torch.utils.data.Dataset
         Items ``(inputs (T_in,1,H,W), targets (T_out,1,H,W), t_in (T_in,), t_out (T_out,),
-        input_mask (T_in,1,H,W), target_mask (T_out,1,H,W))`` (contract C3), p/255, minutes.
+        input_mask (T_in,1,H,W), target_mask (T_out,1,H,W))`` (docs/contracts.md, Sample schema), p/255, minutes.
     batch_size : int
         Samples per batch.
     thresholds_mmh : sequence of float
@@ -341,7 +341,7 @@ def evaluate_run(
         Training run directory (``best.pt``, see :func:`nowcast.runs.load_run`); None for
         baselines only (then ``out_dir`` is required).
     data : path
-        Resampled Zarr store (contract C3).
+        Resampled Zarr store (docs/contracts.md, Resampled schema).
     split : str
         Dataset split (``train``, ``valid``, ``test``...), passed to
         :class:`pipeline.dataset.RadarSequenceDataset`.

@@ -1,6 +1,6 @@
 """Forecast generation: from a radar store and a predictor to a forecast dataset.
 
-A *predictor* is anything with the models' call contract (C4)::
+A *predictor* is anything with the predictor call contract (docs/contracts.md)::
 
     y = fn(x, t_in, t_out, input_mask=None)
 
@@ -12,15 +12,16 @@ times). Build one with :func:`baseline_predictor` (persistence, pysteps, ...) or
 :func:`run_predictor` (a trained run directory, loaded with ``nowcast.runs.load_run``).
 
 :func:`make_forecast` selects the input window ending at the issue time from a store in
-the ingest schema (C2, 480 x 480, irregular times) or the resampled schema (C3, regular
-grid with ``observed``), applies the HKO-7 missing-frame rule (a window with more than
-``max_consecutive_missing`` consecutive missing frames, or with none observed, is
-refused with :class:`InsufficientInputError`; a frame present but without a valid pixel,
-a radar outage, counts as missing, so an all-masked window is refused too), downsizes the frames to the predictor's
-grid when they differ (block mean in linear Z over valid pixels, like
-``pipeline.resample``), runs the predictor and returns a dataset in the forecast schema
-(C5): dims ``(lead_time, y, x)``, ``reflectivity`` (dBZ) and ``rainfall_rate`` (mm/h).
-``make_forecast_dataset`` is the same function under the name contract C5 uses.
+the store schema (480 x 480, irregular times) or the resampled schema (regular grid with
+``observed``), applies the HKO-7 missing-frame rule (a window with more than
+``max_consecutive_missing`` consecutive missing frames, or with none observed, is refused
+with :class:`InsufficientInputError`; a frame present but without a valid pixel, a radar
+outage, counts as missing, so an all-masked window is refused too), downsizes the frames to
+the predictor's grid when they differ (block mean in linear Z over valid pixels, like
+``pipeline.resample``), runs the predictor and returns a dataset in the forecast schema:
+dims ``(lead_time, y, x)``, ``reflectivity`` (dBZ) and ``rainfall_rate`` (mm/h). The three
+schemas are in docs/contracts.md. ``make_forecast_dataset`` is the same function under the
+name docs/contracts.md uses.
 
 :func:`observations_dataset` puts observed frames on the forecast grid, the form
 ``flows.products.publish_run`` (maps, loop) and ``flows.products.verify_forecast``
@@ -77,7 +78,7 @@ class InsufficientInputError(ValueError):
 
 @dataclass(frozen=True)
 class Predictor:
-    """A callable with the C4 call contract plus what forecasting needs to know.
+    """A callable with the predictor call contract (docs/contracts.md) plus what forecasting needs to know.
 
     Parameters
     ----------
@@ -301,7 +302,7 @@ def load_window(
     slots: Sequence[pd.Timestamp] | pd.DatetimeIndex,
     tolerance: str | pd.Timedelta = "2min",
 ) -> InputWindow:
-    """Read the frames of *slots* from a store (C2 or C3 schema).
+    """Read the frames of *slots* from a store (store or resampled schema, docs/contracts.md).
 
     Parameters
     ----------
@@ -467,14 +468,14 @@ def make_forecast(
     max_consecutive_missing: int = 2,
     tolerance: str | pd.Timedelta = "2min",
 ) -> xr.Dataset:
-    """Forecast from the frames up to *issue_time* in *store* (C5 forecast schema).
+    """Forecast from the frames up to *issue_time* in *store* (docs/contracts.md, Forecast schema).
 
     Parameters
     ----------
     predictor : Predictor
         See :func:`baseline_predictor`, :func:`run_predictor`.
     store : xarray.Dataset or path
-        Radar store in the ingest (C2) or resampled (C3) schema.
+        Radar store in the store or resampled schema (docs/contracts.md).
     issue_time : timestamp
         Time of the newest input frame; inputs are the ``predictor.in_frames`` slots
         ``issue_time - k * cadence``, k = T-1..0, each filled by the nearest store frame
@@ -656,7 +657,7 @@ def observations_dataset(
     Parameters
     ----------
     store : xarray.Dataset or path
-        Radar store (C2 or C3 schema).
+        Radar store (store or resampled schema, docs/contracts.md).
     times : sequence of timestamps
         ``(T,)`` nominal times; each is filled by the nearest store frame within
         *tolerance*, or left unobserved.
@@ -694,4 +695,4 @@ def observations_dataset(
 
 
 make_forecast_dataset = make_forecast
-"""Alias of :func:`make_forecast` (the name used by contract C5)."""
+"""Alias of :func:`make_forecast` (the name docs/contracts.md uses)."""

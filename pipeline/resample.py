@@ -1,6 +1,6 @@
 """Resample an ingest store onto a regular time grid with explicit gaps, and downsize it.
 
-The ingest store (:mod:`pipeline.store`, contract C2) holds the frames that exist, at the
+The ingest store (:mod:`pipeline.store`, docs/contracts.md Store schema) holds the frames that exist, at the
 times they were taken. Models and sample indices want a *regular* grid: one slot every
 ``cadence`` from 00:00 of the first day to the last slot of the last day, and an explicit
 per-slot ``observed`` flag. :func:`resample_store` builds that grid:
@@ -25,7 +25,7 @@ Space
     mean of the fine centres), ``lat``/``lon`` come from :func:`pipeline.geo.grid_coords`
     at the new resolution, and the ``crs`` grid mapping is copied from the source.
 
-Output store (contract C3; open it with :func:`pipeline.store.open_store`)
+Output store (docs/contracts.md, Resampled schema; open it with :func:`pipeline.store.open_store`)
     dims ``(time, y, x)``; ``reflectivity`` float32 dBZ (NaN where unobserved), ``mask``
     bool, ``observed`` (time) bool; coords ``time``, ``y``, ``x``, ``lat``, ``lon``,
     ``crs``; attributes ``cadence_minutes`` and the resampling settings; with
@@ -291,7 +291,7 @@ def gap_table(observed: pd.Series | xr.DataArray) -> pd.DataFrame:
 class _SourceReader:
     """Reads blocks of source frames straight from the Zarr arrays of an ingest store.
 
-    The C2 store keeps reflectivity as uint8 pixels with ``scale_factor``/``add_offset``:
+    The ingest store keeps reflectivity as uint8 pixels with ``scale_factor``/``add_offset``:
     their linear values then come from a 256-entry lookup table (decoded dBZ as float32,
     exactly what :func:`pipeline.store.open_store` returns), which is ~50x faster than
     decoding through xarray and exponentiating every pixel. Float sources take the
@@ -459,7 +459,7 @@ def _tmp_sibling(dst: Path, tag: str) -> Path:
 
 
 def _check_source(source: xr.Dataset, src_path: Path, size: int) -> int:
-    """Validate the source store against contract C2; return the downsizing factor."""
+    """Validate the source store against the store schema (docs/contracts.md); return the downsizing factor."""
     for var in ("reflectivity", "mask"):
         if var not in source:
             raise ValueError(f"source store {src_path} has no variable {var!r}")
@@ -498,9 +498,9 @@ def resample_store(
     Parameters
     ----------
     src : path
-        Ingest store (contract C2), opened with :func:`pipeline.store.open_store`.
+        Ingest store (docs/contracts.md, Store schema), opened with :func:`pipeline.store.open_store`.
     dst : path
-        Output Zarr store to create (contract C3). Refused when it exists unless
+        Output Zarr store to create (docs/contracts.md, Resampled schema). Refused when it exists unless
         ``overwrite``; one Icechunk commit (a new store: built beside and renamed in).
     size : int
         Output pixels per side; must divide the source size (480: 1, 2, 3, 4, 5, 6, 8, 10,

@@ -1,7 +1,7 @@
 """The radar Zarr store: schema, CF attributes, encodings, crash-safe versions, opening.
 
-Schema (contract C2)
---------------------
+Schema (docs/contracts.md, Store schema)
+----------------------------------------
 Dims ``(time, y, x)``, 480 x 480 per frame:
 
 - ``reflectivity (time, y, x)``: dBZ, stored as the HKO-7 ``uint8`` pixels with
@@ -612,7 +612,7 @@ def _decode_pixels(ds: xr.Dataset) -> xr.Dataset:
 
 
 def validate_store(ds: xr.Dataset, size: int | None = geo.NATIVE_SIZE, name: str = "") -> None:
-    """Check that *ds* follows the radar store schema (contract C2).
+    """Check that *ds* follows the radar store schema (docs/contracts.md, Store schema).
 
     Parameters
     ----------

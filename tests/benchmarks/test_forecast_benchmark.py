@@ -24,7 +24,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 
 def _moving_square_store(path: Path, size: int = 64, n: int = 8) -> Path:
-    """A resampled-schema (C3) store of a square moving 2 px a frame to the east."""
+    """A resampled-schema store of a square moving 2 px a frame to the east."""
     from pipeline import geo
 
     g = geo.grid_coords(size)

@@ -1,4 +1,4 @@
-"""Fixtures of the products/dashboard tests: small forecasts in the C5 schema."""
+"""Fixtures of the products/dashboard tests: small forecasts in the forecast schema (docs/contracts.md)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def build_forecast(
     speed_kmh: float = 64.0,
     model: str = "trajgru",
 ) -> xr.Dataset:
-    """Forecast (C5 schema): a storm moving east at *speed_kmh*, centred at x=0 at issue."""
+    """Forecast (forecast schema): a storm moving east at *speed_kmh*, centred at x=0 at issue."""
     g = geo.grid_coords(size)
     issue = pd.Timestamp(issue_time)
     lead = np.asarray(leads, dtype=np.int64)

@@ -129,7 +129,7 @@ def test_replay_runs_scheduled_forecasts_and_skips_the_gap(gap_archive, tmp_path
 
 
 def _small_store(path, n=8, missing=()):
-    """A resampled-schema (C3) 40 x 40 store of a moving square, every 6 min from T0."""
+    """A resampled-schema 40 x 40 store of a moving square, every 6 min from T0."""
     import xarray as xr
 
     from pipeline import geo

@@ -130,7 +130,7 @@ def test_archive_tour(notebook_run: NotebookRun, tiny_archive_info, tmp_path: Pa
 
 
 def _sequent_starts(observed: pd.Series, seq_len: int, stride: int) -> list[pd.Timestamp]:
-    """HKO-7 `sequent` iteration written out plainly (REFERENCE.md section 3)."""
+    """HKO-7 `sequent` iteration written out plainly (docs/facts.md section 3)."""
     step = pd.Timedelta("6min")
     existing = pd.DatetimeIndex(observed.index[observed.to_numpy()])
     present = set(existing)

@@ -1,4 +1,4 @@
-"""Tests of nowcast.forecast: input windows, the C5 schema, baselines and runs at any lead."""
+"""Tests of nowcast.forecast: input windows, the forecast schema, baselines and runs at any lead."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def _blob(size: int, cy: float, cx: float, peak_dbz: float = 45.0, sigma: float 
 
 
 def _store(frames: np.ndarray, times: pd.DatetimeIndex, observed=None) -> xr.Dataset:
-    """A store in the resampled (C3) schema around *frames* ``(T, H, W)`` dBZ."""
+    """A store in the resampled schema around *frames* ``(T, H, W)`` dBZ."""
     t, n, _ = frames.shape
     g = geo.grid_coords(n)
     obs = np.ones(t, bool) if observed is None else np.asarray(observed, bool)
@@ -130,7 +130,7 @@ def test_check_window_cases():
 
 
 def test_load_window_matches_within_tolerance_only():
-    # C2-style store: irregular times, no `observed` variable
+    # store-schema store: irregular times, no `observed` variable
     times = pd.DatetimeIndex(["2015-06-01 11:48", "2015-06-01 11:56", "2015-06-01 12:03"])
     frames = np.stack([np.full((8, 8), v, np.float32) for v in (10.0, 20.0, 30.0)])
     store = _store(frames, times).drop_vars("observed")
@@ -316,7 +316,7 @@ def test_frame_without_a_valid_pixel_on_the_coarse_grid_is_blank():
 
 
 def test_full_resolution_persistence_from_an_ingest_store_on_disk(tmp_path):
-    """C2 store written by the ingest (480 x 480, irregular times): forecast on its grid."""
+    """Store-schema store written by the ingest (480 x 480, irregular times): forecast on its grid."""
     from pipeline.ingest import ingest_archive
     from pipeline.store import open_store
     from pipeline.synthetic import generate_archive

@@ -62,7 +62,7 @@ train:
 
 
 def _write_tiny_store(path: Path, n_days: int = 3, gaps=(100, 101)) -> Path:
-    """A resampled store (C3 schema), 16 x 16, a blob moving 1 px east per 6-min frame."""
+    """A resampled store (resampled schema), 16 x 16, a blob moving 1 px east per 6-min frame."""
     times = pd.date_range("2024-06-01", periods=240 * n_days, freq="6min")
     yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
     refl = np.empty((len(times), SIZE, SIZE), np.float32)
