@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from nowcast.contract import Nowcaster
 from nowcast.ensemble import predict_members
 from nowcast.metrics import MetricAccumulator
 from nowcast.perturb import Perturbation
@@ -66,8 +67,6 @@ __all__ = [
     "summarize",
     "to_markdown",
 ]
-
-Predictor = Callable[..., torch.Tensor]
 
 
 # --------------------------------------------------------------------------- core loop
@@ -99,7 +98,7 @@ def _select_leads(t_out: torch.Tensor, lead_times: Sequence[float] | None) -> to
 
 
 def evaluate_predictors(
-    predictors: Mapping[str, Predictor],
+    predictors: Mapping[str, Nowcaster],
     dataset: torch.utils.data.Dataset,
     batch_size: int = 4,
     *,
@@ -118,7 +117,7 @@ def evaluate_predictors(
 
     Parameters
     ----------
-    predictors : mapping of str to callable
+    predictors : mapping of str to nowcast.contract.Nowcaster
         Name -> ``predictor(x, t_in, t_out, input_mask=None) -> y`` (a model with the predictor call contract of docs/contracts.md
         or a baseline of :mod:`nowcast.baselines`). Modules are run under ``torch.no_grad``.
     dataset : torch.utils.data.Dataset
@@ -393,7 +392,7 @@ def evaluate_run(
     from nowcast.robustness import evaluate_robustness, plot_robustness, robustness_to_markdown
     from pipeline.dataset import RadarSequenceDataset
 
-    predictors: dict[str, Predictor] = {}
+    predictors: dict[str, Nowcaster] = {}
     if run_dir is not None:
         from nowcast.runs import load_run
 

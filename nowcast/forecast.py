@@ -31,7 +31,7 @@ name docs/contracts.md uses.
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from nowcast.contract import Nowcaster
 from pipeline import units
 
 __all__ = [
@@ -78,13 +79,13 @@ class InsufficientInputError(ValueError):
 
 @dataclass(frozen=True)
 class Predictor:
-    """A callable with the predictor call contract (docs/contracts.md) plus what forecasting needs to know.
+    """A :class:`nowcast.contract.Nowcaster` plus what forecasting needs to know about it.
 
     Parameters
     ----------
     name : str
         Name written into the forecast's ``model`` attribute.
-    fn : callable
+    fn : nowcast.contract.Nowcaster
         ``fn(x, t_in, t_out, input_mask=None) -> y``, torch tensors, see module docs.
     in_frames : int
         Number of input frames the predictor takes.
@@ -101,7 +102,7 @@ class Predictor:
     """
 
     name: str
-    fn: Callable
+    fn: Nowcaster
     in_frames: int
     cadence_minutes: float = _DEFAULT_CADENCE_MIN
     image_size: int | None = None

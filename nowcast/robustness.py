@@ -18,7 +18,8 @@ import numpy as np
 import torch
 import xarray as xr
 
-from nowcast.evaluate import Predictor, _names, evaluate_predictors
+from nowcast.contract import Nowcaster
+from nowcast.evaluate import _names, evaluate_predictors
 from nowcast.perturb import DEFAULT_LEVELS, Perturbation
 from nowcast.reports import _LABEL, _SCALE, _fmt, _table, summarize
 
@@ -26,7 +27,7 @@ __all__ = ["evaluate_robustness", "plot_robustness", "robustness_to_markdown"]
 
 
 def evaluate_robustness(
-    predictors: Mapping[str, Predictor],
+    predictors: Mapping[str, Nowcaster],
     dataset: torch.utils.data.Dataset,
     batch_size: int = 4,
     *,
