@@ -62,6 +62,7 @@ import xarray as xr
 
 from flows._site_journal import SiteJournal
 from flows.dashboard import atomic_write_json, render_site
+from pipeline.schema import validate_forecast
 from pipeline.units import RAIN_THRESHOLDS_MMH, dbz_to_rainrate
 
 RUN_STATUSES: tuple[str, ...] = ("ok", "skipped", "failed")
@@ -149,31 +150,6 @@ _publish_hook: Callable[[str], None] | None = None
 # --------------------------------------------------------------------------- NetCDF
 
 
-def _require_forecast_schema(ds: xr.Dataset, what: str = "forecast dataset") -> None:
-    missing = [n for n in ("reflectivity", "rainfall_rate") if n not in ds.data_vars]
-    missing += [
-        n for n in ("lead_time", "valid_time", "issue_time", "y", "x") if n not in ds.coords
-    ]
-    if "crs" not in ds.variables:
-        missing.append("crs")
-    if missing:
-        raise ValueError(
-            f"{what} lacks {missing}; expected the forecast schema (docs/contracts.md): reflectivity and rainfall_rate "
-            "on (lead_time, y, x), coords lead_time, valid_time, issue_time, y, x, lat, lon, crs"
-        )
-    for name in ("reflectivity", "rainfall_rate"):
-        if ds[name].dims != ("lead_time", "y", "x"):
-            raise ValueError(
-                f"{what}: {name} has dims {ds[name].dims}; expected ('lead_time', 'y', 'x')"
-            )
-    if ds["issue_time"].ndim != 0:
-        raise ValueError(f"{what}: issue_time must be a scalar, got dims {ds['issue_time'].dims}")
-    if not np.issubdtype(ds["lead_time"].dtype, np.integer):
-        raise ValueError(
-            f"{what}: lead_time has dtype {ds['lead_time'].dtype}; expected integer minutes"
-        )
-
-
 def to_cf(ds: xr.Dataset) -> xr.Dataset:
     """Copy of a forecast dataset with the CF attributes and encodings of the products.
 
@@ -195,7 +171,7 @@ def to_cf(ds: xr.Dataset) -> xr.Dataset:
         If *ds* is not in the forecast schema or a variable carries units other than the
         schema's (e.g. ``rainfall_rate`` in ``m s-1``).
     """
-    _require_forecast_schema(ds)
+    validate_forecast(ds)
     out = ds.copy()
     for name, attrs in _CF_ATTRS.items():
         if name not in out.variables:
@@ -450,7 +426,7 @@ def append_forecast_zarr(ds: xr.Dataset, store: str | os.PathLike[str]) -> int:
         archive's, or its issue time is earlier than the archive's last one and not
         already present (the archive stays sorted).
     """
-    _require_forecast_schema(ds)
+    validate_forecast(ds)
     store = Path(store)
     issue = _issue_time(ds)
     # the archive holds the fields; the motion of a Lagrangian forecast stays in its NetCDF
@@ -621,7 +597,7 @@ def verify_forecast(
     -------
     VerificationScores
     """
-    _require_forecast_schema(forecast_ds)
+    validate_forecast(forecast_ds)
     _require_same_grid(forecast_ds, observations_ds)
     obs_times = pd.DatetimeIndex(observations_ds["time"].values)
     thr = np.asarray(thresholds_mmh, dtype=np.float64)
@@ -1041,7 +1017,7 @@ def publish_run(
     ValueError
         Bad schema, grids that differ, unknown status, ``keep_runs < 1``.
     """
-    _require_forecast_schema(forecast_ds)
+    validate_forecast(forecast_ds)
     _require_same_grid(forecast_ds, observations_ds)
     if status not in RUN_STATUSES:
         raise ValueError(f"unknown run status {status!r}; expected one of {RUN_STATUSES}")

@@ -41,6 +41,7 @@ import xarray as xr
 
 from nowcast.contract import Nowcaster
 from pipeline import units
+from pipeline.schema import coarse_coords, forecast_dataset
 
 __all__ = [
     "InputWindow",
@@ -383,28 +384,6 @@ def _downsize(dbz: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray,
     return downsize(dbz, mask, h // size, average="z", min_valid_fraction=_MIN_VALID_FRACTION)
 
 
-def _coarse_coords(ds: xr.Dataset, size: int) -> dict[str, xr.Variable]:
-    """Coordinates ``y, x, lat, lon`` of the store's grid, coarsened to ``size x size``."""
-    if ds.sizes["y"] == size and ds.sizes["x"] == size:
-        return {k: ds[k].variable for k in ("y", "x", "lat", "lon") if k in ds.coords}
-    from pipeline import geo
-
-    n = ds.sizes["x"]
-    f = n // size
-    x = ds["x"].values.reshape(size, f).mean(axis=1)
-    y = ds["y"].values.reshape(size, f).mean(axis=1)
-    dx = abs(float(ds["x"][1] - ds["x"][0]))
-    grid = geo.grid_coords(size=size, extent_km=dx * n)
-    out = {
-        "y": xr.Variable("y", y, ds["y"].attrs),
-        "x": xr.Variable("x", x, ds["x"].attrs),
-    }
-    for name, val in (("lat", grid.lat), ("lon", grid.lon)):
-        attrs = ds[name].attrs if name in ds.coords else {}
-        out[name] = xr.Variable(("y", "x"), np.asarray(val), attrs)
-    return out
-
-
 # ---------------------------------------------------------------------------------------
 # forecast
 
@@ -564,63 +543,24 @@ def _forecast_dataset(
     predictor: Predictor,
     win: InputWindow,
 ) -> xr.Dataset:
-    coords: dict[str, object] = dict(_coarse_coords(ds, size))
-    coords["lead_time"] = xr.Variable(
-        "lead_time", leads, {"units": "minutes", "long_name": "forecast lead time"}
-    )
-    coords["valid_time"] = xr.Variable(
-        "lead_time",
-        np.datetime64(issue.to_datetime64(), "ns") + leads.astype("timedelta64[m]"),
-        {"long_name": "valid time of the forecast", "standard_name": "time"},
-    )
-    coords["issue_time"] = xr.Variable(
-        (), np.datetime64(issue.to_datetime64(), "ns"), {"long_name": "forecast issue time"}
-    )
+    grid: dict[str, xr.Variable] = dict(coarse_coords(ds, size))
     if "crs" in ds.variables:
-        coords["crs"] = xr.Variable((), ds["crs"].values, ds["crs"].attrs)
-    else:
-        from pipeline.geo import crs_attrs
-
-        coords["crs"] = xr.Variable((), np.int32(0), crs_attrs())
-    dims = ("lead_time", "y", "x")
+        grid["crs"] = xr.Variable((), ds["crs"].values, ds["crs"].attrs)
     used = [t.strftime("%Y-%m-%dT%H:%M") for t in win.times if t is not None]
     now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    attrs = {
-        "title": f"Radar nowcast by {predictor.name}",
-        "model": predictor.name,
-        "source": f"{predictor.source}; inputs {', '.join(used)}",
-        "history": f"{now} nowcast.forecast.make_forecast ({predictor.in_frames} input frames)",
-    }
     fallback = getattr(predictor.fn, "last_fallback", None)
-    if fallback:  # e.g. S-PROG extrapolated a frozen field instead (nowcast.baselines)
-        attrs["fallback"] = str(fallback)
-    data = {
-        "reflectivity": xr.Variable(
-            dims,
-            dbz,
-            {
-                "units": "dBZ",
-                "long_name": "forecast equivalent reflectivity factor",
-                "standard_name": "equivalent_reflectivity_factor",
-                "grid_mapping": "crs",
-            },
-        ),
-        "rainfall_rate": xr.Variable(
-            dims,
-            rate,
-            {
-                "units": "mm h-1",
-                "long_name": "forecast rain rate (Z = 58.53 R^1.56)",
-                "standard_name": "rainfall_rate",
-                "grid_mapping": "crs",
-            },
-        ),
-    }
-    motion = _motion_variable(predictor, ds, dbz.shape[-2:])
-    if motion is not None:
-        data["motion"] = motion
-        coords["component"] = xr.Variable("component", np.array(["x", "y"], dtype=object))
-    return xr.Dataset(data, coords=coords, attrs=attrs)
+    return forecast_dataset(  # fallback: e.g. S-PROG extrapolated a frozen field instead
+        issue,
+        leads,
+        dbz,
+        rate,
+        grid=grid,
+        motion=_motion_variable(predictor, ds, dbz.shape[-2:]),
+        model=predictor.name,
+        source=f"{predictor.source}; inputs {', '.join(used)}",
+        history=f"{now} nowcast.forecast.make_forecast ({predictor.in_frames} input frames)",
+        fallback=str(fallback) if fallback else None,
+    )
 
 
 def _motion_variable(predictor: Predictor, ds: xr.Dataset, shape) -> xr.Variable | None:
@@ -678,7 +618,7 @@ def observations_dataset(
     size = size or ds.sizes["y"]
     dbz, mask = _downsize(win.dbz, win.mask, size)
     dbz = np.where(mask, dbz, np.nan).astype(np.float32)
-    coords: dict[str, object] = dict(_coarse_coords(ds, size))
+    coords: dict[str, object] = dict(coarse_coords(ds, size))
     coords["time"] = xr.Variable("time", win.slots.values.astype("datetime64[ns]"))
     if "crs" in ds.variables:
         coords["crs"] = xr.Variable((), ds["crs"].values, ds["crs"].attrs)

@@ -64,11 +64,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from pipeline.schema import coarse_coords, resampled_dataset, resampled_encoding
 from pipeline.spatial import _AVERAGES, _block_mean, _check_average, downsize
 
 __all__ = ["ResampleReport", "gap_table", "resample_store", "snap_to_grid", "downsize"]
 
-_TIME_ENCODING = {"units": "seconds since 1970-01-01", "dtype": "int64"}
 _DAY = pd.Timedelta("1D")
 
 
@@ -330,32 +330,6 @@ class _SourceReader:
         return _block_mean(lin, use, factor, self.inverse, min_valid_fraction)
 
 
-def _coarse_coords(src: xr.Dataset, size: int) -> dict[str, xr.DataArray]:
-    """x, y (coarse pixel centres, km) and lat/lon of the coarse grid."""
-    from pipeline import geo
-
-    n = src.sizes["x"]
-    factor = n // size
-    x = src["x"].to_numpy().reshape(size, factor).mean(axis=1)
-    y = src["y"].to_numpy().reshape(size, factor).mean(axis=1)
-    dx = abs(float(src["x"][1] - src["x"][0])) if n > 1 else float(geo.PIXEL_KM)
-    extent = dx * n
-    grid = geo.grid_coords(size=size, extent_km=extent)
-    gx, gy, lat, lon = grid.x, grid.y, grid.lat, grid.lon
-    if not (np.allclose(gx, x, atol=1e-6 * extent) and np.allclose(gy, y, atol=1e-6 * extent)):
-        raise ValueError(
-            "source x/y are not the radar-centred grid of pipeline.geo.grid_coords("
-            f"{n}, extent_km={extent}); cannot compute lat/lon of the {size}x{size} grid"
-        )
-    out = {
-        "x": xr.DataArray(x, dims="x", attrs=dict(src["x"].attrs)),
-        "y": xr.DataArray(y, dims="y", attrs=dict(src["y"].attrs)),
-        "lat": xr.DataArray(np.asarray(lat), dims=("y", "x"), attrs=dict(src["lat"].attrs)),
-        "lon": xr.DataArray(np.asarray(lon), dims=("y", "x"), attrs=dict(src["lon"].attrs)),
-    }
-    return out
-
-
 # --------------------------------------------------------------------------- store
 
 
@@ -370,7 +344,6 @@ def _template(
 ) -> xr.Dataset:
     import dask.array as da
 
-    coords = _coarse_coords(src, size)
     n = len(slots)
     shape = (n, size, size)
     chunks = (time_chunk, size, size)
@@ -381,53 +354,29 @@ def _template(
         not in ("scale_factor", "add_offset", "_FillValue", "valid_range", "valid_min", "valid_max")
     }
     refl_attrs["comment"] = "dBZ; NaN where no valid fine pixel or the slot is unobserved"
-    refl_attrs["grid_mapping"] = "crs"
     refl_attrs["cell_methods"] = (
         f"area: mean (in {'linear Z' if settings['average'] == 'z' else 'rain rate'} "
         f"over valid fine pixels, {src.sizes['x'] // size}x{src.sizes['x'] // size} blocks)"
     )
-    mask_attrs = dict(src["mask"].attrs)
-    mask_attrs["grid_mapping"] = "crs"
+    mask_attrs = {k: v for k, v in src["mask"].attrs.items() if k != "grid_mapping"}
     mask_attrs["comment"] = (
         f"True where >= {settings['min_valid_fraction']:g} of the fine pixels were valid; "
         "False in unobserved slots"
     )
-    ds = xr.Dataset(
-        {
-            "reflectivity": (
-                ("time", "y", "x"),
-                da.full(shape, np.nan, dtype=np.float32, chunks=chunks),
-                refl_attrs,
-            ),
-            "mask": (
-                ("time", "y", "x"),
-                da.zeros(shape, dtype=bool, chunks=chunks),
-                mask_attrs,
-            ),
-            "observed": (
-                ("time",),
-                observed.astype(bool),
-                {"long_name": "slot holds a radar frame", "comment": "False for gaps"},
-            ),
-        },
-        coords={
-            "time": (
-                "time",
-                slots.values,
-                {
-                    "standard_name": "time",
-                    "long_name": f"slot time (UTC), regular {cadence} grid",
-                    "axis": "T",
-                },
-            ),
-            "y": coords["y"],
-            "x": coords["x"],
-            "lat": coords["lat"],
-            "lon": coords["lon"],
-        },
-    )
+    grid = coarse_coords(src, size)
     if "crs" in src:
-        ds = ds.assign_coords(crs=src["crs"].reset_coords(drop=True).load())
+        grid["crs"] = src["crs"].reset_coords(drop=True).load().variable
+    ds = resampled_dataset(
+        slots,
+        da.full(shape, np.nan, dtype=np.float32, chunks=chunks),
+        da.zeros(shape, dtype=bool, chunks=chunks),
+        observed,
+        grid=grid,
+        cadence_minutes=None,
+    )
+    ds["reflectivity"].attrs = refl_attrs
+    ds["mask"].attrs = mask_attrs
+    ds["time"].attrs["long_name"] = f"slot time (UTC), regular {cadence} grid"
     attrs = dict(src.attrs)
     history = attrs.get("history", "")
     stamp = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -440,26 +389,12 @@ def _template(
     return ds
 
 
-def _encoding(ds: xr.Dataset, time_chunk: int) -> dict:
-    size_y, size_x = ds.sizes["y"], ds.sizes["x"]
-    enc: dict = {
-        "time": dict(_TIME_ENCODING, chunks=(max(len(ds["time"]), 1),)),
-        "reflectivity": {
-            "chunks": (time_chunk, size_y, size_x),
-            "_FillValue": np.float32(np.nan),
-        },
-        "mask": {"chunks": (time_chunk, size_y, size_x)},
-        "observed": {"chunks": (max(len(ds["time"]), 1),)},
-    }
-    return enc
-
-
 def _tmp_sibling(dst: Path, tag: str) -> Path:
     return dst.with_name(f".{dst.name}.{tag}-{os.getpid()}")
 
 
 def _check_source(source: xr.Dataset, src_path: Path, size: int) -> int:
-    """Validate the source store against the store schema (docs/contracts.md); return the downsizing factor."""
+    """Check the source against the store schema (docs/contracts.md); the downsizing factor."""
     for var in ("reflectivity", "mask"):
         if var not in source:
             raise ValueError(f"source store {src_path} has no variable {var!r}")
@@ -603,7 +538,7 @@ def resample_store(
             mode="w",
             compute=False,
             consolidated=False,
-            encoding=_encoding(template, time_chunk),
+            encoding=resampled_encoding(template, time_chunk),
         )
         block = time_chunk * block_chunks
         n = len(slots)

@@ -80,6 +80,7 @@ import pandas as pd
 import xarray as xr
 
 from pipeline import geo
+from pipeline.schema import validate_store  # noqa: F401 (re-exported: the store schema's check)
 from pipeline.store_engine import (
     _old_layout_error,
     _storage,
@@ -609,56 +610,3 @@ def _decode_pixels(ds: xr.Dataset) -> xr.Dataset:
     )
     ds["reflectivity"] = dbz
     return ds
-
-
-def validate_store(ds: xr.Dataset, size: int | None = geo.NATIVE_SIZE, name: str = "") -> None:
-    """Check that *ds* follows the radar store schema (docs/contracts.md, Store schema).
-
-    Parameters
-    ----------
-    ds : xarray.Dataset
-        As returned by :func:`open_store`.
-    size : int or None
-        Expected pixels per side, or None to accept any square size.
-    name : str
-        Name of the store for error messages (its path).
-
-    Raises
-    ------
-    ValueError
-        Naming the first violation found and what was expected.
-    """
-    where = f"radar store {name}: " if name else "radar store: "
-    for var in ("reflectivity", "mask"):
-        if var not in ds:
-            raise ValueError(f"{where}missing variable {var!r}; have {sorted(ds.variables)}")
-        if ds[var].dims != ("time", "y", "x"):
-            raise ValueError(f"{where}{var} has dims {ds[var].dims}, expected ('time', 'y', 'x')")
-    if ds["reflectivity"].dtype != np.float32:
-        raise ValueError(
-            f"{where}reflectivity decodes to {ds['reflectivity'].dtype}, expected float32"
-        )
-    if ds["mask"].dtype != bool:
-        raise ValueError(f"{where}mask has dtype {ds['mask'].dtype}, expected bool")
-    if "crs" not in ds.variables or ds["crs"].attrs.get("grid_mapping_name") is None:
-        raise ValueError(f"{where}missing the 'crs' grid-mapping variable")
-    ny, nx = ds.sizes["y"], ds.sizes["x"]
-    if ny != nx or (size is not None and ny != size):
-        raise ValueError(
-            f"{where}frames are {ny} x {nx}, expected {size} x {size}"
-            if size is not None
-            else f"{where}frames are {ny} x {nx}, expected a square grid"
-        )
-    for c in ("lat", "lon"):
-        if c not in ds.coords or ds[c].dims != ("y", "x"):
-            raise ValueError(f"{where}missing 2-D coordinate {c!r} (y, x)")
-    t = ds["time"].values
-    if t.dtype.kind != "M":
-        raise ValueError(f"{where}time has dtype {t.dtype}, expected datetime64")
-    if t.size > 1 and not (np.diff(t.astype("datetime64[ns]").astype(np.int64)) > 0).all():
-        raise ValueError(f"{where}time is not strictly increasing (sorted and unique)")
-    y, x = ds["y"].values, ds["x"].values
-    if y.size > 1 and not (np.diff(y) < 0).all():
-        raise ValueError(f"{where}y must decrease with the row index (row 0 is north)")
-    if x.size > 1 and not (np.diff(x) > 0).all():
-        raise ValueError(f"{where}x must increase with the column index")

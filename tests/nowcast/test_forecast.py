@@ -17,6 +17,7 @@ from nowcast.forecast import (
     observations_dataset,
 )
 from pipeline import geo, units
+from pipeline.schema import resampled_dataset
 
 ISSUE = pd.Timestamp("2015-06-01 12:00")
 CAD = pd.Timedelta("6min")
@@ -31,27 +32,7 @@ def _blob(size: int, cy: float, cx: float, peak_dbz: float = 45.0, sigma: float 
 
 def _store(frames: np.ndarray, times: pd.DatetimeIndex, observed=None) -> xr.Dataset:
     """A store in the resampled schema around *frames* ``(T, H, W)`` dBZ."""
-    t, n, _ = frames.shape
-    g = geo.grid_coords(n)
-    obs = np.ones(t, bool) if observed is None else np.asarray(observed, bool)
-    refl = np.where(obs[:, None, None], frames, np.nan).astype(np.float32)
-    mask = np.broadcast_to(obs[:, None, None], frames.shape).copy()
-    return xr.Dataset(
-        {
-            "reflectivity": (("time", "y", "x"), refl, {"units": "dBZ"}),
-            "mask": (("time", "y", "x"), mask),
-            "observed": ("time", obs),
-        },
-        coords={
-            "time": times,
-            "y": ("y", g.y, {"units": "km"}),
-            "x": ("x", g.x, {"units": "km"}),
-            "lat": (("y", "x"), g.lat, {"units": "degrees_north"}),
-            "lon": (("y", "x"), g.lon, {"units": "degrees_east"}),
-            "crs": ((), np.int32(0), geo.crs_attrs()),
-        },
-        attrs={"cadence_minutes": 6},
-    )
+    return resampled_dataset(times, frames, observed=observed)
 
 
 def _moving_blob_store(n_frames=6, size=80, vy=1.0, vx=2.0, y0=30.0, x0=20.0):
