@@ -39,7 +39,6 @@ from collections.abc import Callable  # noqa: E402
 from dataclasses import asdict, dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import xarray as xr  # noqa: E402
 from prefect import flow, get_run_logger, task  # noqa: E402
@@ -175,27 +174,12 @@ def resolve_issue_time(
     elif clock == "wall":
         t = pd.Timestamp.now(tz="UTC")
     else:
-        ds = _open(store)
-        if ds.sizes.get("time", 0) == 0:
-            raise ValueError(f"store {store} holds no frame yet: no issue time")
-        times = pd.DatetimeIndex(ds["time"].values)
-        if "observed" in ds:
-            obs = np.asarray(ds["observed"].values, bool)
-            if not obs.any():
-                raise ValueError(f"store {store} has no observed frame: no issue time")
-            times = times[obs]
-        t = times[-1]
+        from pipeline.window import newest_observed_time
+
+        t = newest_observed_time(store)
     if t.tzinfo is not None:
         t = t.tz_convert("UTC").tz_localize(None)
     return t.floor(pd.Timedelta(minutes=cadence_minutes))
-
-
-def _open(store: str | xr.Dataset) -> xr.Dataset:
-    if isinstance(store, xr.Dataset):
-        return store
-    from pipeline.store import open_store
-
-    return open_store(store)
 
 
 @functools.lru_cache(maxsize=8)
@@ -265,7 +249,7 @@ def verify_earlier(settings: ForecastSettings, issue: pd.Timestamp, size: int):
     import json
 
     from flows.products import forecast_archive_exists, open_forecast_zarr, verify_forecast
-    from nowcast.forecast import observations_dataset
+    from pipeline.window import observations_dataset
 
     site = Path(settings.site)
     archive = site / "forecasts.zarr"
@@ -297,12 +281,11 @@ def verify_earlier(settings: ForecastSettings, issue: pd.Timestamp, size: int):
 def publish_cycle(settings: ForecastSettings, forecast: xr.Dataset, scores) -> str:
     """Publish *forecast* with the recent observations; returns the run directory."""
     from flows.products import publish_run
-    from nowcast.forecast import observations_dataset
+    from pipeline.window import observations_dataset, window_slots
 
     issue = pd.Timestamp(forecast["issue_time"].values)
-    cad = pd.Timedelta(minutes=load_predictor(settings).cadence_minutes)
     n = max(int(settings.n_obs_frames), 1)
-    times = pd.DatetimeIndex([issue - k * cad for k in range(n - 1, -1, -1)])
+    times = window_slots(issue, n, load_predictor(settings).cadence_minutes)
     obs = observations_dataset(
         settings.store, times, size=forecast.sizes["y"], tolerance=settings.tolerance
     )

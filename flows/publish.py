@@ -42,7 +42,7 @@ def publish_file(
         *forecast_nc* is missing or not a forecast NetCDF file, or *site* is a file.
     """
     from flows.products import open_forecast_netcdf, publish_run
-    from nowcast.forecast import observations_dataset
+    from pipeline.window import observations_dataset, window_slots
 
     path = Path(forecast_nc)
     if not path.is_file():
@@ -59,8 +59,7 @@ def publish_file(
         raise ValueError(f"forecast file {path} has no issue_time or reflectivity: not a forecast")
     issue = pd.Timestamp(fc["issue_time"].values)
     n = max(int(n_obs_frames), 1)
-    cad = pd.Timedelta("6min")
-    times = pd.DatetimeIndex([issue - k * cad for k in range(n - 1, -1, -1)])
+    times = window_slots(issue, n, 6.0)
     obs = observations_dataset(store, times, size=fc.sizes["y"])
     result = publish_run(
         fc,

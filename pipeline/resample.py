@@ -363,15 +363,12 @@ def _template(
         f"True where >= {settings['min_valid_fraction']:g} of the fine pixels were valid; "
         "False in unobserved slots"
     )
-    grid = coarse_coords(src, size)
-    if "crs" in src:
-        grid["crs"] = src["crs"].reset_coords(drop=True).load().variable
     ds = resampled_dataset(
         slots,
         da.full(shape, np.nan, dtype=np.float32, chunks=chunks),
         da.zeros(shape, dtype=bool, chunks=chunks),
         observed,
-        grid=grid,
+        grid=coarse_coords(src, size),
         cadence_minutes=None,
     )
     ds["reflectivity"].attrs = refl_attrs

@@ -95,7 +95,8 @@ def coarse_coords(ds: xr.Dataset, size: int) -> dict[str, xr.Variable]:
 
     The coarse pixel centres are the means of the fine centres they cover; ``lat`` / ``lon``
     come from :func:`pipeline.geo.grid_coords` at the new size; attributes are *ds*'s. On
-    *ds*'s own size its own coordinates are returned.
+    *ds*'s own size its own coordinates are returned. *ds*'s ``crs`` grid mapping, when it
+    has one, comes along (loaded).
 
     Parameters
     ----------
@@ -110,9 +111,12 @@ def coarse_coords(ds: xr.Dataset, size: int) -> dict[str, xr.Variable]:
         If *size* does not divide the grid, or *ds*'s ``x`` / ``y`` are not the radar-centred
         grid of :func:`pipeline.geo.grid_coords`.
     """
+    crs = {}
+    if "crs" in ds.variables:  # the grid mapping, loaded (a scalar)
+        crs["crs"] = xr.Variable((), np.asarray(ds["crs"].values), dict(ds["crs"].attrs))
     n = ds.sizes["x"]
     if ds.sizes["y"] == size and n == size:
-        return {k: ds[k].variable for k in ("y", "x", "lat", "lon") if k in ds.coords}
+        return {k: ds[k].variable for k in ("y", "x", "lat", "lon") if k in ds.coords} | crs
     if size < 1 or n % size or ds.sizes["y"] != n:
         raise ValueError(
             f"cannot coarsen a {ds.sizes['y']} x {n} grid to {size} x {size}: the size must "
@@ -137,7 +141,7 @@ def coarse_coords(ds: xr.Dataset, size: int) -> dict[str, xr.Variable]:
     for name, val in (("lat", grid.lat), ("lon", grid.lon)):
         attrs = dict(ds[name].attrs) if name in ds.coords else {}
         out[name] = xr.Variable(("y", "x"), np.asarray(val), attrs)
-    return out
+    return out | crs
 
 
 def _grid_for(shape: tuple[int, ...], grid: Mapping[str, xr.Variable] | None, what: str):

@@ -7,17 +7,10 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from nowcast.forecast import (
-    InsufficientInputError,
-    Predictor,
-    baseline_predictor,
-    check_window,
-    load_window,
-    make_forecast,
-    observations_dataset,
-)
+from nowcast.forecast import InsufficientInputError, Predictor, baseline_predictor, make_forecast
 from pipeline import geo, units
 from pipeline.schema import resampled_dataset
+from pipeline.window import check_window, load_window, observations_dataset
 
 ISSUE = pd.Timestamp("2015-06-01 12:00")
 CAD = pd.Timedelta("6min")
