@@ -44,6 +44,19 @@ FORECAST_DIMS: tuple[str, str, str] = ("lead_time", "y", "x")
 TIME_ENCODING: dict[str, str] = {"units": "seconds since 1970-01-01", "dtype": "int64"}
 """On-disk encoding of ``time`` in the stores."""
 
+STORE_ATTRS: dict[str, str] = {
+    "Conventions": "CF-1.10",
+    "title": "HKO-7 style radar reflectivity at 2 km altitude (Zarr)",
+    "institution": "hko-nowcast pipeline",
+    "source": "ground-based weather radar, HKO-7 archive layout (radarPNG, radarPNG_mask, "
+    "mask_dat.npz)",
+    "history": "pipeline.ingest: HKO-7 uint8 PNG frames copied losslessly (pixel p -> "
+    "dBZ = p / 255 * 70 - 10); mask = per-frame mask AND NOT static exclude_mask",
+    "references": "Shi et al. 2017, Deep Learning for Precipitation Nowcasting: A Benchmark "
+    "and A New Model (HKO-7)",
+}
+"""Global attributes of the store schema (``pipeline.store.GLOBAL_ATTRS``)."""
+
 _X_ATTRS = {
     "standard_name": "projection_x_coordinate",
     "long_name": "x distance east of the radar (pixel centre)",
@@ -207,8 +220,6 @@ def store_dataset(
         ``reflectivity`` float32, ``mask`` bool, coords ``time``, ``y``, ``x``, ``lat``,
         ``lon``, ``crs``, the store's global attributes; passes :func:`validate_store`.
     """
-    from pipeline.store import GLOBAL_ATTRS
-
     what = "store dataset"
     refl = _frames(reflectivity, "reflectivity", np.float32, what)
     valid = _frames(mask, "mask", bool, what)
@@ -224,7 +235,7 @@ def store_dataset(
     }
     time_attrs = {"standard_name": "time", "long_name": "observation time (UTC)", "axis": "T"}
     coords["time"] = xr.Variable("time", t.values, time_attrs, encoding=dict(TIME_ENCODING))
-    return xr.Dataset(data, coords=coords, attrs=dict(GLOBAL_ATTRS))
+    return xr.Dataset(data, coords=coords, attrs=dict(STORE_ATTRS))
 
 
 def _check_grid(ds: xr.Dataset, where: str, size: int | None) -> None:

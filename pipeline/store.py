@@ -80,6 +80,7 @@ import pandas as pd
 import xarray as xr
 
 from pipeline import geo
+from pipeline.schema import STORE_ATTRS as GLOBAL_ATTRS
 from pipeline.schema import validate_store  # noqa: F401 (re-exported: the store schema's check)
 from pipeline.store_engine import (
     _old_layout_error,
@@ -103,19 +104,6 @@ ADD_OFFSET: float = -10.0
 """dBZ of pixel 0."""
 DATA_VARS: tuple[str, ...] = ("reflectivity", "mask")
 """Variables with a time dimension written by ingest."""
-
-
-GLOBAL_ATTRS: dict[str, str] = {
-    "Conventions": "CF-1.10",
-    "title": "HKO-7 style radar reflectivity at 2 km altitude (Zarr)",
-    "institution": "hko-nowcast pipeline",
-    "source": "ground-based weather radar, HKO-7 archive layout (radarPNG, radarPNG_mask, "
-    "mask_dat.npz)",
-    "history": "pipeline.ingest: HKO-7 uint8 PNG frames copied losslessly (pixel p -> "
-    "dBZ = p / 255 * 70 - 10); mask = per-frame mask AND NOT static exclude_mask",
-    "references": "Shi et al. 2017, Deep Learning for Precipitation Nowcasting: A Benchmark "
-    "and A New Model (HKO-7)",
-}
 
 
 def _codecs(kind: str) -> list:
