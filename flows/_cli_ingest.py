@@ -1,4 +1,5 @@
-"""``nowcast ingest`` (HKO-7 archive -> radar store, incremental and idempotent; docs/contracts.md, Store schema) and
+"""``nowcast ingest`` (radar archive -> radar store, incremental and idempotent;
+docs/contracts.md, Store schema; ``--source`` picks the format, docs/sources.md) and
 ``nowcast store log STORE`` / ``nowcast store migrate OLD NEW``."""
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("ingest")
     def ingest(
-        archive: Annotated[Path, typer.Argument(help="HKO-7 archive root (holds radarPNG/).")],
+        archive: Annotated[
+            Path, typer.Argument(help="Archive root (HKO-7: holds radarPNG/; else any folder).")
+        ],
         store: Annotated[
             str, typer.Argument(help="Radar store to create or extend (directory or s3:// URL).")
         ],
@@ -76,6 +79,12 @@ def register(app: typer.Typer) -> None:
                 help="Follow symbolic links leading outside ARCHIVE (default: list, skip).",
             ),
         ] = False,
+        source: Annotated[
+            str,
+            typer.Option(
+                "--source", help="Radar source: hko7, odim, knmi, bom, mch, fmi (docs/sources.md)."
+            ),
+        ] = "hko7",
     ) -> None:
         """Add ARCHIVE's frames (between --start and --end) to STORE.
 
@@ -96,6 +105,7 @@ def register(app: typer.Typer) -> None:
             scheduler_address=scheduler_address,
             batch_size=batch_size,
             follow_links=follow_links,
+            source=source,
         )
         for path, reason in report.corrupt:
             typer.echo(f"skipped {path}: {reason}", err=True)

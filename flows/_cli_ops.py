@@ -254,6 +254,7 @@ def flow_ingest(
     end: str | None = typer.Option(None, help="Last time."),
     address: str | None = typer.Option(None, help="Existing dask scheduler address."),
     workers: int = typer.Option(2, help="Local dask workers (no --address)."),
+    source: str = typer.Option("hko7", "--source", help="Radar source (docs/sources.md)."),
 ) -> None:
     """Ingest an archive, one dask task per day."""
     _require("archive", archive)
@@ -265,7 +266,9 @@ def flow_ingest(
     from flows.ingest import ingest_flow, make_task_runner
 
     runner = make_task_runner(address=address, n_workers=workers)
-    res = ingest_flow.with_options(task_runner=runner)(str(archive), str(store), start, end)
+    res = ingest_flow.with_options(task_runner=runner)(
+        str(archive), str(store), start, end, source=source
+    )
     typer.echo(f"{res['frames_written']} frames written, {len(res['corrupt'])} corrupt skipped")
 
 

@@ -27,11 +27,11 @@ from prefect import flow, get_run_logger, task  # noqa: E402
 __all__ = ["archive_days", "ingest_day", "ingest_flow", "make_task_runner"]
 
 
-def archive_days(archive: str | Path, start=None, end=None) -> list[str]:
+def archive_days(archive: str | Path, start=None, end=None, source: str = "hko7") -> list[str]:
     """Days (``YYYY-MM-DD``) of the archive that hold frames in ``[start, end]``."""
-    from pipeline.hko7 import discover_frames
+    from pipeline.sources import get_source
 
-    frames = discover_frames(archive, start=start, end=end)
+    frames = get_source(source).discover(archive, start=start, end=end)
     days = pd.DatetimeIndex(frames.index).normalize().unique()
     return [d.strftime("%Y-%m-%d") for d in days]
 
@@ -55,6 +55,7 @@ def ingest_day(
     workers: int | None = None,
     start: str | None = None,
     end: str | None = None,
+    source: str = "hko7",
 ) -> dict:
     """Ingest the frames of one day (``YYYY-MM-DD``) into *store*; returns a summary dict.
 
@@ -66,7 +67,9 @@ def ingest_day(
     day_end = day_start + pd.Timedelta("1D") - pd.Timedelta("1ns")
     start = max(day_start, pd.Timestamp(start)) if start is not None else day_start
     end = min(day_end, pd.Timestamp(end)) if end is not None else day_end
-    report = ingest_archive(archive, store, start=start, end=end, workers=workers, progress=False)
+    report = ingest_archive(
+        archive, store, start=start, end=end, workers=workers, progress=False, source=source
+    )
     summary = _report_summary(report)
     summary["day"] = day
     logger = get_run_logger()
@@ -125,6 +128,7 @@ def ingest_flow(
     start: str | None = None,
     end: str | None = None,
     workers_per_day: int | None = None,
+    source: str = "hko7",
 ) -> dict:
     """Ingest the days of *archive* in ``[start, end]`` into *store* (one task per day).
 
@@ -141,13 +145,15 @@ def ingest_flow(
     from pipeline.store import create_store
 
     logger = get_run_logger()
-    days = archive_days(archive, start, end)
+    days = archive_days(archive, start, end, source)
     if not days:
         raise ValueError(f"no frames in archive {archive} between {start} and {end}")
-    if not Path(store).exists():
+    if not Path(store).exists() and source == "hko7":  # other sources: the first day lays it out
         create_store(store)
     logger.info("ingesting %d day(s) of %s into %s", len(days), archive, store)
-    futures = [ingest_day.submit(archive, store, d, workers_per_day, start, end) for d in days]
+    futures = [
+        ingest_day.submit(archive, store, d, workers_per_day, start, end, source) for d in days
+    ]
     summaries = [f.result() for f in futures]
     total = sum(int(s.get("frames_written") or 0) for s in summaries)
     corrupt = [c for s in summaries for c in s["corrupt"]]

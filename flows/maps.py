@@ -15,7 +15,8 @@ masked or unobserved (``valid == False`` or NaN) are grey (:data:`MASKED_COLOR`)
 
 Public surface: :data:`RAIN_LEVELS_MMH`, :func:`rain_colormap`,
 :func:`configure_offline_cartopy`, :class:`MapGrid`, :class:`MapRenderer`,
-:func:`frame_title`, :func:`write_loop_gif`. Matplotlib runs on the Agg backend
+:func:`frame_title`, :func:`write_loop_gif`, and for the analyst notebooks' panels of maps
+:func:`map_axes`, :func:`draw_rain`, :func:`rain_colorbar`. Matplotlib runs on the Agg backend
 (no display needed); figures are created with :class:`matplotlib.figure.Figure`
 directly, never through ``pyplot``'s global state.
 """
@@ -176,7 +177,12 @@ class MapGrid:
         for name in ("x", "y"):
             if name not in ds.coords:
                 raise ValueError(f"dataset has no {name!r} coordinate; expected x, y in km")
-        if "crs" in ds.variables:
+        mapping = ds["crs"].attrs.get("grid_mapping_name") if "crs" in ds.variables else None
+        if mapping not in (None, "azimuthal_equidistant"):  # another source's projection
+            from pipeline import geo
+
+            projection = geo.map_projection(ds)[0]
+        elif "crs" in ds.variables:
             projection = _projection_from_attrs(dict(ds["crs"].attrs))
         else:
             from pipeline import geo
@@ -522,3 +528,123 @@ def write_loop_gif(
         disposal=1,
     )
     return path
+
+
+# --------------------------------------------------------------------------- notebook panels
+def map_axes(n_rows: int, n_cols: int, grid: MapGrid, *, size: float = 2.6) -> tuple[Any, Any]:
+    """A figure of ``(n_rows, n_cols)`` GeoAxes in the radar projection, for panels of maps.
+
+    Made for the analyst notebooks (``notebooks/``): draw into the axes with
+    :func:`draw_rain`, add :func:`rain_colorbar`, then show the figure (``display(fig)``
+    in Jupyter). The figure is a :class:`matplotlib.figure.Figure` (constrained layout)
+    created without ``pyplot``, like every figure of this module.
+
+    Parameters
+    ----------
+    n_rows, n_cols : int
+        Number of panel rows and columns, at least 1.
+    grid : MapGrid
+        Grid whose ``projection`` the axes use.
+    size : float
+        Side of one panel in inches.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+        The figure, about ``(size * n_cols + 1, size * n_rows + 0.4)`` inches.
+    axes : numpy.ndarray
+        ``(n_rows, n_cols)`` object array of ``cartopy.mpl.geoaxes.GeoAxes``.
+    """
+    from matplotlib.figure import Figure
+
+    if int(n_rows) < 1 or int(n_cols) < 1:
+        raise ValueError(f"map_axes needs at least one row and column, got {n_rows} x {n_cols}")
+    fig = Figure(figsize=(size * n_cols + 1.0, size * n_rows + 0.4), layout="constrained")
+    axes = fig.subplots(
+        int(n_rows), int(n_cols), subplot_kw={"projection": grid.projection}, squeeze=False
+    )
+    return fig, axes
+
+
+def draw_rain(
+    ax: Any,
+    grid: MapGrid,
+    rain_mmh: np.ndarray,
+    valid: np.ndarray | None = None,
+    title: str = "",
+    *,
+    resolution: str = "50m",
+) -> Any:
+    """Draw one rain-rate field on a GeoAxes in ``grid.projection`` (see :func:`map_axes`).
+
+    The colours are those of :class:`MapRenderer`: rain below the first of
+    :data:`RAIN_LEVELS_MMH` is transparent, pixels with ``valid == False`` or NaN are grey
+    (:data:`MASKED_COLOR`); the offline Natural Earth coastline of *resolution* and a cross
+    at the radar are drawn on top.
+
+    Parameters
+    ----------
+    ax : cartopy.mpl.geoaxes.GeoAxes
+        Axes to draw into.
+    grid : MapGrid
+        Grid of *rain_mmh*; row 0 is the northernmost row.
+    rain_mmh : numpy.ndarray
+        ``(H, W)`` rain rate in mm/h.
+    valid : numpy.ndarray or None
+        ``(H, W)`` bool, True where the pixel is usable; None: every finite pixel.
+    title : str
+        Panel title.
+    resolution : str
+        Coastline scale, one of :data:`COASTLINE_RESOLUTIONS`.
+
+    Returns
+    -------
+    matplotlib.image.AxesImage
+        The rain image, to pass to :func:`rain_colorbar`.
+    """
+    rain = np.asarray(rain_mmh, dtype=np.float64)
+    if rain.shape != grid.shape:
+        raise ValueError(f"rain field has shape {rain.shape}; expected the grid's {grid.shape}")
+    invalid = ~np.isfinite(rain)
+    if valid is not None:
+        valid = np.asarray(valid, dtype=bool)
+        if valid.shape != grid.shape:
+            raise ValueError(f"valid mask has shape {valid.shape}; expected {grid.shape}")
+        invalid |= ~valid
+    configure_offline_cartopy(resolution)
+    cmap, norm = rain_colormap()
+    extent = grid.extent_m()
+    ax.set_extent(extent, crs=grid.projection)
+    grey = np.zeros(rain.shape + (4,))
+    grey[invalid] = MASKED_COLOR
+    kw = dict(extent=extent, transform=grid.projection, origin="upper", interpolation="nearest")
+    ax.imshow(grey, zorder=1, **kw)
+    shown = np.ma.masked_where(invalid | ~(rain >= RAIN_LEVELS_MMH[0]), rain)
+    im = ax.imshow(shown, cmap=cmap, norm=norm, zorder=2, **kw)
+    ax.coastlines(resolution, linewidth=0.6, zorder=3)
+    ax.plot(0.0, 0.0, "k+", markersize=7, transform=grid.projection, zorder=4)
+    ax.set_title(title, fontsize=8)
+    return im
+
+
+def rain_colorbar(fig: Any, axes: Any, im: Any) -> Any:
+    """Colour bar of the rain classes (mm/h) beside the panels *axes* of *fig*.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        Figure of :func:`map_axes`.
+    axes : numpy.ndarray
+        ``(n_rows, n_cols)`` axes the bar is placed beside.
+    im : matplotlib.image.AxesImage
+        An image returned by :func:`draw_rain`.
+
+    Returns
+    -------
+    matplotlib.colorbar.Colorbar
+    """
+    n_rows = np.shape(axes)[0]
+    shrink = 0.8 if n_rows <= 2 else 1.6 / n_rows
+    cbar = fig.colorbar(im, ax=axes, extend="max", ticks=RAIN_LEVELS_MMH, shrink=shrink)
+    cbar.set_label("Rain rate (mm/h)")
+    return cbar

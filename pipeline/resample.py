@@ -64,6 +64,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from pipeline.grid_fit import fit_plan, pad_frames
 from pipeline.schema import coarse_coords, resampled_dataset, resampled_encoding
 from pipeline.spatial import _AVERAGES, _block_mean, _check_average, downsize
 
@@ -317,11 +318,13 @@ class _SourceReader:
             self.offset = float(attrs.get("add_offset", 0.0))
 
     def downsized(
-        self, lo: int, hi: int, sel: np.ndarray, factor: int, min_valid_fraction: float
+        self, lo: int, hi: int, sel: np.ndarray, plan, min_valid_fraction: float
     ) -> tuple[np.ndarray, np.ndarray]:
         """Coarse dBZ and validity of source frames ``lo + sel`` (``sel`` into ``lo:hi``)."""
-        raw = np.asarray(self.refl[lo:hi])[sel]
-        use = np.asarray(self.mask[lo:hi], dtype=bool)[sel]
+        raw, use = pad_frames(
+            np.asarray(self.refl[lo:hi])[sel], np.asarray(self.mask[lo:hi], dtype=bool)[sel], plan
+        )
+        factor = plan.factor
         if self.lut is not None:
             return _block_mean(self.lut[raw], use, factor, self.inverse, min_valid_fraction)
         dbz = raw.astype(np.float64) * self.scale + self.offset
@@ -356,7 +359,8 @@ def _template(
     refl_attrs["comment"] = "dBZ; NaN where no valid fine pixel or the slot is unobserved"
     refl_attrs["cell_methods"] = (
         f"area: mean (in {'linear Z' if settings['average'] == 'z' else 'rain rate'} "
-        f"over valid fine pixels, {src.sizes['x'] // size}x{src.sizes['x'] // size} blocks)"
+        f"over valid fine pixels, {fit_plan(src.sizes['y'], src.sizes['x'], size).factor}x"
+        f"{fit_plan(src.sizes['y'], src.sizes['x'], size).factor} blocks)"
     )
     mask_attrs = {k: v for k, v in src["mask"].attrs.items() if k != "grid_mapping"}
     mask_attrs["comment"] = (
@@ -390,22 +394,15 @@ def _tmp_sibling(dst: Path, tag: str) -> Path:
     return dst.with_name(f".{dst.name}.{tag}-{os.getpid()}")
 
 
-def _check_source(source: xr.Dataset, src_path: Path, size: int) -> int:
-    """Check the source against the store schema (docs/contracts.md); the downsizing factor."""
+def _check_source(source: xr.Dataset, src_path: Path, size: int):
+    """Check the source against the store schema (docs/contracts.md); its :class:`FitPlan`."""
     for var in ("reflectivity", "mask"):
         if var not in source:
             raise ValueError(f"source store {src_path} has no variable {var!r}")
-    ny, nx = source.sizes.get("y", 0), source.sizes.get("x", 0)
-    if ny != nx:
-        raise ValueError(f"source grid of {src_path} is not square: {ny} x {nx}")
-    if size < 1 or nx % size:
-        raise ValueError(
-            f"size {size} does not divide the source grid size {nx}; valid sizes: "
-            f"{[d for d in range(1, nx + 1) if nx % d == 0]}"
-        )
+    plan = fit_plan(source.sizes.get("y", 0), source.sizes.get("x", 0), size)  # pads non-square
     if source.sizes.get("time", 0) == 0:
         raise ValueError(f"source store {src_path} holds no frames: nothing to resample")
-    return nx // size
+    return plan
 
 
 def resample_store(
@@ -506,7 +503,7 @@ def resample_store(
         target = open_repo(src_path).readonly_session(branch="main").store
     source = open_store(target)
     try:
-        factor = _check_source(source, src_path, size)
+        plan = _check_source(source, src_path, size)
     except ValueError:
         source.close()
         raise
@@ -548,7 +545,7 @@ def resample_store(
                 if have.any():
                     lo, hi = int(idx[have].min()), int(idx[have].max()) + 1
                     sel = idx[have] - lo
-                    c_dbz, c_valid = reader.downsized(lo, hi, sel, factor, min_valid_fraction)
+                    c_dbz, c_valid = reader.downsized(lo, hi, sel, plan, min_valid_fraction)
                     out_dbz = np.full((k1 - k0, size, size), np.nan, dtype=np.float32)
                     out_valid = np.zeros((k1 - k0, size, size), dtype=bool)
                     out_dbz[have], out_valid[have] = c_dbz, c_valid

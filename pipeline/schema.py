@@ -104,57 +104,35 @@ def grid_coordinates(size: int, extent_km: float = geo.EXTENT_KM) -> dict[str, x
 
 
 def coarse_coords(ds: xr.Dataset, size: int) -> dict[str, xr.Variable]:
-    """Coordinates ``y``, ``x``, ``lat``, ``lon`` of *ds*'s grid coarsened to ``size x size``.
+    """Coordinates ``y``, ``x``, ``lat``, ``lon`` (and ``crs``) of *ds*'s grid at ``size x size``.
 
-    The coarse pixel centres are the means of the fine centres they cover; ``lat`` / ``lon``
-    come from :func:`pipeline.geo.grid_coords` at the new size; attributes are *ds*'s. On
-    *ds*'s own size its own coordinates are returned. *ds*'s ``crs`` grid mapping, when it
-    has one, comes along (loaded).
+    The coarse pixel centres and ``lat`` / ``lon`` are those of
+    :func:`pipeline.grid_fit.coarse_coords` (means of the fine centres, a non-square grid
+    padded first; lat/lon from the grid mapping), with *ds*'s attributes. On *ds*'s own size
+    its own coordinates are returned. *ds*'s ``crs`` grid mapping, when it has one, comes
+    along (loaded).
 
     Parameters
     ----------
     ds : xarray.Dataset
         Store, resampled or forecast dataset with 1-D ``y``, ``x`` in km.
     size : int
-        Pixels per side of the coarse grid; must divide *ds*'s.
+        Pixels per side of the coarse grid (see :func:`pipeline.grid_fit.fit_plan`).
 
     Raises
     ------
     ValueError
-        If *size* does not divide the grid, or *ds*'s ``x`` / ``y`` are not the radar-centred
-        grid of :func:`pipeline.geo.grid_coords`.
+        If *size* does not fit the grid (:func:`pipeline.grid_fit.fit_plan`), or lat/lon of
+        the coarse grid cannot be computed from *ds*'s coordinates.
     """
     crs = {}
     if "crs" in ds.variables:  # the grid mapping, loaded (a scalar)
         crs["crs"] = xr.Variable((), np.asarray(ds["crs"].values), dict(ds["crs"].attrs))
-    n = ds.sizes["x"]
-    if ds.sizes["y"] == size and n == size:
+    if ds.sizes["y"] == size and ds.sizes["x"] == size:
         return {k: ds[k].variable for k in ("y", "x", "lat", "lon") if k in ds.coords} | crs
-    if size < 1 or n % size or ds.sizes["y"] != n:
-        raise ValueError(
-            f"cannot coarsen a {ds.sizes['y']} x {n} grid to {size} x {size}: the size must "
-            "divide the side of a square grid"
-        )
-    factor = n // size
-    x = ds["x"].to_numpy().reshape(size, factor).mean(axis=1)
-    y = ds["y"].to_numpy().reshape(size, factor).mean(axis=1)
-    extent = abs(float(ds["x"][1] - ds["x"][0])) * n if n > 1 else geo.PIXEL_KM
-    grid = geo.grid_coords(size=size, extent_km=extent)
-    if not (
-        np.allclose(grid.x, x, atol=1e-6 * extent) and np.allclose(grid.y, y, atol=1e-6 * extent)
-    ):
-        raise ValueError(
-            "source x/y are not the radar-centred grid of pipeline.geo.grid_coords("
-            f"{n}, extent_km={extent}); cannot compute lat/lon of the {size}x{size} grid"
-        )
-    out = {
-        "y": xr.Variable("y", y, dict(ds["y"].attrs)),
-        "x": xr.Variable("x", x, dict(ds["x"].attrs)),
-    }
-    for name, val in (("lat", grid.lat), ("lon", grid.lon)):
-        attrs = dict(ds[name].attrs) if name in ds.coords else {}
-        out[name] = xr.Variable(("y", "x"), np.asarray(val), attrs)
-    return out | crs
+    from pipeline.grid_fit import coarse_coords as fit_coords
+
+    return {k: v.variable for k, v in fit_coords(ds, size).items()} | crs
 
 
 def _grid_for(shape: tuple[int, ...], grid: Mapping[str, xr.Variable] | None, what: str):
@@ -238,11 +216,11 @@ def store_dataset(
     return xr.Dataset(data, coords=coords, attrs=dict(STORE_ATTRS))
 
 
-def _check_grid(ds: xr.Dataset, where: str, size: int | None) -> None:
+def _check_grid(ds: xr.Dataset, where: str, size: int | None, square: bool) -> None:
     if "crs" not in ds.variables or ds["crs"].attrs.get("grid_mapping_name") is None:
         raise ValueError(f"{where}missing the 'crs' grid-mapping variable")
     ny, nx = ds.sizes["y"], ds.sizes["x"]
-    if ny != nx or (size is not None and ny != size):
+    if (square and ny != nx) or (size is not None and (ny != nx or ny != size)):
         raise ValueError(
             f"{where}frames are {ny} x {nx}, expected {size} x {size}"
             if size is not None
@@ -290,7 +268,8 @@ def validate_store(ds: xr.Dataset, size: int | None = geo.NATIVE_SIZE, name: str
     ds : xarray.Dataset
         As returned by :func:`pipeline.store.open_store` or :func:`store_dataset`.
     size : int or None
-        Expected pixels per side, or None to accept any square size.
+        Expected pixels per side, or None to accept any ``(H, W)`` (a radar source's own
+        grid, :mod:`pipeline.sources`).
     name : str
         Name of the store for error messages (its path).
 
@@ -301,7 +280,7 @@ def validate_store(ds: xr.Dataset, size: int | None = geo.NATIVE_SIZE, name: str
     """
     where = f"radar store {name}: " if name else "radar store: "
     _check_frames(ds, where)
-    _check_grid(ds, where, size)
+    _check_grid(ds, where, size, square=False)
     _check_times(ds, where)
 
 
@@ -411,7 +390,7 @@ def validate_resampled(ds: xr.Dataset, size: int | None = None, name: str = "") 
             f"{where}observed has dims {ds['observed'].dims} and dtype {ds['observed'].dtype}, "
             "expected ('time',) bool"
         )
-    _check_grid(ds, where, size)
+    _check_grid(ds, where, size, square=True)
     step = _check_times(ds, where)
     if step.size and (step != step[0]).any():
         raise ValueError(f"{where}time is not a regular grid (spacings {sorted(set(step))} ns)")

@@ -2,7 +2,8 @@
 
 Schema (docs/contracts.md, Store schema)
 ----------------------------------------
-Dims ``(time, y, x)``, 480 x 480 per frame:
+Dims ``(time, y, x)``, 480 x 480 per frame for HKO-7 (any ``H x W`` on another source's
+grid, with that source's projection as ``crs``: docs/sources.md):
 
 - ``reflectivity (time, y, x)``: dBZ, stored as the HKO-7 ``uint8`` pixels with
   ``scale_factor = 70/255`` and ``add_offset = -10`` so that the decoded value equals
@@ -116,13 +117,23 @@ def _codecs(kind: str) -> list:
     return [BloscCodec(cname="zstd", clevel=3, shuffle="shuffle", typesize=8)]
 
 
-def _write_schema(store, size: int) -> None:
-    """Write an empty (time length 0) store schema as a Zarr v3 group into *store*."""
+def _write_schema(store, size: int, source_grid=None, attrs: dict | None = None) -> None:
+    """Write an empty (time length 0) store schema as a Zarr v3 group into *store*.
+
+    *source_grid* (a :class:`pipeline.geo.Grid`, any ``(H, W)``) replaces the HKO-7 grid of
+    *size*; *attrs* update the global attributes (docs/sources.md).
+    """
     import zarr
 
-    g = zarr.open_group(store, mode="w", zarr_format=3, attributes=GLOBAL_ATTRS)
-    grid = geo.grid_coords(size)
-    frame = (size, size)
+    g = zarr.open_group(
+        store, mode="w", zarr_format=3, attributes={**GLOBAL_ATTRS, **(attrs or {})}
+    )
+    if source_grid is None:
+        grid, frame, crs_attrs = geo.grid_coords(size), (size, size), geo.crs_attrs()
+    else:  # a source's own projection: x/y in km, lat/lon by pyproj, CF mapping by pyproj
+        lat, lon = source_grid.lat_lon()
+        grid = geo.GridCoords(x=source_grid.x, y=source_grid.y, lat=lat, lon=lon)
+        frame, crs_attrs = source_grid.shape, source_grid.cf_attrs()
     # zarr's default "/" chunk keys (c/<t>/0/0): the only ones Icechunk accepts
     common = {"chunk_key_encoding": {"name": "default", "separator": "/"}}
     g.create_array(
@@ -187,7 +198,9 @@ def _write_schema(store, size: int) -> None:
             grid.x,
             {
                 "standard_name": "projection_x_coordinate",
-                "long_name": "x distance east of the radar (pixel centre)",
+                "long_name": "x distance east of the radar (pixel centre)"
+                if source_grid is None
+                else "x of the source projection (pixel centre)",
                 "units": "km",
                 "axis": "X",
             },
@@ -197,7 +210,9 @@ def _write_schema(store, size: int) -> None:
             grid.y,
             {
                 "standard_name": "projection_y_coordinate",
-                "long_name": "y distance north of the radar (pixel centre)",
+                "long_name": "y distance north of the radar (pixel centre)"
+                if source_grid is None
+                else "y of the source projection (pixel centre)",
                 "units": "km",
                 "axis": "Y",
             },
@@ -237,7 +252,7 @@ def _write_schema(store, size: int) -> None:
         dtype="int32",
         fill_value=0,
         dimension_names=(),
-        attributes=geo.crs_attrs(),
+        attributes=crs_attrs,
         **common,
     )
     crs[()] = 0
@@ -246,7 +261,9 @@ def _write_schema(store, size: int) -> None:
 _REPO_ENTRIES = {"refs", "snapshots", "manifests", "transactions", "chunks", "config.yaml"}
 
 
-def create_store(location: str | os.PathLike, size: int = geo.NATIVE_SIZE) -> str | Path:
+def create_store(
+    location: str | os.PathLike, size: int = geo.NATIVE_SIZE, grid=None, attrs=None
+) -> str | Path:
     """Create an empty radar store (no frames yet) at *location*: one commit.
 
     Safe against concurrent callers (one creates, the others find the store) and against
@@ -259,6 +276,11 @@ def create_store(location: str | os.PathLike, size: int = geo.NATIVE_SIZE) -> st
         store is left alone.
     size : int
         Pixels per side of a frame (480 for HKO-7).
+    grid : pipeline.geo.Grid, optional
+        A radar source's grid (any ``(H, W)``, its projection as the ``crs`` grid mapping;
+        :mod:`pipeline.sources`) instead of the HKO-7 grid of *size*.
+    attrs : dict, optional
+        Global attributes replacing the HKO-7 ones (title, source, history).
 
     Returns
     -------
@@ -300,8 +322,9 @@ def create_store(location: str | os.PathLike, size: int = geo.NATIVE_SIZE) -> st
             return out  # another process was first
         except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError):
             pass
-        _write_schema(session.store, size)
-        session.commit(f"create an empty radar store ({size} x {size} frames)")
+        _write_schema(session.store, size, grid, attrs)
+        h, w = grid.shape if grid is not None else (size, size)
+        session.commit(f"create an empty radar store ({h} x {w} frames)")
     return out
 
 
@@ -372,6 +395,13 @@ class StoreWriter:
 
         g = zarr.open_group(self._tip().store, mode="r")
         return tuple(int(n) for n in g["reflectivity"].shape[1:])
+
+    def frame_coords(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(x, y)`` pixel-centre coordinates (km) of the store's grid."""
+        import zarr
+
+        g = zarr.open_group(self._tip().store, mode="r")
+        return np.asarray(g["x"][:]), np.asarray(g["y"][:])
 
     def times(self) -> np.ndarray:
         """Committed frame times as int64 seconds since 1970-01-01, sorted."""

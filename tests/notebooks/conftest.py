@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 SPLIT_FRACTIONS = (0.34, 0.33, 0.33)
@@ -27,6 +28,26 @@ SPLIT_FRACTIONS = (0.34, 0.33, 0.33)
 
 EVAL_SAMPLES = 4
 """Test sequences scored per predictor in the fixture's evaluations."""
+
+
+def sequent_starts(observed: pd.Series, seq_len: int, stride: int) -> list[pd.Timestamp]:
+    """HKO-7 `sequent` iteration written out plainly (docs/facts.md section 3)."""
+    step = pd.Timedelta("6min")
+    existing = pd.DatetimeIndex(observed.index[observed.to_numpy()])
+    present = set(existing)
+    starts, t = [], existing[0]
+    while t <= existing[-1]:
+        flags = [t + k * step in present for k in range(seq_len)]
+        run = longest = 0
+        for f in flags:
+            run = 0 if f else run + 1
+            longest = max(longest, run)
+        if longest <= 2 and any(flags):
+            starts.append(t)
+            t = t + stride * step
+        else:
+            t = existing[existing > t][0] if (existing > t).any() else existing[-1] + step
+    return starts
 
 
 @dataclass(frozen=True)
@@ -62,10 +83,19 @@ def _train(model: str, data: Path, out: Path) -> Path:
     return out
 
 
+@dataclass(frozen=True)
+class NotebookStores:
+    """The ingest and resampled stores of the tiny archive (no runs)."""
+
+    workdir: Path
+    archive: Path
+    store: Path
+    resampled: Path
+
+
 @pytest.fixture(scope="session")
-def notebook_run(tiny_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> NotebookRun:
-    """Ingest, resample, train two tiny models and evaluate them (about 30 s of CPU)."""
-    from nowcast.evaluate import evaluate_run
+def notebook_stores(tiny_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> NotebookStores:
+    """Ingest and resample the tiny archive (a few seconds of CPU)."""
     from pipeline.ingest import ingest_archive
     from pipeline.resample import resample_store
 
@@ -74,6 +104,15 @@ def notebook_run(tiny_archive: Path, tmp_path_factory: pytest.TempPathFactory) -
     resampled = workdir / "radar80.zarr"
     ingest_archive(tiny_archive, store, workers=1, progress=False)
     resample_store(store, resampled, size=80, progress=False)
+    return NotebookStores(workdir, Path(tiny_archive), store, resampled)
+
+
+@pytest.fixture(scope="session")
+def notebook_run(notebook_stores: NotebookStores) -> NotebookRun:
+    """Train two tiny models on the stores and evaluate them (about 30 s of CPU)."""
+    from nowcast.evaluate import evaluate_run
+
+    workdir, resampled = notebook_stores.workdir, notebook_stores.resampled
     ode_run = _train("trajgru_ode", resampled, workdir / "run")
     trajgru_run = _train("trajgru", resampled, workdir / "run_trajgru")
     common = dict(
@@ -87,8 +126,8 @@ def notebook_run(tiny_archive: Path, tmp_path_factory: pytest.TempPathFactory) -
     evaluate_run(trajgru_run, resampled, baselines=False, **common)
     return NotebookRun(
         workdir=workdir,
-        archive=Path(tiny_archive),
-        store=store,
+        archive=notebook_stores.archive,
+        store=notebook_stores.store,
         resampled=resampled,
         ode_run=ode_run,
         trajgru_run=trajgru_run,

@@ -95,7 +95,10 @@ def test_coarse_coords_are_means_of_the_fine_centres():
 
 def test_coarse_coords_refuses_a_size_that_does_not_divide():
     fine = store_dataset(TIMES[:1], np.zeros((1, 12, 12)), np.ones((1, 12, 12), bool))
-    with pytest.raises(ValueError, match="cannot coarsen a 12 x 12 grid to 5 x 5"):
+    with pytest.raises(
+        ValueError,
+        match=r"size 5 does not divide the source grid size 12; valid sizes: \[1, 2, 3, 4, 6, 12\]",
+    ):
         coarse_coords(fine, 5)
 
 
