@@ -15,14 +15,14 @@ Day tasks are I/O and retry twice.
 
 from __future__ import annotations
 
-from flows._prefect_env import configure
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-configure()
+import pandas as pd
+from prefect import flow, get_run_logger, task
 
-from pathlib import Path  # noqa: E402
-
-import pandas as pd  # noqa: E402
-from prefect import flow, get_run_logger, task  # noqa: E402
+if TYPE_CHECKING:
+    from pipeline.ingest import IngestReport
 
 __all__ = ["archive_days", "ingest_day", "ingest_flow", "make_task_runner"]
 
@@ -36,15 +36,18 @@ def archive_days(archive: str | Path, start=None, end=None, source: str = "hko7"
     return [d.strftime("%Y-%m-%d") for d in days]
 
 
-def _report_summary(report) -> dict:
-    """Plain-value summary of an ``IngestReport`` (whatever its exact fields)."""
-    out: dict = {}
-    for key in ("frames_written", "skipped_existing", "seconds", "frames_per_s"):
-        if hasattr(report, key):
-            out[key] = getattr(report, key)
-    corrupt = getattr(report, "corrupt", None) or []
-    out["corrupt"] = [[str(p), str(r)] for p, r in corrupt]
-    return out
+def _report_summary(report: IngestReport) -> dict:
+    """Plain-value (JSON-ready) summary of an :class:`pipeline.ingest.IngestReport`.
+
+    The fields are read by name, so a renamed field fails here instead of being dropped.
+    """
+    return {
+        "frames_written": int(report.frames_written),
+        "skipped_existing": int(report.skipped_existing),
+        "seconds": float(report.seconds),
+        "frames_per_second": float(report.frames_per_second),
+        "corrupt": [[str(p), str(r)] for p, r in report.corrupt],
+    }
 
 
 @task(name="ingest-day", retries=2, retry_delay_seconds=2)
@@ -52,13 +55,14 @@ def ingest_day(
     archive: str,
     store: str,
     day: str,
-    workers: int | None = None,
+    threads: int | None = None,
     start: str | None = None,
     end: str | None = None,
     source: str = "hko7",
 ) -> dict:
     """Ingest the frames of one day (``YYYY-MM-DD``) into *store*; returns a summary dict.
 
+    *threads* decode the frames (``nowcast flow ingest --threads``; default: CPUs).
     *start* / *end* (inclusive) clip the day, for the first and last day of a range.
     """
     from pipeline.ingest import ingest_archive
@@ -68,7 +72,7 @@ def ingest_day(
     start = max(day_start, pd.Timestamp(start)) if start is not None else day_start
     end = min(day_end, pd.Timestamp(end)) if end is not None else day_end
     report = ingest_archive(
-        archive, store, start=start, end=end, workers=workers, progress=False, source=source
+        archive, store, start=start, end=end, workers=threads, progress=False, source=source
     )
     summary = _report_summary(report)
     summary["day"] = day
@@ -76,8 +80,8 @@ def ingest_day(
     logger.info(
         "day %s: %s frames written, %s already there, %d corrupt",
         day,
-        summary.get("frames_written"),
-        summary.get("skipped_existing"),
+        summary["frames_written"],
+        summary["skipped_existing"],
         len(summary["corrupt"]),
     )
     for path, reason in summary["corrupt"]:
@@ -127,20 +131,22 @@ def ingest_flow(
     store: str,
     start: str | None = None,
     end: str | None = None,
-    workers_per_day: int | None = None,
+    threads: int | None = None,
     source: str = "hko7",
 ) -> dict:
     """Ingest the days of *archive* in ``[start, end]`` into *store* (one task per day).
 
-    Run it with a task runner from :func:`make_task_runner`, e.g.
+    *threads* decode the frames of each day task (default: CPUs). Run it with a task
+    runner from :func:`make_task_runner`, e.g.
     ``ingest_flow.with_options(task_runner=make_task_runner(address))(archive, store)``;
     without one Prefect's default thread pool runs the day tasks.
 
     Returns
     -------
     dict
-        ``days`` (list of per-day summaries), ``frames_written``, ``corrupt`` (list of
-        ``[path, reason]``).
+        ``days`` (list of per-day summaries: ``day``, ``frames_written``,
+        ``skipped_existing``, ``seconds``, ``frames_per_second``, ``corrupt``),
+        ``frames_written``, ``corrupt`` (list of ``[path, reason]``).
     """
     from pipeline.store import create_store
 
@@ -151,11 +157,9 @@ def ingest_flow(
     if not Path(store).exists() and source == "hko7":  # other sources: the first day lays it out
         create_store(store)
     logger.info("ingesting %d day(s) of %s into %s", len(days), archive, store)
-    futures = [
-        ingest_day.submit(archive, store, d, workers_per_day, start, end, source) for d in days
-    ]
+    futures = [ingest_day.submit(archive, store, d, threads, start, end, source) for d in days]
     summaries = [f.result() for f in futures]
-    total = sum(int(s.get("frames_written") or 0) for s in summaries)
+    total = sum(int(s["frames_written"]) for s in summaries)
     corrupt = [c for s in summaries for c in s["corrupt"]]
     logger.info("ingest done: %d frames written, %d corrupt skipped", total, len(corrupt))
     return {"days": summaries, "frames_written": total, "corrupt": corrupt}

@@ -40,10 +40,10 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from flows.maps import MapGrid, draw_rain, map_axes, rain_colorbar
 from pipeline.resample import gap_table, snap_to_grid
 from pipeline.store import open_store
 from pipeline.units import RAIN_THRESHOLDS_MMH, dbz_to_rainrate
+from products.maps import MapGrid, draw_rain, map_axes, rain_colorbar
 
 ds = open_store(STORE)  # lazy: dask arrays, nothing read yet
 ds

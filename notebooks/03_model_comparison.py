@@ -45,13 +45,13 @@ import torch
 import xarray as xr
 from IPython.display import display
 
-from flows.maps import MapGrid, draw_rain, map_axes, rain_colorbar
 from nowcast.baselines import BASELINE_NAMES, get_baseline
 from nowcast.evaluate import summarize
 from nowcast.runs import load_run
 from pipeline.dataset import RadarSequenceDataset
 from pipeline.store import open_store
 from pipeline.units import normalized_to_rainrate
+from products.maps import MapGrid, draw_rain, map_axes, rain_colorbar
 
 if not RUN_DIRS:
     raise ValueError("RUN_DIRS is empty: give at least one evaluated run directory")

@@ -49,13 +49,13 @@ import numpy as np
 import torch
 from IPython.display import display
 
-from flows.maps import MapGrid, draw_rain, map_axes, rain_colorbar
 from nowcast.configs import load_config
 from nowcast.models import get_model
 from nowcast.runs import load_run
 from pipeline.dataset import RadarSequenceDataset
 from pipeline.store import open_store
 from pipeline.units import normalized_to_rainrate, rainrate_to_normalized
+from products.maps import MapGrid, draw_rain, map_axes, rain_colorbar
 
 model, trained, model_name = None, False, "trajgru_ode"
 if RUN_DIR is not None and (Path(RUN_DIR) / "best.pt").is_file():

@@ -24,8 +24,8 @@ schemas are in docs/contracts.md. ``make_forecast_dataset`` is the same function
 name docs/contracts.md uses.
 
 :func:`load_window`, :func:`check_window` and :func:`observations_dataset` (observed frames
-on the forecast grid, the form ``flows.products.publish_run`` and
-``flows.products.verify_forecast`` take) live in :mod:`pipeline.window` and are
+on the forecast grid, the form ``products.site.publish_run`` and
+``products.verify.verify_forecast`` take) live in :mod:`pipeline.window` and are
 re-exported here.
 """
 

@@ -230,7 +230,7 @@ def observations_dataset(
         Dims ``(time, y, x)``: ``reflectivity`` (dBZ float32, NaN where not observed or
         not valid), ``mask`` (bool), ``observed`` (time) bool; coords ``time`` (the
         nominal times), ``y``, ``x``, ``lat``, ``lon``, ``crs``. This is the
-        ``observations_ds`` of ``flows.products.publish_run`` / ``verify_forecast``.
+        ``observations_ds`` of ``products.site.publish_run`` / ``products.verify.verify_forecast``.
     """
     ds = as_dataset(store)
     win = load_window(ds, times, tolerance)

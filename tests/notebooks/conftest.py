@@ -6,7 +6,7 @@ Built once per session from the shared ``tiny_archive`` (3 days of 5 hours, see
     WORKDIR/
       radar.zarr          ingest store, 480 x 480 (pipeline.ingest.ingest_archive)
       radar80.zarr        resampled store, 80 x 80, 6-minute grid (pipeline.resample)
-      run/                trajgru_ode, ``small`` config, trained for one step (nowcast.train)
+      run/                trajgru_ode, ``small`` config, trained for one step (nowcast.training)
       run/eval/test_regular/results.nc      model + persistence + pysteps (nowcast.evaluate)
       run_trajgru/        trajgru, same recipe
       run_trajgru/eval/test_regular/results.nc   model only
@@ -17,7 +17,7 @@ the notebooks are given the same fractions through their parameter cell.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -68,7 +68,7 @@ class NotebookRun:
 
 
 def _train(model: str, data: Path, out: Path) -> Path:
-    from nowcast.train import TrainOptions, train
+    from nowcast.training import TrainOptions, train
 
     options = TrainOptions(
         epochs=1,
@@ -110,20 +110,20 @@ def notebook_stores(tiny_archive: Path, tmp_path_factory: pytest.TempPathFactory
 @pytest.fixture(scope="session")
 def notebook_run(notebook_stores: NotebookStores) -> NotebookRun:
     """Train two tiny models on the stores and evaluate them (about 30 s of CPU)."""
-    from nowcast.evaluate import evaluate_run
+    from nowcast.evaluate import EvaluateOptions, evaluate_run
 
     workdir, resampled = notebook_stores.workdir, notebook_stores.resampled
     ode_run = _train("trajgru_ode", resampled, workdir / "run")
     trajgru_run = _train("trajgru", resampled, workdir / "run_trajgru")
-    common = dict(
+    options = EvaluateOptions(
         split="test",
         scheme="regular",
         split_fractions=SPLIT_FRACTIONS,
         max_samples=EVAL_SAMPLES,
         progress=False,
     )
-    evaluate_run(ode_run, resampled, baselines=True, **common)
-    evaluate_run(trajgru_run, resampled, baselines=False, **common)
+    evaluate_run(ode_run, resampled, replace(options, baselines=("persistence", "pysteps")))
+    evaluate_run(trajgru_run, resampled, options)
     return NotebookRun(
         workdir=workdir,
         archive=notebook_stores.archive,

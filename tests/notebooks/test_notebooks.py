@@ -73,7 +73,7 @@ def _execute(name: str, params: dict, out_dir: Path) -> tuple[dict, nbformat.Not
 
 
 def _map_figures_shown(nb: nbformat.NotebookNode) -> int:
-    """PNG images shown by the cells that draw with ``flows.maps.draw_rain``."""
+    """PNG images shown by the cells that draw with ``products.maps.draw_rain``."""
     return sum(
         "image/png" in out.get("data", {})
         for cell in nb.cells

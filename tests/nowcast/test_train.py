@@ -14,9 +14,8 @@ import pandas as pd
 import pytest
 import torch
 
-from nowcast import train as train_module
 from nowcast.configs import load_config
-from nowcast.train import (
+from nowcast.training import (
     EarlyStopping,
     TrainingDivergedError,
     TrainOptions,
@@ -24,6 +23,7 @@ from nowcast.train import (
     get_schedule,
     train,
 )
+from nowcast.training import fit as train_module
 from pipeline.schema import resampled_dataset, resampled_encoding
 
 SIZE = 16

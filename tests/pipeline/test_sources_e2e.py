@@ -60,7 +60,7 @@ def test_odim_archive_to_forecast_map(tmp_path):
     want = pyproj.CRS.from_proj4(rf.ODIM_PROJ)
     assert pyproj.CRS(projection.proj4_init).equals(want, ignore_axis_order=True)
 
-    from flows.maps import MapGrid, MapRenderer
+    from products.maps import MapGrid, MapRenderer
 
     grid = MapGrid.from_dataset(back)
     assert grid.extent_m() == pytest.approx(extent, abs=1.0)

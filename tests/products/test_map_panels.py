@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flows import maps
 from pipeline import geo
+from products import maps
 
 YELLOW = "#f2e22c"  # class 10 - 20 mm/h
 

@@ -10,8 +10,8 @@ import pytest
 from cartopy.io import DownloadWarning, shapereader
 from PIL import Image
 
-from flows import maps
 from pipeline import geo
+from products import maps
 
 
 class _NetworkBlocked(OSError):

@@ -19,10 +19,11 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from flows import products
 from flows.cli import app
-from flows.dashboard import make_server, render_site
-from tests.flows.conftest import build_forecast, build_observations
+from products.dashboard import make_server, render_site
+from products.site import publish_run, record_run, record_scores
+from products.verify import VerificationScores
+from tests.products.conftest import build_forecast, build_observations
 
 CHROMIUM_FLAGS = (
     "--headless",
@@ -49,17 +50,17 @@ def site(tmp_path_factory) -> Path:
     """A site with one published run (2 observed + 3 forecast frames), a failed run
     and one verified forecast."""
     root = tmp_path_factory.mktemp("site")
-    products.record_run(root, "2026-06-01T11:54", "failed", reason="radar offline")
-    products.record_scores(
+    record_run(root, "2026-06-01T11:54", "failed", reason="radar offline")
+    record_scores(
         root,
-        products.VerificationScores(
+        VerificationScores(
             pd.Timestamp("2026-06-01T11:00"),
             (6, 12, 18),
             (0.5, 5.0),
             np.array([[0.8, 0.6, 0.5], [0.4, np.nan, 0.2]]),
         ),
     )
-    products.publish_run(
+    publish_run(
         build_forecast("2026-06-01T12:00", leads=(6, 12, 18)),
         build_observations("2026-06-01T12:00", n=2),
         root,
@@ -70,7 +71,7 @@ def site(tmp_path_factory) -> Path:
 
 
 def test_render_site_before_any_run(tmp_path):
-    products.record_run(tmp_path, "2026-06-01T12:00", "skipped", reason="no new frames")
+    record_run(tmp_path, "2026-06-01T12:00", "skipped", reason="no new frames")
     data = _read_data_js(tmp_path)
     assert data["latest"] is None
     assert data["scores"] is None
@@ -298,7 +299,7 @@ def test_open_page_follows_a_new_run(browser, site, tmp_path):
         browser.get(f"http://127.0.0.1:{server.server_address[1]}/?refresh=0.5")
         info = lambda: browser.find_element(By.ID, "run-info").text  # noqa: E731
         _wait(browser, lambda d: "issued 2026-06-01 12:00 UTC" in info())
-        products.publish_run(
+        publish_run(
             build_forecast("2026-06-01T12:06", leads=(6, 12, 18)),
             build_observations("2026-06-01T12:06", n=2),
             copy,

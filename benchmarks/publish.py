@@ -3,7 +3,7 @@
 Builds, in a temporary directory, a forecast in the forecast schema (docs/contracts.md) (``--size`` x ``--size``
 grid of :mod:`pipeline.geo`, ``--leads`` lead times every 6 minutes, a storm moving east)
 and ``--obs`` observation frames, then publishes ``--runs`` consecutive issue times into
-one site with :func:`flows.products.publish_run` (default 640 x 600 maps, 10 m coastline).
+one site with :func:`products.site.publish_run` (default 640 x 600 maps, 10 m coastline).
 The first publish includes the one-off costs (imports, coastline projection).
 
 Prints ONE JSON line::
@@ -12,7 +12,7 @@ Prints ONE JSON line::
      "ms_per_map": ..., "netcdf_mb": ..., "gif_mb": ..., "run_dir_mb": ...,
      "zarr_mb_per_run": ..., "peak_rss_mb": ...}
 
-Run: ``.venv/bin/python benchmarks/products.py [--size 480 --leads 20 --obs 10 --runs 3]``.
+Run: ``.venv/bin/python benchmarks/publish.py [--size 480 --leads 20 --obs 10 --runs 3]``.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
 
-    from flows.products import publish_run
+    from products.site import publish_run
 
     times: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,18 +12,17 @@ import time
 
 import pytest
 
-from flows import products
-from flows._site_journal import INDEX_FILES
-from tests.flows.conftest import build_forecast, build_observations
-from tests.flows.test_products import _KILL_SCRIPT, REPO, SMALL
+import products.site
+from products._site_journal import INDEX_FILES
+from products.site import publish_run, record_run
+from tests.products.conftest import build_forecast, build_observations
+from tests.products.test_site import _KILL_SCRIPT, REPO, SMALL
 
 FIRST, SECOND = "2026-06-01T12:00", "2026-06-01T12:06"
 
 
 def _publish(site, t):
-    return products.publish_run(
-        build_forecast(t, leads=(6, 12)), build_observations(t, n=2), site, **SMALL
-    )
+    return publish_run(build_forecast(t, leads=(6, 12)), build_observations(t, n=2), site, **SMALL)
 
 
 def _site_bytes(site) -> dict[str, bytes | None]:
@@ -45,7 +44,7 @@ def site(tmp_path):
 
 def test_corrupt_status_is_set_aside_and_the_publish_completes(site, caplog):
     (site / "status.json").write_text('{"runs": [ {"issue_')
-    with caplog.at_level(logging.WARNING, logger="flows._site_journal"):
+    with caplog.at_level(logging.WARNING, logger="products._site_journal"):
         result = _publish(site, SECOND)
     (aside,) = result.set_aside
     assert aside.startswith("status.json.corrupt-")
@@ -61,7 +60,7 @@ def test_corrupt_status_is_set_aside_and_the_publish_completes(site, caplog):
 
 def test_status_that_is_not_an_object_is_set_aside_by_record_run(site):
     (site / "status.json").write_text("[]")
-    products.record_run(site, "2026-06-01T12:06", "skipped", reason="no new frame")
+    record_run(site, "2026-06-01T12:06", "skipped", reason="no new frame")
     asides = sorted(p.name for p in site.glob("status.json.corrupt-*"))
     assert len(asides) == 1 and (site / asides[0]).read_text() == "[]"
     runs = json.loads((site / "status.json").read_text())["runs"]
@@ -75,13 +74,13 @@ def test_failure_after_latest_moved_restores_the_previous_site(site, monkeypatch
         if stage == "latest":
             raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(products, "_publish_hook", hook)
+    monkeypatch.setattr(products.site, "_publish_hook", hook)
     with pytest.raises(OSError, match="No space left on device"):
         _publish(site, SECOND)
     assert _site_bytes(site) == before
     assert sorted(p.name for p in (site / "runs").iterdir()) == ["20260601T1200Z"]
     assert not list(site.glob(".journal-*")) and not list(site.glob(".tmp-*"))
-    monkeypatch.setattr(products, "_publish_hook", None)
+    monkeypatch.setattr(products.site, "_publish_hook", None)
     assert _publish(site, SECOND).run_id == "20260601T1206Z"  # nothing blocks the next one
     assert _data_js(site)["latest"]["run_id"] == "20260601T1206Z"
 
@@ -104,7 +103,7 @@ def test_publish_killed_after_latest_is_rolled_back_by_the_next_change(site, tmp
     assert json.loads((site / "latest.json").read_text())["run_id"] == "20260601T1206Z"
     assert (site / "data.js").read_bytes() == before["data.js"]
     assert len(list(site.glob(".journal-*"))) == 1
-    products.record_run(site, "2026-06-01T12:12", "skipped", reason="no rain")
+    record_run(site, "2026-06-01T12:12", "skipped", reason="no rain")
     after = _site_bytes(site)
     assert after["latest.json"] == before["latest.json"]
     assert sorted(p.name for p in (site / "runs").iterdir()) == ["20260601T1200Z"]
@@ -132,7 +131,7 @@ def _status(url: str) -> int:
 def test_dashboard_server_serves_only_published_files(site):
     import threading
 
-    from flows.dashboard import is_published, make_server
+    from products.dashboard import is_published, make_server
 
     latest = json.loads((site / "latest.json").read_text())
     (site / "status.json.corrupt-20260601T120000Z").write_text("{")

@@ -1,4 +1,4 @@
-"""All-or-nothing changes to a published site (used by :mod:`flows.products`).
+"""All-or-nothing changes to a published site (used by :mod:`products.site`).
 
 A publish changes several files of a site one after the other (the run directory,
 ``latest.json``, ``status.json``, ``scores.json``, ``data.js``, ``scores.png``). Each

@@ -1,4 +1,4 @@
-// Operator dashboard: renders window.NOWCAST_DATA (written by flows.dashboard.render_site
+// Operator dashboard: renders window.NOWCAST_DATA (written by products.dashboard.render_site
 // into data.js). No external libraries, no network access beyond this site's own files.
 (function () {
   "use strict";

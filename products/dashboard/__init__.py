@@ -1,6 +1,6 @@
 """Static operator dashboard: a page regenerated from the site's JSON files.
 
-The site directory written by :func:`flows.products.publish_run` holds::
+The site directory written by :func:`products.site.publish_run` holds::
 
     index.html app.js style.css   static template (copied from this package)
     data.js                       window.NOWCAST_DATA = {latest, status, scores, generated}
@@ -14,8 +14,9 @@ of ``latest.json``: a script tag also works when ``index.html`` is opened from
 every 60 s so an open page follows new runs when served over http
 (``nowcast dashboard SITE --serve``, bound to 127.0.0.1, serving only the published
 files: no directory listings, no lock or temporary files). Every generated file is
-written to a temporary name and moved into place with ``os.replace``, so a reader
-sees the old or the new version, never a half-written one.
+written to a temporary name and moved into place with ``os.replace``
+(:mod:`pipeline.atomic`), so a reader sees the old or the new version, never a
+half-written one.
 
 No server-side code, no external CDN: the page is plain HTML, CSS and JavaScript.
 """
@@ -25,52 +26,19 @@ from __future__ import annotations
 import functools
 import json
 import os
-import uuid
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from pipeline.atomic import atomic_write_bytes
+from products._common import _read_json
+
 STATIC_FILES: tuple[str, ...] = ("index.html", "app.js", "style.css")
 """Template files copied into every site."""
 
 _TEMPLATE_DIR = Path(__file__).resolve().parent
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write *data* to *path* via a temporary file in the same directory + ``os.replace``.
-
-    The file is flushed and fsynced before the rename, so after a crash *path* holds
-    either the previous or the new content.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    """:func:`atomic_write_bytes` of ``json.dumps(obj, indent=1)`` (strict JSON, no NaN)."""
-    text = json.dumps(obj, indent=1, allow_nan=False, default=str)
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc}); fix or remove it") from exc
 
 
 def _copy_static(site: Path) -> None:

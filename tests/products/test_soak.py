@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flows.soak import FAULT_KINDS, fault_schedule, run_soak
+from products.soak import FAULT_KINDS, fault_schedule, run_soak
 
 GAP_REASON = "3 consecutive input frames missing (more than 2 allowed)"
 

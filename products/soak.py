@@ -2,7 +2,7 @@
 
 :func:`run_soak` replays a clean synthetic HKO-7 archive into a *live* archive one frame per
 6-minute tick and, at every tick, ingests the live archive into a radar store and runs one
-forecast cycle (:func:`flows.forecast.forecast_cycle`, simulated clock) into a site. Faults
+forecast cycle (:func:`products.cycle.forecast_cycle`, simulated clock) into a site. Faults
 are injected at random from a seed (or from an explicit schedule):
 
 ``missing``
@@ -79,7 +79,7 @@ CYCLE_KILL_POINTS: tuple[str, ...] = (
     "publish:latest",
 )
 """Where a ``kill_cycle`` fault kills the cycle: after the model ran, when an earlier
-forecast is verified, and at three stages of the publish (:func:`flows.products._hook`)."""
+forecast is verified, and at three stages of the publish (:func:`products.site._hook`)."""
 
 INGEST_KILL_POINTS: tuple[str, ...] = ("write", "commit")
 """Where a ``kill_ingest`` fault kills the ingest: writing a chunk, committing the version."""
@@ -91,7 +91,7 @@ _CYCLE_CHILD = """
 import json, os, signal, sys
 sys.path.insert(0, {repo!r})
 point, settings, now = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
-from flows import forecast as F, products as P
+import products.cycle as F, products.site as P, products.verify as V
 import nowcast.forecast as NF
 
 def die(*args, **kwargs):
@@ -101,7 +101,7 @@ if point == "forecast":
     run = NF._run
     NF._run = lambda *a, **k: (run(*a, **k), die())[0]
 elif point == "verify":
-    P.verify_forecast = die
+    V.verify_forecast = die
 else:
     stage = point.split(":", 1)[1]
     P._publish_hook = lambda s: die() if s == stage else None
@@ -314,9 +314,9 @@ def run_soak(
     -------
     SoakReport
     """
-    from flows.forecast import ForecastSettings, forecast_cycle
     from pipeline.ingest import ingest_archive
     from pipeline.synthetic import generate_archive
+    from products.cycle import ForecastSettings, forecast_cycle
 
     if cycles < 1:
         raise ValueError(f"cycles must be >= 1, got {cycles}")
@@ -392,7 +392,7 @@ def run_soak(
             else:
                 guard = contextlib.nullcontext()
                 if fault == "disk_full":
-                    guard = _disk_full("flows.dashboard", "atomic_write_bytes")
+                    guard = _disk_full("pipeline.atomic", "atomic_write")
                 with guard:
                     res = forecast_cycle(settings, now=now)
                 status, reason = res.status, res.reason
@@ -413,7 +413,8 @@ def run_soak(
 
 def _site_mismatches(site: Path, cycles: list[SoakCycle]) -> list[str]:
     """What in *site* disagrees with the cycles' outcomes (empty when all agree)."""
-    from flows.products import forecast_archive_exists, open_forecast_zarr, run_id
+    from products.archive import forecast_archive_exists, open_forecast_zarr
+    from products.run_files import run_id
 
     out: list[str] = []
     ok = [pd.Timestamp(c.now) for c in cycles if c.status == "ok"]
