@@ -38,6 +38,57 @@ def _day_files(folder: Path | None) -> dict[str, Path] | None:
     return files
 
 
+DEFAULT_BASELINES = "persistence,pysteps"
+"""What ``--baselines`` without names scores (the previous release's flag)."""
+
+
+def legacy_args(args: list[str]) -> list[str]:
+    """Rewrite the previous release's evaluate spellings into today's flags.
+
+    Scripts written for it keep working: ``--baselines`` as a bare flag (now
+    ``--baselines persistence,pysteps``), ``--baseline-names A,B`` (now the value of
+    ``--baselines``), ``--baselines-only`` (now: no ``--run``) and ``--no-baselines``.
+    Command lines of other commands are returned unchanged.
+
+    Parameters
+    ----------
+    args : list of str
+        The command line without the program name.
+
+    Returns
+    -------
+    list of str
+        The command line with today's spellings.
+    """
+    end = args.index("--") if "--" in args else len(args)
+    head, tail = list(args[:end]), list(args[end:])
+    if "evaluate" not in head:
+        return list(args)
+    names = None
+    if "--baseline-names" in head:
+        i = head.index("--baseline-names")
+        if i + 1 < len(head):
+            names = head[i + 1]
+            del head[i : i + 2]
+    wanted = names is not None
+    for flag in ("--baselines-only", "--no-baselines"):
+        while flag in head:
+            head.remove(flag)
+    out: list[str] = []
+    i = 0
+    while i < len(head):
+        a = head[i]
+        if a == "--baselines" and (i + 1 == len(head) or head[i + 1].startswith("-")):
+            out += ["--baselines", names or DEFAULT_BASELINES]
+            wanted = False
+        else:
+            out.append(a)
+        i += 1
+    if wanted and "--baselines" not in out:
+        out += ["--baselines", names]
+    return out + tail
+
+
 def _comma(values) -> str:
     return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
 
@@ -104,6 +155,9 @@ def _evaluate_command(run_job: Callable[..., dict], doc: str) -> Callable:
 
     @options_command(EvaluateOptions, EVALUATE_FLAGS)
     def command(
+        run_arg: Path | None = typer.Argument(
+            None, metavar="RUN", help="The training run, as with --run.", show_default=False
+        ),
         run: Path | None = typer.Option(
             None, "--run", help="Training run directory holding best.pt (none: baselines only)."
         ),
@@ -114,6 +168,9 @@ def _evaluate_command(run_job: Callable[..., dict], doc: str) -> Callable:
         *,
         options: EvaluateOptions,
     ) -> None:
+        if run_arg is not None and run is not None and run_arg != run:
+            raise typer.BadParameter(f"two runs given: {run_arg} and --run {run}")
+        run = run if run is not None else run_arg
         if run is None and not options.baselines:
             raise typer.BadParameter("give --run RUN_DIR, or --baselines NAMES to score alone")
         if run is None and out is None:

@@ -168,3 +168,37 @@ def test_evaluate_and_flow_evaluate_score_alike(tiny, tmp_path, prefect_server):
         results["evaluate"].drop_vars("seconds_per_sample"),
         results["flow"].drop_vars("seconds_per_sample"),
     )
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (
+            ["evaluate", "R", "--baselines", "--baseline-names", "steps", "--members", "4"],
+            ["evaluate", "R", "--baselines", "steps", "--members", "4"],
+        ),
+        (["evaluate", "R", "--baselines"], ["evaluate", "R", "--baselines", "persistence,pysteps"]),
+        (
+            ["evaluate", "--baselines-only", "--baseline-names", "sprog", "--out", "o"],
+            ["evaluate", "--out", "o", "--baselines", "sprog"],
+        ),
+        (["evaluate", "--baselines", "steps", "--run", "R"], None),
+        (["forecast", "--baselines"], None),
+    ],
+)
+def test_previous_release_evaluate_spellings_are_rewritten(old, new):
+    from flows._cli_evaluate import legacy_args
+
+    assert legacy_args(old) == (old if new is None else new)
+
+
+def test_evaluate_takes_the_run_as_argument_or_option(tmp_path):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    res = CliRunner().invoke(
+        app, ["evaluate", str(tmp_path / "a"), "--run", str(tmp_path / "b"), "--data", "d"]
+    )
+    assert res.exit_code == 2
+    assert "two runs given" in res.output
