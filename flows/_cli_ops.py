@@ -47,10 +47,23 @@ def _parse_time(option: str, text: str | None) -> str | None:
     return text
 
 
-def _require(what: str, path: Path | None, *, is_dir: bool = True) -> None:
-    """Refuse a missing input before Prefect's server is started (tens of seconds)."""
-    if path is None:
+_STORE_HELP = "Radar store: a directory or an s3://bucket/prefix URL (AWS_* variables)."
+_ARCHIVE_HELP = (
+    "Forecast archive (Icechunk): relative to --site, an absolute directory, or an "
+    "s3://bucket/prefix URL (the site itself stays a local directory)."
+)
+
+
+def _require(what: str, path: str | Path | None, *, is_dir: bool = True) -> None:
+    """Refuse a missing input before Prefect's server is started (tens of seconds).
+
+    An ``s3://`` URL is not checked here: its store is opened (and refused) by the step.
+    """
+    from pipeline.store_engine import is_url
+
+    if path is None or is_url(path):
         return
+    path = Path(path)
     ok = path.is_dir() if is_dir else path.is_file()
     if not ok:
         kind = "directory" if is_dir else "file"
@@ -104,7 +117,7 @@ def demo(
 
 
 def serve(
-    store: Path = typer.Option(..., "--store", help="Radar store to forecast from."),
+    store: str = typer.Option(..., "--store", help=_STORE_HELP),
     site: Path = typer.Option(..., "--site", help="Site directory to publish into."),
     run: Path | None = typer.Option(None, "--run", help="Trained run directory."),
     baseline: str | None = typer.Option(None, "--baseline", help="Baseline name, e.g. pysteps."),
@@ -113,6 +126,7 @@ def serve(
     clock: str = typer.Option("store", help="Issue time from the newest 'store' frame or 'wall'."),
     max_missing: int = typer.Option(2, help="Most consecutive missing input frames accepted."),
     workdir: Path = typer.Option(Path("."), "--workdir", help=_WORKDIR_HELP),
+    archive: str = typer.Option("forecasts.zarr", "--archive", help=_ARCHIVE_HELP),
 ) -> None:
     """Forecast on a schedule with Prefect's flow.serve (Ctrl-C to stop).
 
@@ -137,6 +151,7 @@ def serve(
         lead_minutes=lead_minutes,
         clock=clock,
         max_consecutive_missing=max_missing,
+        archive=archive,
     )
 
 
@@ -191,7 +206,7 @@ def replay(
 
 
 def forecast(
-    store: Path = typer.Option(..., "--store", help="Radar store."),
+    store: str = typer.Option(..., "--store", help=_STORE_HELP),
     out: Path = typer.Option(..., "--out", help="Forecast NetCDF file to write."),
     issue_time: str | None = typer.Option(None, help="Issue time (default: newest frame)."),
     run: Path | None = typer.Option(None, "--run", help="Trained run directory."),
@@ -216,8 +231,8 @@ def forecast(
         pred = run_predictor(run)
     else:
         pred = baseline_predictor(baseline, in_frames=in_frames or 5, image_size=image_size)
-    issue = resolve_issue_time(str(store), now=issue_time)
-    fc = make_forecast(pred, str(store), issue, lead_minutes or list(DEFAULT_LEADS))
+    issue = resolve_issue_time(store, now=issue_time)
+    fc = make_forecast(pred, store, issue, lead_minutes or list(DEFAULT_LEADS))
     out.parent.mkdir(parents=True, exist_ok=True)
     write_forecast_netcdf(fc, out)
     typer.echo(f"forecast issued {issue} by {pred.name} -> {out}")
@@ -225,7 +240,7 @@ def forecast(
 
 def publish(
     forecast_nc: Path = typer.Argument(..., help="Forecast NetCDF (nowcast forecast --out)."),
-    store: Path = typer.Option(..., "--store", help="Radar store with the observations."),
+    store: str = typer.Option(..., "--store", help=_STORE_HELP),
     site: Path = typer.Option(..., "--site", help="Site directory."),
     keep_runs: int = typer.Option(24, help="Runs kept in the site."),
 ) -> None:
@@ -348,13 +363,14 @@ def flow_evaluate(
 
 @flow_app.command("forecast")
 def flow_forecast(
-    store: Path = typer.Option(..., "--store", help="Radar store."),
+    store: str = typer.Option(..., "--store", help=_STORE_HELP),
     site: Path = typer.Option(..., "--site", help="Site directory."),
     run: Path | None = typer.Option(None, "--run", help="Trained run directory."),
     baseline: str | None = typer.Option(None, "--baseline", help="Baseline name."),
     now: str | None = typer.Option(None, help="Issue at this time (default newest frame)."),
     leads: str | None = typer.Option(None, "--leads", help=_LEADS_HELP),
     workdir: Path = typer.Option(Path("."), "--workdir", help=_WORKDIR_HELP),
+    archive: str = typer.Option("forecasts.zarr", "--archive", help=_ARCHIVE_HELP),
 ) -> None:
     """One forecast cycle: forecast, verify earlier forecasts, publish."""
     _check_one_predictor(run, baseline)
@@ -369,15 +385,16 @@ def flow_forecast(
     from flows.serve import run_forecast_cycle
 
     res = run_forecast_cycle(
-        store, site, run=run, baseline=baseline, now=now, lead_minutes=lead_minutes
-    )
+        store, site, run=run, baseline=baseline, now=now, lead_minutes=lead_minutes,
+        archive=archive,
+    )  # fmt: skip
     typer.echo(f"{res['issue_time']}: {res['status']} {res['reason']}")
 
 
 @flow_app.command("publish")
 def flow_publish(
     forecast_nc: Path = typer.Argument(..., help="Forecast NetCDF."),
-    store: Path = typer.Option(..., "--store", help="Radar store."),
+    store: str = typer.Option(..., "--store", help=_STORE_HELP),
     site: Path = typer.Option(..., "--site", help="Site directory."),
     workdir: Path = typer.Option(Path("."), "--workdir", help=_WORKDIR_HELP),
 ) -> None:

@@ -95,6 +95,10 @@ class ForecastSettings:
         Observation frames drawn before the forecast in the products.
     coastline_resolution : str
         Natural Earth scale of map coastlines (``10m``, ``50m``, ``110m``).
+    archive : str
+        The forecast archive (Icechunk): relative to ``site`` (default
+        ``forecasts.zarr``), an absolute directory, or an ``s3://bucket/prefix`` URL. The
+        site itself is a local directory (the dashboard serves its files).
     """
 
     store: str
@@ -110,6 +114,7 @@ class ForecastSettings:
     keep_runs: int = 24
     n_obs_frames: int = 5
     coastline_resolution: str = "10m"
+    archive: str = "forecasts.zarr"
 
     def __post_init__(self) -> None:
         if (self.run is None) == (self.baseline is None):
@@ -258,7 +263,7 @@ def record_skip(
 def verify_earlier(settings: ForecastSettings, issue: pd.Timestamp, size: int):
     """Scores of the newest fully observable, not yet verified earlier forecast, or None.
 
-    Earlier forecasts are read from the site's forecast archive (``forecasts.zarr``);
+    Earlier forecasts are read from the forecast archive (``settings.archive``);
     a forecast qualifies when its last valid time is at or before *issue* and it is not
     in ``scores.json`` yet.
     """
@@ -266,9 +271,10 @@ def verify_earlier(settings: ForecastSettings, issue: pd.Timestamp, size: int):
 
     from flows.products import forecast_archive_exists, open_forecast_zarr, verify_forecast
     from nowcast.forecast import observations_dataset
+    from pipeline.store import join_location
 
     site = Path(settings.site)
-    archive = site / "forecasts.zarr"
+    archive = join_location(site, settings.archive)
     if not forecast_archive_exists(archive):
         return None
     done: set[str] = set()
@@ -315,6 +321,7 @@ def publish_cycle(settings: ForecastSettings, forecast: xr.Dataset, scores) -> s
         scores=scores,
         keep_runs=settings.keep_runs,
         n_obs_frames=n,
+        zarr_store=settings.archive,
         coastline_resolution=settings.coastline_resolution,
     )
     return str(result.run_dir)
@@ -411,6 +418,7 @@ def forecast_flow(
     keep_runs: int = 24,
     n_obs_frames: int = 5,
     coastline_resolution: str = "10m",
+    archive: str = "forecasts.zarr",
 ) -> dict:
     """One forecast cycle as a Prefect flow (see the module docstring).
 
@@ -433,6 +441,7 @@ def forecast_flow(
         keep_runs=keep_runs,
         n_obs_frames=n_obs_frames,
         coastline_resolution=coastline_resolution,
+        archive=str(archive),
     )
     logger = get_run_logger()
     steps = _Steps(_forecast_task, _record_skip_task, _verify_task, _publish_task, logger.info)

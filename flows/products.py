@@ -62,6 +62,7 @@ import xarray as xr
 
 from flows._site_journal import SiteJournal
 from flows.dashboard import atomic_write_json, render_site
+from pipeline.store_engine import join_location
 from pipeline.units import RAIN_THRESHOLDS_MMH, dbz_to_rainrate
 
 RUN_STATUSES: tuple[str, ...] = ("ok", "skipped", "failed")
@@ -435,8 +436,9 @@ def append_forecast_zarr(ds: xr.Dataset, store: str | os.PathLike[str]) -> int:
     ----------
     ds : xarray.Dataset
         Forecast in the C5 schema.
-    store : path-like
-        Archive directory (an Icechunk repository); created on the first call.
+    store : path-like or str
+        Archive directory or ``s3://bucket/prefix`` URL (an Icechunk repository); created
+        on the first call.
 
     Returns
     -------
@@ -450,8 +452,10 @@ def append_forecast_zarr(ds: xr.Dataset, store: str | os.PathLike[str]) -> int:
         archive's, or its issue time is earlier than the archive's last one and not
         already present (the archive stays sorted).
     """
+    from pipeline.store import as_location, store_lock
+
     _require_forecast_schema(ds)
-    store = Path(store)
+    store = as_location(store)  # a directory, or an s3:// URL
     issue = _issue_time(ds)
     # the archive holds the fields; the motion of a Lagrangian forecast stays in its NetCDF
     new = ds.drop_vars(["motion", "component"], errors="ignore")
@@ -466,30 +470,15 @@ def append_forecast_zarr(ds: xr.Dataset, store: str | os.PathLike[str]) -> int:
         new[name].encoding = {"chunks": (1, *ds[name].shape)}
         new[name].attrs.pop("grid_mapping", None)
         new[name].attrs["grid_mapping"] = "crs"
-    from pipeline.store import store_lock
-
     with store_lock(store):
         return _append_in_session(new, ds, store, issue, model)
 
 
-def _archive_repo(store: Path):
+def _archive_repo(store):
     """The Icechunk repository of the forecast archive, created when missing."""
-    import icechunk
+    from pipeline.store import open_or_create_repo
 
-    from pipeline.store import _storage, is_icechunk_store
-
-    if is_icechunk_store(store):
-        return icechunk.Repository.open(_storage(store))
-    if (store / "zarr.json").exists():
-        raise ValueError(
-            f"forecast archive {store} is a plain Zarr group (written before the archive "
-            "moved to Icechunk): move it aside; the next publish starts a new archive"
-        )
-    if store.exists() and any(store.iterdir()):  # a creator killed before its first ref
-        import shutil
-
-        shutil.rmtree(store)
-    return icechunk.Repository.create(_storage(store))
+    return open_or_create_repo(store, what="forecast archive")
 
 
 def _append_in_session(new: xr.Dataset, ds: xr.Dataset, store: Path, issue, model: str) -> int:
@@ -1023,8 +1012,9 @@ def publish_run(
         Entries kept in ``status.json`` and ``scores.json``.
     n_obs_frames : int
         Observation frames drawn before the forecast frames.
-    zarr_store : path-like or None
-        Forecast archive, relative to *site_dir* unless absolute; None = no archive.
+    zarr_store : path-like, str or None
+        Forecast archive, relative to *site_dir* unless absolute or an ``s3://`` URL
+        (object storage; the site itself stays a directory); None = no archive.
     map_size_px : tuple of int
         ``(width, height)`` of every map PNG.
     coastline_resolution : str
@@ -1069,7 +1059,7 @@ def publish_run(
                 progress=progress,
             )
             if zarr_store is not None:
-                append_forecast_zarr(forecast_ds, site / zarr_store)
+                append_forecast_zarr(forecast_ds, join_location(site, zarr_store))
             final = site / "runs" / rid
             if final.exists():
                 aside = site / "runs" / f".old-{rid}-{uuid.uuid4().hex[:8]}"

@@ -188,6 +188,7 @@ def _flow_parameters(
     **extra: object,
 ) -> dict:
     from flows.forecast import DEFAULT_LEADS, ForecastSettings
+    from pipeline.store_engine import is_url
 
     # validate early (exactly one of run / baseline, clock name, ...)
     ForecastSettings(
@@ -198,7 +199,7 @@ def _flow_parameters(
         **{k: v for k, v in extra.items() if k in ("clock", "max_consecutive_missing")},
     )
     params = {
-        "store": str(Path(store).resolve()),
+        "store": str(store) if is_url(store) else str(Path(store).resolve()),
         "site": str(Path(site).resolve()),
         "run": None if run is None else str(Path(run).resolve()),
         "baseline": baseline,

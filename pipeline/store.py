@@ -80,12 +80,17 @@ import pandas as pd
 import xarray as xr
 
 from pipeline import geo
-from pipeline.store_engine import (
+from pipeline.store_engine import (  # noqa: F401 (re-exported: store locations)
+    REPO_ENTRIES,
     _old_layout_error,
     _storage,
+    as_location,
+    holds_group,
     is_icechunk_store,
     is_old_layout,
     is_url,
+    join_location,
+    open_or_create_repo,
     open_repo,
     store_lock,
 )
@@ -254,7 +259,7 @@ def _write_schema(store, size: int) -> None:
     crs[()] = 0
 
 
-_REPO_ENTRIES = {"refs", "snapshots", "manifests", "transactions", "chunks", "config.yaml"}
+_REPO_ENTRIES = REPO_ENTRIES
 
 
 def create_store(location: str | os.PathLike, size: int = geo.NATIVE_SIZE) -> str | Path:

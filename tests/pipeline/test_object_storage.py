@@ -160,3 +160,83 @@ def test_a_forecast_cycle_reads_its_store_from_the_bucket(s3, archive, tmp_path)
     last = open_store(url)["reflectivity"].sel(time=issue).values
     for lead in range(2):  # persistence: the frame at the issue time at every lead
         np.testing.assert_allclose(fc["reflectivity"].values[lead], last, atol=1e-4)
+
+
+def test_resample_from_bucket_to_bucket_with_motion_equals_a_local_resample(s3, archive, tmp_path):
+    """`nowcast resample s3://... s3://... --motion lk`: the store, its history and the gap
+    table in the bucket; values equal a local resample and the PNG-derived dBZ."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from pipeline.resample import resample_store
+    from pipeline.store_engine import read_object
+
+    src = f"s3://{BUCKET}/e2e/radar.zarr"
+    ingest_archive(archive, src, progress=False, batch_size=16)
+    dst = f"s3://{BUCKET}/e2e/small.zarr"
+    args = ["resample", src, dst, "--size", "96", "--motion", "lk", "--no-progress"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    local_src = tmp_path / "radar.zarr"
+    ingest_archive(archive, local_src, progress=False)
+    local = resample_store(local_src, tmp_path / "small.zarr", size=96, motion="lk", progress=False)
+    ds = open_store(dst).load()
+    xr.testing.assert_identical(
+        ds.drop_attrs(), open_store(tmp_path / "small.zarr").load().drop_attrs()
+    )
+    assert ds.sizes["time"] == 240 and int(ds["observed"].sum()) == 40 == local.n_observed
+    assert ds["motion"].shape == (240, 2, 96, 96)
+    # slot 7 holds frame 7: the 200-pixel block covers fine rows 100-139, columns 70-109
+    np.testing.assert_allclose(ds["reflectivity"].values[7, 24, 18], 200 / 255 * 70 - 10, atol=1e-4)
+    assert [m for _, _, m in store_log(dst)][0].startswith(
+        "resample radar.zarr: 40 of 240 slots observed, 96 x 96, cadence 6 min, motion lk"
+    )
+    gaps = read_object(f"s3://{BUCKET}/e2e/small.gaps.csv").decode().split()
+    assert gaps == ["start,end,length", "2015-06-01T04:00:00,2015-06-01T23:54:00,200"]
+    again = CliRunner().invoke(app, args)  # an existing store is refused, not replaced
+    assert again.exit_code == 2 and "already exists" in again.output
+
+
+def test_forecasts_from_a_bucket_store_into_a_bucket_archive(s3, archive, tmp_path):
+    """`nowcast forecast --store s3://...`, then two forecast cycles whose archive lives in
+    the bucket (the site stays a directory): issue times, persistence values, history, and
+    the second cycle verifying the first from the bucket archive."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from flows.forecast import ForecastSettings, forecast_cycle
+    from flows.products import open_forecast_netcdf, open_forecast_zarr
+
+    store = f"s3://{BUCKET}/fc/radar.zarr"
+    ingest_archive(archive, store, progress=False)
+    out = tmp_path / "one" / "forecast.nc"
+    res = CliRunner().invoke(
+        app,
+        ["forecast", "--store", store, "--baseline", "persistence", "--out", str(out),
+         "--issue-time", "2015-06-01T03:00", "--leads", "6,12", "--in-frames", "2"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    fc = open_forecast_netcdf(out)
+    assert pd.Timestamp(fc["issue_time"].values) == TIMES[30]
+    frame30 = open_store(store)["reflectivity"].values[30]
+    np.testing.assert_allclose(fc["reflectivity"].values[1], frame30, atol=1e-4)
+
+    archive_url = f"s3://{BUCKET}/fc/forecasts.zarr"
+    settings = ForecastSettings(
+        store, str(tmp_path / "site"), baseline="persistence", lead_minutes=(6, 12),
+        in_frames=2, n_obs_frames=1, coastline_resolution="110m", archive=archive_url,
+    )  # fmt: skip
+    first = forecast_cycle(settings, now=TIMES[30])
+    second = forecast_cycle(settings, now=TIMES[32])
+    assert (first.status, second.status) == ("ok", "ok")
+    assert second.verified_issue_time == "2015-06-01T03:00:00Z"  # read from the bucket
+    assert not (tmp_path / "site" / "forecasts.zarr").exists()
+    fz = open_forecast_zarr(archive_url)
+    assert list(pd.DatetimeIndex(fz["issue_time"].values)) == [TIMES[30], TIMES[32]]
+    np.testing.assert_allclose(fz["reflectivity"].values[1, 0], open_store(store)[
+        "reflectivity"].values[32], atol=1e-4)  # fmt: skip
+    messages = [m for _, _, m in store_log(archive_url)]
+    assert messages[:2] == [
+        "publish: forecast issued 2015-06-01 03:12 by persistence",
+        "publish: forecast issued 2015-06-01 03:00 by persistence (first of the archive)",
+    ]
