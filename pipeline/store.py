@@ -321,6 +321,15 @@ def create_store(location: str | os.PathLike, size: int = geo.NATIVE_SIZE) -> st
     return out
 
 
+def resize_arrays(group, length: int) -> None:
+    """Give the time arrays (``reflectivity``, ``mask``, ``time``) of *group* *length* frames
+    (a shorter length drops the chunks past the end)."""
+    for name in DATA_VARS:
+        arr = group[name]
+        arr.resize((length, *arr.shape[1:]))
+    group["time"].resize((length,))
+
+
 class CommitConflictError(RuntimeError):
     """Another writer committed to the store while this one was writing (object storage)."""
 
@@ -396,7 +405,7 @@ class StoreWriter:
         g = zarr.open_group(self._tip().store, mode="r")
         return np.asarray(g["time"][:], dtype=np.int64)
 
-    def prepare(self, first_time_chunk: int, length: int):
+    def prepare(self, first_time_chunk: int, length: int, resize: bool = True):
         """Open a writable session on the tip of ``main`` and resize the data arrays.
 
         Parameters
@@ -406,6 +415,10 @@ class StoreWriter:
             shared with the parent snapshot (Icechunk copies nothing).
         length : int
             Number of frames of the new snapshot (>= committed length).
+        resize : bool
+            False: leave the session unchanged (no resize), so that it can still be
+            forked (:meth:`icechunk.Session.fork`) for writers on a dask cluster; the caller
+            resizes it after merging the forks.
 
         Returns
         -------
@@ -418,11 +431,17 @@ class StoreWriter:
             raise ValueError(f"first_time_chunk must be >= 0, got {first_time_chunk}")
         self._session = self.repo.writable_session("main")
         g = zarr.open_group(self._session.store, mode="r+")
-        for name in DATA_VARS:
-            arr = g[name]
-            arr.resize((length, *arr.shape[1:]))
-        g["time"].resize((length,))
+        if resize:
+            resize_arrays(g, length)
         return g
+
+    def merge(self, forks: list) -> None:
+        """Merge forked sessions (:meth:`icechunk.Session.fork` of :attr:`session`, written
+        by dask workers) into the prepared session; the commit stays one."""
+        if self._session is None:
+            raise ValueError(f"{self.location}: merge() called without prepare()")
+        if forks:
+            self._session.merge(*forks)
 
     def abort(self) -> None:
         """Discard the prepared session (the last commit stays as it is)."""

@@ -240,3 +240,26 @@ def test_forecasts_from_a_bucket_store_into_a_bucket_archive(s3, archive, tmp_pa
         "publish: forecast issued 2015-06-01 03:12 by persistence",
         "publish: forecast issued 2015-06-01 03:00 by persistence (first of the archive)",
     ]
+
+
+@pytest.mark.slow  # a 2-process dask cluster: ~10 s
+def test_ingest_on_a_process_cluster_into_a_bucket_commits_once(s3, archive, tmp_path):
+    """dask workers (separate processes, the AWS_* variables inherited) write the chunks
+    into forks of the session straight to the bucket; one commit for the batch."""
+    distributed = pytest.importorskip("dask.distributed")
+
+    url = f"s3://{BUCKET}/cluster/radar.zarr"
+    with distributed.LocalCluster(
+        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
+    ) as cluster:
+        report = ingest_archive(
+            archive, url, progress=False, scheduler_address=cluster.scheduler_address
+        )
+    assert (report.frames_written, report.batches) == (40, 1)
+    assert [m for _, _, m in store_log(url)][:2] == [
+        "ingest: add 40 frames, 2015-06-01 00:00 to 2015-06-01 03:54",
+        "create an empty radar store (480 x 480 frames)",
+    ]
+    local = tmp_path / "radar.zarr"
+    ingest_archive(archive, local, progress=False)
+    xr.testing.assert_identical(open_store(url).load(), open_store(local).load())
