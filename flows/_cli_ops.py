@@ -70,6 +70,18 @@ def _require(what: str, path: str | Path | None, *, is_dir: bool = True) -> None
         raise FileNotFoundError(f"{what} {path} does not exist (expected an existing {kind})")
 
 
+def _local_parent(location: str) -> Path:
+    """The directory for Prefect's home next to a store: its parent (created), or the
+    current directory for an ``s3://`` store."""
+    from pipeline.store_engine import is_url
+
+    if is_url(location):
+        return Path(".")
+    parent = Path(location).absolute().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    return parent
+
+
 def _check_one_predictor(run: Path | None, baseline: str | None) -> None:
     if (run is None) == (baseline is None):
         raise typer.BadParameter("give exactly one of --run RUN_DIR and --baseline NAME")
@@ -264,7 +276,7 @@ flow_app = typer.Typer(
 @flow_app.command("ingest")
 def flow_ingest(
     archive: Path = typer.Argument(..., help="HKO-7 archive."),
-    store: Path = typer.Argument(..., help="Radar store (created when missing)."),
+    store: str = typer.Argument(..., help="Radar store (created when missing): path or s3:// URL."),
     start: str | None = typer.Option(None, help="First time."),
     end: str | None = typer.Option(None, help="Last time."),
     address: str | None = typer.Option(None, help="Existing dask scheduler address."),
@@ -275,8 +287,7 @@ def flow_ingest(
     start, end = _parse_time("--start", start), _parse_time("--end", end)
     from flows._prefect_env import configure
 
-    store.parent.mkdir(parents=True, exist_ok=True)
-    configure(store.parent)
+    configure(_local_parent(store))
     from flows.ingest import ingest_flow, make_task_runner
 
     runner = make_task_runner(address=address, n_workers=workers)
@@ -286,16 +297,15 @@ def flow_ingest(
 
 @flow_app.command("resample")
 def flow_resample(
-    src: Path = typer.Argument(..., help="Ingest store."),
-    dst: Path = typer.Argument(..., help="Resampled store to write."),
+    src: str = typer.Argument(..., help="Ingest store (path or s3:// URL)."),
+    dst: str = typer.Argument(..., help="Resampled store to write (path or s3:// URL)."),
     size: int = typer.Option(80, help="Grid side."),
     cadence: str = typer.Option("6min", help="Time grid step."),
 ) -> None:
     """Resample a store onto a regular time grid and a coarser grid."""
     from flows._prefect_env import configure
 
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    configure(dst.parent)
+    configure(_local_parent(dst))
     from flows.resample import resample_flow
 
     typer.echo(resample_flow(str(src), str(dst), size=size, cadence=cadence))

@@ -144,8 +144,7 @@ def ingest_flow(
     days = archive_days(archive, start, end)
     if not days:
         raise ValueError(f"no frames in archive {archive} between {start} and {end}")
-    if not Path(store).exists():
-        create_store(store)
+    create_store(store)  # a no-op for an existing store (directory or s3:// URL)
     logger.info("ingesting %d day(s) of %s into %s", len(days), archive, store)
     futures = [ingest_day.submit(archive, store, d, workers_per_day, start, end) for d in days]
     summaries = [f.result() for f in futures]
