@@ -279,10 +279,12 @@ def flow_ingest(
     store: str = typer.Argument(..., help="Radar store (created when missing): path or s3:// URL."),
     start: str | None = typer.Option(None, help="First time."),
     end: str | None = typer.Option(None, help="Last time."),
-    address: str | None = typer.Option(None, help="Existing dask scheduler address."),
+    address: str | None = typer.Option(
+        None, help="Existing dask scheduler: its workers write the chunks, one commit a batch."
+    ),
     workers: int = typer.Option(2, help="Local dask workers (no --address)."),
 ) -> None:
-    """Ingest an archive, one dask task per day."""
+    """Ingest an archive: one dask task per day, or the chunks on the cluster at --address."""
     _require("archive", archive)
     start, end = _parse_time("--start", start), _parse_time("--end", end)
     from flows._prefect_env import configure
@@ -290,8 +292,11 @@ def flow_ingest(
     configure(_local_parent(store))
     from flows.ingest import ingest_flow, make_task_runner
 
-    runner = make_task_runner(address=address, n_workers=workers)
-    res = ingest_flow.with_options(task_runner=runner)(str(archive), str(store), start, end)
+    if address:  # the chunks are written on that cluster, one commit per batch
+        res = ingest_flow(str(archive), store, start, end, scheduler_address=address)
+    else:
+        runner = make_task_runner(n_workers=workers)
+        res = ingest_flow.with_options(task_runner=runner)(str(archive), store, start, end)
     typer.echo(f"{res['frames_written']} frames written, {len(res['corrupt'])} corrupt skipped")
 
 
