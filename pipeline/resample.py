@@ -530,7 +530,7 @@ def resample_store(
     }
     if motion is not None:
         settings.update(motion=str(motion).lower(), motion_window=int(motion_window))
-    from pipeline.store_engine import place_store, replacement_session
+    from pipeline.store_engine import commit_session, place_store, replacement_session
 
     tmp = None if is_url(dst_path) else _tmp_sibling(dst_path, "tmp")
     try:
@@ -579,10 +579,13 @@ def resample_store(
                 label=str(dst_path),
             )
         name = str(src_path).rstrip("/").rsplit("/", 1)[-1]
-        session.commit(
+        commit_session(
+            session,
             f"resample {name}: {int(observed.sum())} of {len(slots)} slots observed, {size} x "
             f"{size}, cadence {cad / pd.Timedelta('1min'):g} min"
-            + (f", motion {motion}" if motion else "")
+            + (f", motion {motion}" if motion else ""),
+            dst_path,
+            "run the resample again (with --overwrite if the other one completed)",
         )
         if fresh:
             place_store(tmp, dst_path, _tmp_sibling(dst_path, "old"))

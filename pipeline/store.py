@@ -83,6 +83,7 @@ import xarray as xr
 from pipeline import geo
 from pipeline.store_engine import (  # noqa: F401 (re-exported: store locations)
     REPO_ENTRIES,
+    CommitConflictError,
     _old_layout_error,
     _storage,
     as_location,
@@ -329,10 +330,6 @@ def resize_arrays(group, length: int) -> None:
         arr = group[name]
         arr.resize((length, *arr.shape[1:]))
     group["time"].resize((length,))
-
-
-class CommitConflictError(RuntimeError):
-    """Another writer committed to the store while this one was writing (object storage)."""
 
 
 class StoreWriter:

@@ -260,6 +260,25 @@ def read_object(url: str) -> bytes:
     return client.get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
+class CommitConflictError(RuntimeError):
+    """Another writer committed to the store while this one was writing (object storage)."""
+
+
+def commit_session(session, message: str, location: str | os.PathLike, rerun: str) -> str:
+    """Commit *session*; a commit lost to another writer (object storage, no lock) raises
+    :class:`CommitConflictError` naming *location* and what to do (*rerun*), keeping
+    nothing of this session. Returns the new snapshot id."""
+    import icechunk
+
+    try:
+        return session.commit(message)
+    except icechunk.ConflictError as err:
+        raise CommitConflictError(
+            f"store {location}: another writer committed while this one was writing ({err}); "
+            f"nothing was committed, {rerun}"
+        ) from err
+
+
 def replacement_session(dst: str | Path, tmp: Path | None):
     """A writable session for a store that a job writes whole (resample): ``(session, fresh)``.
 

@@ -263,3 +263,26 @@ def test_ingest_on_a_process_cluster_into_a_bucket_commits_once(s3, archive, tmp
     local = tmp_path / "radar.zarr"
     ingest_archive(archive, local, progress=False)
     xr.testing.assert_identical(open_store(url).load(), open_store(local).load())
+
+
+def test_a_resample_that_loses_a_commit_race_on_object_storage_is_refused(s3, archive, monkeypatch):
+    from pipeline import resample as rs
+    from pipeline.store import CommitConflictError
+
+    src = f"s3://{BUCKET}/race/radar.zarr"
+    ingest_archive(archive, src, progress=False)
+    dst = f"s3://{BUCKET}/race/small.zarr"
+    rs.resample_store(src, dst, size=48, progress=False)
+    original = rs._SourceReader.downsized
+    other = []
+
+    def with_a_rival(self, *args):
+        if not other:  # another resample commits while this one is writing its blocks
+            other.append("started")
+            rs.resample_store(src, dst, size=96, overwrite=True, progress=False)
+        return original(self, *args)
+
+    monkeypatch.setattr(rs._SourceReader, "downsized", with_a_rival)
+    with pytest.raises(CommitConflictError, match="another writer committed.*run the resample"):
+        rs.resample_store(src, dst, size=24, overwrite=True, progress=False)
+    assert open_store(dst).sizes["x"] == 96  # the rival's commit stands, nothing of ours
