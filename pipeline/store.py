@@ -56,8 +56,12 @@ lists them (:func:`store_log`) and any snapshot opens read-only
   rewrites the chunks from its insertion point on, streamed from the parent snapshot;
 - **concurrency**: Icechunk's local-filesystem storage is not safe for concurrent commits,
   so local writers hold an ``flock`` on ``.<store name>.lock`` beside the store
-  (:func:`store_lock`); on object
-  storage a conflicting commit is detected and refused with a clear message;
+  (:func:`store_lock`); on object storage a conflicting commit is detected and refused
+  with a clear message (:class:`CommitConflictError`; ingest redoes the batch from the new
+  tip);
+- **distributed writes**: on a dask cluster each write task gets a fork of the batch's
+  session (``Session.fork``), writes its chunks to storage itself, and the forks are merged
+  into the session before its one commit (:meth:`StoreWriter.merge`);
 - **old stores** (version folders ``vNNNNNN.zarr`` and a ``CURRENT`` pointer, before
   2026-12) are recognised and refused with the command that converts them,
   ``nowcast store migrate OLD NEW`` (:mod:`pipeline.store_migrate`).
