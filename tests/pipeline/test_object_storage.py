@@ -193,6 +193,14 @@ def test_resample_from_bucket_to_bucket_with_motion_equals_a_local_resample(s3, 
     )
     gaps = read_object(f"s3://{BUCKET}/e2e/small.gaps.csv").decode().split()
     assert gaps == ["start,end,length", "2015-06-01T04:00:00,2015-06-01T23:54:00,200"]
+    # training samples come from the bucket just as from the disk
+    from pipeline.dataset import RadarSequenceDataset
+
+    kw = dict(days=["2015-06-01"], n_in=5, n_out=5, stride=5)
+    a, b = RadarSequenceDataset(dst, **kw), RadarSequenceDataset(tmp_path / "small.zarr", **kw)
+    assert len(a) == len(b) == 7  # windows starting at slots 0, 5, ..., 30 (frames 0-39)
+    for got, want in zip(a[6], b[6], strict=True):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
     again = CliRunner().invoke(app, args)  # an existing store is refused, not replaced
     assert again.exit_code == 2 and "already exists" in again.output
 
