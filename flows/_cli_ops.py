@@ -10,8 +10,13 @@ given (work directory, site, or output) before Prefect is imported.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
+
+from flows._cli_evaluate import flow_evaluate_command
+from flows._cli_ingest import End, SchedulerAddress, Source, Start, Threads
+from flows._cli_train import flow_train_command
 
 _LEADS_HELP = "Comma-separated lead times in minutes (default every 6 min to 60)."
 _WORKDIR_HELP = (
@@ -192,7 +197,8 @@ def replay(
 
     workdir.mkdir(parents=True, exist_ok=True)
     configure(workdir)
-    from flows.serve import replay_archive, run_forecast_cycle
+    from flows.serve import run_forecast_cycle
+    from products.replay import replay_archive
 
     on_tick = None
     if site is not None:
@@ -235,9 +241,9 @@ def forecast(
     from flows._prefect_env import configure
 
     configure(out.parent)
-    from flows.forecast import DEFAULT_LEADS, resolve_issue_time
-    from flows.products import write_forecast_netcdf
     from nowcast.forecast import baseline_predictor, make_forecast, run_predictor
+    from products.cf import write_forecast_netcdf
+    from products.cycle import DEFAULT_LEADS, resolve_issue_time
 
     if run is not None:
         pred = run_predictor(run)
@@ -260,7 +266,7 @@ def publish(
     from flows._prefect_env import configure
 
     configure(Path("."))
-    from flows.publish import publish_file
+    from products.cycle import publish_file
 
     typer.echo(publish_file(forecast_nc, store, site, keep_runs=keep_runs))
 
@@ -275,16 +281,27 @@ flow_app = typer.Typer(
 
 @flow_app.command("ingest")
 def flow_ingest(
-    archive: Path = typer.Argument(..., help="HKO-7 archive."),
-    store: str = typer.Argument(..., help="Radar store (created when missing): path or s3:// URL."),
-    start: str | None = typer.Option(None, help="First time."),
-    end: str | None = typer.Option(None, help="Last time."),
-    address: str | None = typer.Option(
-        None, help="Existing dask scheduler: its workers write the chunks, one commit a batch."
-    ),
-    workers: int = typer.Option(2, help="Local dask workers (no --address)."),
+    archive: Annotated[Path, typer.Argument(help="Archive root (HKO-7: holds radarPNG/).")],
+    store: Annotated[
+        str, typer.Argument(help="Radar store (created when missing): path or s3:// URL.")
+    ],
+    start: Start = None,
+    end: End = None,
+    threads: Threads = None,
+    scheduler_address: SchedulerAddress = None,
+    dask_workers: Annotated[
+        int,
+        typer.Option(
+            "--dask-workers", help="Workers of the local dask cluster (no --scheduler-address)."
+        ),
+    ] = 2,
+    source: Source = "hko7",
 ) -> None:
-    """Ingest an archive: one dask task per day, or the chunks on the cluster at --address."""
+    """Ingest an archive, one dask task per day (the flags of nowcast ingest, and the cluster's).
+
+    With --scheduler-address the cluster's workers write the chunks instead (each into a
+    fork of the batch's Icechunk session), one commit per batch.
+    """
     _require("archive", archive)
     start, end = _parse_time("--start", start), _parse_time("--end", end)
     from flows._prefect_env import configure
@@ -292,11 +309,16 @@ def flow_ingest(
     configure(_local_parent(store))
     from flows.ingest import ingest_flow, make_task_runner
 
-    if address:  # the chunks are written on that cluster, one commit per batch
-        res = ingest_flow(str(archive), store, start, end, scheduler_address=address)
+    if scheduler_address:  # the chunks are written on that cluster, one commit per batch
+        res = ingest_flow(
+            str(archive), store, start, end, threads=threads, source=source,
+            scheduler_address=scheduler_address,
+        )  # fmt: skip
     else:
-        runner = make_task_runner(n_workers=workers)
-        res = ingest_flow.with_options(task_runner=runner)(str(archive), store, start, end)
+        runner = make_task_runner(n_workers=dask_workers)
+        res = ingest_flow.with_options(task_runner=runner)(
+            str(archive), store, start, end, threads=threads, source=source
+        )
     typer.echo(f"{res['frames_written']} frames written, {len(res['corrupt'])} corrupt skipped")
 
 
@@ -316,64 +338,8 @@ def flow_resample(
     typer.echo(resample_flow(str(src), str(dst), size=size, cadence=cadence))
 
 
-@flow_app.command("train")
-def flow_train(
-    model: str = typer.Option(..., "--model", help="Model name."),
-    data: Path = typer.Option(..., "--data", help="Resampled store."),
-    out: Path = typer.Option(..., "--out", help="Run directory."),
-    config: str = typer.Option("small", "--config", help="Configuration."),
-    scheme: str = typer.Option("regular", help="Sampling scheme."),
-    time_budget_minutes: float | None = typer.Option(None, help="Wall-clock budget."),
-    epochs: int | None = typer.Option(None, help="Max epochs."),
-    seed: int = typer.Option(0, help="Seed."),
-) -> None:
-    """Train a model."""
-    from flows._prefect_env import configure
-
-    out.mkdir(parents=True, exist_ok=True)
-    configure(out)
-    from flows.train import train_flow
-
-    typer.echo(
-        train_flow(
-            model,
-            config,
-            str(data),
-            str(out),
-            scheme=scheme,
-            epochs=epochs,
-            time_budget_minutes=time_budget_minutes,
-            seed=seed,
-        )
-    )
-
-
-@flow_app.command("evaluate")
-def flow_evaluate(
-    data: Path = typer.Option(..., "--data", help="Resampled store."),
-    run: Path | None = typer.Option(None, "--run", help="Run directory (none: baselines)."),
-    out: Path | None = typer.Option(None, "--out", help="Output dir (required without --run)."),
-    split: str = typer.Option("test", help="Split."),
-    scheme: str = typer.Option("regular", help="Sampling scheme."),
-    max_samples: int | None = typer.Option(None, help="Sequences per predictor."),
-) -> None:
-    """Evaluate a run and the persistence and pysteps baselines."""
-    from flows._prefect_env import configure
-
-    home = out if out is not None else (run if run is not None else Path.cwd())
-    home.mkdir(parents=True, exist_ok=True)
-    configure(home)
-    from flows.evaluate import evaluate_flow
-
-    res = evaluate_flow(
-        None if run is None else str(run),
-        str(data),
-        split,
-        scheme,
-        out_dir=None if out is None else str(out),
-        max_samples=max_samples,
-    )
-    typer.echo(f"results: {res['table']}")
+flow_app.command("train")(flow_train_command)
+flow_app.command("evaluate")(flow_evaluate_command)
 
 
 @flow_app.command("forecast")
@@ -382,7 +348,9 @@ def flow_forecast(
     site: Path = typer.Option(..., "--site", help="Site directory."),
     run: Path | None = typer.Option(None, "--run", help="Trained run directory."),
     baseline: str | None = typer.Option(None, "--baseline", help="Baseline name."),
-    now: str | None = typer.Option(None, help="Issue at this time (default newest frame)."),
+    now: str | None = typer.Option(
+        None, "--issue-time", help="Issue at this time (default newest frame)."
+    ),
     leads: str | None = typer.Option(None, "--leads", help=_LEADS_HELP),
     workdir: Path = typer.Option(Path("."), "--workdir", help=_WORKDIR_HELP),
     archive: str = typer.Option("forecasts.zarr", "--archive", help=_ARCHIVE_HELP),
@@ -391,7 +359,7 @@ def flow_forecast(
     _check_one_predictor(run, baseline)
     _require("--store", store)
     _require("--run", run)
-    now = _parse_time("--now", now)
+    now = _parse_time("--issue-time", now)
     lead_minutes = _parse_leads(leads)
     from flows._prefect_env import configure
 

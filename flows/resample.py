@@ -5,11 +5,7 @@ Thin over :func:`pipeline.resample.resample_store` (one compute task, no retries
 
 from __future__ import annotations
 
-from flows._prefect_env import configure
-
-configure()
-
-from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect import flow, get_run_logger, task
 
 __all__ = ["resample_flow", "resample_task"]
 

@@ -23,7 +23,7 @@ grid when they differ (block mean in linear Z over valid pixels, like
 ``make_forecast_dataset`` is the same function under the name contract C5 uses.
 
 :func:`observations_dataset` puts observed frames on the forecast grid, the form
-``flows.products.publish_run`` (maps, loop) and ``flows.products.verify_forecast``
+``products.site.publish_run`` (maps, loop) and ``products.verify.verify_forecast``
 (rolling CSI) take.
 """
 
@@ -382,25 +382,15 @@ def _downsize(dbz: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray,
 
 
 def _coarse_coords(ds: xr.Dataset, size: int) -> dict[str, xr.Variable]:
-    """Coordinates ``y, x, lat, lon`` of the store's grid, coarsened to ``size x size``."""
+    """Coordinates ``y, x, lat, lon`` of the store's grid, coarsened to ``size x size``.
+
+    Any source's grid: lat/lon from its grid mapping (:func:`pipeline.grid_fit.coarse_coords`).
+    """
     if ds.sizes["y"] == size and ds.sizes["x"] == size:
         return {k: ds[k].variable for k in ("y", "x", "lat", "lon") if k in ds.coords}
-    from pipeline import geo
+    from pipeline.grid_fit import coarse_coords
 
-    n = ds.sizes["x"]
-    f = n // size
-    x = ds["x"].values.reshape(size, f).mean(axis=1)
-    y = ds["y"].values.reshape(size, f).mean(axis=1)
-    dx = abs(float(ds["x"][1] - ds["x"][0]))
-    grid = geo.grid_coords(size=size, extent_km=dx * n)
-    out = {
-        "y": xr.Variable("y", y, ds["y"].attrs),
-        "x": xr.Variable("x", x, ds["x"].attrs),
-    }
-    for name, val in (("lat", grid.lat), ("lon", grid.lon)):
-        attrs = ds[name].attrs if name in ds.coords else {}
-        out[name] = xr.Variable(("y", "x"), np.asarray(val), attrs)
-    return out
+    return {k: v.variable for k, v in coarse_coords(ds, size).items()}
 
 
 # ---------------------------------------------------------------------------------------
@@ -669,7 +659,7 @@ def observations_dataset(
         Dims ``(time, y, x)``: ``reflectivity`` (dBZ float32, NaN where not observed or
         not valid), ``mask`` (bool), ``observed`` (time) bool; coords ``time`` (the
         nominal times), ``y``, ``x``, ``lat``, ``lon``, ``crs``. This is the
-        ``observations_ds`` of ``flows.products.publish_run`` / ``verify_forecast``.
+        ``observations_ds`` of ``products.site.publish_run`` / ``verify_forecast``.
     """
     ds = _as_dataset(store)
     win = load_window(ds, times, tolerance)

@@ -70,6 +70,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from pipeline.grid_fit import coarse_coords, fit_plan, pad_frames
 from pipeline.resample_report import ResampleReport, sidecar_paths, write_sidecars
 from pipeline.spatial import _AVERAGES, _block_mean, _check_average, downsize
 
@@ -249,11 +250,13 @@ class _SourceReader:
             self.offset = float(attrs.get("add_offset", 0.0))
 
     def downsized(
-        self, lo: int, hi: int, sel: np.ndarray, factor: int, min_valid_fraction: float
+        self, lo: int, hi: int, sel: np.ndarray, plan, min_valid_fraction: float
     ) -> tuple[np.ndarray, np.ndarray]:
         """Coarse dBZ and validity of source frames ``lo + sel`` (``sel`` into ``lo:hi``)."""
-        raw = np.asarray(self.refl[lo:hi])[sel]
-        use = np.asarray(self.mask[lo:hi], dtype=bool)[sel]
+        raw, use = pad_frames(
+            np.asarray(self.refl[lo:hi])[sel], np.asarray(self.mask[lo:hi], dtype=bool)[sel], plan
+        )
+        factor = plan.factor
         if self.lut is not None:
             return _block_mean(self.lut[raw], use, factor, self.inverse, min_valid_fraction)
         dbz = raw.astype(np.float64) * self.scale + self.offset
@@ -263,29 +266,8 @@ class _SourceReader:
 
 
 def _coarse_coords(src: xr.Dataset, size: int) -> dict[str, xr.DataArray]:
-    """x, y (coarse pixel centres, km) and lat/lon of the coarse grid."""
-    from pipeline import geo
-
-    n = src.sizes["x"]
-    factor = n // size
-    x = src["x"].to_numpy().reshape(size, factor).mean(axis=1)
-    y = src["y"].to_numpy().reshape(size, factor).mean(axis=1)
-    dx = abs(float(src["x"][1] - src["x"][0])) if n > 1 else float(geo.PIXEL_KM)
-    extent = dx * n
-    grid = geo.grid_coords(size=size, extent_km=extent)
-    gx, gy, lat, lon = grid.x, grid.y, grid.lat, grid.lon
-    if not (np.allclose(gx, x, atol=1e-6 * extent) and np.allclose(gy, y, atol=1e-6 * extent)):
-        raise ValueError(
-            "source x/y are not the radar-centred grid of pipeline.geo.grid_coords("
-            f"{n}, extent_km={extent}); cannot compute lat/lon of the {size}x{size} grid"
-        )
-    out = {
-        "x": xr.DataArray(x, dims="x", attrs=dict(src["x"].attrs)),
-        "y": xr.DataArray(y, dims="y", attrs=dict(src["y"].attrs)),
-        "lat": xr.DataArray(np.asarray(lat), dims=("y", "x"), attrs=dict(src["lat"].attrs)),
-        "lon": xr.DataArray(np.asarray(lon), dims=("y", "x"), attrs=dict(src["lon"].attrs)),
-    }
-    return out
+    """x, y (coarse pixel centres, km) and lat/lon of the coarse grid (:mod:`pipeline.grid_fit`)."""
+    return coarse_coords(src, size)
 
 
 # --------------------------------------------------------------------------- store
@@ -316,7 +298,8 @@ def _template(
     refl_attrs["grid_mapping"] = "crs"
     refl_attrs["cell_methods"] = (
         f"area: mean (in {'linear Z' if settings['average'] == 'z' else 'rain rate'} "
-        f"over valid fine pixels, {src.sizes['x'] // size}x{src.sizes['x'] // size} blocks)"
+        f"over valid fine pixels, {fit_plan(src.sizes['y'], src.sizes['x'], size).factor}x"
+        f"{fit_plan(src.sizes['y'], src.sizes['x'], size).factor} blocks)"
     )
     mask_attrs = dict(src["mask"].attrs)
     mask_attrs["grid_mapping"] = "crs"
@@ -390,22 +373,15 @@ def _tmp_sibling(dst: Path, tag: str) -> Path:
     return dst.with_name(f".{dst.name}.{tag}-{os.getpid()}")
 
 
-def _check_source(source: xr.Dataset, src_path: Path, size: int) -> int:
-    """Validate the source store against contract C2; return the downsizing factor."""
+def _check_source(source: xr.Dataset, src_path: Path, size: int):
+    """Validate the source store against contract C2; return its :class:`FitPlan`."""
     for var in ("reflectivity", "mask"):
         if var not in source:
             raise ValueError(f"source store {src_path} has no variable {var!r}")
-    ny, nx = source.sizes.get("y", 0), source.sizes.get("x", 0)
-    if ny != nx:
-        raise ValueError(f"source grid of {src_path} is not square: {ny} x {nx}")
-    if size < 1 or nx % size:
-        raise ValueError(
-            f"size {size} does not divide the source grid size {nx}; valid sizes: "
-            f"{[d for d in range(1, nx + 1) if nx % d == 0]}"
-        )
+    plan = fit_plan(source.sizes.get("y", 0), source.sizes.get("x", 0), size)  # pads non-square
     if source.sizes.get("time", 0) == 0:
         raise ValueError(f"source store {src_path} holds no frames: nothing to resample")
-    return nx // size
+    return plan
 
 
 def resample_store(
@@ -513,7 +489,7 @@ def resample_store(
         target = open_repo(src_path).readonly_session(branch="main").store
     source = open_store(target)
     try:
-        factor = _check_source(source, src_path, size)
+        plan = _check_source(source, src_path, size)
     except ValueError:
         source.close()
         raise
@@ -555,7 +531,7 @@ def resample_store(
                 if have.any():
                     lo, hi = int(idx[have].min()), int(idx[have].max()) + 1
                     sel = idx[have] - lo
-                    c_dbz, c_valid = reader.downsized(lo, hi, sel, factor, min_valid_fraction)
+                    c_dbz, c_valid = reader.downsized(lo, hi, sel, plan, min_valid_fraction)
                     out_dbz = np.full((k1 - k0, size, size), np.nan, dtype=np.float32)
                     out_valid = np.zeros((k1 - k0, size, size), dtype=bool)
                     out_dbz[have], out_valid[have] = c_dbz, c_valid

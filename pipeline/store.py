@@ -2,7 +2,8 @@
 
 Schema (contract C2)
 --------------------
-Dims ``(time, y, x)``, 480 x 480 per frame:
+Dims ``(time, y, x)``, 480 x 480 per frame for HKO-7 (any ``H x W`` on another source's
+grid, with that source's projection as ``crs``: docs/sources.md):
 
 - ``reflectivity (time, y, x)``: dBZ, stored as the HKO-7 ``uint8`` pixels with
   ``scale_factor = 70/255`` and ``add_offset = -10`` so that the decoded value equals
@@ -89,6 +90,7 @@ from pipeline.store_engine import (  # noqa: F401 (re-exported: store locations)
     REPO_ENTRIES,
     CommitConflictError,
     _old_layout_error,
+    _session_store,
     _storage,
     as_location,
     holds_group,
@@ -96,9 +98,11 @@ from pipeline.store_engine import (  # noqa: F401 (re-exported: store locations)
     is_old_layout,
     is_url,
     join_location,
+    open_group,
     open_or_create_repo,
     open_repo,
     store_lock,
+    store_log,
 )
 from pipeline.units import lookup_pixels
 
@@ -139,13 +143,23 @@ def _codecs(kind: str) -> list:
     return [BloscCodec(cname="zstd", clevel=3, shuffle="shuffle", typesize=8)]
 
 
-def _write_schema(store, size: int) -> None:
-    """Write an empty (time length 0) store schema as a Zarr v3 group into *store*."""
+def _write_schema(store, size: int, source_grid=None, attrs: dict | None = None) -> None:
+    """Write an empty (time length 0) store schema as a Zarr v3 group into *store*.
+
+    *source_grid* (a :class:`pipeline.geo.Grid`, any ``(H, W)``) replaces the HKO-7 grid of
+    *size*; *attrs* update the global attributes (docs/sources.md).
+    """
     import zarr
 
-    g = zarr.open_group(store, mode="w", zarr_format=3, attributes=GLOBAL_ATTRS)
-    grid = geo.grid_coords(size)
-    frame = (size, size)
+    g = zarr.open_group(
+        store, mode="w", zarr_format=3, attributes={**GLOBAL_ATTRS, **(attrs or {})}
+    )
+    if source_grid is None:
+        grid, frame, crs_attrs = geo.grid_coords(size), (size, size), geo.crs_attrs()
+    else:  # a source's own projection: x/y in km, lat/lon by pyproj, CF mapping by pyproj
+        lat, lon = source_grid.lat_lon()
+        grid = geo.GridCoords(x=source_grid.x, y=source_grid.y, lat=lat, lon=lon)
+        frame, crs_attrs = source_grid.shape, source_grid.cf_attrs()
     # zarr's default "/" chunk keys (c/<t>/0/0): the only ones Icechunk accepts
     common = {"chunk_key_encoding": {"name": "default", "separator": "/"}}
     g.create_array(
@@ -210,7 +224,9 @@ def _write_schema(store, size: int) -> None:
             grid.x,
             {
                 "standard_name": "projection_x_coordinate",
-                "long_name": "x distance east of the radar (pixel centre)",
+                "long_name": "x distance east of the radar (pixel centre)"
+                if source_grid is None
+                else "x of the source projection (pixel centre)",
                 "units": "km",
                 "axis": "X",
             },
@@ -220,7 +236,9 @@ def _write_schema(store, size: int) -> None:
             grid.y,
             {
                 "standard_name": "projection_y_coordinate",
-                "long_name": "y distance north of the radar (pixel centre)",
+                "long_name": "y distance north of the radar (pixel centre)"
+                if source_grid is None
+                else "y of the source projection (pixel centre)",
                 "units": "km",
                 "axis": "Y",
             },
@@ -260,7 +278,7 @@ def _write_schema(store, size: int) -> None:
         dtype="int32",
         fill_value=0,
         dimension_names=(),
-        attributes=geo.crs_attrs(),
+        attributes=crs_attrs,
         **common,
     )
     crs[()] = 0
@@ -269,7 +287,9 @@ def _write_schema(store, size: int) -> None:
 _REPO_ENTRIES = REPO_ENTRIES
 
 
-def create_store(location: str | os.PathLike, size: int = geo.NATIVE_SIZE) -> str | Path:
+def create_store(
+    location: str | os.PathLike, size: int = geo.NATIVE_SIZE, grid=None, attrs=None
+) -> str | Path:
     """Create an empty radar store (no frames yet) at *location*: one commit.
 
     Safe against concurrent callers (one creates, the others find the store) and against
@@ -282,6 +302,11 @@ def create_store(location: str | os.PathLike, size: int = geo.NATIVE_SIZE) -> st
         store is left alone.
     size : int
         Pixels per side of a frame (480 for HKO-7).
+    grid : pipeline.geo.Grid, optional
+        A radar source's grid (any ``(H, W)``, its projection as the ``crs`` grid mapping;
+        :mod:`pipeline.sources`) instead of the HKO-7 grid of *size*.
+    attrs : dict, optional
+        Global attributes replacing the HKO-7 ones (title, source, history).
 
     Returns
     -------
@@ -323,8 +348,9 @@ def create_store(location: str | os.PathLike, size: int = geo.NATIVE_SIZE) -> st
             return out  # another process was first
         except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError):
             pass
-        _write_schema(session.store, size)
-        session.commit(f"create an empty radar store ({size} x {size} frames)")
+        _write_schema(session.store, size, grid, attrs)
+        h, w = grid.shape if grid is not None else (size, size)
+        session.commit(f"create an empty radar store ({h} x {w} frames)")
     return out
 
 
@@ -400,6 +426,13 @@ class StoreWriter:
 
         g = zarr.open_group(self._tip().store, mode="r")
         return tuple(int(n) for n in g["reflectivity"].shape[1:])
+
+    def frame_coords(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(x, y)`` pixel-centre coordinates (km) of the store's grid."""
+        import zarr
+
+        g = zarr.open_group(self._tip().store, mode="r")
+        return np.asarray(g["x"][:]), np.asarray(g["y"][:])
 
     def times(self) -> np.ndarray:
         """Committed frame times as int64 seconds since 1970-01-01, sorted."""
@@ -480,39 +513,6 @@ class StoreWriter:
 # ----------------------------------------------------------------------------- reading
 
 
-def _session_store(location: str | os.PathLike, snapshot: str | None = None):
-    repo = open_repo(location)
-    if snapshot is not None:
-        return repo.readonly_session(snapshot_id=snapshot).store
-    return repo.readonly_session(branch="main").store
-
-
-def open_group(location, mode: str = "r", snapshot: str | None = None):
-    """The root :class:`zarr.Group` of a store, read-only.
-
-    An Icechunk store (directory or ``s3://`` URL) is read from a read-only session of the
-    latest snapshot (or of *snapshot*); any other directory is opened as a plain Zarr group.
-
-    Parameters
-    ----------
-    location : str, PathLike or zarr store
-        Store location, or an already opened zarr store (returned as a group as it is).
-    mode : str
-        Only ``"r"``: writers go through :class:`StoreWriter` or a writable session.
-    snapshot : str, optional
-        Snapshot id to open instead of the latest.
-    """
-    import zarr
-
-    if mode != "r":
-        raise ValueError(f"open_group opens stores read-only, got mode={mode!r}")
-    if not isinstance(location, str | os.PathLike):
-        return zarr.open_group(location, mode="r")
-    if is_url(location) or is_icechunk_store(location) or is_old_layout(location):
-        return zarr.open_group(_session_store(location, snapshot), mode="r")
-    return zarr.open_group(str(location), mode="r")
-
-
 def store_times(location: str | os.PathLike, snapshot: str | None = None) -> pd.DatetimeIndex:
     """Committed frame times of a store without opening it with xarray.
 
@@ -526,12 +526,6 @@ def store_times(location: str | os.PathLike, snapshot: str | None = None) -> pd.
     g = zarr.open_group(_session_store(location, snapshot), mode="r")
     secs = np.asarray(g["time"][:], dtype=np.int64)
     return pd.DatetimeIndex(secs.astype("datetime64[s]").astype("datetime64[ns]"), name="time")
-
-
-def store_log(location: str | os.PathLike) -> list[tuple[str, pd.Timestamp, str]]:
-    """History of a store, newest first: ``(snapshot id, commit time UTC, message)``."""
-    repo = open_repo(location)
-    return [(s.id, pd.Timestamp(s.written_at), s.message) for s in repo.ancestry(branch="main")]
 
 
 def open_store(path, chunks: dict | str = "auto", snapshot: str | None = None) -> xr.Dataset:
@@ -647,7 +641,8 @@ def validate_store(ds: xr.Dataset, size: int | None = geo.NATIVE_SIZE, name: str
     ds : xarray.Dataset
         As returned by :func:`open_store`.
     size : int or None
-        Expected pixels per side, or None to accept any square size.
+        Expected pixels per side, or None to accept any ``(H, W)`` (a radar source's
+        own grid, :mod:`pipeline.sources`).
     name : str
         Name of the store for error messages (its path).
 
@@ -671,12 +666,8 @@ def validate_store(ds: xr.Dataset, size: int | None = geo.NATIVE_SIZE, name: str
     if "crs" not in ds.variables or ds["crs"].attrs.get("grid_mapping_name") is None:
         raise ValueError(f"{where}missing the 'crs' grid-mapping variable")
     ny, nx = ds.sizes["y"], ds.sizes["x"]
-    if ny != nx or (size is not None and ny != size):
-        raise ValueError(
-            f"{where}frames are {ny} x {nx}, expected {size} x {size}"
-            if size is not None
-            else f"{where}frames are {ny} x {nx}, expected a square grid"
-        )
+    if size is not None and (ny != nx or ny != size):
+        raise ValueError(f"{where}frames are {ny} x {nx}, expected {size} x {size}")
     for c in ("lat", "lon"):
         if c not in ds.coords or ds[c].dims != ("y", "x"):
             raise ValueError(f"{where}missing 2-D coordinate {c!r} (y, x)")

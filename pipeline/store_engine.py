@@ -1,5 +1,6 @@
 """Where radar stores live: Icechunk storage for a directory or an ``s3://`` URL, the writer
-lock of local stores, and recognition of the old (pre-Icechunk) layout.
+lock of local stores, recognition of the old (pre-Icechunk) layout, and the read-only
+opening of a store's group and history.
 
 Used by :mod:`pipeline.store` (which re-exports the public names); see its docstring for
 the engine's properties.
@@ -12,6 +13,10 @@ import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CURRENT_FILE: str = "CURRENT"
 """Pointer file of the old (pre-Icechunk) layout; see :mod:`pipeline.store_migrate`."""
@@ -138,7 +143,7 @@ def store_lock(location: str | os.PathLike) -> Iterator[None]:
     Icechunk's local-filesystem storage is not safe for concurrent commits, so local
     writers take this lock (released by the OS even on SIGKILL). On object storage it does
     nothing: a conflicting commit is detected by Icechunk and refused (see
-    :class:`StoreWriter`).
+    :class:`pipeline.store.StoreWriter`).
     """
     if is_url(location):
         yield
@@ -312,3 +317,47 @@ def place_store(tmp: Path, dst: Path, old: Path) -> None:
         shutil.rmtree(old)
     else:
         os.replace(tmp, dst)
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _session_store(location: str | os.PathLike, snapshot: str | None = None):
+    repo = open_repo(location)
+    if snapshot is not None:
+        return repo.readonly_session(snapshot_id=snapshot).store
+    return repo.readonly_session(branch="main").store
+
+
+def open_group(location, mode: str = "r", snapshot: str | None = None):
+    """The root :class:`zarr.Group` of a store, read-only.
+
+    An Icechunk store (directory or ``s3://`` URL) is read from a read-only session of the
+    latest snapshot (or of *snapshot*); any other directory is opened as a plain Zarr group.
+
+    Parameters
+    ----------
+    location : str, PathLike or zarr store
+        Store location, or an already opened zarr store (returned as a group as it is).
+    mode : str
+        Only ``"r"``: writers go through :class:`pipeline.store.StoreWriter` or a session.
+    snapshot : str, optional
+        Snapshot id to open instead of the latest.
+    """
+    import zarr
+
+    if mode != "r":
+        raise ValueError(f"open_group opens stores read-only, got mode={mode!r}")
+    if not isinstance(location, str | os.PathLike):
+        return zarr.open_group(location, mode="r")
+    if is_url(location) or is_icechunk_store(location) or is_old_layout(location):
+        return zarr.open_group(_session_store(location, snapshot), mode="r")
+    return zarr.open_group(str(location), mode="r")
+
+
+def store_log(location: str | os.PathLike) -> list[tuple[str, pd.Timestamp, str]]:
+    """History of a store, newest first: ``(snapshot id, commit time UTC, message)``."""
+    import pandas as pd
+
+    repo = open_repo(location)
+    return [(s.id, pd.Timestamp(s.written_at), s.message) for s in repo.ancestry(branch="main")]

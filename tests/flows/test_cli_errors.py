@@ -157,8 +157,26 @@ def test_hoist_debug_and_describe_error():
             "unknown model 'foo'; valid names: convgru, trajgru,",
         ),
         (
-            ["evaluate", "--baselines-only", "--data", "{t}/none.zarr", "--out", "{t}/ev"],
+            ["evaluate", "--baselines", "persistence", "--data", "{t}/none.zarr", "--out", "{t}/e"],
             "store {t}/none.zarr does not exist",
+        ),
+        (
+            ["evaluate", "--data", "{t}/none.zarr"],
+            "give --run RUN_DIR, or --baselines NAMES to score alone",
+        ),
+        (
+            ["flow", "evaluate", "--data", "{t}/none.zarr", "--baselines", "persistence"],
+            "scoring the baselines alone (no --run) needs --out DIR",
+        ),
+        (
+            ["train", "--model", "convgru", "--data", "{t}", "--out", "{t}/r"]
+            + ["--split-fractions", "0.5,0.5"],
+            "--split-fractions must be 3 comma-separated numbers, got '0.5,0.5'",
+        ),
+        (
+            ["flow", "train", "--model", "convgru", "--data", "{t}", "--out", "{t}/r"]
+            + ["--split-fractions", "a,b,c"],
+            "--split-fractions must be comma-separated numbers, got 'a,b,c'",
         ),
         (
             ["ingest", "{t}", "{t}/s.zarr", "--start", "garbage"],

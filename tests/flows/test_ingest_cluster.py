@@ -1,4 +1,4 @@
-"""The ingest flow on an existing dask cluster (``nowcast flow ingest --address``): the
+"""The ingest flow on an existing dask cluster (``nowcast flow ingest --scheduler-address``): the
 cluster's worker processes write the chunks into forks of the session, one commit a batch."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def test_flow_ingest_with_an_address_writes_chunks_on_the_cluster_and_commits_on
     ) as cluster:
         res = CliRunner().invoke(
             app,
-            ["flow", "ingest", str(tiny_archive), str(store), "--address",
+            ["flow", "ingest", str(tiny_archive), str(store), "--scheduler-address",
              cluster.scheduler_address],
         )  # fmt: skip
     assert res.exit_code == 0, res.output

@@ -189,7 +189,7 @@ def test_regular_only_predictor_gets_every_step_and_keeps_requested():
 
 
 def test_observations_dataset_on_forecast_grid_verifies_by_hand():
-    from flows.products import verify_forecast
+    from products.verify import verify_forecast
 
     times = pd.date_range(end=ISSUE + CAD, periods=2, freq=CAD)  # 12:00 and 12:06
     obs = np.full((2, 24, 24), -10.0, np.float32)
@@ -353,8 +353,10 @@ def test_full_resolution_persistence_from_an_ingest_store_on_disk(tmp_path):
 
 def test_lagrangian_run_forecasts_and_publishes_on_the_store_grid(tmp_path):
     """A Lagrangian run (80 x 80 network) forecasts on a 160 x 160 store's own grid."""
-    from flows.products import open_forecast_netcdf, open_forecast_zarr, publish_run
     from nowcast.forecast import run_predictor
+    from products.archive import open_forecast_zarr
+    from products.cf import open_forecast_netcdf
+    from products.site import publish_run
 
     cfg = _save_untrained_run(tmp_path / "run", "trajgru_ode", config="small_lagrangian")
     pred = run_predictor(tmp_path / "run")

@@ -15,9 +15,8 @@ import pytest
 import torch
 import xarray as xr
 
-from nowcast import train as train_module
 from nowcast.configs import load_config
-from nowcast.train import (
+from nowcast.training import (
     EarlyStopping,
     TrainingDivergedError,
     TrainOptions,
@@ -25,6 +24,7 @@ from nowcast.train import (
     get_schedule,
     train,
 )
+from nowcast.training import fit as train_module
 from pipeline.geo import grid_coords
 
 SIZE = 16

@@ -138,8 +138,8 @@ def test_two_ingests_at_once_into_a_bucket_store_write_every_frame_once(s3, arch
 
 @pytest.mark.slow  # maps of a 480 x 480 forecast: ~10 s
 def test_a_forecast_cycle_reads_its_store_from_the_bucket(s3, archive, tmp_path):
-    from flows.forecast import ForecastSettings, forecast_cycle
-    from flows.products import open_forecast_netcdf
+    from products.cf import open_forecast_netcdf
+    from products.cycle import ForecastSettings, forecast_cycle
 
     url = f"s3://{BUCKET}/stores/cycle.zarr"
     ingest_archive(archive, url, progress=False)
@@ -212,8 +212,9 @@ def test_forecasts_from_a_bucket_store_into_a_bucket_archive(s3, archive, tmp_pa
     from typer.testing import CliRunner
 
     from flows.cli import app
-    from flows.forecast import ForecastSettings, forecast_cycle
-    from flows.products import open_forecast_netcdf, open_forecast_zarr
+    from products.archive import open_forecast_zarr
+    from products.cf import open_forecast_netcdf
+    from products.cycle import ForecastSettings, forecast_cycle
 
     store = f"s3://{BUCKET}/fc/radar.zarr"
     ingest_archive(archive, store, progress=False)

@@ -1,0 +1,100 @@
+"""Fixtures of the products tests: small forecasts and observations on an 80 x 80 grid.
+
+``build_forecast`` / ``build_observations`` are also used by the flow tests and by
+subprocess scripts of the tests (``from tests.products.conftest import build_forecast``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from pipeline import geo
+from pipeline.units import dbz_to_rainrate
+
+
+def _blob_dbz(size: int, x_km: np.ndarray, y_km: np.ndarray, cx_km: float) -> np.ndarray:
+    """40 dBZ Gaussian storm (sigma 30 km) centred at (cx_km, 0) over a -10 dBZ background."""
+    xx, yy = np.meshgrid(x_km, y_km)
+    return (-10.0 + 50.0 * np.exp(-((xx - cx_km) ** 2 + yy**2) / (2 * 30.0**2))).astype(np.float32)
+
+
+def build_forecast(
+    issue_time: str = "2026-06-01T12:00",
+    leads: tuple[int, ...] = (6, 12, 18, 24, 30, 36),
+    size: int = 80,
+    speed_kmh: float = 64.0,
+    model: str = "trajgru",
+) -> xr.Dataset:
+    """Forecast (C5 schema): a storm moving east at *speed_kmh*, centred at x=0 at issue."""
+    g = geo.grid_coords(size)
+    issue = pd.Timestamp(issue_time)
+    lead = np.asarray(leads, dtype=np.int64)
+    refl = np.stack([_blob_dbz(size, g.x, g.y, speed_kmh * m / 60.0) for m in lead])
+    return xr.Dataset(
+        {
+            "reflectivity": (("lead_time", "y", "x"), refl, {"units": "dBZ"}),
+            "rainfall_rate": (
+                ("lead_time", "y", "x"),
+                dbz_to_rainrate(refl).astype(np.float32),
+                {"units": "mm/h"},
+            ),
+        },
+        coords={
+            "lead_time": ("lead_time", lead, {"units": "minutes"}),
+            "valid_time": ("lead_time", issue + pd.to_timedelta(lead, unit="min")),
+            "issue_time": np.datetime64(issue, "ns"),
+            "y": ("y", g.y, {"units": "km"}),
+            "x": ("x", g.x, {"units": "km"}),
+            "lat": (("y", "x"), g.lat, {"units": "degrees_north"}),
+            "lon": (("y", "x"), g.lon, {"units": "degrees_east"}),
+            "crs": ((), np.int32(0), geo.crs_attrs()),
+        },
+        attrs={"model": model, "source": "synthetic test forecast", "history": "test"},
+    )
+
+
+def build_observations(
+    end_time: str = "2026-06-01T12:00",
+    n: int = 4,
+    size: int = 80,
+    speed_kmh: float = 64.0,
+) -> xr.Dataset:
+    """Observations every 6 min ending at *end_time*, same storm (x=0 at *end_time*).
+
+    The western 10 columns are masked (False) in every frame.
+    """
+    g = geo.grid_coords(size)
+    times = pd.date_range(end=pd.Timestamp(end_time), periods=n, freq="6min")
+    minutes = (times - pd.Timestamp(end_time)) / pd.Timedelta("1min")
+    refl = np.stack([_blob_dbz(size, g.x, g.y, speed_kmh * m / 60.0) for m in minutes])
+    mask = np.ones(refl.shape, dtype=bool)
+    mask[:, :, :10] = False
+    return xr.Dataset(
+        {
+            "reflectivity": (("time", "y", "x"), refl, {"units": "dBZ"}),
+            "mask": (("time", "y", "x"), mask),
+        },
+        coords={
+            "time": times,
+            "y": ("y", g.y, {"units": "km"}),
+            "x": ("x", g.x, {"units": "km"}),
+            "lat": (("y", "x"), g.lat, {"units": "degrees_north"}),
+            "lon": (("y", "x"), g.lon, {"units": "degrees_east"}),
+            "crs": ((), np.int32(0), geo.crs_attrs()),
+        },
+    )
+
+
+@pytest.fixture
+def forecast_ds() -> xr.Dataset:
+    """A 6-lead, 80 x 80 forecast issued 2026-06-01 12:00 UTC."""
+    return build_forecast()
+
+
+@pytest.fixture
+def observations_ds() -> xr.Dataset:
+    """Four observation frames 11:42 .. 12:00 UTC on the forecast's grid."""
+    return build_observations()
