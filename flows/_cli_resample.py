@@ -1,4 +1,4 @@
-"""``nowcast resample``: regular time grid with explicit gaps, spatial downsizing (C3)."""
+"""``nowcast resample``: regular time grid with explicit gaps, spatial downsizing (docs/contracts.md, Resampled schema)."""
 
 from __future__ import annotations
 

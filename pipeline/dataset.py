@@ -1,6 +1,6 @@
-"""A torch ``Dataset`` of radar sequences over a resampled store (contract C3).
+"""A torch ``Dataset`` of radar sequences over a resampled store.
 
-An item is the tuple::
+An item (docs/contracts.md, Sample schema) is the tuple::
 
     inputs       (T_in, 1, H, W)  float32, normalised pixel scale p/255 in [0, 1]
     targets      (T_out, 1, H, W) float32, same scale

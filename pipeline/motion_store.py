@@ -1,4 +1,4 @@
-"""Per-slot motion fields in a resampled store (contract C3, optional variables).
+"""Per-slot motion fields in a resampled store (docs/contracts.md, Resampled schema: motion variables).
 
 :func:`write_motion` adds two variables to a resampled store (it is what
 ``resample_store(..., motion="lk")`` and ``nowcast resample --motion lk`` call):

@@ -1,6 +1,6 @@
 """Resample an ingest store onto a regular time grid with explicit gaps, and downsize it.
 
-The ingest store (:mod:`pipeline.store`, contract C2) holds the frames that exist, at the
+The ingest store (:mod:`pipeline.store`, docs/contracts.md Store schema) holds the frames that exist, at the
 times they were taken. Models and sample indices want a *regular* grid: one slot every
 ``cadence`` from 00:00 of the first day to the last slot of the last day, and an explicit
 per-slot ``observed`` flag. :func:`resample_store` builds that grid:
@@ -25,7 +25,7 @@ Space
     mean of the fine centres), ``lat``/``lon`` come from :func:`pipeline.geo.grid_coords`
     at the new resolution, and the ``crs`` grid mapping is copied from the source.
 
-Output store (contract C3; open it with :func:`pipeline.store.open_store`)
+Output store (docs/contracts.md, Resampled schema; open it with :func:`pipeline.store.open_store`)
     dims ``(time, y, x)``; ``reflectivity`` float32 dBZ (NaN where unobserved), ``mask``
     bool, ``observed`` (time) bool; coords ``time``, ``y``, ``x``, ``lat``, ``lon``,
     ``crs``; attributes ``cadence_minutes`` and the resampling settings; with
@@ -70,8 +70,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from pipeline.grid_fit import coarse_coords, fit_plan, pad_frames
+from pipeline.grid_fit import fit_plan, pad_frames
 from pipeline.resample_report import ResampleReport, sidecar_paths, write_sidecars
+from pipeline.schema import coarse_coords, resampled_dataset, resampled_encoding
 from pipeline.spatial import _AVERAGES, _block_mean, _check_average, downsize
 
 __all__ = [
@@ -83,7 +84,6 @@ __all__ = [
     "downsize",
 ]
 
-_TIME_ENCODING = {"units": "seconds since 1970-01-01", "dtype": "int64"}
 _DAY = pd.Timedelta("1D")
 
 
@@ -224,7 +224,7 @@ def gap_table(observed: pd.Series | xr.DataArray) -> pd.DataFrame:
 class _SourceReader:
     """Reads blocks of source frames straight from the Zarr arrays of an ingest store.
 
-    The C2 store keeps reflectivity as uint8 pixels with ``scale_factor``/``add_offset``:
+    The ingest store keeps reflectivity as uint8 pixels with ``scale_factor``/``add_offset``:
     their linear values then come from a 256-entry lookup table (decoded dBZ as float32,
     exactly what :func:`pipeline.store.open_store` returns), which is ~50x faster than
     decoding through xarray and exponentiating every pixel. Float sources take the
@@ -265,11 +265,6 @@ class _SourceReader:
         return _block_mean(lin, use, factor, self.inverse, min_valid_fraction)
 
 
-def _coarse_coords(src: xr.Dataset, size: int) -> dict[str, xr.DataArray]:
-    """x, y (coarse pixel centres, km) and lat/lon of the coarse grid (:mod:`pipeline.grid_fit`)."""
-    return coarse_coords(src, size)
-
-
 # --------------------------------------------------------------------------- store
 
 
@@ -284,7 +279,6 @@ def _template(
 ) -> xr.Dataset:
     import dask.array as da
 
-    coords = _coarse_coords(src, size)
     n = len(slots)
     shape = (n, size, size)
     chunks = (time_chunk, size, size)
@@ -295,54 +289,27 @@ def _template(
         not in ("scale_factor", "add_offset", "_FillValue", "valid_range", "valid_min", "valid_max")
     }
     refl_attrs["comment"] = "dBZ; NaN where no valid fine pixel or the slot is unobserved"
-    refl_attrs["grid_mapping"] = "crs"
     refl_attrs["cell_methods"] = (
         f"area: mean (in {'linear Z' if settings['average'] == 'z' else 'rain rate'} "
         f"over valid fine pixels, {fit_plan(src.sizes['y'], src.sizes['x'], size).factor}x"
         f"{fit_plan(src.sizes['y'], src.sizes['x'], size).factor} blocks)"
     )
-    mask_attrs = dict(src["mask"].attrs)
-    mask_attrs["grid_mapping"] = "crs"
+    mask_attrs = {k: v for k, v in src["mask"].attrs.items() if k != "grid_mapping"}
     mask_attrs["comment"] = (
         f"True where >= {settings['min_valid_fraction']:g} of the fine pixels were valid; "
         "False in unobserved slots"
     )
-    ds = xr.Dataset(
-        {
-            "reflectivity": (
-                ("time", "y", "x"),
-                da.full(shape, np.nan, dtype=np.float32, chunks=chunks),
-                refl_attrs,
-            ),
-            "mask": (
-                ("time", "y", "x"),
-                da.zeros(shape, dtype=bool, chunks=chunks),
-                mask_attrs,
-            ),
-            "observed": (
-                ("time",),
-                observed.astype(bool),
-                {"long_name": "slot holds a radar frame", "comment": "False for gaps"},
-            ),
-        },
-        coords={
-            "time": (
-                "time",
-                slots.values,
-                {
-                    "standard_name": "time",
-                    "long_name": f"slot time (UTC), regular {cadence} grid",
-                    "axis": "T",
-                },
-            ),
-            "y": coords["y"],
-            "x": coords["x"],
-            "lat": coords["lat"],
-            "lon": coords["lon"],
-        },
+    ds = resampled_dataset(
+        slots,
+        da.full(shape, np.nan, dtype=np.float32, chunks=chunks),
+        da.zeros(shape, dtype=bool, chunks=chunks),
+        observed,
+        grid=coarse_coords(src, size),
+        cadence_minutes=None,
     )
-    if "crs" in src:
-        ds = ds.assign_coords(crs=src["crs"].reset_coords(drop=True).load())
+    ds["reflectivity"].attrs = refl_attrs
+    ds["mask"].attrs = mask_attrs
+    ds["time"].attrs["long_name"] = f"slot time (UTC), regular {cadence} grid"
     attrs = dict(src.attrs)
     history = attrs.get("history", "")
     stamp = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -355,26 +322,12 @@ def _template(
     return ds
 
 
-def _encoding(ds: xr.Dataset, time_chunk: int) -> dict:
-    size_y, size_x = ds.sizes["y"], ds.sizes["x"]
-    enc: dict = {
-        "time": dict(_TIME_ENCODING, chunks=(max(len(ds["time"]), 1),)),
-        "reflectivity": {
-            "chunks": (time_chunk, size_y, size_x),
-            "_FillValue": np.float32(np.nan),
-        },
-        "mask": {"chunks": (time_chunk, size_y, size_x)},
-        "observed": {"chunks": (max(len(ds["time"]), 1),)},
-    }
-    return enc
-
-
 def _tmp_sibling(dst: Path, tag: str) -> Path:
     return dst.with_name(f".{dst.name}.{tag}-{os.getpid()}")
 
 
 def _check_source(source: xr.Dataset, src_path: Path, size: int):
-    """Validate the source store against contract C2; return its :class:`FitPlan`."""
+    """Check the source against the store schema (docs/contracts.md); its :class:`FitPlan`."""
     for var in ("reflectivity", "mask"):
         if var not in source:
             raise ValueError(f"source store {src_path} has no variable {var!r}")
@@ -406,14 +359,14 @@ def resample_store(
     Parameters
     ----------
     src : path or str
-        Ingest store (contract C2): a directory or an ``s3://bucket/prefix`` URL, opened
-        with :func:`pipeline.store.open_store`.
+        Ingest store (docs/contracts.md, Store schema): a directory or an
+        ``s3://bucket/prefix`` URL, opened with :func:`pipeline.store.open_store`.
     dst : path or str
-        Output store to create (contract C3): a directory or an ``s3://`` URL (endpoint
-        and credentials from the ``AWS_*`` environment variables). Refused when it exists
-        unless ``overwrite``; one Icechunk commit (a new local store: built beside and
-        renamed in; on object storage: created in place, nothing visible before the
-        commit).
+        Output store to create (docs/contracts.md, Resampled schema): a directory or an
+        ``s3://`` URL (endpoint and credentials from the ``AWS_*`` environment variables).
+        Refused when it exists unless ``overwrite``; one Icechunk commit (a new local
+        store: built beside and renamed in; on object storage: created in place, nothing
+        visible before the commit).
     size : int
         Output pixels per side; must divide the source size (480: 1, 2, 3, 4, 5, 6, 8, 10,
         12, 15, 16, 20, 24, 30, 32, 40, 48, 60, 80, 96, 120, 160, 240, 480).
@@ -518,7 +471,7 @@ def resample_store(
             mode="w",
             compute=False,
             consolidated=False,
-            encoding=_encoding(template, time_chunk),
+            encoding=resampled_encoding(template, time_chunk),
         )
         block = time_chunk * block_chunks
         n = len(slots)

@@ -1,7 +1,7 @@
 """The radar Zarr store: schema, CF attributes, encodings, crash-safe versions, opening.
 
-Schema (contract C2)
---------------------
+Schema (docs/contracts.md, Store schema)
+----------------------------------------
 Dims ``(time, y, x)``, 480 x 480 per frame for HKO-7 (any ``H x W`` on another source's
 grid, with that source's projection as ``crs``: docs/sources.md):
 
@@ -86,6 +86,8 @@ import pandas as pd
 import xarray as xr
 
 from pipeline import geo
+from pipeline.schema import STORE_ATTRS as GLOBAL_ATTRS
+from pipeline.schema import validate_store  # noqa: F401 (re-exported: the store schema's check)
 from pipeline.store_engine import (  # noqa: F401 (re-exported: store locations)
     REPO_ENTRIES,
     CommitConflictError,
@@ -118,19 +120,6 @@ ADD_OFFSET: float = -10.0
 """dBZ of pixel 0."""
 DATA_VARS: tuple[str, ...] = ("reflectivity", "mask")
 """Variables with a time dimension written by ingest."""
-
-
-GLOBAL_ATTRS: dict[str, str] = {
-    "Conventions": "CF-1.10",
-    "title": "HKO-7 style radar reflectivity at 2 km altitude (Zarr)",
-    "institution": "hko-nowcast pipeline",
-    "source": "ground-based weather radar, HKO-7 archive layout (radarPNG, radarPNG_mask, "
-    "mask_dat.npz)",
-    "history": "pipeline.ingest: HKO-7 uint8 PNG frames copied losslessly (pixel p -> "
-    "dBZ = p / 255 * 70 - 10); mask = per-frame mask AND NOT static exclude_mask",
-    "references": "Shi et al. 2017, Deep Learning for Precipitation Nowcasting: A Benchmark "
-    "and A New Model (HKO-7)",
-}
 
 
 def _codecs(kind: str) -> list:
@@ -631,53 +620,3 @@ def _decode_pixels(ds: xr.Dataset) -> xr.Dataset:
     )
     ds["reflectivity"] = dbz
     return ds
-
-
-def validate_store(ds: xr.Dataset, size: int | None = geo.NATIVE_SIZE, name: str = "") -> None:
-    """Check that *ds* follows the radar store schema (contract C2).
-
-    Parameters
-    ----------
-    ds : xarray.Dataset
-        As returned by :func:`open_store`.
-    size : int or None
-        Expected pixels per side, or None to accept any ``(H, W)`` (a radar source's
-        own grid, :mod:`pipeline.sources`).
-    name : str
-        Name of the store for error messages (its path).
-
-    Raises
-    ------
-    ValueError
-        Naming the first violation found and what was expected.
-    """
-    where = f"radar store {name}: " if name else "radar store: "
-    for var in ("reflectivity", "mask"):
-        if var not in ds:
-            raise ValueError(f"{where}missing variable {var!r}; have {sorted(ds.variables)}")
-        if ds[var].dims != ("time", "y", "x"):
-            raise ValueError(f"{where}{var} has dims {ds[var].dims}, expected ('time', 'y', 'x')")
-    if ds["reflectivity"].dtype != np.float32:
-        raise ValueError(
-            f"{where}reflectivity decodes to {ds['reflectivity'].dtype}, expected float32"
-        )
-    if ds["mask"].dtype != bool:
-        raise ValueError(f"{where}mask has dtype {ds['mask'].dtype}, expected bool")
-    if "crs" not in ds.variables or ds["crs"].attrs.get("grid_mapping_name") is None:
-        raise ValueError(f"{where}missing the 'crs' grid-mapping variable")
-    ny, nx = ds.sizes["y"], ds.sizes["x"]
-    if size is not None and (ny != nx or ny != size):
-        raise ValueError(f"{where}frames are {ny} x {nx}, expected {size} x {size}")
-    for c in ("lat", "lon"):
-        if c not in ds.coords or ds[c].dims != ("y", "x"):
-            raise ValueError(f"{where}missing 2-D coordinate {c!r} (y, x)")
-    t = ds["time"].values
-    if t.dtype.kind != "M":
-        raise ValueError(f"{where}time has dtype {t.dtype}, expected datetime64")
-    if t.size > 1 and not (np.diff(t.astype("datetime64[ns]").astype(np.int64)) > 0).all():
-        raise ValueError(f"{where}time is not strictly increasing (sorted and unique)")
-    y, x = ds["y"].values, ds["x"].values
-    if y.size > 1 and not (np.diff(y) < 0).all():
-        raise ValueError(f"{where}y must decrease with the row index (row 0 is north)")
-    if x.size > 1 and not (np.diff(x) > 0).all():
-        raise ValueError(f"{where}x must increase with the column index")

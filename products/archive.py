@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from products._common import _TIME_ENCODING, _issue_time, _require_forecast_schema
+from pipeline.schema import validate_forecast
+from products._common import _TIME_ENCODING, _issue_time
 
 
 def append_forecast_zarr(ds: xr.Dataset, store: str | os.PathLike[str]) -> int:
@@ -27,7 +28,7 @@ def append_forecast_zarr(ds: xr.Dataset, store: str | os.PathLike[str]) -> int:
     Parameters
     ----------
     ds : xarray.Dataset
-        Forecast in the C5 schema.
+        Forecast in the forecast schema (docs/contracts.md).
     store : path-like or str
         Archive directory or ``s3://bucket/prefix`` URL (an Icechunk repository); created
         on the first call.
@@ -40,13 +41,13 @@ def append_forecast_zarr(ds: xr.Dataset, store: str | os.PathLike[str]) -> int:
     Raises
     ------
     ValueError
-        If *ds* is not in the C5 schema, its lead times or grid differ from the
+        If *ds* is not in the forecast schema, its lead times or grid differ from the
         archive's, or its issue time is earlier than the archive's last one and not
         already present (the archive stays sorted).
     """
     from pipeline.store import as_location, store_lock
 
-    _require_forecast_schema(ds)
+    validate_forecast(ds)
     store = as_location(store)  # a directory, or an s3:// URL
     issue = _issue_time(ds)
     # the archive holds the fields; the motion of a Lagrangian forecast stays in its NetCDF

@@ -36,7 +36,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import xarray as xr
 
@@ -65,7 +64,7 @@ class ForecastSettings:
     Attributes
     ----------
     store : str
-        Radar store (C2 ingest store or C3 resampled store).
+        Radar store (store or resampled schema, docs/contracts.md).
     site : str
         Site directory the products are published into.
     run : str, optional
@@ -177,27 +176,12 @@ def resolve_issue_time(
     elif clock == "wall":
         t = pd.Timestamp.now(tz="UTC")
     else:
-        ds = _open(store)
-        if ds.sizes.get("time", 0) == 0:
-            raise ValueError(f"store {store} holds no frame yet: no issue time")
-        times = pd.DatetimeIndex(ds["time"].values)
-        if "observed" in ds:
-            obs = np.asarray(ds["observed"].values, bool)
-            if not obs.any():
-                raise ValueError(f"store {store} has no observed frame: no issue time")
-            times = times[obs]
-        t = times[-1]
+        from pipeline.window import newest_observed_time
+
+        t = newest_observed_time(store)
     if t.tzinfo is not None:
         t = t.tz_convert("UTC").tz_localize(None)
     return t.floor(pd.Timedelta(minutes=cadence_minutes))
-
-
-def _open(store: str | xr.Dataset) -> xr.Dataset:
-    if isinstance(store, xr.Dataset):
-        return store
-    from pipeline.store import open_store
-
-    return open_store(store)
 
 
 @functools.lru_cache(maxsize=8)
@@ -266,8 +250,8 @@ def verify_earlier(settings: ForecastSettings, issue: pd.Timestamp, size: int):
     """
     import json
 
-    from nowcast.forecast import observations_dataset
     from pipeline.store import join_location
+    from pipeline.window import observations_dataset
     from products.archive import forecast_archive_exists, open_forecast_zarr
     from products.verify import verify_forecast
 
@@ -300,13 +284,12 @@ def verify_earlier(settings: ForecastSettings, issue: pd.Timestamp, size: int):
 
 def publish_cycle(settings: ForecastSettings, forecast: xr.Dataset, scores) -> str:
     """Publish *forecast* with the recent observations; returns the run directory."""
-    from nowcast.forecast import observations_dataset
+    from pipeline.window import observations_dataset, window_slots
     from products.site import publish_run
 
     issue = pd.Timestamp(forecast["issue_time"].values)
-    cad = pd.Timedelta(minutes=load_predictor(settings).cadence_minutes)
     n = max(int(settings.n_obs_frames), 1)
-    times = pd.DatetimeIndex([issue - k * cad for k in range(n - 1, -1, -1)])
+    times = window_slots(issue, n, load_predictor(settings).cadence_minutes)
     obs = observations_dataset(
         settings.store, times, size=forecast.sizes["y"], tolerance=settings.tolerance
     )
@@ -345,7 +328,7 @@ def publish_file(
     ValueError
         *forecast_nc* is missing or not a forecast NetCDF file, or *site* is a file.
     """
-    from nowcast.forecast import observations_dataset
+    from pipeline.window import observations_dataset, window_slots
     from products.cf import open_forecast_netcdf
     from products.site import publish_run
 
@@ -364,8 +347,7 @@ def publish_file(
         raise ValueError(f"forecast file {path} has no issue_time or reflectivity: not a forecast")
     issue = pd.Timestamp(fc["issue_time"].values)
     n = max(int(n_obs_frames), 1)
-    cad = pd.Timedelta("6min")
-    times = pd.DatetimeIndex([issue - k * cad for k in range(n - 1, -1, -1)])
+    times = window_slots(issue, n, 6.0)
     obs = observations_dataset(store, times, size=fc.sizes["y"])
     result = publish_run(
         fc,

@@ -35,13 +35,13 @@ import pandas as pd
 import xarray as xr
 
 from pipeline.atomic import atomic_write_json
+from pipeline.schema import validate_forecast
 from pipeline.store_engine import join_location
 from products._common import (
     _iso,
     _issue_time,
     _json_float,
     _read_json,
-    _require_forecast_schema,
     _require_same_grid,
 )
 from products._site_journal import SiteJournal
@@ -252,7 +252,7 @@ def publish_run(
     Parameters
     ----------
     forecast_ds : xarray.Dataset
-        Forecast in the C5 schema (see module docstring).
+        Forecast in the forecast schema (docs/contracts.md).
     observations_ds : xarray.Dataset
         Recent observations on the same grid: ``reflectivity`` (time, y, x) dBZ,
         optional ``mask`` (time, y, x) bool and ``observed`` (time) bool. The last
@@ -292,7 +292,7 @@ def publish_run(
     ValueError
         Bad schema, grids that differ, unknown status, ``keep_runs < 1``.
     """
-    _require_forecast_schema(forecast_ds)
+    validate_forecast(forecast_ds)
     _require_same_grid(forecast_ds, observations_ds)
     if status not in RUN_STATUSES:
         raise ValueError(f"unknown run status {status!r}; expected one of {RUN_STATUSES}")

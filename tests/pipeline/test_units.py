@@ -1,4 +1,4 @@
-"""Unit conversions against REFERENCE.md section 2."""
+"""Unit conversions against docs/facts.md section 2."""
 
 from __future__ import annotations
 
