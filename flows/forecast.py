@@ -50,6 +50,7 @@ def forecast_flow(
     keep_runs: int = 24,
     n_obs_frames: int = 5,
     coastline_resolution: str = "10m",
+    archive: str = "forecasts.zarr",
 ) -> dict:
     """One forecast cycle as a Prefect flow (see the module docstring).
 
@@ -72,6 +73,7 @@ def forecast_flow(
         keep_runs=keep_runs,
         n_obs_frames=n_obs_frames,
         coastline_resolution=coastline_resolution,
+        archive=str(archive),
     )
     logger = get_run_logger()
     steps = CycleSteps(_forecast_task, _record_skip_task, _verify_task, _publish_task, logger.info)

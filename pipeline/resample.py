@@ -38,14 +38,21 @@ Output store (docs/contracts.md, Resampled schema; open it with :func:`pipeline.
 
 Next to the store (``OUT.zarr`` -> ``OUT.gaps.csv`` and ``OUT.resample.json``) go the gap
 table (``start``, ``end``: first and last missing slot, ``length`` in slots) and the
-report as JSON (summary figures, snapped, rejected and colliding frames).
+report as JSON (summary figures, snapped, rejected and colliding frames); see
+:mod:`pipeline.resample_report`.
+
+Source and output may be directories or ``s3://bucket/prefix`` URLs (object storage,
+endpoint and credentials from the ``AWS_*`` environment variables, as for the ingest
+store); beside an ``s3://`` output the gap table and report are objects of the bucket.
 
 Re-running into an existing ``dst`` is refused unless ``overwrite=True``. The output is
 an Icechunk repository (:mod:`pipeline.store`), one commit per resample saying what it
-wrote (``nowcast store log OUT.zarr``). A new store is built in a temporary sibling and
-renamed into place once committed, so an interrupted run never leaves a half-written
-``dst``; overwriting an Icechunk ``dst`` is a new commit (readers of the earlier snapshot
-keep it); a plain Zarr ``dst`` of before is swapped for the new one by two renames.
+wrote (``nowcast store log OUT.zarr``). A new local store is built in a temporary sibling
+and renamed into place once committed, so an interrupted run never leaves a half-written
+``dst`` (on object storage the repository is created in place: until the commit it holds
+no group, and a rerun writes into it); overwriting an Icechunk ``dst`` is a new commit
+(readers of the earlier snapshot keep it); a plain Zarr ``dst`` of before is swapped for
+the new one by two renames.
 
 Memory is bounded: the source is read one block of slots at a time (``block_chunks``
 output chunks, 64 slots by default, about 60 MB of 480 x 480 float64 work arrays).
@@ -57,7 +64,6 @@ import json
 import os
 import shutil
 import time as _time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -65,94 +71,20 @@ import pandas as pd
 import xarray as xr
 
 from pipeline.grid_fit import fit_plan, pad_frames
+from pipeline.resample_report import ResampleReport, sidecar_paths, write_sidecars
 from pipeline.schema import coarse_coords, resampled_dataset, resampled_encoding
 from pipeline.spatial import _AVERAGES, _block_mean, _check_average, downsize
 
-__all__ = ["ResampleReport", "gap_table", "resample_store", "snap_to_grid", "downsize"]
+__all__ = [
+    "ResampleReport",
+    "gap_table",
+    "resample_store",
+    "sidecar_paths",
+    "snap_to_grid",
+    "downsize",
+]
 
 _DAY = pd.Timedelta("1D")
-
-
-@dataclass
-class ResampleReport:
-    """What :func:`resample_store` did.
-
-    Attributes
-    ----------
-    src, dst : str
-        Source and output store paths.
-    size : int
-        Output grid size (pixels per side).
-    cadence, tolerance : pandas.Timedelta
-        Slot spacing and snapping tolerance.
-    n_slots, n_observed : int
-        Slots on the grid, and slots holding a frame.
-    snapped : pandas.DataFrame
-        Frames that were off the grid but within tolerance: columns ``frame_time``,
-        ``slot_time``, ``offset_s``.
-    rejected : pandas.DataFrame
-        Frames farther than ``tolerance`` from every slot (not used): same columns, the
-        slot being the nearest one.
-    collisions : pandas.DataFrame
-        Frames dropped because a nearer frame took their slot: ``slot_time``,
-        ``kept_time``, ``dropped_time``.
-    gaps : pandas.DataFrame
-        One row per run of unobserved slots: ``start``, ``end`` (first and last missing
-        slot), ``length`` (slots). See :func:`gap_table`.
-    seconds : float
-        Wall time of the run.
-    motion : dict or None
-        Summary of the per-slot motion (:func:`pipeline.motion_store.write_motion`) when
-        it was computed.
-    """
-
-    src: str
-    dst: str
-    size: int
-    cadence: pd.Timedelta
-    tolerance: pd.Timedelta
-    n_slots: int
-    n_observed: int
-    snapped: pd.DataFrame
-    rejected: pd.DataFrame
-    collisions: pd.DataFrame
-    gaps: pd.DataFrame
-    seconds: float = 0.0
-    motion: dict | None = None
-
-    @property
-    def observed_fraction(self) -> float:
-        """Fraction of slots that hold a frame."""
-        return self.n_observed / self.n_slots if self.n_slots else 0.0
-
-    @property
-    def n_gaps(self) -> int:
-        """Number of runs of consecutive unobserved slots."""
-        return len(self.gaps)
-
-    @property
-    def longest_gap(self) -> int:
-        """Length in slots of the longest gap (0 when there is none)."""
-        return int(self.gaps["length"].max()) if len(self.gaps) else 0
-
-    def summary(self) -> dict:
-        """Summary figures as a JSON-serialisable dict."""
-        return {
-            "src": self.src,
-            "dst": self.dst,
-            "size": self.size,
-            "cadence_minutes": self.cadence / pd.Timedelta("1min"),
-            "tolerance_seconds": self.tolerance.total_seconds(),
-            "n_slots": self.n_slots,
-            "n_observed": self.n_observed,
-            "observed_fraction": round(self.observed_fraction, 6),
-            "n_gaps": self.n_gaps,
-            "longest_gap_slots": self.longest_gap,
-            "n_snapped": len(self.snapped),
-            "n_rejected": len(self.rejected),
-            "n_collisions": len(self.collisions),
-            "seconds": round(self.seconds, 3),
-        } | ({"motion": self.motion} if self.motion is not None else {})
 
 
 # --------------------------------------------------------------------------- time grid
@@ -426,11 +358,15 @@ def resample_store(
 
     Parameters
     ----------
-    src : path
-        Ingest store (docs/contracts.md, Store schema), opened with :func:`pipeline.store.open_store`.
-    dst : path
-        Output Zarr store to create (docs/contracts.md, Resampled schema). Refused when it exists unless
-        ``overwrite``; one Icechunk commit (a new store: built beside and renamed in).
+    src : path or str
+        Ingest store (docs/contracts.md, Store schema): a directory or an
+        ``s3://bucket/prefix`` URL, opened with :func:`pipeline.store.open_store`.
+    dst : path or str
+        Output store to create (docs/contracts.md, Resampled schema): a directory or an
+        ``s3://`` URL (endpoint and credentials from the ``AWS_*`` environment variables).
+        Refused when it exists unless ``overwrite``; one Icechunk commit (a new local
+        store: built beside and renamed in; on object storage: created in place, nothing
+        visible before the commit).
     size : int
         Output pixels per side; must divide the source size (480: 1, 2, 3, 4, 5, 6, 8, 10,
         12, 15, 16, 20, 24, 30, 32, 40, 48, 60, 80, 96, 120, 160, 240, 480).
@@ -463,24 +399,27 @@ def resample_store(
     -------
     ResampleReport
         Also written as ``<dst stem>.resample.json``; the gap table as
-        ``<dst stem>.gaps.csv``, both next to ``dst``.
+        ``<dst stem>.gaps.csv``, both next to ``dst`` (objects in the bucket for a URL).
     """
     from tqdm.auto import tqdm
 
     from pipeline.store import is_icechunk_store, is_old_layout, is_url, open_repo, open_store
+    from pipeline.store_engine import as_location, holds_group
 
     t0 = _time.perf_counter()
-    src_path, dst_path = (str(src) if is_url(src) else Path(src)), Path(dst)
-    if is_url(dst):
-        raise ValueError(f"dst {dst}: the resampled store is written to a local directory")
+    src_path, dst_path = as_location(src), as_location(dst)
     if not is_url(src_path) and not src_path.exists():
         raise ValueError(f"source store {src_path} does not exist")
-    if not is_url(src_path) and dst_path.resolve() == src_path.resolve():
+    if is_url(src_path) or is_url(dst_path):
+        same = str(src_path).rstrip("/") == str(dst_path).rstrip("/")
+    else:
+        same = dst_path.resolve() == src_path.resolve()
+    if same:
         raise ValueError(f"dst {dst_path} is the source store; choose another path")
-    if dst_path.exists() and not overwrite:
+    if holds_group(dst_path) and not overwrite:
         msg = f"output store {dst_path} already exists; pass overwrite=True (--overwrite)"
         raise FileExistsError(msg + " to replace it")
-    if not dst_path.parent.is_dir():
+    if not is_url(dst_path) and not dst_path.parent.is_dir():
         raise ValueError(f"parent directory of {dst_path} does not exist")
     if time_chunk < 1 or block_chunks < 1:
         raise ValueError(
@@ -520,9 +459,9 @@ def resample_store(
     }
     if motion is not None:
         settings.update(motion=str(motion).lower(), motion_window=int(motion_window))
-    from pipeline.store_engine import place_store, replacement_session
+    from pipeline.store_engine import commit_session, place_store, replacement_session
 
-    tmp = _tmp_sibling(dst_path, "tmp")
+    tmp = None if is_url(dst_path) else _tmp_sibling(dst_path, "tmp")
     try:
         session, fresh = replacement_session(dst_path, tmp)
         out = session.store
@@ -569,15 +508,19 @@ def resample_store(
                 label=str(dst_path),
             )
         name = str(src_path).rstrip("/").rsplit("/", 1)[-1]
-        session.commit(
+        commit_session(
+            session,
             f"resample {name}: {int(observed.sum())} of {len(slots)} slots observed, {size} x "
             f"{size}, cadence {cad / pd.Timedelta('1min'):g} min"
-            + (f", motion {motion}" if motion else "")
+            + (f", motion {motion}" if motion else ""),
+            dst_path,
+            "run the resample again (with --overwrite if the other one completed)",
         )
         if fresh:
             place_store(tmp, dst_path, _tmp_sibling(dst_path, "old"))
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     finally:
         source.close()
@@ -598,32 +541,5 @@ def resample_store(
         seconds=_time.perf_counter() - t0,
         motion=motion_summary,
     )
-    _write_sidecars(report, dst_path)
+    write_sidecars(report, dst_path)
     return report
-
-
-def sidecar_paths(dst: str | os.PathLike) -> tuple[Path, Path]:
-    """Paths of the gap table CSV and report JSON written next to a resampled store."""
-    dst = Path(dst)
-    stem = dst.name[: -len(".zarr")] if dst.name.endswith(".zarr") else dst.name
-    return dst.with_name(f"{stem}.gaps.csv"), dst.with_name(f"{stem}.resample.json")
-
-
-def _write_sidecars(report: ResampleReport, dst: Path) -> None:
-    gaps_csv, report_json = sidecar_paths(dst)
-    report.gaps.to_csv(gaps_csv, index=False, date_format="%Y-%m-%dT%H:%M:%S")
-
-    def _records(df: pd.DataFrame) -> list[dict]:
-        out = df.copy()
-        for col in out.columns:
-            if np.issubdtype(out[col].dtype, np.datetime64):
-                out[col] = out[col].dt.strftime("%Y-%m-%dT%H:%M:%S")
-        return out.to_dict(orient="records")
-
-    payload = dict(
-        report.summary(),
-        snapped=_records(report.snapped),
-        rejected=_records(report.rejected),
-        collisions=_records(report.collisions),
-    )
-    report_json.write_text(json.dumps(payload, indent=1))

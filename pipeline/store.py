@@ -57,8 +57,12 @@ lists them (:func:`store_log`) and any snapshot opens read-only
   rewrites the chunks from its insertion point on, streamed from the parent snapshot;
 - **concurrency**: Icechunk's local-filesystem storage is not safe for concurrent commits,
   so local writers hold an ``flock`` on ``.<store name>.lock`` beside the store
-  (:func:`store_lock`); on object
-  storage a conflicting commit is detected and refused with a clear message;
+  (:func:`store_lock`); on object storage a conflicting commit is detected and refused
+  with a clear message (:class:`CommitConflictError`; ingest redoes the batch from the new
+  tip);
+- **distributed writes**: on a dask cluster each write task gets a fork of the batch's
+  session (``Session.fork``), writes its chunks to storage itself, and the forks are merged
+  into the session before its one commit (:meth:`StoreWriter.merge`);
 - **old stores** (version folders ``vNNNNNN.zarr`` and a ``CURRENT`` pointer, before
   2026-12) are recognised and refused with the command that converts them,
   ``nowcast store migrate OLD NEW`` (:mod:`pipeline.store_migrate`).
@@ -72,6 +76,7 @@ icechunk and xarray only::
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from pathlib import Path
@@ -83,15 +88,25 @@ import xarray as xr
 from pipeline import geo
 from pipeline.schema import STORE_ATTRS as GLOBAL_ATTRS
 from pipeline.schema import validate_store  # noqa: F401 (re-exported: the store schema's check)
-from pipeline.store_engine import (
+from pipeline.store_engine import (  # noqa: F401 (re-exported: store locations)
+    REPO_ENTRIES,
+    CommitConflictError,
     _old_layout_error,
+    _session_store,
     _storage,
+    as_location,
+    holds_group,
     is_icechunk_store,
     is_old_layout,
     is_url,
+    join_location,
+    open_group,
+    open_or_create_repo,
     open_repo,
     store_lock,
+    store_log,
 )
+from pipeline.units import lookup_pixels
 
 TIME_CHUNK: int = 16
 """Frames per time chunk of ``reflectivity`` and ``mask``."""
@@ -258,7 +273,7 @@ def _write_schema(store, size: int, source_grid=None, attrs: dict | None = None)
     crs[()] = 0
 
 
-_REPO_ENTRIES = {"refs", "snapshots", "manifests", "transactions", "chunks", "config.yaml"}
+_REPO_ENTRIES = REPO_ENTRIES
 
 
 def create_store(
@@ -328,8 +343,13 @@ def create_store(
     return out
 
 
-class CommitConflictError(RuntimeError):
-    """Another writer committed to the store while this one was writing (object storage)."""
+def resize_arrays(group, length: int) -> None:
+    """Give the time arrays (``reflectivity``, ``mask``, ``time``) of *group* *length* frames
+    (a shorter length drops the chunks past the end)."""
+    for name in DATA_VARS:
+        arr = group[name]
+        arr.resize((length, *arr.shape[1:]))
+    group["time"].resize((length,))
 
 
 class StoreWriter:
@@ -410,7 +430,7 @@ class StoreWriter:
         g = zarr.open_group(self._tip().store, mode="r")
         return np.asarray(g["time"][:], dtype=np.int64)
 
-    def prepare(self, first_time_chunk: int, length: int):
+    def prepare(self, first_time_chunk: int, length: int, resize: bool = True):
         """Open a writable session on the tip of ``main`` and resize the data arrays.
 
         Parameters
@@ -420,6 +440,10 @@ class StoreWriter:
             shared with the parent snapshot (Icechunk copies nothing).
         length : int
             Number of frames of the new snapshot (>= committed length).
+        resize : bool
+            False: leave the session unchanged (no resize), so that it can still be
+            forked (:meth:`icechunk.Session.fork`) for writers on a dask cluster; the caller
+            resizes it after merging the forks.
 
         Returns
         -------
@@ -432,11 +456,17 @@ class StoreWriter:
             raise ValueError(f"first_time_chunk must be >= 0, got {first_time_chunk}")
         self._session = self.repo.writable_session("main")
         g = zarr.open_group(self._session.store, mode="r+")
-        for name in DATA_VARS:
-            arr = g[name]
-            arr.resize((length, *arr.shape[1:]))
-        g["time"].resize((length,))
+        if resize:
+            resize_arrays(g, length)
         return g
+
+    def merge(self, forks: list) -> None:
+        """Merge forked sessions (:meth:`icechunk.Session.fork` of :attr:`session`, written
+        by dask workers) into the prepared session; the commit stays one."""
+        if self._session is None:
+            raise ValueError(f"{self.location}: merge() called without prepare()")
+        if forks:
+            self._session.merge(*forks)
 
     def abort(self) -> None:
         """Discard the prepared session (the last commit stays as it is)."""
@@ -472,39 +502,6 @@ class StoreWriter:
 # ----------------------------------------------------------------------------- reading
 
 
-def _session_store(location: str | os.PathLike, snapshot: str | None = None):
-    repo = open_repo(location)
-    if snapshot is not None:
-        return repo.readonly_session(snapshot_id=snapshot).store
-    return repo.readonly_session(branch="main").store
-
-
-def open_group(location, mode: str = "r", snapshot: str | None = None):
-    """The root :class:`zarr.Group` of a store, read-only.
-
-    An Icechunk store (directory or ``s3://`` URL) is read from a read-only session of the
-    latest snapshot (or of *snapshot*); any other directory is opened as a plain Zarr group.
-
-    Parameters
-    ----------
-    location : str, PathLike or zarr store
-        Store location, or an already opened zarr store (returned as a group as it is).
-    mode : str
-        Only ``"r"``: writers go through :class:`StoreWriter` or a writable session.
-    snapshot : str, optional
-        Snapshot id to open instead of the latest.
-    """
-    import zarr
-
-    if mode != "r":
-        raise ValueError(f"open_group opens stores read-only, got mode={mode!r}")
-    if not isinstance(location, str | os.PathLike):
-        return zarr.open_group(location, mode="r")
-    if is_url(location) or is_icechunk_store(location) or is_old_layout(location):
-        return zarr.open_group(_session_store(location, snapshot), mode="r")
-    return zarr.open_group(str(location), mode="r")
-
-
 def store_times(location: str | os.PathLike, snapshot: str | None = None) -> pd.DatetimeIndex:
     """Committed frame times of a store without opening it with xarray.
 
@@ -518,12 +515,6 @@ def store_times(location: str | os.PathLike, snapshot: str | None = None) -> pd.
     g = zarr.open_group(_session_store(location, snapshot), mode="r")
     secs = np.asarray(g["time"][:], dtype=np.int64)
     return pd.DatetimeIndex(secs.astype("datetime64[s]").astype("datetime64[ns]"), name="time")
-
-
-def store_log(location: str | os.PathLike) -> list[tuple[str, pd.Timestamp, str]]:
-    """History of a store, newest first: ``(snapshot id, commit time UTC, message)``."""
-    repo = open_repo(location)
-    return [(s.id, pd.Timestamp(s.written_at), s.message) for s in repo.ancestry(branch="main")]
 
 
 def open_store(path, chunks: dict | str = "auto", snapshot: str | None = None) -> xr.Dataset:
@@ -621,7 +612,8 @@ def _decode_pixels(ds: xr.Dataset) -> xr.Dataset:
     if raw.dtype != np.uint8:
         raise ValueError(f"reflectivity is stored as {raw.dtype}, expected uint8 pixels")
     lut = (np.arange(256, dtype=np.float64) * scale + offset).astype(np.float32)
-    dbz = raw.copy(data=raw.data.map_blocks(lut.take, dtype=np.float32))  # keeps coords
+    decode = functools.partial(lookup_pixels, lut=lut)
+    dbz = raw.copy(data=raw.data.map_blocks(decode, dtype=np.float32))  # keeps coords
     dbz.attrs = attrs
     dbz.encoding = dict(
         raw.encoding, dtype=np.dtype("uint8"), scale_factor=scale, add_offset=offset

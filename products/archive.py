@@ -29,8 +29,9 @@ def append_forecast_zarr(ds: xr.Dataset, store: str | os.PathLike[str]) -> int:
     ----------
     ds : xarray.Dataset
         Forecast in the forecast schema (docs/contracts.md).
-    store : path-like
-        Archive directory (an Icechunk repository); created on the first call.
+    store : path-like or str
+        Archive directory or ``s3://bucket/prefix`` URL (an Icechunk repository); created
+        on the first call.
 
     Returns
     -------
@@ -44,8 +45,10 @@ def append_forecast_zarr(ds: xr.Dataset, store: str | os.PathLike[str]) -> int:
         archive's, or its issue time is earlier than the archive's last one and not
         already present (the archive stays sorted).
     """
+    from pipeline.store import as_location, store_lock
+
     validate_forecast(ds)
-    store = Path(store)
+    store = as_location(store)  # a directory, or an s3:// URL
     issue = _issue_time(ds)
     # the archive holds the fields; the motion of a Lagrangian forecast stays in its NetCDF
     new = ds.drop_vars(["motion", "component"], errors="ignore")
@@ -60,30 +63,15 @@ def append_forecast_zarr(ds: xr.Dataset, store: str | os.PathLike[str]) -> int:
         new[name].encoding = {"chunks": (1, *ds[name].shape)}
         new[name].attrs.pop("grid_mapping", None)
         new[name].attrs["grid_mapping"] = "crs"
-    from pipeline.store import store_lock
-
     with store_lock(store):
         return _append_in_session(new, ds, store, issue, model)
 
 
-def _archive_repo(store: Path):
+def _archive_repo(store):
     """The Icechunk repository of the forecast archive, created when missing."""
-    import icechunk
+    from pipeline.store import open_or_create_repo
 
-    from pipeline.store import _storage, is_icechunk_store
-
-    if is_icechunk_store(store):
-        return icechunk.Repository.open(_storage(store))
-    if (store / "zarr.json").exists():
-        raise ValueError(
-            f"forecast archive {store} is a plain Zarr group (written before the archive "
-            "moved to Icechunk): move it aside; the next publish starts a new archive"
-        )
-    if store.exists() and any(store.iterdir()):  # a creator killed before its first ref
-        import shutil
-
-        shutil.rmtree(store)
-    return icechunk.Repository.create(_storage(store))
+    return open_or_create_repo(store, what="forecast archive")
 
 
 def _append_in_session(new: xr.Dataset, ds: xr.Dataset, store: Path, issue, model: str) -> int:

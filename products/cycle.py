@@ -91,6 +91,10 @@ class ForecastSettings:
         Observation frames drawn before the forecast in the products.
     coastline_resolution : str
         Natural Earth scale of map coastlines (``10m``, ``50m``, ``110m``).
+    archive : str
+        The forecast archive (Icechunk): relative to ``site`` (default
+        ``forecasts.zarr``), an absolute directory, or an ``s3://bucket/prefix`` URL. The
+        site itself is a local directory (the dashboard serves its files).
     """
 
     store: str
@@ -106,6 +110,7 @@ class ForecastSettings:
     keep_runs: int = 24
     n_obs_frames: int = 5
     coastline_resolution: str = "10m"
+    archive: str = "forecasts.zarr"
 
     def __post_init__(self) -> None:
         if (self.run is None) == (self.baseline is None):
@@ -239,18 +244,19 @@ def record_skip(
 def verify_earlier(settings: ForecastSettings, issue: pd.Timestamp, size: int):
     """Scores of the newest fully observable, not yet verified earlier forecast, or None.
 
-    Earlier forecasts are read from the site's forecast archive (``forecasts.zarr``);
+    Earlier forecasts are read from the forecast archive (``settings.archive``);
     a forecast qualifies when its last valid time is at or before *issue* and it is not
     in ``scores.json`` yet.
     """
     import json
 
+    from pipeline.store import join_location
     from pipeline.window import observations_dataset
     from products.archive import forecast_archive_exists, open_forecast_zarr
     from products.verify import verify_forecast
 
     site = Path(settings.site)
-    archive = site / "forecasts.zarr"
+    archive = join_location(site, settings.archive)
     if not forecast_archive_exists(archive):
         return None
     done: set[str] = set()
@@ -296,6 +302,7 @@ def publish_cycle(settings: ForecastSettings, forecast: xr.Dataset, scores) -> s
         scores=scores,
         keep_runs=settings.keep_runs,
         n_obs_frames=n,
+        zarr_store=settings.archive,
         coastline_resolution=settings.coastline_resolution,
     )
     return str(result.run_dir)

@@ -36,6 +36,7 @@ import xarray as xr
 
 from pipeline.atomic import atomic_write_json
 from pipeline.schema import validate_forecast
+from pipeline.store_engine import join_location
 from products._common import (
     _iso,
     _issue_time,
@@ -272,8 +273,9 @@ def publish_run(
         Entries kept in ``status.json`` and ``scores.json``.
     n_obs_frames : int
         Observation frames drawn before the forecast frames.
-    zarr_store : path-like or None
-        Forecast archive, relative to *site_dir* unless absolute; None = no archive.
+    zarr_store : path-like, str or None
+        Forecast archive, relative to *site_dir* unless absolute or an ``s3://`` URL
+        (object storage; the site itself stays a directory); None = no archive.
     map_size_px : tuple of int
         ``(width, height)`` of every map PNG.
     coastline_resolution : str
@@ -319,7 +321,7 @@ def publish_run(
                 hook=_hook,
             )
             if zarr_store is not None:
-                append_forecast_zarr(forecast_ds, site / zarr_store)
+                append_forecast_zarr(forecast_ds, join_location(site, zarr_store))
             final = site / "runs" / rid
             if final.exists():
                 aside = site / "runs" / f".old-{rid}-{uuid.uuid4().hex[:8]}"
