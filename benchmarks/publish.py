@@ -1,6 +1,6 @@
 """Benchmark: publishing one forecast run (NetCDF, Zarr archive, maps, GIF, dashboard).
 
-Builds, in a temporary directory, a forecast in the C5 schema (``--size`` x ``--size``
+Builds, in a temporary directory, a forecast in the forecast schema (docs/contracts.md) (``--size`` x ``--size``
 grid of :mod:`pipeline.geo`, ``--leads`` lead times every 6 minutes, a storm moving east)
 and ``--obs`` observation frames, then publishes ``--runs`` consecutive issue times into
 one site with :func:`products.site.publish_run` (default 640 x 600 maps, 10 m coastline).
@@ -37,36 +37,19 @@ def _storm(x: np.ndarray, y: np.ndarray, cx: float) -> np.ndarray:
 
 def _forecast(issue: pd.Timestamp, size: int, leads: int) -> xr.Dataset:
     from pipeline import geo
+    from pipeline.schema import forecast_dataset
     from pipeline.units import dbz_to_rainrate
 
     g = geo.grid_coords(size)
     lead = np.arange(1, leads + 1, dtype=np.int64) * 6
     refl = np.stack([_storm(g.x, g.y, 1.2 * m) for m in lead])
-    return xr.Dataset(
-        {
-            "reflectivity": (("lead_time", "y", "x"), refl, {"units": "dBZ"}),
-            "rainfall_rate": (
-                ("lead_time", "y", "x"),
-                dbz_to_rainrate(refl).astype(np.float32),
-                {"units": "mm/h"},
-            ),
-        },
-        coords={
-            "lead_time": ("lead_time", lead, {"units": "minutes"}),
-            "valid_time": ("lead_time", issue + pd.to_timedelta(lead, unit="min")),
-            "issue_time": np.datetime64(issue, "ns"),
-            "y": ("y", g.y, {"units": "km"}),
-            "x": ("x", g.x, {"units": "km"}),
-            "lat": (("y", "x"), g.lat, {"units": "degrees_north"}),
-            "lon": (("y", "x"), g.lon, {"units": "degrees_east"}),
-            "crs": ((), np.int32(0), geo.crs_attrs()),
-        },
-        attrs={"model": "benchmark", "source": "synthetic", "history": ""},
-    )
+    rate = dbz_to_rainrate(refl).astype(np.float32)
+    return forecast_dataset(issue, lead, refl, rate, model="benchmark", source="synthetic")
 
 
 def _observations(end: pd.Timestamp, size: int, n: int) -> xr.Dataset:
     from pipeline import geo
+    from pipeline.schema import resampled_dataset
 
     g = geo.grid_coords(size)
     times = pd.date_range(end=end, periods=n, freq="6min")
@@ -74,13 +57,7 @@ def _observations(end: pd.Timestamp, size: int, n: int) -> xr.Dataset:
     refl = np.stack([_storm(g.x, g.y, 1.2 * m) for m in minutes])
     mask = np.ones(refl.shape, dtype=bool)
     mask[:, :, : size // 10] = False
-    return xr.Dataset(
-        {
-            "reflectivity": (("time", "y", "x"), refl, {"units": "dBZ"}),
-            "mask": (("time", "y", "x"), mask),
-        },
-        coords={"time": times, "y": ("y", g.y), "x": ("x", g.x)},
-    )
+    return resampled_dataset(times, refl, mask, cadence_minutes=None)
 
 
 def _mb(path: Path) -> float:

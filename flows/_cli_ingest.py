@@ -1,5 +1,5 @@
-"""``nowcast ingest`` (radar archive -> radar store, incremental and idempotent, C2;
-``--source`` picks the format, docs/sources.md) and
+"""``nowcast ingest`` (radar archive -> radar store, incremental and idempotent;
+docs/contracts.md, Store schema; ``--source`` picks the format, docs/sources.md) and
 ``nowcast store log STORE`` / ``nowcast store migrate OLD NEW``."""
 
 from __future__ import annotations

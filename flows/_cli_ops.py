@@ -52,10 +52,23 @@ def _parse_time(option: str, text: str | None) -> str | None:
     return text
 
 
-def _require(what: str, path: Path | None, *, is_dir: bool = True) -> None:
-    """Refuse a missing input before Prefect's server is started (tens of seconds)."""
-    if path is None:
+_STORE_HELP = "Radar store: a directory or an s3://bucket/prefix URL (AWS_* variables)."
+_ARCHIVE_HELP = (
+    "Forecast archive (Icechunk): relative to --site, an absolute directory, or an "
+    "s3://bucket/prefix URL (the site itself stays a local directory)."
+)
+
+
+def _require(what: str, path: str | Path | None, *, is_dir: bool = True) -> None:
+    """Refuse a missing input before Prefect's server is started (tens of seconds).
+
+    An ``s3://`` URL is not checked here: its store is opened (and refused) by the step.
+    """
+    from pipeline.store_engine import is_url
+
+    if path is None or is_url(path):
         return
+    path = Path(path)
     ok = path.is_dir() if is_dir else path.is_file()
     if not ok:
         kind = "directory" if is_dir else "file"
@@ -89,6 +102,18 @@ def _check_ensemble_flags(
         return parse_percentiles(percentiles)
     except ValueError as err:
         raise typer.BadParameter(f"--percentiles: {err}") from err
+
+
+def _local_parent(location: str) -> Path:
+    """The directory for Prefect's home next to a store: its parent (created), or the
+    current directory for an ``s3://`` store."""
+    from pipeline.store_engine import is_url
+
+    if is_url(location):
+        return Path(".")
+    parent = Path(location).absolute().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    return parent
 
 
 def _check_one_predictor(run: Path | None, baseline: str | None) -> None:
@@ -138,7 +163,7 @@ def demo(
 
 
 def serve(
-    store: Path = typer.Option(..., "--store", help="Radar store to forecast from."),
+    store: str = typer.Option(..., "--store", help=_STORE_HELP),
     site: Path = typer.Option(..., "--site", help="Site directory to publish into."),
     run: Path | None = typer.Option(None, "--run", help="Trained run directory."),
     baseline: str | None = typer.Option(None, "--baseline", help="Baseline name, e.g. pysteps."),
@@ -149,6 +174,7 @@ def serve(
     workdir: Path = typer.Option(Path("."), "--workdir", help=_WORKDIR_HELP),
     members: Members = None,
     seed: Seed = 0,
+    archive: str = typer.Option("forecasts.zarr", "--archive", help=_ARCHIVE_HELP),
 ) -> None:
     """Forecast on a schedule with Prefect's flow.serve (Ctrl-C to stop).
 
@@ -176,6 +202,7 @@ def serve(
         max_consecutive_missing=max_missing,
         members=members,
         seed=seed if members is not None else None,
+        archive=archive,
     )
 
 
@@ -231,7 +258,7 @@ def replay(
 
 
 def forecast(
-    store: Path = typer.Option(..., "--store", help="Radar store."),
+    store: str = typer.Option(..., "--store", help=_STORE_HELP),
     out: Path = typer.Option(..., "--out", help="Forecast NetCDF file to write."),
     issue_time: str | None = typer.Option(None, help="Issue time (default: newest frame)."),
     run: Path | None = typer.Option(None, "--run", help="Trained run directory."),
@@ -272,15 +299,15 @@ def forecast(
         pred = run_predictor(run)
     else:
         pred = baseline_predictor(baseline, in_frames=in_frames or 5, image_size=image_size)
-    issue = resolve_issue_time(str(store), now=issue_time)
+    issue = resolve_issue_time(store, now=issue_time)
     if members is None:
-        fc = make_forecast(pred, str(store), issue, lead_minutes or list(DEFAULT_LEADS))
+        fc = make_forecast(pred, store, issue, lead_minutes or list(DEFAULT_LEADS))
     else:
         from nowcast.ensemble_forecast import make_ensemble_forecast
 
         fc = make_ensemble_forecast(
             pred,
-            str(store),
+            store,
             issue,
             lead_minutes or list(DEFAULT_LEADS),
             members=members,
@@ -296,7 +323,7 @@ def forecast(
 
 def publish(
     forecast_nc: Path = typer.Argument(..., help="Forecast NetCDF (nowcast forecast --out)."),
-    store: Path = typer.Option(..., "--store", help="Radar store with the observations."),
+    store: str = typer.Option(..., "--store", help=_STORE_HELP),
     site: Path = typer.Option(..., "--site", help="Site directory."),
     keep_runs: int = typer.Option(24, help="Runs kept in the site."),
 ) -> None:
@@ -320,7 +347,9 @@ flow_app = typer.Typer(
 @flow_app.command("ingest")
 def flow_ingest(
     archive: Annotated[Path, typer.Argument(help="Archive root (HKO-7: holds radarPNG/).")],
-    store: Annotated[Path, typer.Argument(help="Radar store (created when missing).")],
+    store: Annotated[
+        str, typer.Argument(help="Radar store (created when missing): path or s3:// URL.")
+    ],
     start: Start = None,
     end: End = None,
     threads: Threads = None,
@@ -333,34 +362,42 @@ def flow_ingest(
     ] = 2,
     source: Source = "hko7",
 ) -> None:
-    """Ingest an archive, one dask task per day (the flags of nowcast ingest, and the cluster's)."""
+    """Ingest an archive, one dask task per day (the flags of nowcast ingest, and the cluster's).
+
+    With --scheduler-address the cluster's workers write the chunks instead (each into a
+    fork of the batch's Icechunk session), one commit per batch.
+    """
     _require("archive", archive)
     start, end = _parse_time("--start", start), _parse_time("--end", end)
     from flows._prefect_env import configure
 
-    store.parent.mkdir(parents=True, exist_ok=True)
-    configure(store.parent)
+    configure(_local_parent(store))
     from flows.ingest import ingest_flow, make_task_runner
 
-    runner = make_task_runner(address=scheduler_address, n_workers=dask_workers)
-    res = ingest_flow.with_options(task_runner=runner)(
-        str(archive), str(store), start, end, threads=threads, source=source
-    )
+    if scheduler_address:  # the chunks are written on that cluster, one commit per batch
+        res = ingest_flow(
+            str(archive), store, start, end, threads=threads, source=source,
+            scheduler_address=scheduler_address,
+        )  # fmt: skip
+    else:
+        runner = make_task_runner(n_workers=dask_workers)
+        res = ingest_flow.with_options(task_runner=runner)(
+            str(archive), store, start, end, threads=threads, source=source
+        )
     typer.echo(f"{res['frames_written']} frames written, {len(res['corrupt'])} corrupt skipped")
 
 
 @flow_app.command("resample")
 def flow_resample(
-    src: Path = typer.Argument(..., help="Ingest store."),
-    dst: Path = typer.Argument(..., help="Resampled store to write."),
+    src: str = typer.Argument(..., help="Ingest store (path or s3:// URL)."),
+    dst: str = typer.Argument(..., help="Resampled store to write (path or s3:// URL)."),
     size: int = typer.Option(80, help="Grid side."),
     cadence: str = typer.Option("6min", help="Time grid step."),
 ) -> None:
     """Resample a store onto a regular time grid and a coarser grid."""
     from flows._prefect_env import configure
 
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    configure(dst.parent)
+    configure(_local_parent(dst))
     from flows.resample import resample_flow
 
     typer.echo(resample_flow(str(src), str(dst), size=size, cadence=cadence))
@@ -372,7 +409,7 @@ flow_app.command("evaluate")(flow_evaluate_command)
 
 @flow_app.command("forecast")
 def flow_forecast(
-    store: Path = typer.Option(..., "--store", help="Radar store."),
+    store: str = typer.Option(..., "--store", help=_STORE_HELP),
     site: Path = typer.Option(..., "--site", help="Site directory."),
     run: Path | None = typer.Option(None, "--run", help="Trained run directory."),
     baseline: str | None = typer.Option(None, "--baseline", help="Baseline name."),
@@ -383,6 +420,7 @@ def flow_forecast(
     workdir: Path = typer.Option(Path("."), "--workdir", help=_WORKDIR_HELP),
     members: Members = None,
     seed: Seed = 0,
+    archive: str = typer.Option("forecasts.zarr", "--archive", help=_ARCHIVE_HELP),
 ) -> None:
     """One forecast cycle: forecast, verify earlier forecasts, publish."""
     _check_one_predictor(run, baseline)
@@ -399,15 +437,16 @@ def flow_forecast(
 
     ens = {} if members is None else {"members": members, "seed": seed}
     res = run_forecast_cycle(
-        store, site, run=run, baseline=baseline, now=now, lead_minutes=lead_minutes, **ens
-    )
+        store, site, run=run, baseline=baseline, now=now, lead_minutes=lead_minutes,
+        archive=archive, **ens,
+    )  # fmt: skip
     typer.echo(f"{res['issue_time']}: {res['status']} {res['reason']}")
 
 
 @flow_app.command("publish")
 def flow_publish(
     forecast_nc: Path = typer.Argument(..., help="Forecast NetCDF."),
-    store: Path = typer.Option(..., "--store", help="Radar store."),
+    store: str = typer.Option(..., "--store", help=_STORE_HELP),
     site: Path = typer.Option(..., "--site", help="Site directory."),
     workdir: Path = typer.Option(Path("."), "--workdir", help=_WORKDIR_HELP),
 ) -> None:

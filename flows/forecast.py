@@ -52,6 +52,7 @@ def forecast_flow(
     coastline_resolution: str = "10m",
     members: int | None = None,
     seed: int = 0,
+    archive: str = "forecasts.zarr",
 ) -> dict:
     """One forecast cycle as a Prefect flow (see the module docstring).
 
@@ -76,6 +77,7 @@ def forecast_flow(
         coastline_resolution=coastline_resolution,
         members=members,
         seed=seed,
+        archive=str(archive),
     )
     logger = get_run_logger()
     steps = CycleSteps(_forecast_task, _record_skip_task, _verify_task, _publish_task, logger.info)

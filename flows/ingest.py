@@ -10,6 +10,13 @@ dask's threaded scheduler (Pillow and zlib release the GIL). Writers of one stor
 serialised by the store's own lock (``pipeline.store.StoreWriter``), and the store keeps
 time sorted whatever order the days finish in, so concurrent day tasks are safe.
 
+With ``scheduler_address`` (``nowcast flow ingest --scheduler-address ...``) the flow
+runs one task instead, :func:`ingest_on_cluster`: the cluster's workers decode and write
+the chunks of each batch in parallel, each into a fork of the batch's Icechunk session,
+and the task commits once per batch (:func:`pipeline.ingest.ingest_archive` with
+``scheduler_address``). Day tasks on a remote cluster would each commit on their own:
+serialised by the lock of a local store, racing each other on object storage.
+
 Day tasks are I/O and retry twice.
 """
 
@@ -24,7 +31,7 @@ from prefect import flow, get_run_logger, task
 if TYPE_CHECKING:
     from pipeline.ingest import IngestReport
 
-__all__ = ["archive_days", "ingest_day", "ingest_flow", "make_task_runner"]
+__all__ = ["archive_days", "ingest_day", "ingest_flow", "ingest_on_cluster", "make_task_runner"]
 
 
 def archive_days(archive: str | Path, start=None, end=None, source: str = "hko7") -> list[str]:
@@ -89,6 +96,34 @@ def ingest_day(
     return summary
 
 
+@task(name="ingest-on-cluster", retries=2, retry_delay_seconds=2)
+def ingest_on_cluster(
+    archive: str,
+    store: str,
+    scheduler_address: str,
+    start: str | None = None,
+    end: str | None = None,
+    source: str = "hko7",
+) -> dict:
+    """Ingest ``[start, end]`` of *archive* with the chunks written on the dask cluster at
+    *scheduler_address* (one commit per batch); returns a summary dict (``day``: the range)."""
+    from pipeline.ingest import ingest_archive
+
+    report = ingest_archive(
+        archive, store, start=start, end=end, scheduler_address=scheduler_address,
+        progress=False, source=source,
+    )  # fmt: skip
+    summary = _report_summary(report)
+    summary["day"] = f"{start or 'first'}..{end or 'last'}"
+    summary["commits"] = int(report.batches)
+    get_run_logger().info(
+        "%s frames written on the cluster %s in %d commit(s), %d corrupt",
+        summary["frames_written"], scheduler_address, report.batches,
+        len(summary["corrupt"]),
+    )  # fmt: skip
+    return summary
+
+
 def make_task_runner(address: str | None = None, n_workers: int = 2, processes: bool | None = None):
     """The dask task runner: an existing cluster at *address*, or a local one.
 
@@ -133,13 +168,17 @@ def ingest_flow(
     end: str | None = None,
     threads: int | None = None,
     source: str = "hko7",
+    scheduler_address: str | None = None,
 ) -> dict:
     """Ingest the days of *archive* in ``[start, end]`` into *store* (one task per day).
 
     *threads* decode the frames of each day task (default: CPUs). Run it with a task
     runner from :func:`make_task_runner`, e.g.
-    ``ingest_flow.with_options(task_runner=make_task_runner(address))(archive, store)``;
-    without one Prefect's default thread pool runs the day tasks.
+    ``ingest_flow.with_options(task_runner=make_task_runner())(archive, store)``;
+    without one Prefect's default thread pool runs the day tasks. With
+    *scheduler_address* (a dask scheduler, ``tcp://host:8786``) one task
+    (:func:`ingest_on_cluster`) writes the chunks on that cluster instead, one commit per
+    batch.
 
     Returns
     -------
@@ -154,8 +193,15 @@ def ingest_flow(
     days = archive_days(archive, start, end, source)
     if not days:
         raise ValueError(f"no frames in archive {archive} between {start} and {end}")
-    if not Path(store).exists() and source == "hko7":  # other sources: the first day lays it out
-        create_store(store)
+    if source == "hko7":  # other sources: the first day lays the store out
+        create_store(store)  # a no-op for an existing store (directory or s3:// URL)
+    if scheduler_address:
+        summary = ingest_on_cluster(archive, store, scheduler_address, start, end, source)
+        return {
+            "days": [summary],
+            "frames_written": int(summary["frames_written"]),
+            "corrupt": summary["corrupt"],
+        }
     logger.info("ingesting %d day(s) of %s into %s", len(days), archive, store)
     futures = [ingest_day.submit(archive, store, d, threads, start, end, source) for d in days]
     summaries = [f.result() for f in futures]

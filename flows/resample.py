@@ -20,7 +20,7 @@ def resample_task(
     motion: str | None = None,
     motion_window: int = 4,
 ) -> dict:
-    """Resample *src* (C2 store) into *dst* (C3 store); returns the report summary.
+    """Resample *src* (store schema) into *dst* (resampled schema, docs/contracts.md); returns the report summary.
 
     ``motion`` (e.g. ``"lk"``) also stores per-slot motion fields (:mod:`pipeline.motion_store`).
     """

@@ -47,6 +47,7 @@ def _flow_parameters(
     lead_minutes: Sequence[int] | None,
     **extra: object,
 ) -> dict:
+    from pipeline.store_engine import is_url
     from products.cycle import DEFAULT_LEADS, ForecastSettings
 
     # validate early (exactly one of run / baseline, clock name, ...)
@@ -62,7 +63,7 @@ def _flow_parameters(
         },
     )
     params = {
-        "store": str(Path(store).resolve()),
+        "store": str(store) if is_url(store) else str(Path(store).resolve()),
         "site": str(Path(site).resolve()),
         "run": None if run is None else str(Path(run).resolve()),
         "baseline": baseline,

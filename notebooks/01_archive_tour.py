@@ -15,8 +15,8 @@
 # %% [markdown]
 # # 01 - Archive tour
 #
-# A look at the radar **ingest store** (contract C2: `reflectivity` in dBZ, `mask`,
-# 480 x 480, irregular `time`) without loading it: the store is opened lazily with
+# A look at the radar **ingest store** (docs/contracts.md, Store schema: `reflectivity`
+# in dBZ, `mask`, 480 x 480, irregular `time`) without loading it: the store is opened lazily with
 # `pipeline.store.open_store` and only a sample of frames is ever read, so this
 # works the same on a year of data (~90k frames).
 #

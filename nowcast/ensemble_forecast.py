@@ -334,24 +334,18 @@ def make_ensemble_forecast(
         Bad members, percentiles or lead times.
     """
     from nowcast.ensemble import ensemble_products
-    from nowcast.forecast import (
-        _as_dataset,
-        _forecast_dataset,
-        _refuse_or_downsize,
-        _validate_leads,
-        load_window,
-    )
+    from nowcast.forecast import _forecast_dataset, _refuse_or_downsize, _validate_leads
+    from pipeline.window import as_dataset, load_window, window_slots
 
     if int(members) < 1:
         raise ValueError(f"members must be >= 1; got {members}")
     pcts = parse_percentiles(percentiles)
     leads = _validate_leads(lead_minutes)
-    ds = _as_dataset(store)
+    ds = as_dataset(store)
     issue = pd.Timestamp(issue_time)
     if issue.tzinfo is not None:
         issue = issue.tz_convert("UTC").tz_localize(None)
-    cad = pd.Timedelta(minutes=predictor.cadence_minutes)
-    slots = pd.DatetimeIndex([issue - k * cad for k in range(predictor.in_frames - 1, -1, -1)])
+    slots = window_slots(issue, predictor.in_frames, predictor.cadence_minutes)
     win = load_window(ds, slots, tolerance)
     size = predictor.image_size or ds.sizes["y"]
     dbz, mask = _refuse_or_downsize(win, size, issue, max_consecutive_missing)

@@ -1,8 +1,8 @@
 """Evaluate nowcasts: HKO-7 protocol and thesis metrics, baselines, robustness, reports.
 
-Everything streams over a dataset of C3 items
+Everything streams over a dataset of sample items (docs/contracts.md, Sample schema)
 ``(inputs, targets, t_in, t_out, input_mask, target_mask)`` batch by batch (predictions are
-never all held in memory), and every predictor follows the model call contract
+never all held in memory), and every predictor follows the predictor call contract (docs/contracts.md)
 ``predictor(x, t_in, t_out, input_mask=None) -> y`` with ``(B, T, 1, H, W)`` tensors in p/255.
 
 Public functions
@@ -50,10 +50,11 @@ from typing import Any
 
 import xarray as xr
 
+from nowcast.contract import Nowcaster
 from nowcast.options import EvaluateOptions
 from nowcast.reports import plot_skill, summarize, to_markdown
 from nowcast.robustness import evaluate_robustness, plot_robustness, robustness_to_markdown
-from nowcast.scoring import Predictor, evaluate_predictors
+from nowcast.scoring import evaluate_predictors
 
 __all__ = [
     "EvaluateOptions",
@@ -143,7 +144,7 @@ def evaluate_run(
         Training run directory (``best.pt``, see :func:`nowcast.runs.load_run`); None for
         baselines only (then ``options.baselines`` names them and ``out_dir`` is required).
     data : path
-        Resampled Zarr store (contract C3).
+        Resampled Zarr store (docs/contracts.md, Resampled schema).
     options : EvaluateOptions, optional
         Split, scheme, baselines, extra lead times, robustness, ensembles, sample counts,
         seed, device (:class:`nowcast.options.EvaluateOptions`; the same object
@@ -163,7 +164,7 @@ def evaluate_run(
     from nowcast.baselines import get_baseline
     from pipeline.dataset import RadarSequenceDataset
 
-    predictors: dict[str, Predictor] = {}
+    predictors: dict[str, Nowcaster] = {}
     if run_dir is not None:
         from nowcast.runs import load_run
 

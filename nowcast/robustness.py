@@ -18,15 +18,16 @@ import numpy as np
 import torch
 import xarray as xr
 
+from nowcast.contract import Nowcaster
 from nowcast.perturb import DEFAULT_LEVELS, Perturbation
 from nowcast.reports import _LABEL, _SCALE, _fmt, _table, summarize
-from nowcast.scoring import Predictor, _names, evaluate_predictors
+from nowcast.scoring import _names, evaluate_predictors
 
 __all__ = ["evaluate_robustness", "plot_robustness", "robustness_to_markdown"]
 
 
 def evaluate_robustness(
-    predictors: Mapping[str, Predictor],
+    predictors: Mapping[str, Nowcaster],
     dataset: torch.utils.data.Dataset,
     batch_size: int = 4,
     *,

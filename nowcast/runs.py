@@ -59,7 +59,7 @@ def load_run(
     Returns
     -------
     model : torch.nn.Module
-        ``model(x, t_in, t_out, input_mask=None)`` (contract C4), in eval mode.
+        ``model(x, t_in, t_out, input_mask=None)`` (docs/contracts.md, Predictor call contract), in eval mode.
     meta : dict
         ``{"model_name", "config" (ExperimentConfig), "path", **checkpoint["meta"]}``.
 

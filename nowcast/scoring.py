@@ -1,8 +1,9 @@
 """Score several predictors on one dataset, streaming batch by batch.
 
 :func:`evaluate_predictors` is the core loop of the evaluation: every predictor follows
-the model call contract ``predictor(x, t_in, t_out, input_mask=None) -> y`` with
-``(B, T, 1, H, W)`` tensors in p/255, the dataset yields C3 items
+the predictor call contract (:class:`nowcast.contract.Nowcaster`, docs/contracts.md)
+``predictor(x, t_in, t_out, input_mask=None) -> y`` with ``(B, T, 1, H, W)`` tensors in
+p/255, the dataset yields sample items (docs/contracts.md, Sample schema)
 ``(inputs, targets, t_in, t_out, input_mask, target_mask)``, and predictions are never all
 held in memory. :func:`nowcast.evaluate.evaluate_run` (a run directory and the baselines)
 and :func:`nowcast.robustness.evaluate_robustness` (per corruption level) are built on it.
@@ -11,21 +12,20 @@ and :func:`nowcast.robustness.evaluate_robustness` (per corruption level) are bu
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 import xarray as xr
 
+from nowcast.contract import Nowcaster
 from nowcast.ensemble import predict_members
 from nowcast.metrics import MetricAccumulator
 from nowcast.perturb import Perturbation
 from nowcast.probscores import EnsembleScoreAccumulator
 from pipeline.units import RAIN_THRESHOLDS_MMH
 
-__all__ = ["Predictor", "evaluate_predictors"]
-
-Predictor = Callable[..., torch.Tensor]
+__all__ = ["evaluate_predictors"]
 
 
 # --------------------------------------------------------------------------- core loop
@@ -57,7 +57,7 @@ def _select_leads(t_out: torch.Tensor, lead_times: Sequence[float] | None) -> to
 
 
 def evaluate_predictors(
-    predictors: Mapping[str, Predictor],
+    predictors: Mapping[str, Nowcaster],
     dataset: torch.utils.data.Dataset,
     batch_size: int = 4,
     *,
@@ -76,12 +76,13 @@ def evaluate_predictors(
 
     Parameters
     ----------
-    predictors : mapping of str to callable
-        Name -> ``predictor(x, t_in, t_out, input_mask=None) -> y`` (a model of contract C4
-        or a baseline of :mod:`nowcast.baselines`). Modules are run under ``torch.no_grad``.
+    predictors : mapping of str to nowcast.contract.Nowcaster
+        Name -> ``predictor(x, t_in, t_out, input_mask=None) -> y`` (a model of
+        :mod:`nowcast.models` or a baseline of :mod:`nowcast.baselines`). Modules are run under ``torch.no_grad``.
     dataset : torch.utils.data.Dataset
         Items ``(inputs (T_in,1,H,W), targets (T_out,1,H,W), t_in (T_in,), t_out (T_out,),
-        input_mask (T_in,1,H,W), target_mask (T_out,1,H,W))`` (contract C3), p/255, minutes.
+        input_mask (T_in,1,H,W), target_mask (T_out,1,H,W))`` (docs/contracts.md, Sample schema), p/255,
+        minutes.
     batch_size : int
         Samples per batch.
     thresholds_mmh : sequence of float

@@ -7,7 +7,7 @@ module fixes one: an azimuthal-equidistant projection centred on the Tai Mo Shan
 on a sphere of radius ``EARTH_RADIUS_M``. Over +-256 km the spherical and ellipsoidal
 forms differ by far less than one pixel.
 
-Conventions (contract C2):
+Conventions (docs/contracts.md, Units and conventions):
 
 - ``x`` (km) grows east with the column index, ``y`` (km) grows north and *decreases*
   with the row index (row 0 is the northern edge), both at pixel centres;

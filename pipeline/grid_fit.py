@@ -2,8 +2,9 @@
 
 Radar sources (:mod:`pipeline.sources`) come on their own grids: HKO-7 480 x 480, OPERA
 composites 1900 x 2200, KNMI 765 x 700, MeteoSwiss 640 x 710... The resampled store
-(contract C3) and every model work on square ``size x size`` frames, and the networks
-need ``size`` to be a multiple of their total stride (docs/sources.md). The rule
+(docs/contracts.md, Resampled schema) and every model work on square ``size x size``
+frames, and the networks need ``size`` to be a multiple of their total stride
+(docs/sources.md). The rule
 (:func:`fit_plan`):
 
 - a **square** source grid of side ``n`` must be divisible by ``size`` (``n / size`` x

@@ -16,8 +16,10 @@ when that is more (up to 16,384; see :func:`_batch_frames`). Each batch:
    PNGs with imagecodecs' libpng and zlib masks with libdeflate, see
    :mod:`pipeline.sources.hko7`; other sources: read and converted to dBZ pixels) and a
    task that adds the chunk's old frames (read from the parent snapshot) and hands the
-   Blosc-compressed chunk to the session (:mod:`pipeline.store_chunks`; on dask
-   distributed the workers encode and this process writes the chunks into the session);
+   Blosc-compressed chunk to the session (:mod:`pipeline.store_chunks`); on dask
+   distributed each write task gets a fork of the session (:meth:`icechunk.Session.fork`),
+   the workers write their chunks into their forks in parallel and this process merges
+   the forks (still one commit);
 4. a frame whose PNG or mask still turns out unreadable is reported in
    :attr:`IngestReport.corrupt` with the reason and dropped; chunks from its position on
    are decoded and written again without it (the rest of the batch goes in);
@@ -69,8 +71,9 @@ from pipeline.store import (
     StoreWriter,
     create_store,
     is_url,
+    resize_arrays,
 )
-from pipeline.store_chunks import _fast_codec, _put_chunk, _set_raw, _Sink
+from pipeline.store_chunks import _fast_codec, _put_chunk, _Sink
 
 DEFAULT_BATCH_SIZE: int = 512
 """Frames per committed batch (a multiple of the time chunk, about two days)."""
@@ -86,10 +89,9 @@ def _batch_frames(batch_size: int, n_stored: int) -> int:
     """Frames in the next batch: *batch_size*, or a tenth of the store when that is more.
 
     Every commit writes a new manifest listing all chunks of the store (Icechunk), a cost
-    that grows with the store (the home-made layout before it hard-linked every chunk,
-    ~0.65 s per commit for the 240,000 frames of HKO-7). Growing batches with the store
-    keep that cost at a few per cent of the ingest (O(n) in all instead of O(n^2)). Memory does not grow with the batch (peak RSS 186 MB for 1,868 frames in one
-    batch or in four); a killed ingest loses at most the batch in progress.
+    that grows with the store. Growing batches with the store keep that cost at a few per
+    cent of the ingest (O(n) in all instead of O(n^2)). Memory does not grow with the
+    batch; a killed ingest loses at most the batch in progress.
 
     Examples
     --------
@@ -315,6 +317,30 @@ def _write_chunk(
     return [], payload
 
 
+def _write_chunk_fork(
+    fork,
+    length: int,
+    codecs: dict,
+    parent: tuple[str, str],
+    start: int,
+    is_old: np.ndarray,
+    old_lo: int,
+    decoded: tuple,
+) -> tuple[list[tuple[str, str]], object]:
+    """:func:`_write_chunk` on a dask worker into *fork* (a forked session); returns the
+    decode errors and the fork, for :meth:`pipeline.store.StoreWriter.merge`. The fork
+    first gives its arrays the batch's *length* (a session with changes cannot be forked,
+    so the coordinator's stays unchanged until the merge)."""
+    import zarr
+
+    if not decoded[2]:  # unreadable frames: nothing is written, the chunk is redone
+        group = zarr.open_group(fork.store, mode="r+")
+        for name in DATA_VARS:
+            group[name].resize((length, *group[name].shape[1:]))
+    errors, _ = _write_chunk(_Sink(fork.store, codecs), parent, start, is_old, old_lo, decoded)
+    return errors, fork
+
+
 # ----------------------------------------------------------------------------- driver
 
 
@@ -365,26 +391,19 @@ def _commit_batch(
     c0 = first // TIME_CHUNK
     start = c0 * TIME_CHUNK
     tail = old_secs[start:]
-    group = writer.prepare(first_time_chunk=c0, length=n_old + new_secs.size)
-    parent = (str(writer.location), writer.parent_snapshot)
+    distributed = client is not None
+    # on a cluster the session stays unchanged until the workers' forks are merged
+    group = writer.prepare(c0, n_old + new_secs.size, resize=not distributed)
+    location = writer.location if is_url(writer.location) else Path(writer.location).absolute()
+    parent = (str(location), writer.parent_snapshot)
     codecs = {name: _fast_codec(group[name].metadata.to_dict()) for name in DATA_VARS}
-    consume = None
-    if client is None:  # threads of this process write into the session directly
+    if not distributed:  # threads of this process write into the session directly
         sink = _Sink(writer.session.store, codecs, {name: group[name] for name in DATA_VARS})
-    else:  # workers encode in parallel, this process writes their chunks as they arrive
-        from zarr.core.sync import sync
-
-        sink = _Sink(None, codecs)
-        session_store = writer.session.store
-
-        def consume(result):
-            errors, payload = result
-            for key, data in payload:
-                sync(_set_raw(session_store, key, data))
-            return errors, []
-
+        write = dask.delayed(_write_chunk, pure=False)
+    else:  # each task writes its chunk into a fork of the session, merged before the commit
+        write = dask.delayed(_write_chunk_fork, pure=False)
+    forks: dict[int, object] = {}  # time chunk -> fork that wrote it (latest attempt)
     decode = dask.delayed(_decode_chunk, pure=False)
-    write = dask.delayed(_write_chunk, pure=False)
     names = list(sources)  # (frame_path, mask_path) of each new frame still in the batch
     redo_from = c0
     all_errors: list[tuple[str, str]] = []
@@ -393,21 +412,28 @@ def _commit_batch(
         order = np.argsort(merged_tail, kind="stable")
         length = n_old + new_secs.size
         writes, layout = [], []
-        for k in range(redo_from, -(-length // TIME_CHUNK)):
+        chunk_ids = range(redo_from, -(-length // TIME_CHUNK))
+        for k in chunk_ids:
             sel = order[(k - c0) * TIME_CHUNK : (k - c0 + 1) * TIME_CHUNK]
             is_old = sel < tail.size
             old_idx = sel[is_old]
             new_idx = sel[~is_old] - tail.size
             old_lo = int(old_idx[0]) + start if old_idx.size else 0
             d = decode(is_old, _Opaque([names[i] for i in new_idx]), valid_static, decoder)
-            writes.append(write(sink, parent, k * TIME_CHUNK, is_old, old_lo, d))
+            args = (parent, k * TIME_CHUNK, is_old, old_lo, d)
+            if distributed:
+                writes.append(write(writer.session.fork(), length, codecs, *args))
+            else:
+                writes.append(write(sink, *args))
             layout.append((is_old, new_idx))
 
         def _tick(i: int, layout=layout) -> None:
             if bar is not None and i < len(layout):
                 bar.update(int((~layout[i][0]).sum()))
 
-        results = _compute(writes, workers, client, _tick if attempt == 0 else None, consume)
+        results = _compute(writes, workers, client, _tick if attempt == 0 else None)
+        if distributed:
+            forks.update(zip(chunk_ids, (fork for _, fork in results), strict=True))
         errors = [e for chunk_errors, _ in results for e in chunk_errors]
         if not errors:
             break
@@ -426,10 +452,12 @@ def _commit_batch(
         if not keep:
             writer.abort()
             return old_secs, all_errors
-        for name in DATA_VARS:
-            arr = group[name]
-            arr.resize((n_old + new_secs.size, *arr.shape[1:]))  # drops chunks past the end
-        group["time"].resize((n_old + new_secs.size,))
+        if not distributed:
+            resize_arrays(group, n_old + new_secs.size)  # drops chunks past the end
+    if distributed:  # the forks of chunks still in the store, then the final shape
+        n_chunks = -(-length // TIME_CHUNK)
+        writer.merge([fork for k, fork in sorted(forks.items()) if k < n_chunks])
+        resize_arrays(group, length)
     secs = np.concatenate([old_secs[:start], merged_tail[order]])
     group["time"][:] = secs  # the time coordinate goes last, then the commit
     t_commit = time.perf_counter()
@@ -469,8 +497,11 @@ def ingest_archive(
     progress : bool
         Show a tqdm bar with frame counts and frames/s.
     scheduler_address : str, optional
-        Address of a running ``dask.distributed`` scheduler (e.g. ``tcp://host:8786``);
-        its workers must see *archive* and *store* under the same paths.
+        Address of a running ``dask.distributed`` scheduler (e.g. ``tcp://host:8786``):
+        its workers decode and write the chunks in parallel, each into a fork of the
+        batch's Icechunk session, merged here into one commit per batch. The workers must
+        see *archive* and a local *store* under the same paths (or reach the ``s3://``
+        store, with the ``AWS_*`` variables set in their environment).
     batch_size : int
         Frames per commit, at least; batches grow to a tenth of the frames already stored
         (up to 16,384) so that the per-commit cost (the manifest of every chunk) stays a few

@@ -1,6 +1,7 @@
-"""Helpers shared by the product modules: the forecast schema check, times, JSON values.
+"""Helpers shared by the product modules: the grid check, times, JSON values.
 
-A forecast dataset (contract C5, made by ``nowcast.forecast.make_forecast_dataset``)
+A forecast dataset (docs/contracts.md, Forecast schema; made by
+``nowcast.forecast.make_forecast_dataset``, checked by :func:`pipeline.schema.validate_forecast`)
 has dims ``(lead_time, y, x)``; variables ``reflectivity`` (dBZ, float32) and
 ``rainfall_rate`` (mm/h, float32); coords ``lead_time`` (int minutes), ``valid_time``
 (lead_time) datetime64, scalar ``issue_time``, ``y``, ``x`` (km), ``lat``, ``lon``
@@ -20,31 +21,6 @@ import xarray as xr
 
 _TIME_ENCODING = {"units": "seconds since 1970-01-01 00:00:00", "dtype": "int64"}
 """Encoding of ``valid_time`` and ``issue_time`` in the NetCDF product and the archive."""
-
-
-def _require_forecast_schema(ds: xr.Dataset, what: str = "forecast dataset") -> None:
-    missing = [n for n in ("reflectivity", "rainfall_rate") if n not in ds.data_vars]
-    missing += [
-        n for n in ("lead_time", "valid_time", "issue_time", "y", "x") if n not in ds.coords
-    ]
-    if "crs" not in ds.variables:
-        missing.append("crs")
-    if missing:
-        raise ValueError(
-            f"{what} lacks {missing}; expected the C5 schema: reflectivity and rainfall_rate "
-            "on (lead_time, y, x), coords lead_time, valid_time, issue_time, y, x, lat, lon, crs"
-        )
-    for name in ("reflectivity", "rainfall_rate"):
-        if ds[name].dims != ("lead_time", "y", "x"):
-            raise ValueError(
-                f"{what}: {name} has dims {ds[name].dims}; expected ('lead_time', 'y', 'x')"
-            )
-    if ds["issue_time"].ndim != 0:
-        raise ValueError(f"{what}: issue_time must be a scalar, got dims {ds['issue_time'].dims}")
-    if not np.issubdtype(ds["lead_time"].dtype, np.integer):
-        raise ValueError(
-            f"{what}: lead_time has dtype {ds['lead_time'].dtype}; expected integer minutes"
-        )
 
 
 def _require_same_grid(forecast_ds: xr.Dataset, observations_ds: xr.Dataset) -> None:

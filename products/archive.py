@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from products._common import _TIME_ENCODING, _issue_time, _require_forecast_schema
+from pipeline.schema import validate_forecast
+from products._common import _TIME_ENCODING, _issue_time
 
 
 def append_forecast_zarr(ds: xr.Dataset, store: str | os.PathLike[str]) -> int:
@@ -31,9 +32,10 @@ def append_forecast_zarr(ds: xr.Dataset, store: str | os.PathLike[str]) -> int:
     Parameters
     ----------
     ds : xarray.Dataset
-        Forecast in the C5 schema.
-    store : path-like
-        Archive directory (an Icechunk repository); created on the first call.
+        Forecast in the forecast schema (docs/contracts.md).
+    store : path-like or str
+        Archive directory or ``s3://bucket/prefix`` URL (an Icechunk repository); created
+        on the first call.
 
     Returns
     -------
@@ -43,12 +45,14 @@ def append_forecast_zarr(ds: xr.Dataset, store: str | os.PathLike[str]) -> int:
     Raises
     ------
     ValueError
-        If *ds* is not in the C5 schema, its lead times or grid differ from the
+        If *ds* is not in the forecast schema, its lead times or grid differ from the
         archive's, or its issue time is earlier than the archive's last one and not
         already present (the archive stays sorted).
     """
-    _require_forecast_schema(ds)
-    store = Path(store)
+    from pipeline.store import as_location, store_lock
+
+    validate_forecast(ds)
+    store = as_location(store)  # a directory, or an s3:// URL
     issue = _issue_time(ds)
     # the archive holds the fields and the exceedance probabilities; the motion of a
     # Lagrangian forecast, an ensemble's percentiles and members stay in its NetCDF
@@ -64,8 +68,6 @@ def append_forecast_zarr(ds: xr.Dataset, store: str | os.PathLike[str]) -> int:
         new[name].encoding = {"chunks": (1, *ds[name].shape)}
         new[name].attrs.pop("grid_mapping", None)
         new[name].attrs["grid_mapping"] = "crs"
-    from pipeline.store import store_lock
-
     with store_lock(store):
         return _append_in_session(new, ds, store, issue, model)
 
@@ -87,7 +89,7 @@ def _archived(ds: xr.Dataset) -> list[str]:
     return [n for n in ("reflectivity", "rainfall_rate", _PROBABILITY) if n in ds]
 
 
-def _match_probabilities(new: xr.Dataset, old: xr.Dataset, store: Path) -> xr.Dataset:
+def _match_probabilities(new: xr.Dataset, old: xr.Dataset, store: object) -> xr.Dataset:
     """*new* with the exceedance probabilities the archive *old* has (or has not).
 
     An archive started with deterministic forecasts stays without probabilities (the
@@ -111,24 +113,11 @@ def _match_probabilities(new: xr.Dataset, old: xr.Dataset, store: Path) -> xr.Da
     return new
 
 
-def _archive_repo(store: Path):
+def _archive_repo(store):
     """The Icechunk repository of the forecast archive, created when missing."""
-    import icechunk
+    from pipeline.store import open_or_create_repo
 
-    from pipeline.store import _storage, is_icechunk_store
-
-    if is_icechunk_store(store):
-        return icechunk.Repository.open(_storage(store))
-    if (store / "zarr.json").exists():
-        raise ValueError(
-            f"forecast archive {store} is a plain Zarr group (written before the archive "
-            "moved to Icechunk): move it aside; the next publish starts a new archive"
-        )
-    if store.exists() and any(store.iterdir()):  # a creator killed before its first ref
-        import shutil
-
-        shutil.rmtree(store)
-    return icechunk.Repository.create(_storage(store))
+    return open_or_create_repo(store, what="forecast archive")
 
 
 def _append_in_session(new: xr.Dataset, ds: xr.Dataset, store: Path, issue, model: str) -> int:

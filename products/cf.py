@@ -36,7 +36,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from products._common import _TIME_ENCODING, _iso, _require_forecast_schema
+from pipeline.schema import validate_forecast
+from products._common import _TIME_ENCODING, _iso
 
 STANDARD_NAME_UNITS: dict[str, tuple[str, ...]] = {
     "rainfall_rate": ("m s-1", "mm s-1", "mm h-1", "mm hr-1", "mm/h"),
@@ -129,7 +130,7 @@ def to_cf(ds: xr.Dataset) -> xr.Dataset:
     Parameters
     ----------
     ds : xarray.Dataset
-        Forecast in the C5 schema (see module docstring).
+        Forecast in the forecast schema (docs/contracts.md).
 
     Returns
     -------
@@ -141,10 +142,10 @@ def to_cf(ds: xr.Dataset) -> xr.Dataset:
     Raises
     ------
     ValueError
-        If *ds* is not in the C5 schema or a variable carries units other than the
+        If *ds* is not in the forecast schema or a variable carries units other than the
         schema's (e.g. ``rainfall_rate`` in ``m s-1``).
     """
-    _require_forecast_schema(ds)
+    validate_forecast(ds)
     out = ds.copy()
     for name, attrs in _CF_ATTRS.items():
         if name not in out.variables:
@@ -204,7 +205,7 @@ def write_forecast_netcdf(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
     Parameters
     ----------
     ds : xarray.Dataset
-        Forecast in the C5 schema.
+        Forecast in the forecast schema (docs/contracts.md).
     path : path-like
         File to write; its directory must exist. An existing file is replaced.
 
@@ -221,7 +222,7 @@ def write_forecast_netcdf(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
 
 
 def open_forecast_netcdf(path: str | os.PathLike[str]) -> xr.Dataset:
-    """Open a product of :func:`write_forecast_netcdf` back into the C5 schema.
+    """Open a product of :func:`write_forecast_netcdf` back into the forecast schema (docs/contracts.md).
 
     ``lead_time`` stays integer minutes (no timedelta decoding), ``crs`` is a
     coordinate and ``grid_mapping`` an attribute again, so the result is identical to

@@ -37,7 +37,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import xarray as xr
 
@@ -66,7 +65,7 @@ class ForecastSettings:
     Attributes
     ----------
     store : str
-        Radar store (C2 ingest store or C3 resampled store).
+        Radar store (store or resampled schema, docs/contracts.md).
     site : str
         Site directory the products are published into.
     run : str, optional
@@ -93,6 +92,10 @@ class ForecastSettings:
         Observation frames drawn before the forecast in the products.
     coastline_resolution : str
         Natural Earth scale of map coastlines (``10m``, ``50m``, ``110m``).
+    archive : str
+        The forecast archive (Icechunk): relative to ``site`` (default
+        ``forecasts.zarr``), an absolute directory, or an ``s3://bucket/prefix`` URL. The
+        site itself is a local directory (the dashboard serves its files).
     members : int, optional
         Ensemble members (:func:`nowcast.ensemble_forecast.make_ensemble_forecast`): the
         run publishes the ensemble mean, exceedance-probability maps and their dashboard
@@ -114,6 +117,7 @@ class ForecastSettings:
     keep_runs: int = 24
     n_obs_frames: int = 5
     coastline_resolution: str = "10m"
+    archive: str = "forecasts.zarr"
     members: int | None = None
     seed: int = 0
 
@@ -183,27 +187,12 @@ def resolve_issue_time(
     elif clock == "wall":
         t = pd.Timestamp.now(tz="UTC")
     else:
-        ds = _open(store)
-        if ds.sizes.get("time", 0) == 0:
-            raise ValueError(f"store {store} holds no frame yet: no issue time")
-        times = pd.DatetimeIndex(ds["time"].values)
-        if "observed" in ds:
-            obs = np.asarray(ds["observed"].values, bool)
-            if not obs.any():
-                raise ValueError(f"store {store} has no observed frame: no issue time")
-            times = times[obs]
-        t = times[-1]
+        from pipeline.window import newest_observed_time
+
+        t = newest_observed_time(store)
     if t.tzinfo is not None:
         t = t.tz_convert("UTC").tz_localize(None)
     return t.floor(pd.Timedelta(minutes=cadence_minutes))
-
-
-def _open(store: str | xr.Dataset) -> xr.Dataset:
-    if isinstance(store, xr.Dataset):
-        return store
-    from pipeline.store import open_store
-
-    return open_store(store)
 
 
 @functools.lru_cache(maxsize=8)
@@ -275,18 +264,19 @@ def record_skip(
 def verify_earlier(settings: ForecastSettings, issue: pd.Timestamp, size: int):
     """Scores of the newest fully observable, not yet verified earlier forecast, or None.
 
-    Earlier forecasts are read from the site's forecast archive (``forecasts.zarr``);
+    Earlier forecasts are read from the forecast archive (``settings.archive``);
     a forecast qualifies when its last valid time is at or before *issue* and it is not
     in ``scores.json`` yet.
     """
     import json
 
-    from nowcast.forecast import observations_dataset
+    from pipeline.store import join_location
+    from pipeline.window import observations_dataset
     from products.archive import forecast_archive_exists, open_forecast_zarr
     from products.verify import verify_forecast
 
     site = Path(settings.site)
-    archive = site / "forecasts.zarr"
+    archive = join_location(site, settings.archive)
     if not forecast_archive_exists(archive):
         return None
     done: set[str] = set()
@@ -314,13 +304,12 @@ def verify_earlier(settings: ForecastSettings, issue: pd.Timestamp, size: int):
 
 def publish_cycle(settings: ForecastSettings, forecast: xr.Dataset, scores) -> str:
     """Publish *forecast* with the recent observations; returns the run directory."""
-    from nowcast.forecast import observations_dataset
+    from pipeline.window import observations_dataset, window_slots
     from products.site import publish_run
 
     issue = pd.Timestamp(forecast["issue_time"].values)
-    cad = pd.Timedelta(minutes=load_predictor(settings).cadence_minutes)
     n = max(int(settings.n_obs_frames), 1)
-    times = pd.DatetimeIndex([issue - k * cad for k in range(n - 1, -1, -1)])
+    times = window_slots(issue, n, load_predictor(settings).cadence_minutes)
     obs = observations_dataset(
         settings.store, times, size=forecast.sizes["y"], tolerance=settings.tolerance
     )
@@ -333,6 +322,7 @@ def publish_cycle(settings: ForecastSettings, forecast: xr.Dataset, scores) -> s
         scores=scores,
         keep_runs=settings.keep_runs,
         n_obs_frames=n,
+        zarr_store=settings.archive,
         coastline_resolution=settings.coastline_resolution,
     )
     return str(result.run_dir)
@@ -358,7 +348,7 @@ def publish_file(
     ValueError
         *forecast_nc* is missing or not a forecast NetCDF file, or *site* is a file.
     """
-    from nowcast.forecast import observations_dataset
+    from pipeline.window import observations_dataset, window_slots
     from products.cf import open_forecast_netcdf
     from products.site import publish_run
 
@@ -377,8 +367,7 @@ def publish_file(
         raise ValueError(f"forecast file {path} has no issue_time or reflectivity: not a forecast")
     issue = pd.Timestamp(fc["issue_time"].values)
     n = max(int(n_obs_frames), 1)
-    cad = pd.Timedelta("6min")
-    times = pd.DatetimeIndex([issue - k * cad for k in range(n - 1, -1, -1)])
+    times = window_slots(issue, n, 6.0)
     obs = observations_dataset(store, times, size=fc.sizes["y"])
     result = publish_run(
         fc,

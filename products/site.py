@@ -35,12 +35,13 @@ import pandas as pd
 import xarray as xr
 
 from pipeline.atomic import atomic_write_json
+from pipeline.schema import validate_forecast
+from pipeline.store_engine import join_location
 from products._common import (
     _iso,
     _issue_time,
     _json_float,
     _read_json,
-    _require_forecast_schema,
     _require_same_grid,
 )
 from products._site_journal import SiteJournal
@@ -251,7 +252,7 @@ def publish_run(
     Parameters
     ----------
     forecast_ds : xarray.Dataset
-        Forecast in the C5 schema (see module docstring).
+        Forecast in the forecast schema (docs/contracts.md).
     observations_ds : xarray.Dataset
         Recent observations on the same grid: ``reflectivity`` (time, y, x) dBZ,
         optional ``mask`` (time, y, x) bool and ``observed`` (time) bool. The last
@@ -272,8 +273,9 @@ def publish_run(
         Entries kept in ``status.json`` and ``scores.json``.
     n_obs_frames : int
         Observation frames drawn before the forecast frames.
-    zarr_store : path-like or None
-        Forecast archive, relative to *site_dir* unless absolute; None = no archive.
+    zarr_store : path-like, str or None
+        Forecast archive, relative to *site_dir* unless absolute or an ``s3://`` URL
+        (object storage; the site itself stays a directory); None = no archive.
     map_size_px : tuple of int
         ``(width, height)`` of every map PNG.
     coastline_resolution : str
@@ -290,7 +292,7 @@ def publish_run(
     ValueError
         Bad schema, grids that differ, unknown status, ``keep_runs < 1``.
     """
-    _require_forecast_schema(forecast_ds)
+    validate_forecast(forecast_ds)
     _require_same_grid(forecast_ds, observations_ds)
     if status not in RUN_STATUSES:
         raise ValueError(f"unknown run status {status!r}; expected one of {RUN_STATUSES}")
@@ -319,7 +321,7 @@ def publish_run(
                 hook=_hook,
             )
             if zarr_store is not None:
-                append_forecast_zarr(forecast_ds, site / zarr_store)
+                append_forecast_zarr(forecast_ds, join_location(site, zarr_store))
             final = site / "runs" / rid
             if final.exists():
                 aside = site / "runs" / f".old-{rid}-{uuid.uuid4().hex[:8]}"

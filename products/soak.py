@@ -266,9 +266,9 @@ def _store_times(store: Path) -> pd.DatetimeIndex:
 
 
 def _expected(store_times: pd.DatetimeIndex, now: pd.Timestamp, in_frames: int) -> str:
-    from nowcast.forecast import check_window
+    from pipeline.window import check_window, window_slots
 
-    slots = [now - k * _CADENCE for k in range(in_frames - 1, -1, -1)]
+    slots = window_slots(now, in_frames, _CADENCE)
     return "ok" if check_window([s in store_times for s in slots]) is None else "skipped"
 
 

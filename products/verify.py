@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from pipeline.schema import validate_forecast
 from pipeline.units import RAIN_THRESHOLDS_MMH, dbz_to_rainrate
 from products._common import (
     _iso,
     _issue_time,
     _json_float,
-    _require_forecast_schema,
     _require_same_grid,
 )
 
@@ -67,7 +67,7 @@ def verify_forecast(
     Parameters
     ----------
     forecast_ds : xarray.Dataset
-        Forecast in the C5 schema.
+        Forecast in the forecast schema (docs/contracts.md).
     observations_ds : xarray.Dataset
         ``reflectivity`` (time, y, x) in dBZ on the same grid, optional ``mask``
         (time, y, x) bool; times matching ``valid_time`` exactly are used.
@@ -80,7 +80,7 @@ def verify_forecast(
     """
     from nowcast.metrics import categorical_scores, contingency_counts
 
-    _require_forecast_schema(forecast_ds)
+    validate_forecast(forecast_ds)
     _require_same_grid(forecast_ds, observations_ds)
     obs_times = pd.DatetimeIndex(observations_ds["time"].values)
     thr = np.asarray(thresholds_mmh, dtype=np.float64)

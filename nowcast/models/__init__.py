@@ -1,6 +1,6 @@
 """Nowcasting networks behind one registry: ``get_model(name, config)``.
 
-Call contract (all models)::
+Call contract (all models; :class:`nowcast.contract.Nowcaster`, docs/contracts.md)::
 
     y = model(x, t_in, t_out, input_mask=None)
 

@@ -28,7 +28,7 @@ def data_fingerprint(store_path: str | os.PathLike) -> dict[str, Any]:
     Parameters
     ----------
     store_path : path
-        A resampled store (C3 schema, :func:`pipeline.store.open_store`).
+        A resampled store (docs/contracts.md, Resampled schema; :func:`pipeline.store.open_store`).
 
     Returns
     -------

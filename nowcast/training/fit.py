@@ -158,7 +158,7 @@ def train(
         Config name (``small``, ``hko7``, ``mnist``), YAML path or loaded config; its
         ``train:`` mapping gives the :class:`TrainSettings`.
     data : path
-        Resampled Zarr store (C3 schema).
+        Resampled Zarr store (docs/contracts.md, Resampled schema).
     out_dir : path
         Run directory (created; see the module docstring for its layout). If it already
         holds ``last.pt``, ``options.resume`` must be True.

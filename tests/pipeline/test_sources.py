@@ -27,7 +27,7 @@ def _ingest(root, store, name):
     from flows.cli import app
 
     res = CliRunner().invoke(
-        app, ["ingest", str(root), str(store), "--source", name, "--no-progress", "--workers", "1"]
+        app, ["ingest", str(root), str(store), "--source", name, "--no-progress", "--threads", "1"]
     )
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout.strip().splitlines()[-1])

@@ -12,6 +12,7 @@ import pytest
 import xarray as xr
 
 from pipeline import geo
+from pipeline.schema import forecast_dataset, resampled_dataset
 from pipeline.units import dbz_to_rainrate
 
 
@@ -28,31 +29,14 @@ def build_forecast(
     speed_kmh: float = 64.0,
     model: str = "trajgru",
 ) -> xr.Dataset:
-    """Forecast (C5 schema): a storm moving east at *speed_kmh*, centred at x=0 at issue."""
+    """Forecast (forecast schema): a storm moving east at *speed_kmh*, centred at x=0 at issue."""
     g = geo.grid_coords(size)
     issue = pd.Timestamp(issue_time)
     lead = np.asarray(leads, dtype=np.int64)
     refl = np.stack([_blob_dbz(size, g.x, g.y, speed_kmh * m / 60.0) for m in lead])
-    return xr.Dataset(
-        {
-            "reflectivity": (("lead_time", "y", "x"), refl, {"units": "dBZ"}),
-            "rainfall_rate": (
-                ("lead_time", "y", "x"),
-                dbz_to_rainrate(refl).astype(np.float32),
-                {"units": "mm/h"},
-            ),
-        },
-        coords={
-            "lead_time": ("lead_time", lead, {"units": "minutes"}),
-            "valid_time": ("lead_time", issue + pd.to_timedelta(lead, unit="min")),
-            "issue_time": np.datetime64(issue, "ns"),
-            "y": ("y", g.y, {"units": "km"}),
-            "x": ("x", g.x, {"units": "km"}),
-            "lat": (("y", "x"), g.lat, {"units": "degrees_north"}),
-            "lon": (("y", "x"), g.lon, {"units": "degrees_east"}),
-            "crs": ((), np.int32(0), geo.crs_attrs()),
-        },
-        attrs={"model": model, "source": "synthetic test forecast", "history": "test"},
+    rate = dbz_to_rainrate(refl).astype(np.float32)
+    return forecast_dataset(
+        issue, lead, refl, rate, model=model, source="synthetic test forecast", history="test"
     )
 
 
@@ -72,20 +56,7 @@ def build_observations(
     refl = np.stack([_blob_dbz(size, g.x, g.y, speed_kmh * m / 60.0) for m in minutes])
     mask = np.ones(refl.shape, dtype=bool)
     mask[:, :, :10] = False
-    return xr.Dataset(
-        {
-            "reflectivity": (("time", "y", "x"), refl, {"units": "dBZ"}),
-            "mask": (("time", "y", "x"), mask),
-        },
-        coords={
-            "time": times,
-            "y": ("y", g.y, {"units": "km"}),
-            "x": ("x", g.x, {"units": "km"}),
-            "lat": (("y", "x"), g.lat, {"units": "degrees_north"}),
-            "lon": (("y", "x"), g.lon, {"units": "degrees_east"}),
-            "crs": ((), np.int32(0), geo.crs_attrs()),
-        },
-    )
+    return resampled_dataset(times, refl, mask, cadence_minutes=None)
 
 
 @pytest.fixture

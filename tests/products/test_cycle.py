@@ -13,33 +13,15 @@ CAD = pd.Timedelta("6min")
 
 
 def _small_store(path, n=8, missing=()):
-    """A resampled-schema (C3) 40 x 40 store of a moving square, every 6 min from T0."""
-    import xarray as xr
+    """A resampled-schema 40 x 40 store of a moving square, every 6 min from T0."""
+    from pipeline.schema import resampled_dataset
 
-    from pipeline import geo
-
-    g = geo.grid_coords(40)
     times = pd.date_range(T0, periods=n, freq=CAD)
     obs = np.array([t not in missing for t in times])
     refl = np.full((n, 40, 40), -10.0, np.float32)
     for k in range(n):
         refl[k, 10:20, 5 + 2 * k : 15 + 2 * k] = 40.0
-    refl[~obs] = np.nan
-    ds = xr.Dataset(
-        {
-            "reflectivity": (("time", "y", "x"), refl, {"units": "dBZ"}),
-            "mask": (("time", "y", "x"), np.broadcast_to(obs[:, None, None], refl.shape)),
-            "observed": ("time", obs),
-        },
-        coords={
-            "time": times,
-            "y": ("y", g.y, {"units": "km"}),
-            "x": ("x", g.x, {"units": "km"}),
-            "lat": (("y", "x"), g.lat, {"units": "degrees_north"}),
-            "lon": (("y", "x"), g.lon, {"units": "degrees_east"}),
-            "crs": ((), np.int32(0), geo.crs_attrs()),
-        },
-    )
+    ds = resampled_dataset(times, refl, observed=obs)
     ds.to_zarr(path, mode="w", consolidated=False)
     return path
 
