@@ -133,7 +133,8 @@
     $("controls").hidden = false;
     var grid = m.grid ? " \u00b7 " + m.grid.x + " \u00d7 " + m.grid.y + " px" +
       (m.grid.pixel_km ? " (" + m.grid.pixel_km.toFixed(2) + " km)" : "") : "";
-    text(info, "issued " + fmtTime(m.issue_time) + " \u00b7 model " + m.model + grid +
+    var ens = m.ensemble ? " \u00b7 " + m.ensemble.members + " members" : "";
+    text(info, "issued " + fmtTime(m.issue_time) + " \u00b7 model " + m.model + ens + grid +
       " \u00b7 " + state.frames.length + " frames");
     $("slider").max = String(Math.max(0, state.frames.length - 1));
     $("loop-link").href = state.base + m.loop;

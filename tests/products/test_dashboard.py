@@ -347,6 +347,7 @@ def test_dashboard_switches_to_a_probability_layer(browser, ensemble_site):
     _wait(browser, _all_images_loaded)
     text = lambda id_: browser.find_element(By.ID, id_).text  # noqa: E731
     assert browser.find_element(By.ID, "layer-box").is_displayed()
+    assert "model trajgru_ens \u00b7 3 members \u00b7 80" in text("run-info")
     select = Select(browser.find_element(By.ID, "layer"))
     assert [o.text for o in select.options] == [
         "Forecast (ensemble mean)",
