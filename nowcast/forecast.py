@@ -334,7 +334,7 @@ def make_forecast(
         issue = issue.tz_convert("UTC").tz_localize(None)
     slots = window_slots(issue, predictor.in_frames, predictor.cadence_minutes)
     win = load_window(ds, slots, tolerance)
-    size = predictor.image_size or ds.sizes["y"]
+    size = predictor.image_size  # None: the store's own grid, square or not
     dbz, mask = _refuse_or_downsize(win, size, issue, max_consecutive_missing)
     x = units.dbz_to_normalized_float32(dbz, mask)
     y = _run(predictor, x, mask, leads)
@@ -343,7 +343,7 @@ def make_forecast(
 
 
 def _refuse_or_downsize(
-    win: InputWindow, size: int, issue: pd.Timestamp, max_consecutive_missing: int
+    win: InputWindow, size: int | None, issue: pd.Timestamp, max_consecutive_missing: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """The window on the predictor's grid, or :class:`InsufficientInputError`.
 
@@ -356,7 +356,7 @@ def _refuse_or_downsize(
     if reason is not None:
         missing = [t for t, o in zip(stamp, win.observed, strict=True) if not o]
         raise InsufficientInputError(issue, f"{reason}; missing: {', '.join(missing)}")
-    dbz, mask = downsize_window(win.dbz, win.mask, size)
+    dbz, mask = (win.dbz, win.mask) if size is None else downsize_window(win.dbz, win.mask, size)
     usable = win.observed & mask.reshape(mask.shape[0], -1).any(axis=1)
     if not usable.any():
         raise InsufficientInputError(
@@ -377,7 +377,7 @@ def _refuse_or_downsize(
 
 def _forecast_dataset(
     ds: xr.Dataset,
-    size: int,
+    size: int | None,
     issue: pd.Timestamp,
     leads: np.ndarray,
     dbz: np.ndarray,

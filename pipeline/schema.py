@@ -103,7 +103,7 @@ def grid_coordinates(size: int, extent_km: float = geo.EXTENT_KM) -> dict[str, x
     }
 
 
-def coarse_coords(ds: xr.Dataset, size: int) -> dict[str, xr.Variable]:
+def coarse_coords(ds: xr.Dataset, size: int | None) -> dict[str, xr.Variable]:
     """Coordinates ``y``, ``x``, ``lat``, ``lon`` (and ``crs``) of *ds*'s grid at ``size x size``.
 
     The coarse pixel centres and ``lat`` / ``lon`` are those of
@@ -116,8 +116,9 @@ def coarse_coords(ds: xr.Dataset, size: int) -> dict[str, xr.Variable]:
     ----------
     ds : xarray.Dataset
         Store, resampled or forecast dataset with 1-D ``y``, ``x`` in km.
-    size : int
-        Pixels per side of the coarse grid (see :func:`pipeline.grid_fit.fit_plan`).
+    size : int or None
+        Pixels per side of the coarse grid (see :func:`pipeline.grid_fit.fit_plan`); None =
+        *ds*'s own grid (square or not).
 
     Raises
     ------
@@ -128,7 +129,7 @@ def coarse_coords(ds: xr.Dataset, size: int) -> dict[str, xr.Variable]:
     crs = {}
     if "crs" in ds.variables:  # the grid mapping, loaded (a scalar)
         crs["crs"] = xr.Variable((), np.asarray(ds["crs"].values), dict(ds["crs"].attrs))
-    if ds.sizes["y"] == size and ds.sizes["x"] == size:
+    if size is None or (ds.sizes["y"] == size and ds.sizes["x"] == size):
         return {k: ds[k].variable for k in ("y", "x", "lat", "lon") if k in ds.coords} | crs
     from pipeline.grid_fit import coarse_coords as fit_coords
 

@@ -190,6 +190,16 @@ def _read_frames(ds: xr.Dataset, take: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return out[0], out[1]
 
 
+def grid_size(forecast: xr.Dataset) -> int | None:
+    """The ``size`` argument that puts observations on *forecast*'s grid.
+
+    A forecast on a coarse grid is square (``size x size``); one on a store's own grid,
+    which may not be square, gets None (the store's grid, not downsized).
+    """
+    h, w = forecast.sizes["y"], forecast.sizes["x"]
+    return h if h == w else None
+
+
 def downsize_window(dbz: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """``(T, H, W)`` dBZ and validity onto ``size x size`` (:func:`pipeline.spatial.downsize`).
 
@@ -234,8 +244,7 @@ def observations_dataset(
     """
     ds = as_dataset(store)
     win = load_window(ds, times, tolerance)
-    size = size or ds.sizes["y"]
-    dbz, mask = downsize_window(win.dbz, win.mask, size)
+    dbz, mask = (win.dbz, win.mask) if size is None else downsize_window(win.dbz, win.mask, size)
     dbz = np.where(mask, dbz, np.nan).astype(np.float32)
     grid = coarse_coords(ds, size)
     return resampled_dataset(win.slots, dbz, mask, win.observed, grid=grid, cadence_minutes=None)

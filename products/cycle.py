@@ -40,6 +40,8 @@ from pathlib import Path
 import pandas as pd
 import xarray as xr
 
+from pipeline.window import grid_size
+
 __all__ = [
     "CLOCKS",
     "DEFAULT_LEADS",
@@ -261,7 +263,7 @@ def record_skip(
     record_run(settings.site, issue, status, reason)
 
 
-def verify_earlier(settings: ForecastSettings, issue: pd.Timestamp, size: int):
+def verify_earlier(settings: ForecastSettings, issue: pd.Timestamp, size: int | None):
     """Scores of the newest fully observable, not yet verified earlier forecast, or None.
 
     Earlier forecasts are read from the forecast archive (``settings.archive``);
@@ -304,14 +306,14 @@ def verify_earlier(settings: ForecastSettings, issue: pd.Timestamp, size: int):
 
 def publish_cycle(settings: ForecastSettings, forecast: xr.Dataset, scores) -> str:
     """Publish *forecast* with the recent observations; returns the run directory."""
-    from pipeline.window import observations_dataset, window_slots
+    from pipeline.window import grid_size, observations_dataset, window_slots
     from products.site import publish_run
 
     issue = pd.Timestamp(forecast["issue_time"].values)
     n = max(int(settings.n_obs_frames), 1)
     times = window_slots(issue, n, load_predictor(settings).cadence_minutes)
     obs = observations_dataset(
-        settings.store, times, size=forecast.sizes["y"], tolerance=settings.tolerance
+        settings.store, times, size=grid_size(forecast), tolerance=settings.tolerance
     )
     result = publish_run(
         forecast,
@@ -348,7 +350,7 @@ def publish_file(
     ValueError
         *forecast_nc* is missing or not a forecast NetCDF file, or *site* is a file.
     """
-    from pipeline.window import observations_dataset, window_slots
+    from pipeline.window import grid_size, observations_dataset, window_slots
     from products.cf import open_forecast_netcdf
     from products.site import publish_run
 
@@ -368,7 +370,7 @@ def publish_file(
     issue = pd.Timestamp(fc["issue_time"].values)
     n = max(int(n_obs_frames), 1)
     times = window_slots(issue, n, 6.0)
-    obs = observations_dataset(store, times, size=fc.sizes["y"])
+    obs = observations_dataset(store, times, size=grid_size(fc))
     result = publish_run(
         fc,
         obs,
@@ -409,7 +411,7 @@ def run_cycle(settings: ForecastSettings, now: object, steps: CycleSteps) -> Cyc
         steps.log(f"skipped {iso}: {fc}")
         steps.record_skip(settings, issue, fc)
         return CycleResult("skipped", iso, fc)
-    scores = steps.verify(settings, issue, fc.sizes["y"])
+    scores = steps.verify(settings, issue, grid_size(fc))
     run_dir = steps.publish(settings, fc, scores)
     verified = None
     if scores is not None:

@@ -69,3 +69,36 @@ def test_odim_archive_to_forecast_map(tmp_path):
         tmp_path / "map.png",
     )
     assert png.stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_odim_store_forecast_on_its_own_grid_is_published_with_its_area(tmp_path):
+    """A non-square source grid is forecast and published as it is (no resample)."""
+    from flows.cli import app
+
+    root = tmp_path / "odim"
+    for k, t in enumerate(TIMES):
+        raw = np.zeros((20, 30), np.uint8)
+        raw[:2] = 255
+        raw[8:12, 4 + k : 10 + k] = 150  # 43 dBZ, one pixel east per frame
+        rf.write_odim(root / f"c{k}.h5", raw, t.strftime("%Y%m%d%H%M%S"))
+    store, site, nc = tmp_path / "radar.zarr", tmp_path / "site", tmp_path / "fc.nc"
+    runner = CliRunner()
+    for args in (
+        ["ingest", str(root), str(store), "--source", "odim", "--no-progress"],
+        ["forecast", "--store", str(store), "--baseline", "persistence", "--out", str(nc)],
+        ["publish", str(nc), "--store", str(store), "--site", str(site)],
+    ):
+        out = runner.invoke(app, args)
+        assert out.exit_code == 0, out.output
+    import xarray as xr
+
+    fc = xr.open_dataset(nc, decode_coords="all")
+    assert (fc.sizes["y"], fc.sizes["x"]) == (20, 30)
+    lead0 = fc["reflectivity"].isel(lead_time=0).values
+    assert lead0[9, 10] == pytest.approx(43.0, abs=0.3)  # persistence of the last frame
+    assert np.isnan(lead0[9, 3]) or lead0[9, 3] < 0  # west of the cell: no echo
+    _, extent = geo.map_projection(fc)
+    assert extent == pytest.approx((1000e3, 1060e3, -1040e3, -1000e3), abs=1.0)  # the source's
+    run = next((site / "runs").iterdir())
+    assert len(list((run / "maps").glob("fc_*.png"))) == fc.sizes["lead_time"]
