@@ -347,7 +347,7 @@ def make_ensemble_forecast(
         issue = issue.tz_convert("UTC").tz_localize(None)
     slots = window_slots(issue, predictor.in_frames, predictor.cadence_minutes)
     win = load_window(ds, slots, tolerance)
-    size = predictor.image_size or ds.sizes["y"]
+    size = predictor.image_size  # None: the store's own grid, square or not (as make_forecast)
     dbz, mask = _refuse_or_downsize(win, size, issue, max_consecutive_missing)
     x = units.dbz_to_normalized_float32(dbz, mask)
     kept: list[np.ndarray] = []  # (L, H, W) p/255 per member, for percentiles and members
