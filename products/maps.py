@@ -321,7 +321,7 @@ class MapRenderer:
         Resolution used to turn ``size_px`` into a figure size.
     scale : str
         ``"rain"`` (rain rates in mm/h, :data:`RAIN_LEVELS_MMH`) or ``"probability"``
-        (exceedance probabilities 0..1, :data:`products.prob_maps.PROBABILITY_LEVELS`);
+        (exceedance probabilities 0..1, :data:`products.prob_scale.PROBABILITY_LEVELS`);
         :meth:`render` takes the field in that unit.
     """
 
@@ -355,7 +355,7 @@ class MapRenderer:
         if scale not in ("rain", "probability"):
             raise ValueError(f"unknown map scale {scale!r}; expected 'rain' or 'probability'")
         if scale == "probability":  # exceedance probabilities 0..1 (products.prob_maps)
-            from products.prob_maps import PROBABILITY_LEVELS, probability_colormap
+            from products.prob_scale import PROBABILITY_LEVELS, probability_colormap
 
             levels, (cmap, norm) = PROBABILITY_LEVELS, probability_colormap()
         else:

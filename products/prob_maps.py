@@ -21,6 +21,7 @@ import pandas as pd
 import xarray as xr
 
 from products._common import _iso, _issue_time
+from products.prob_scale import PROBABILITY_LEVELS, probability_colormap
 
 __all__ = [
     "PROBABILITY_LEVELS",
@@ -33,30 +34,6 @@ __all__ = [
 
 PROBABILITY_NAME = "probability_of_rainfall_rate_above_threshold"
 """The exceedance-probability variable of an ensemble forecast."""
-
-PROBABILITY_LEVELS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-"""Lower bounds of the probability classes (the last class is 0.9..1; below 0.1: none)."""
-
-
-def probability_colormap() -> tuple[Any, Any]:
-    """Discrete colour map and norm of probabilities 0..1 (light to dark, ``magma_r``).
-
-    Returns
-    -------
-    cmap : matplotlib.colors.ListedColormap
-        One colour per class of :data:`PROBABILITY_LEVELS` (the last one, 0.9..1, is also
-        the "over" colour), transparent "under"/"bad".
-    norm : matplotlib.colors.BoundaryNorm
-        Boundaries ``PROBABILITY_LEVELS + (1.0,)``.
-    """
-    from matplotlib import colormaps
-    from matplotlib.colors import BoundaryNorm, ListedColormap
-
-    n = len(PROBABILITY_LEVELS)
-    colours = colormaps["magma_r"](np.linspace(0.08, 0.85, n))
-    cmap = ListedColormap(colours, name="probability")
-    cmap = cmap.with_extremes(over=colours[-1], under=(0, 0, 0, 0), bad=(0, 0, 0, 0))
-    return cmap, BoundaryNorm([*PROBABILITY_LEVELS, 1.0], ncolors=n, clip=False)
 
 
 def layer_id(threshold_mmh: float) -> str:
