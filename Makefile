@@ -4,14 +4,15 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 WORKDIR ?= demo-run
+NOTEBOOK_HTML ?= build/notebooks
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint format bench clean notebooks
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt torch==2.13.0
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,notebooks]'
 	touch $@
 
 demo: $(BIN)/.installed
@@ -28,6 +29,12 @@ lint: $(BIN)/.installed
 format: $(BIN)/.installed
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The jupytext sources notebooks/0*.py -> notebooks/0*.ipynb (git-ignored), executed to HTML
+# in $(NOTEBOOK_HTML). They read what `make demo` writes (../demo-run/ seen from notebooks/).
+notebooks: $(BIN)/.installed
+	$(BIN)/jupytext --to ipynb notebooks/0*.py
+	$(BIN)/jupyter nbconvert --execute --to html --output-dir $(NOTEBOOK_HTML) notebooks/0*.ipynb
 
 bench: $(BIN)/.installed
 	for f in benchmarks/*.py; do $(BIN)/python $$f || exit 1; done

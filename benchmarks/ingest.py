@@ -24,7 +24,8 @@ Figures:
   through :func:`pipeline.store.open_store`;
 - ``commits`` / ``commit_s_per_batch``: Icechunk commits of the best ingest pass and the
   mean wall-clock time of one commit;
-- ``store_mb`` / ``archive_mb``: bytes on disk.
+- ``store_mb`` / ``archive_mb`` / ``store_to_archive``: bytes on disk and their ratio
+  (the Icechunk store of the best pass, all its snapshots, against the PNG archive).
 
 Usage::
 
@@ -172,6 +173,7 @@ def main() -> None:
             clip = ds[["reflectivity", "mask"]].isel(time=slice(i, i + 20)).load()
             n_read += clip.sizes["time"]
         read_fps = n_read / (time.perf_counter() - t)
+        archive_mb, store_mb = _dir_mb(archive), _dir_mb(store)
 
         print(
             json.dumps(
@@ -203,8 +205,9 @@ def main() -> None:
                     "commits": report.batches,
                     "commit_s_per_batch": round(report.commit_seconds / max(report.batches, 1), 4),
                     "read_fps": round(read_fps, 1),
-                    "archive_mb": round(_dir_mb(archive), 1),
-                    "store_mb": round(_dir_mb(store), 1),
+                    "archive_mb": round(archive_mb, 1),
+                    "store_mb": round(store_mb, 1),
+                    "store_to_archive": round(store_mb / archive_mb, 2),
                     "load_avg_1min": round(os.getloadavg()[0], 2),
                 }
             )

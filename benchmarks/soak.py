@@ -1,4 +1,4 @@
-"""Fault-injection soak of the forecast cycle (:mod:`flows.soak`); prints ONE JSON line.
+"""Fault-injection soak of the forecast cycle (:mod:`products.soak`); prints ONE JSON line.
 
 Figures: ``cycles``; ``faults`` injected by kind; ``cycles_ok`` / ``cycles_skipped`` /
 ``cycles_failed``; ``blocked_after_fault`` (cycles that did not end as their input window
@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--progress", action="store_true", help="One line per cycle.")
     args = parser.parse_args()
 
-    from flows.soak import run_soak
+    from products.soak import run_soak
 
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         report = run_soak(

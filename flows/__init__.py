@@ -1,1 +1,2 @@
-"""Prefect flows, forecast products, maps, the operator dashboard and the CLI."""
+"""Prefect flows and tasks (thin wrappers over ``pipeline``, ``nowcast`` and ``products``),
+the scheduled deployment and the ``nowcast`` CLI."""

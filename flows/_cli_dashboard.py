@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
         The page also works when index.html is opened from disk (data come in data.js);
         --serve runs python's http.server bound to 127.0.0.1 until Ctrl-C.
         """
-        from flows.dashboard import make_server, render_site
+        from products.dashboard import make_server, render_site
 
         if not site_dir.is_dir():
             raise typer.BadParameter(

@@ -1,155 +1,223 @@
-"""``nowcast evaluate``: score a trained run and/or the classical baselines.
+"""``nowcast evaluate`` and ``nowcast flow evaluate``: score a trained run and/or baselines.
 
 Examples::
 
-    nowcast evaluate runs/trajgru --data data/hko7_80.zarr --split test --scheme regular \\
-        --baselines --perturb --extra-leads 66,72,120
-    nowcast evaluate --baselines-only --data data/hko7_80.zarr --out reports/baselines
+    nowcast evaluate --run runs/trajgru --data data/hko7_80.zarr --split test \\
+        --scheme regular --baselines persistence,pysteps --perturb --extra-leads 66,72,120
+    nowcast evaluate --baselines persistence,pysteps --data data/hko7_80.zarr --out reports/bl
 
-See :mod:`nowcast.evaluate` for what is computed and written.
+Both commands take the same flags, generated from :class:`nowcast.options.EvaluateOptions`
+(:data:`EVALUATE_FLAGS`, :mod:`flows._cli_options`), and hand the same options object to
+:func:`nowcast.evaluate.evaluate_run`: directly, or through the Prefect flow
+:func:`flows.evaluate.evaluate_flow`. See :mod:`nowcast.evaluate` for what is computed and
+written.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
+
+from flows._cli_options import Flag, floats, options_command
+from nowcast.options import EvaluateOptions
+
+
+def _names(text: str | None) -> tuple[str, ...]:
+    return tuple(n.strip() for n in (text or "").split(",") if n.strip())
+
+
+def _day_files(folder: Path | None) -> dict[str, Path] | None:
+    if folder is None:
+        return None
+    files = {n: folder / f"hko7_rainy_{n}_days.txt" for n in ("train", "valid", "test")}
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        raise typer.BadParameter(f"--day-lists: missing file(s) {missing}")
+    return files
+
+
+DEFAULT_BASELINES = "persistence,pysteps"
+"""What ``--baselines`` without names scores (the previous release's flag)."""
+
+
+def legacy_args(args: list[str]) -> list[str]:
+    """Rewrite the previous release's evaluate spellings into today's flags.
+
+    Scripts written for it keep working: ``--baselines`` as a bare flag (now
+    ``--baselines persistence,pysteps``), ``--baseline-names A,B`` (now the value of
+    ``--baselines``), ``--baselines-only`` (now: no ``--run``) and ``--no-baselines``.
+    Command lines of other commands are returned unchanged.
+
+    Parameters
+    ----------
+    args : list of str
+        The command line without the program name.
+
+    Returns
+    -------
+    list of str
+        The command line with today's spellings.
+    """
+    end = args.index("--") if "--" in args else len(args)
+    head, tail = list(args[:end]), list(args[end:])
+    if "evaluate" not in head:
+        return list(args)
+    names = None
+    if "--baseline-names" in head:
+        i = head.index("--baseline-names")
+        if i + 1 < len(head):
+            names = head[i + 1]
+            del head[i : i + 2]
+    wanted = names is not None
+    for flag in ("--baselines-only", "--no-baselines"):
+        while flag in head:
+            head.remove(flag)
+    out: list[str] = []
+    i = 0
+    while i < len(head):
+        a = head[i]
+        if a == "--baselines" and (i + 1 == len(head) or head[i + 1].startswith("-")):
+            out += ["--baselines", names or DEFAULT_BASELINES]
+            wanted = False
+        else:
+            out.append(a)
+        i += 1
+    if wanted and "--baselines" not in out:
+        out += ["--baselines", names]
+    return out + tail
+
+
+def _comma(values) -> str:
+    return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+
+
+EVALUATE_FLAGS: dict[str, Flag] = {
+    "split": Flag(("--split",), "Dataset split: train, valid or test."),
+    "scheme": Flag(
+        ("--scheme",), "Sampling scheme: regular, irregular_input, irregular_target, irregular."
+    ),
+    "baselines": Flag(
+        ("--baselines",),
+        "Comma-separated baselines to score too (persistence, pysteps, sprog, steps); "
+        "alone without --run.",
+        parse=_names,
+        show=_comma,
+    ),
+    "extra_lead_times": Flag(
+        ("--extra-leads",),
+        "Comma-separated lead times (min) not trained on, e.g. 66,72,120; reported apart.",
+        parse=floats("--extra-leads"),
+        show=_comma,
+    ),
+    "perturb": Flag(
+        ("--perturb",),
+        "Robustness: noise, outliers, missing regions, dropped frames.",
+        cli_type=bool,
+    ),
+    "perturb_samples": Flag(
+        ("--perturb-samples",), "Robustness on only the first N samples (cost bound)."
+    ),
+    "in_frames": Flag(("--in-frames",), "Input frames (default: the run's config; baselines: 5)."),
+    "out_frames": Flag(
+        ("--out-frames",), "Target frames (default: the run's config; baselines: 20)."
+    ),
+    "split_fractions": Flag(
+        ("--split-fractions",),
+        "Chronological train,valid,test day fractions.",
+        parse=floats("--split-fractions", 3),
+        show=_comma,
+        cli_type=str,
+    ),
+    "day_files": Flag(
+        ("--day-lists",),
+        "Folder with hko7_rainy_{train,valid,test}_days.txt; overrides --split-fractions.",
+        parse=_day_files,
+        cli_type=Path | None,
+    ),
+    "stride": Flag(("--stride",), "Slots between consecutive sample windows."),
+    "batch_size": Flag(("--batch-size",), "Samples per batch."),
+    "max_samples": Flag(("--max-samples",), "Evaluate only the first N samples."),
+    "seed": Flag(("--seed",), "Seed of the sampling scheme and corruptions."),
+    "device": Flag(("--device",), "cpu or cuda."),
+    "progress": Flag(("--progress/--no-progress",), "Show a progress bar."),
+    "members": Flag(
+        ("--members",),
+        "Score N-member ensembles (the model's, steps'): CRPS, reliability, ROC, ranks.",
+    ),
+}
+"""The flag of every :class:`~nowcast.options.EvaluateOptions` field (both evaluate commands)."""
+
+
+def _evaluate_command(run_job: Callable[..., dict], doc: str) -> Callable:
+    """An evaluate command calling ``run_job(run, data, out, options)``."""
+
+    @options_command(EvaluateOptions, EVALUATE_FLAGS)
+    def command(
+        run_arg: Path | None = typer.Argument(
+            None, metavar="RUN", help="The training run, as with --run.", show_default=False
+        ),
+        run: Path | None = typer.Option(
+            None, "--run", help="Training run directory holding best.pt (none: baselines only)."
+        ),
+        data: Path = typer.Option(..., "--data", help="Resampled Zarr store (nowcast resample)."),
+        out: Path | None = typer.Option(
+            None, "--out", help="Output directory (default RUN/eval/<split>_<scheme>)."
+        ),
+        *,
+        options: EvaluateOptions,
+    ) -> None:
+        if run_arg is not None and run is not None and run_arg != run:
+            raise typer.BadParameter(f"two runs given: {run_arg} and --run {run}")
+        run = run if run is not None else run_arg
+        if run is None and not options.baselines:
+            raise typer.BadParameter("give --run RUN_DIR, or --baselines NAMES to score alone")
+        if run is None and out is None:
+            raise typer.BadParameter("scoring the baselines alone (no --run) needs --out DIR")
+        if options.members is not None and options.members < 1:
+            raise typer.BadParameter(f"--members must be >= 1, got {options.members}")
+        summary = run_job(run, data, out, options)
+        for line in summary["lines"]:
+            typer.echo(line)
+        names = ", ".join(Path(p).name for p in summary["files"])
+        typer.echo(f"wrote {names} to {summary['out_dir']}")
+
+    command.__doc__ = doc
+    return command
+
+
+def _run_library(run: Path | None, data: Path, out: Path | None, options: EvaluateOptions) -> dict:
+    from nowcast.evaluate import evaluate_run
+
+    return evaluate_run(run, data, options, out_dir=out).summary()
+
+
+def _run_flow(run: Path | None, data: Path, out: Path | None, options: EvaluateOptions) -> dict:
+    from flows._prefect_env import configure
+
+    home = out if out is not None else (run if run is not None else Path.cwd())
+    home.mkdir(parents=True, exist_ok=True)
+    configure(home)
+    from flows.evaluate import evaluate_flow
+
+    return evaluate_flow(
+        None if run is None else str(run),
+        str(data),
+        options,
+        out_dir=None if out is None else str(out),
+    )
+
+
+evaluate_command = _evaluate_command(
+    _run_library,
+    "Score RUN's model (and/or baselines) with the HKO-7 protocol and thesis metrics.",
+)
+flow_evaluate_command = _evaluate_command(
+    _run_flow, "Evaluate a run and/or baselines as a Prefect flow (the flags of nowcast evaluate)."
+)
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's subcommands to *app*."""
     app.command("evaluate")(evaluate_command)
-
-
-def _parse_numbers(text: str | None, option: str, count: int | None = None) -> list[float]:
-    if not text:
-        return []
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError as err:
-        raise typer.BadParameter(f"{option} must be comma-separated numbers, got {text!r}") from err
-    if count is not None and len(values) != count:
-        raise typer.BadParameter(f"{option} must be {count} comma-separated numbers, got {text!r}")
-    return values
-
-
-def evaluate_command(
-    run_dir: Path | None = typer.Argument(
-        None, help="Training run directory holding best.pt (omit with --baselines-only)."
-    ),
-    data: Path = typer.Option(..., "--data", help="Resampled Zarr store (nowcast resample)."),
-    split: str = typer.Option("test", "--split", help="Dataset split: train, valid or test."),
-    scheme: str = typer.Option(
-        "regular",
-        "--scheme",
-        help="Sampling scheme: regular, irregular_input, irregular_target, irregular.",
-    ),
-    baselines: bool = typer.Option(
-        False, "--baselines/--no-baselines", help="Also score persistence and pysteps."
-    ),
-    baseline_names: str = typer.Option(
-        "persistence,pysteps",
-        "--baseline-names",
-        help="Baselines to run with --baselines/--baselines-only (persistence, pysteps, sprog, steps).",
-    ),
-    baselines_only: bool = typer.Option(
-        False, "--baselines-only", help="Score the baselines alone (no RUN_DIR; needs --out)."
-    ),
-    perturb: bool = typer.Option(
-        False, "--perturb", help="Robustness: noise, outliers, missing regions, dropped frames."
-    ),
-    perturb_samples: int | None = typer.Option(
-        None, "--perturb-samples", help="Robustness on only the first N samples (cost bound)."
-    ),
-    extra_leads: str | None = typer.Option(
-        None,
-        "--extra-leads",
-        help="Comma-separated lead times (min) not trained on, e.g. 66,72,120; reported apart.",
-    ),
-    out: Path | None = typer.Option(
-        None, "--out", help="Output directory (default RUN_DIR/eval/<split>_<scheme>)."
-    ),
-    in_frames: int | None = typer.Option(
-        None, "--in-frames", help="Input frames (default: the run's config; baselines: 5)."
-    ),
-    out_frames: int | None = typer.Option(
-        None, "--out-frames", help="Target frames (default: the run's config; baselines: 20)."
-    ),
-    split_fractions: str = typer.Option(
-        "0.8,0.1,0.1", "--split-fractions", help="Chronological train,valid,test day fractions."
-    ),
-    day_lists: Path | None = typer.Option(
-        None,
-        "--day-lists",
-        help="Folder with hko7_rainy_{train,valid,test}_days.txt; overrides --split-fractions.",
-    ),
-    stride: int = typer.Option(5, "--stride", help="Slots between consecutive sample windows."),
-    batch_size: int = typer.Option(4, "--batch-size", help="Samples per batch."),
-    max_samples: int | None = typer.Option(
-        None, "--max-samples", help="Evaluate only the first N samples."
-    ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the sampling scheme and corruptions."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
-    members: int | None = typer.Option(
-        None,
-        "--members",
-        min=1,
-        help="Score N-member ensembles (the model's, steps'): CRPS, reliability, ROC, ranks.",
-    ),
-) -> None:
-    """Score RUN_DIR's model (and/or baselines) with the HKO-7 protocol and thesis metrics."""
-    from nowcast.evaluate import evaluate_run, summarize
-
-    if baselines_only and run_dir is not None:
-        raise typer.BadParameter("--baselines-only takes no RUN_DIR")
-    if not baselines_only and run_dir is None:
-        raise typer.BadParameter("give RUN_DIR, or --baselines-only to score the baselines alone")
-    if baselines_only and out is None:
-        raise typer.BadParameter("--baselines-only needs --out DIR")
-    names = [n.strip() for n in baseline_names.split(",") if n.strip()]
-    chosen = names if (baselines or baselines_only) else False
-    fractions = _parse_numbers(split_fractions, "--split-fractions", 3)
-    leads = _parse_numbers(extra_leads, "--extra-leads") or None
-    day_files = None
-    if day_lists is not None:
-        day_files = {n: day_lists / f"hko7_rainy_{n}_days.txt" for n in ("train", "valid", "test")}
-        missing = [str(p) for p in day_files.values() if not p.is_file()]
-        if missing:
-            raise typer.BadParameter(f"--day-lists: missing file(s) {missing}")
-    outputs = evaluate_run(
-        None if baselines_only else run_dir,
-        data,
-        split=split,
-        scheme=scheme,
-        baselines=chosen,
-        extra_lead_times=leads,
-        perturb=perturb,
-        perturb_samples=perturb_samples,
-        out_dir=out,
-        in_frames=in_frames,
-        out_frames=out_frames,
-        split_fractions=fractions,
-        day_files=day_files,
-        stride=stride,
-        batch_size=batch_size,
-        max_samples=max_samples,
-        seed=seed,
-        device=device,
-        progress=progress,
-        members=members,
-    )
-    s = summarize(outputs.results)
-    thr = float(s["threshold"].values[0])
-    for name in s["predictor"].values:
-        sp = s.sel(predictor=name)
-        typer.echo(
-            f"{name}: CSI(>={thr:g} mm/h) {float(sp['CSI'].sel(threshold=thr)):.4f}  "
-            f"B-MSE {float(sp['B-MSE']):.1f}  MSE x1e4 {float(sp['MSE']) * 1e4:.2f}  "
-            f"SSIM x1e2 {float(sp['SSIM']) * 1e2:.2f}  PSNR {float(sp['PSNR']):.2f}"
-        )
-    if "CRPS" in outputs.results:
-        crps = outputs.results["CRPS"].mean("lead_time")
-        for name in crps["predictor"].values:
-            typer.echo(f"{name}: CRPS x1e2 {float(crps.sel(predictor=name)) * 1e2:.4f}")
-    typer.echo(f"wrote {', '.join(p.name for p in outputs.files)} to {outputs.out_dir}")

@@ -1,4 +1,5 @@
-"""``nowcast ingest`` (HKO-7 archive -> radar store, incremental and idempotent, C2) and
+"""``nowcast ingest`` (radar archive -> radar store, incremental and idempotent;
+docs/contracts.md, Store schema; ``--source`` picks the format, docs/sources.md) and
 ``nowcast store log STORE`` / ``nowcast store migrate OLD NEW``."""
 
 from __future__ import annotations
@@ -37,80 +38,99 @@ def migrate(
     typer.echo(json.dumps({"store": new, "frames": n}))
 
 
+Start = Annotated[str | None, typer.Option("--start", help="First frame time (inclusive).")]
+End = Annotated[str | None, typer.Option("--end", help="Last frame time (inclusive).")]
+Threads = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        help="Threads decoding frames (default: CPUs; with flow ingest: per day task).",
+    ),
+]
+SchedulerAddress = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler-address", help="An existing dask.distributed scheduler, tcp://host:8786."
+    ),
+]
+Source = Annotated[
+    str,
+    typer.Option(
+        "--source", help="Radar source: hko7, odim, knmi, bom, mch, fmi (docs/sources.md)."
+    ),
+]
+"""The flags ``nowcast ingest`` and ``nowcast flow ingest`` share, defined once."""
+
+
+def ingest(
+    archive: Annotated[
+        Path, typer.Argument(help="Archive root (HKO-7: holds radarPNG/; else any folder).")
+    ],
+    store: Annotated[
+        str, typer.Argument(help="Radar store to create or extend (directory or s3:// URL).")
+    ],
+    start: Start = None,
+    end: End = None,
+    threads: Threads = None,
+    scheduler_address: SchedulerAddress = None,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            "--batch-size",
+            help="Minimum frames per committed store version (batches grow with the store).",
+        ),
+    ] = 512,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    follow_links: Annotated[
+        bool,
+        typer.Option(
+            "--follow-links",
+            help="Follow symbolic links leading outside ARCHIVE (default: list, skip).",
+        ),
+    ] = False,
+    source: Source = "hko7",
+) -> None:
+    """Add ARCHIVE's frames (between --start and --end) to STORE.
+
+    Frames already in STORE are skipped, so re-running is safe and resumes an
+    interrupted ingest. Corrupt frames, impossible frame names and day folders, and
+    symbolic links leading outside ARCHIVE are listed and skipped. --start after --end is
+    refused. Prints the report as one JSON line.
+    """
+    from pipeline.ingest import ingest_archive
+
+    report = ingest_archive(
+        archive,
+        store,
+        start=start,
+        end=end,
+        workers=threads,
+        progress=progress,
+        scheduler_address=scheduler_address,
+        batch_size=batch_size,
+        follow_links=follow_links,
+        source=source,
+    )
+    for path, reason in report.corrupt:
+        typer.echo(f"skipped {path}: {reason}", err=True)
+    typer.echo(
+        json.dumps(
+            {
+                "store": str(report.store),
+                "frames_found": report.frames_found,
+                "frames_written": report.frames_written,
+                "skipped_existing": report.skipped_existing,
+                "corrupt": len(report.corrupt),
+                "seconds": round(report.seconds, 3),
+                "frames_per_second": round(report.frames_per_second, 1),
+                "commits": report.batches,
+                "static_mask_used": report.static_mask_used,
+            }
+        )
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``ingest`` and ``store`` subcommands to *app*."""
-
     app.add_typer(store_app)
-
-    @app.command("ingest")
-    def ingest(
-        archive: Annotated[Path, typer.Argument(help="HKO-7 archive root (holds radarPNG/).")],
-        store: Annotated[
-            str, typer.Argument(help="Radar store to create or extend (directory or s3:// URL).")
-        ],
-        start: Annotated[
-            str | None, typer.Option("--start", help="First frame time (inclusive).")
-        ] = None,
-        end: Annotated[
-            str | None, typer.Option("--end", help="Last frame time (inclusive).")
-        ] = None,
-        workers: Annotated[
-            int | None, typer.Option("--workers", help="Local dask threads (default: CPUs).")
-        ] = None,
-        scheduler_address: Annotated[
-            str | None,
-            typer.Option("--scheduler-address", help="dask.distributed scheduler, tcp://..."),
-        ] = None,
-        batch_size: Annotated[
-            int,
-            typer.Option(
-                "--batch-size",
-                help="Minimum frames per committed store version (batches grow with the store).",
-            ),
-        ] = 512,
-        progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
-        follow_links: Annotated[
-            bool,
-            typer.Option(
-                "--follow-links",
-                help="Follow symbolic links leading outside ARCHIVE (default: list, skip).",
-            ),
-        ] = False,
-    ) -> None:
-        """Add ARCHIVE's frames (between --start and --end) to STORE.
-
-        Frames already in STORE are skipped, so re-running is safe and resumes an
-        interrupted ingest. Corrupt frames, impossible frame names and day folders, and
-        symbolic links leading outside ARCHIVE are listed and skipped. --start after --end is
-        refused. Prints the report as one JSON line.
-        """
-        from pipeline.ingest import ingest_archive
-
-        report = ingest_archive(
-            archive,
-            store,
-            start=start,
-            end=end,
-            workers=workers,
-            progress=progress,
-            scheduler_address=scheduler_address,
-            batch_size=batch_size,
-            follow_links=follow_links,
-        )
-        for path, reason in report.corrupt:
-            typer.echo(f"skipped {path}: {reason}", err=True)
-        typer.echo(
-            json.dumps(
-                {
-                    "store": str(report.store),
-                    "frames_found": report.frames_found,
-                    "frames_written": report.frames_written,
-                    "skipped_existing": report.skipped_existing,
-                    "corrupt": len(report.corrupt),
-                    "seconds": round(report.seconds, 3),
-                    "frames_per_second": round(report.frames_per_second, 1),
-                    "commits": report.batches,
-                    "static_mask_used": report.static_mask_used,
-                }
-            )
-        )
+    app.command("ingest")(ingest)

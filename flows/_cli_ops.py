@@ -10,8 +10,13 @@ given (work directory, site, or output) before Prefect is imported.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
+
+from flows._cli_evaluate import flow_evaluate_command
+from flows._cli_ingest import End, SchedulerAddress, Source, Start, Threads
+from flows._cli_train import flow_train_command
 
 _LEADS_HELP = "Comma-separated lead times in minutes (default every 6 min to 60)."
 _WORKDIR_HELP = (
@@ -47,14 +52,68 @@ def _parse_time(option: str, text: str | None) -> str | None:
     return text
 
 
-def _require(what: str, path: Path | None, *, is_dir: bool = True) -> None:
-    """Refuse a missing input before Prefect's server is started (tens of seconds)."""
-    if path is None:
+_STORE_HELP = "Radar store: a directory or an s3://bucket/prefix URL (AWS_* variables)."
+_ARCHIVE_HELP = (
+    "Forecast archive (Icechunk): relative to --site, an absolute directory, or an "
+    "s3://bucket/prefix URL (the site itself stays a local directory)."
+)
+
+
+def _require(what: str, path: str | Path | None, *, is_dir: bool = True) -> None:
+    """Refuse a missing input before Prefect's server is started (tens of seconds).
+
+    An ``s3://`` URL is not checked here: its store is opened (and refused) by the step.
+    """
+    from pipeline.store_engine import is_url
+
+    if path is None or is_url(path):
         return
+    path = Path(path)
     ok = path.is_dir() if is_dir else path.is_file()
     if not ok:
         kind = "directory" if is_dir else "file"
         raise FileNotFoundError(f"{what} {path} does not exist (expected an existing {kind})")
+
+
+Members = Annotated[
+    int | None,
+    typer.Option(
+        "--members",
+        help="Ensemble members: N members of the model or baseline (steps: its own) and "
+        "their exceedance probabilities (default: one deterministic forecast).",
+    ),
+]
+Seed = Annotated[int, typer.Option("--seed", help="Seed of the ensemble members.")]
+
+
+def _check_ensemble_flags(
+    members: int | None, percentiles: str | None = None, keep_members: bool = False
+) -> tuple[float, ...] | None:
+    """Refuse ensemble flags without --members or a bad count; the percentiles parsed."""
+    if members is None:
+        if percentiles is not None or keep_members:
+            raise typer.BadParameter("--percentiles and --keep-members need --members N")
+        return None
+    if members < 1:
+        raise typer.BadParameter(f"--members must be >= 1, got {members}")
+    from nowcast.ensemble_forecast import parse_percentiles
+
+    try:
+        return parse_percentiles(percentiles)
+    except ValueError as err:
+        raise typer.BadParameter(f"--percentiles: {err}") from err
+
+
+def _local_parent(location: str) -> Path:
+    """The directory for Prefect's home next to a store: its parent (created), or the
+    current directory for an ``s3://`` store."""
+    from pipeline.store_engine import is_url
+
+    if is_url(location):
+        return Path(".")
+    parent = Path(location).absolute().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    return parent
 
 
 def _check_one_predictor(run: Path | None, baseline: str | None) -> None:
@@ -104,7 +163,7 @@ def demo(
 
 
 def serve(
-    store: Path = typer.Option(..., "--store", help="Radar store to forecast from."),
+    store: str = typer.Option(..., "--store", help=_STORE_HELP),
     site: Path = typer.Option(..., "--site", help="Site directory to publish into."),
     run: Path | None = typer.Option(None, "--run", help="Trained run directory."),
     baseline: str | None = typer.Option(None, "--baseline", help="Baseline name, e.g. pysteps."),
@@ -113,12 +172,16 @@ def serve(
     clock: str = typer.Option("store", help="Issue time from the newest 'store' frame or 'wall'."),
     max_missing: int = typer.Option(2, help="Most consecutive missing input frames accepted."),
     workdir: Path = typer.Option(Path("."), "--workdir", help=_WORKDIR_HELP),
+    members: Members = None,
+    seed: Seed = 0,
+    archive: str = typer.Option("forecasts.zarr", "--archive", help=_ARCHIVE_HELP),
 ) -> None:
     """Forecast on a schedule with Prefect's flow.serve (Ctrl-C to stop).
 
     Starts a local Prefect server (scheduler on, UI off) unless PREFECT_API_URL is set.
     """
     _check_one_predictor(run, baseline)
+    _check_ensemble_flags(members)
     _require("--store", store)
     _require("--run", run)
     lead_minutes = _parse_leads(leads)
@@ -137,6 +200,9 @@ def serve(
         lead_minutes=lead_minutes,
         clock=clock,
         max_consecutive_missing=max_missing,
+        members=members,
+        seed=seed if members is not None else None,
+        archive=archive,
     )
 
 
@@ -165,7 +231,8 @@ def replay(
 
     workdir.mkdir(parents=True, exist_ok=True)
     configure(workdir)
-    from flows.serve import replay_archive, run_forecast_cycle
+    from flows.serve import run_forecast_cycle
+    from products.replay import replay_archive
 
     on_tick = None
     if site is not None:
@@ -191,7 +258,7 @@ def replay(
 
 
 def forecast(
-    store: Path = typer.Option(..., "--store", help="Radar store."),
+    store: str = typer.Option(..., "--store", help=_STORE_HELP),
     out: Path = typer.Option(..., "--out", help="Forecast NetCDF file to write."),
     issue_time: str | None = typer.Option(None, help="Issue time (default: newest frame)."),
     run: Path | None = typer.Option(None, "--run", help="Trained run directory."),
@@ -199,33 +266,64 @@ def forecast(
     leads: str | None = typer.Option(None, "--leads", help=_LEADS_HELP),
     in_frames: int | None = typer.Option(None, help="Input frames (baselines; default 5)."),
     image_size: int | None = typer.Option(None, help="Grid side (baselines; default store)."),
+    members: Members = None,
+    seed: Seed = 0,
+    percentiles: str | None = typer.Option(
+        None,
+        "--percentiles",
+        help="With --members: percentiles of the members, e.g. 10,50,90 (keeps every member).",
+    ),
+    keep_members: bool = typer.Option(
+        False, "--keep-members", help="With --members: write the members (realization)."
+    ),
 ) -> None:
-    """Make one forecast (no Prefect) and write it as CF NetCDF."""
+    """Make one forecast (no Prefect) and write it as CF NetCDF.
+
+    With --members N: an N-member ensemble (docs/ensembles.md, "Products"); the file then
+    holds the ensemble mean, exceedance probabilities per threshold and lead, and the
+    percentiles and members when asked for.
+    """
     _check_one_predictor(run, baseline)
     issue_time = _parse_time("--issue-time", issue_time)
     lead_minutes = _parse_leads(leads)
+    pcts = _check_ensemble_flags(members, percentiles, keep_members)
     _require("--run", run)
     from flows._prefect_env import configure
 
     configure(out.parent)
-    from flows.forecast import DEFAULT_LEADS, resolve_issue_time
-    from flows.products import write_forecast_netcdf
     from nowcast.forecast import baseline_predictor, make_forecast, run_predictor
+    from products.cf import write_forecast_netcdf
+    from products.cycle import DEFAULT_LEADS, resolve_issue_time
 
     if run is not None:
         pred = run_predictor(run)
     else:
         pred = baseline_predictor(baseline, in_frames=in_frames or 5, image_size=image_size)
-    issue = resolve_issue_time(str(store), now=issue_time)
-    fc = make_forecast(pred, str(store), issue, lead_minutes or list(DEFAULT_LEADS))
+    issue = resolve_issue_time(store, now=issue_time)
+    if members is None:
+        fc = make_forecast(pred, store, issue, lead_minutes or list(DEFAULT_LEADS))
+    else:
+        from nowcast.ensemble_forecast import make_ensemble_forecast
+
+        fc = make_ensemble_forecast(
+            pred,
+            store,
+            issue,
+            lead_minutes or list(DEFAULT_LEADS),
+            members=members,
+            seed=seed,
+            percentiles=pcts,
+            keep_members=keep_members,
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     write_forecast_netcdf(fc, out)
-    typer.echo(f"forecast issued {issue} by {pred.name} -> {out}")
+    what = pred.name if members is None else f"{pred.name}, {members} members, seed {seed}"
+    typer.echo(f"forecast issued {issue} by {what} -> {out}")
 
 
 def publish(
     forecast_nc: Path = typer.Argument(..., help="Forecast NetCDF (nowcast forecast --out)."),
-    store: Path = typer.Option(..., "--store", help="Radar store with the observations."),
+    store: str = typer.Option(..., "--store", help=_STORE_HELP),
     site: Path = typer.Option(..., "--site", help="Site directory."),
     keep_runs: int = typer.Option(24, help="Runs kept in the site."),
 ) -> None:
@@ -233,7 +331,7 @@ def publish(
     from flows._prefect_env import configure
 
     configure(Path("."))
-    from flows.publish import publish_file
+    from products.cycle import publish_file
 
     typer.echo(publish_file(forecast_nc, store, site, keep_runs=keep_runs))
 
@@ -248,119 +346,88 @@ flow_app = typer.Typer(
 
 @flow_app.command("ingest")
 def flow_ingest(
-    archive: Path = typer.Argument(..., help="HKO-7 archive."),
-    store: Path = typer.Argument(..., help="Radar store (created when missing)."),
-    start: str | None = typer.Option(None, help="First time."),
-    end: str | None = typer.Option(None, help="Last time."),
-    address: str | None = typer.Option(None, help="Existing dask scheduler address."),
-    workers: int = typer.Option(2, help="Local dask workers (no --address)."),
+    archive: Annotated[Path, typer.Argument(help="Archive root (HKO-7: holds radarPNG/).")],
+    store: Annotated[
+        str, typer.Argument(help="Radar store (created when missing): path or s3:// URL.")
+    ],
+    start: Start = None,
+    end: End = None,
+    threads: Threads = None,
+    scheduler_address: SchedulerAddress = None,
+    dask_workers: Annotated[
+        int,
+        typer.Option(
+            "--dask-workers", help="Workers of the local dask cluster (no --scheduler-address)."
+        ),
+    ] = 2,
+    source: Source = "hko7",
 ) -> None:
-    """Ingest an archive, one dask task per day."""
+    """Ingest an archive, one dask task per day (the flags of nowcast ingest, and the cluster's).
+
+    With --scheduler-address the cluster's workers write the chunks instead (each into a
+    fork of the batch's Icechunk session), one commit per batch.
+    """
     _require("archive", archive)
     start, end = _parse_time("--start", start), _parse_time("--end", end)
     from flows._prefect_env import configure
 
-    store.parent.mkdir(parents=True, exist_ok=True)
-    configure(store.parent)
+    configure(_local_parent(store))
     from flows.ingest import ingest_flow, make_task_runner
 
-    runner = make_task_runner(address=address, n_workers=workers)
-    res = ingest_flow.with_options(task_runner=runner)(str(archive), str(store), start, end)
+    if scheduler_address:  # the chunks are written on that cluster, one commit per batch
+        res = ingest_flow(
+            str(archive), store, start, end, threads=threads, source=source,
+            scheduler_address=scheduler_address,
+        )  # fmt: skip
+    else:
+        runner = make_task_runner(n_workers=dask_workers)
+        res = ingest_flow.with_options(task_runner=runner)(
+            str(archive), store, start, end, threads=threads, source=source
+        )
     typer.echo(f"{res['frames_written']} frames written, {len(res['corrupt'])} corrupt skipped")
 
 
 @flow_app.command("resample")
 def flow_resample(
-    src: Path = typer.Argument(..., help="Ingest store."),
-    dst: Path = typer.Argument(..., help="Resampled store to write."),
+    src: str = typer.Argument(..., help="Ingest store (path or s3:// URL)."),
+    dst: str = typer.Argument(..., help="Resampled store to write (path or s3:// URL)."),
     size: int = typer.Option(80, help="Grid side."),
     cadence: str = typer.Option("6min", help="Time grid step."),
 ) -> None:
     """Resample a store onto a regular time grid and a coarser grid."""
     from flows._prefect_env import configure
 
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    configure(dst.parent)
+    configure(_local_parent(dst))
     from flows.resample import resample_flow
 
     typer.echo(resample_flow(str(src), str(dst), size=size, cadence=cadence))
 
 
-@flow_app.command("train")
-def flow_train(
-    model: str = typer.Option(..., "--model", help="Model name."),
-    data: Path = typer.Option(..., "--data", help="Resampled store."),
-    out: Path = typer.Option(..., "--out", help="Run directory."),
-    config: str = typer.Option("small", "--config", help="Configuration."),
-    scheme: str = typer.Option("regular", help="Sampling scheme."),
-    time_budget_minutes: float | None = typer.Option(None, help="Wall-clock budget."),
-    epochs: int | None = typer.Option(None, help="Max epochs."),
-    seed: int = typer.Option(0, help="Seed."),
-) -> None:
-    """Train a model."""
-    from flows._prefect_env import configure
-
-    out.mkdir(parents=True, exist_ok=True)
-    configure(out)
-    from flows.train import train_flow
-
-    typer.echo(
-        train_flow(
-            model,
-            config,
-            str(data),
-            str(out),
-            scheme=scheme,
-            epochs=epochs,
-            time_budget_minutes=time_budget_minutes,
-            seed=seed,
-        )
-    )
-
-
-@flow_app.command("evaluate")
-def flow_evaluate(
-    data: Path = typer.Option(..., "--data", help="Resampled store."),
-    run: Path | None = typer.Option(None, "--run", help="Run directory (none: baselines)."),
-    out: Path | None = typer.Option(None, "--out", help="Output dir (required without --run)."),
-    split: str = typer.Option("test", help="Split."),
-    scheme: str = typer.Option("regular", help="Sampling scheme."),
-    max_samples: int | None = typer.Option(None, help="Sequences per predictor."),
-) -> None:
-    """Evaluate a run and the persistence and pysteps baselines."""
-    from flows._prefect_env import configure
-
-    home = out if out is not None else (run if run is not None else Path.cwd())
-    home.mkdir(parents=True, exist_ok=True)
-    configure(home)
-    from flows.evaluate import evaluate_flow
-
-    res = evaluate_flow(
-        None if run is None else str(run),
-        str(data),
-        split,
-        scheme,
-        out_dir=None if out is None else str(out),
-        max_samples=max_samples,
-    )
-    typer.echo(f"results: {res['table']}")
+flow_app.command("train")(flow_train_command)
+flow_app.command("evaluate")(flow_evaluate_command)
 
 
 @flow_app.command("forecast")
 def flow_forecast(
-    store: Path = typer.Option(..., "--store", help="Radar store."),
+    store: str = typer.Option(..., "--store", help=_STORE_HELP),
     site: Path = typer.Option(..., "--site", help="Site directory."),
     run: Path | None = typer.Option(None, "--run", help="Trained run directory."),
     baseline: str | None = typer.Option(None, "--baseline", help="Baseline name."),
-    now: str | None = typer.Option(None, help="Issue at this time (default newest frame)."),
+    now: str | None = typer.Option(
+        None, "--issue-time", help="Issue at this time (default newest frame)."
+    ),
     leads: str | None = typer.Option(None, "--leads", help=_LEADS_HELP),
     workdir: Path = typer.Option(Path("."), "--workdir", help=_WORKDIR_HELP),
+    members: Members = None,
+    seed: Seed = 0,
+    archive: str = typer.Option("forecasts.zarr", "--archive", help=_ARCHIVE_HELP),
 ) -> None:
     """One forecast cycle: forecast, verify earlier forecasts, publish."""
     _check_one_predictor(run, baseline)
+    _check_ensemble_flags(members)
     _require("--store", store)
     _require("--run", run)
-    now = _parse_time("--now", now)
+    now = _parse_time("--issue-time", now)
     lead_minutes = _parse_leads(leads)
     from flows._prefect_env import configure
 
@@ -368,16 +435,18 @@ def flow_forecast(
     configure(workdir)
     from flows.serve import run_forecast_cycle
 
+    ens = {} if members is None else {"members": members, "seed": seed}
     res = run_forecast_cycle(
-        store, site, run=run, baseline=baseline, now=now, lead_minutes=lead_minutes
-    )
+        store, site, run=run, baseline=baseline, now=now, lead_minutes=lead_minutes,
+        archive=archive, **ens,
+    )  # fmt: skip
     typer.echo(f"{res['issue_time']}: {res['status']} {res['reason']}")
 
 
 @flow_app.command("publish")
 def flow_publish(
     forecast_nc: Path = typer.Argument(..., help="Forecast NetCDF."),
-    store: Path = typer.Option(..., "--store", help="Radar store."),
+    store: str = typer.Option(..., "--store", help=_STORE_HELP),
     site: Path = typer.Option(..., "--site", help="Site directory."),
     workdir: Path = typer.Option(Path("."), "--workdir", help=_WORKDIR_HELP),
 ) -> None:

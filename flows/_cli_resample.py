@@ -1,9 +1,8 @@
-"""``nowcast resample``: regular time grid with explicit gaps, spatial downsizing (C3)."""
+"""``nowcast resample``: regular time grid with explicit gaps, spatial downsizing (docs/contracts.md, Resampled schema)."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,7 +16,7 @@ def register(app: typer.Typer) -> None:
         store: Annotated[
             str, typer.Argument(help="Ingest store (made by `nowcast ingest`; path or s3:// URL).")
         ],
-        out: Annotated[Path, typer.Argument(help="Resampled Zarr store to create.")],
+        out: Annotated[str, typer.Argument(help="Resampled store to create (path or s3:// URL).")],
         size: Annotated[
             int, typer.Option("--size", help="Output pixels per side; must divide 480.")
         ] = 80,

@@ -1,8 +1,12 @@
 """Offline-safe Prefect settings, applied to ``os.environ`` before Prefect is imported.
 
 Prefect reads its settings from the environment when it is first imported, so every
-entry point of this package (the ``nowcast`` commands, the flow modules, the tests)
-calls :func:`configure` first and imports :mod:`prefect` afterwards.
+entry point calls :func:`configure` first and imports :mod:`prefect` (a flow module)
+afterwards: each ``nowcast`` command that runs a flow (``flows._cli_*``, with the work
+directory it was given), ``tests/conftest.py`` and ``benchmarks/demo.py``. Importing a
+flow module configures nothing (no side effects at import): a script of your own that
+runs a flow calls ``configure(workdir)`` before importing it, or Prefect uses its own
+defaults (``~/.prefect``, telemetry on).
 
 What is set (only where the user has not set it already, docs/facts.md section 9):
 
@@ -12,8 +16,8 @@ What is set (only where the user has not set it already, docs/facts.md section 9
   takes about 27 s to start with a fresh database, over Prefect's default of 20 s.
 - ``PREFECT_HOME=<workdir>/.prefect``: Prefect keeps its SQLite database, profiles and
   results there. Without it Prefect writes ``~/.prefect``; with it nothing is written
-  outside the directory the user named. When no work directory is known (a flow module
-  imported from a plain Python session) the fallback is ``<cwd>/.prefect``.
+  outside the directory the user named. When no work directory is given the fallback is
+  ``<cwd>/.prefect``.
 
 With an explicit work directory two other caches that would land in ``$HOME`` or the
 system temporary directory move inside it too (again only where unset):

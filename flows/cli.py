@@ -9,6 +9,8 @@ traceback.
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from flows import (
@@ -57,7 +59,7 @@ for _module in (
 
 def main() -> None:
     """Entry point of the ``nowcast`` console script."""
-    app()
+    app(args=_cli_evaluate.legacy_args(sys.argv[1:]))
 
 
 if __name__ == "__main__":

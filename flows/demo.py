@@ -12,7 +12,7 @@ Steps (each a task or a sub-flow, all under one work directory)::
       run/eval/test_regular/results.md, skill.png
                         HKO-7 scores of the model, persistence and pysteps (flows.evaluate)
       site/index.html   forecasts published at several issue times with rolling
-                        verification (flows.forecast -> flows.products), made from the
+                        verification (flows.forecast -> products.site), made from the
                         480 x 480 ingest store: a model that forecasts on the store's grid
                         (image_size None, the Lagrangian runs) publishes 480 x 480 maps and
                         NetCDF; a model trained on the 80 x 80 grid gets its inputs
@@ -37,17 +37,13 @@ pysteps' 0.4554 / 0.3604 / 0.2476 / 0.1335 and 247.2.
 
 from __future__ import annotations
 
-from flows._prefect_env import configure
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
-configure()
-
-import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from prefect import flow, get_run_logger, task  # noqa: E402
+import numpy as np
+import pandas as pd
+from prefect import flow, get_run_logger, task
 
 __all__ = ["DemoPaths", "demo_flow", "demo_paths"]
 
@@ -152,6 +148,7 @@ def demo_flow(
     from flows.resample import resample_flow
     from flows.train import train_flow
     from nowcast.configs import load_config
+    from nowcast.options import EvaluateOptions, TrainOptions
 
     logger = get_run_logger()
     p = demo_paths(workdir)
@@ -174,11 +171,18 @@ def demo_flow(
 
     t = time.perf_counter()
     if not (p.run / "best.pt").exists():
-        train_flow(model, config, str(p.resampled), str(p.run), time_budget_minutes=train_minutes)
+        train_options = TrainOptions(time_budget_minutes=train_minutes)
+        train_flow(model, config, str(p.resampled), str(p.run), options=train_options)
     timings["train"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    ev = evaluate_flow(str(p.run), str(p.resampled), "test", "regular", max_samples=eval_samples)
+    ev_options = EvaluateOptions(
+        split="test",
+        scheme="regular",
+        baselines=("persistence", "pysteps"),
+        max_samples=eval_samples,
+    )
+    ev = evaluate_flow(str(p.run), str(p.resampled), ev_options)
     timings["evaluate"] = time.perf_counter() - t
 
     t = time.perf_counter()

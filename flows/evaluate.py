@@ -1,6 +1,9 @@
 """Prefect flow: evaluate a trained run and/or baselines (thin over ``nowcast.evaluate``).
 
-One compute task (no retries) calling :func:`nowcast.evaluate.evaluate_run`, which writes
+The flow and its task take the run, the store, one :class:`nowcast.options.EvaluateOptions`
+(handed unchanged to the library; ``nowcast evaluate`` and ``nowcast flow evaluate`` build
+it from the same flags) and the output directory. One compute task (no retries) calling
+:func:`nowcast.evaluate.evaluate_run`, which writes
 ``results.nc``, ``results.md`` and ``skill.png`` (HKO-7 protocol scores and the thesis's
 metrics per predictor and lead time; with ``members`` also the probabilistic scores and
 ``probabilistic.png``, docs/ensembles.md).
@@ -8,11 +11,9 @@ metrics per predictor and lead time; with ``members`` also the probabilistic sco
 
 from __future__ import annotations
 
-from flows._prefect_env import configure
+from prefect import flow, get_run_logger, task
 
-configure()
-
-from prefect import flow, get_run_logger, task  # noqa: E402
+from nowcast.options import EvaluateOptions
 
 __all__ = ["evaluate_flow", "evaluate_task"]
 
@@ -21,68 +22,25 @@ __all__ = ["evaluate_flow", "evaluate_task"]
 def evaluate_task(
     run_dir: str | None,
     data: str,
-    split: str = "test",
-    scheme: str = "regular",
-    baselines: bool | list[str] = True,
+    options: EvaluateOptions | None = None,
     out_dir: str | None = None,
-    max_samples: int | None = None,
-    batch_size: int = 4,
-    extra_lead_times: list[float] | None = None,
-    progress: bool = True,
-    members: int | None = None,
 ) -> dict:
-    """Evaluate; returns ``out_dir``, the files written and the Markdown table's path."""
+    """Evaluate; returns :meth:`nowcast.evaluate.EvaluationOutputs.summary` (``out_dir``,
+    the files written, the Markdown table's path, the predictors, the headline lines)."""
     from nowcast.evaluate import evaluate_run
 
-    out = evaluate_run(
-        run_dir,
-        data,
-        split,
-        scheme,
-        baselines=baselines,
-        out_dir=out_dir,
-        max_samples=max_samples,
-        batch_size=batch_size,
-        extra_lead_times=extra_lead_times,
-        progress=progress,
-        members=members,
-    )
-    return {
-        "out_dir": str(out.out_dir),
-        "files": [str(p) for p in out.files],
-        "table": str(out.out_dir / "results.md"),
-        "predictors": [str(p) for p in out.results["predictor"].values],
-    }
+    return evaluate_run(run_dir, data, options, out_dir=out_dir).summary()
 
 
 @flow(name="evaluate")
 def evaluate_flow(
     run_dir: str | None,
     data: str,
-    split: str = "test",
-    scheme: str = "regular",
-    baselines: bool | list[str] = True,
+    options: EvaluateOptions | None = None,
     out_dir: str | None = None,
-    max_samples: int | None = None,
-    batch_size: int = 4,
-    extra_lead_times: list[float] | None = None,
-    members: int | None = None,
 ) -> dict:
-    """Evaluate a run (``run_dir``; None = baselines only, then ``out_dir`` is needed).
-
-    ``members``: also score ``members``-member ensembles (``nowcast evaluate --members``).
-    """
-    summary = evaluate_task(
-        run_dir,
-        data,
-        split,
-        scheme,
-        baselines=baselines,
-        out_dir=out_dir,
-        max_samples=max_samples,
-        batch_size=batch_size,
-        extra_lead_times=extra_lead_times,
-        members=members,
-    )
+    """Evaluate a run (``run_dir``; None = the baselines of ``options`` alone, then
+    ``out_dir`` is needed)."""
+    summary = evaluate_task(run_dir, data, options, out_dir=out_dir)
     get_run_logger().info("evaluation written to %s", summary["out_dir"])
     return summary

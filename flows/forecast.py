@@ -1,389 +1,28 @@
-"""Prefect flow: one forecast cycle (forecast, publish, verify earlier forecasts).
+"""Prefect flow: one forecast cycle (thin over :mod:`products.cycle`).
 
-A cycle, for the issue time given by the clock:
-
-1. picks the issue time: ``now`` floored to the cadence when given (the replay clock and
-   tests pass it); otherwise the newest frame in the store (``clock="store"``, default:
-   the cycle forecasts from the newest observations whenever they arrived) or the wall
-   clock in UTC (``clock="wall"``);
-2. skips cleanly when that issue time is already published (no new frame since the last
-   cycle) or when the input window breaks the HKO-7 missing-frame rule (more than
-   ``max_consecutive_missing`` consecutive missing frames, or none observed). A skipped
-   cycle logs the reason, records it in the site's run-status log (``status.json``) and
-   ends *Completed* with a result whose ``status`` is ``"skipped"``: it is not a failure;
-3. makes the nowcast (:func:`nowcast.forecast.make_forecast`) with a trained run or a
-   baseline;
-4. verifies the newest earlier forecast whose lead times have all been observed since
-   (and that has not been verified yet) against the observations (CSI per lead time and
-   threshold, :func:`flows.products.verify_forecast`); the products layer keeps the
-   rolling scores in ``scores.json``;
-5. publishes the run (:func:`flows.products.publish_run`: NetCDF, Zarr archive, maps, loop,
-   dashboard) atomically.
-
-A forecast that raises (a broken run directory, a model error) is recorded as ``failed``
-with the error in the status log, and the flow run fails.
-
-The steps are plain functions (:func:`forecast_cycle` runs them without Prefect); the
-flow :func:`forecast_flow` runs the same steps as Prefect tasks. Publishing and the status
-log are I/O and retry twice; forecasting and verification are compute and do not.
+:func:`forecast_flow` runs the steps of :func:`products.cycle.run_cycle` as Prefect tasks:
+publishing and the status log are I/O and retry twice; forecasting and verification are
+compute and do not. A skipped cycle ends *Completed* with ``status`` ``"skipped"``; a
+forecast that raises fails the flow run (and is recorded as ``failed`` in the site).
 """
 
 from __future__ import annotations
 
-from flows._prefect_env import configure
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
-configure()
+from products.cycle import (
+    DEFAULT_LEADS,
+    CycleSteps,
+    ForecastSettings,
+    make_cycle_forecast,
+    publish_cycle,
+    record_skip,
+    run_cycle,
+    verify_earlier,
+)
 
-import functools  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from dataclasses import asdict, dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import xarray as xr  # noqa: E402
-from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
-
-__all__ = [
-    "CLOCKS",
-    "DEFAULT_LEADS",
-    "CycleResult",
-    "ForecastSettings",
-    "forecast_cycle",
-    "forecast_flow",
-    "resolve_issue_time",
-]
-
-DEFAULT_LEADS: tuple[int, ...] = tuple(range(6, 61, 6))
-"""Lead times (minutes) of a scheduled forecast: every 6 minutes up to an hour."""
-CLOCKS: tuple[str, ...] = ("store", "wall")
-"""Ways to pick the issue time when no ``now`` is given."""
-
-
-@dataclass(frozen=True)
-class ForecastSettings:
-    """What a forecast cycle needs (one of ``run`` / ``baseline``).
-
-    Attributes
-    ----------
-    store : str
-        Radar store (C2 ingest store or C3 resampled store).
-    site : str
-        Site directory the products are published into.
-    run : str, optional
-        Trained run directory (``nowcast.runs.load_run``).
-    baseline : str, optional
-        Baseline name (``nowcast.baselines.get_baseline``), e.g. ``pysteps``.
-    lead_minutes : tuple of int
-        Lead times in minutes.
-    in_frames : int, optional
-        Input frames (default: the run's configuration, 5 for baselines).
-    image_size : int, optional
-        Grid side to forecast on, baselines only (default: the store's grid). A run
-        forecasts on its own grid: its configuration's for the thesis modes, the store's
-        (480 x 480 from an ingest store) for Lagrangian runs.
-    max_consecutive_missing : int
-        HKO-7 rule for the input window.
-    tolerance : str
-        A store frame this close to a slot fills it.
-    clock : str
-        ``store`` or ``wall`` (see the module docstring).
-    keep_runs : int
-        Run directories kept in the site.
-    n_obs_frames : int
-        Observation frames drawn before the forecast in the products.
-    coastline_resolution : str
-        Natural Earth scale of map coastlines (``10m``, ``50m``, ``110m``).
-    """
-
-    store: str
-    site: str
-    run: str | None = None
-    baseline: str | None = None
-    lead_minutes: tuple[int, ...] = DEFAULT_LEADS
-    in_frames: int | None = None
-    image_size: int | None = None
-    max_consecutive_missing: int = 2
-    tolerance: str = "2min"
-    clock: str = "store"
-    keep_runs: int = 24
-    n_obs_frames: int = 5
-    coastline_resolution: str = "10m"
-
-    def __post_init__(self) -> None:
-        if (self.run is None) == (self.baseline is None):
-            raise ValueError(
-                f"give exactly one of run (a run directory) and baseline (a baseline name); "
-                f"got run={self.run!r}, baseline={self.baseline!r}"
-            )
-        if self.clock not in CLOCKS:
-            raise ValueError(f"unknown clock {self.clock!r}; valid clocks: {', '.join(CLOCKS)}")
-        if self.max_consecutive_missing < 0:
-            raise ValueError(
-                f"max_consecutive_missing must be >= 0, got {self.max_consecutive_missing}"
-            )
-
-
-@dataclass
-class CycleResult:
-    """Outcome of one cycle: ``status`` is ``ok`` or ``skipped`` (with ``reason``)."""
-
-    status: str
-    issue_time: str
-    reason: str = ""
-    run_dir: str | None = None
-    verified_issue_time: str | None = None
-    lead_minutes: list[int] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        """Plain dict (the flow's return value)."""
-        return asdict(self)
-
-
-# --------------------------------------------------------------------------- steps
-
-
-def resolve_issue_time(
-    store: str | xr.Dataset,
-    now: object = None,
-    clock: str = "store",
-    cadence_minutes: float = 6.0,
-) -> pd.Timestamp:
-    """Issue time of a cycle: *now*, the newest store frame or the wall clock, floored.
-
-    Parameters
-    ----------
-    store : path or xarray.Dataset
-        Radar store.
-    now : timestamp-like, optional
-        Simulated or given current time (UTC, naive or aware).
-    clock : str
-        Used when *now* is None: ``store`` (newest frame time) or ``wall`` (UTC now).
-    cadence_minutes : float
-        The issue time is floored to this cadence.
-
-    Raises
-    ------
-    ValueError
-        Unknown clock, or ``clock="store"`` with an empty store.
-    """
-    if clock not in CLOCKS:
-        raise ValueError(f"unknown clock {clock!r}; valid clocks: {', '.join(CLOCKS)}")
-    if now is not None:
-        t = pd.Timestamp(now)
-    elif clock == "wall":
-        t = pd.Timestamp.now(tz="UTC")
-    else:
-        ds = _open(store)
-        if ds.sizes.get("time", 0) == 0:
-            raise ValueError(f"store {store} holds no frame yet: no issue time")
-        times = pd.DatetimeIndex(ds["time"].values)
-        if "observed" in ds:
-            obs = np.asarray(ds["observed"].values, bool)
-            if not obs.any():
-                raise ValueError(f"store {store} has no observed frame: no issue time")
-            times = times[obs]
-        t = times[-1]
-    if t.tzinfo is not None:
-        t = t.tz_convert("UTC").tz_localize(None)
-    return t.floor(pd.Timedelta(minutes=cadence_minutes))
-
-
-def _open(store: str | xr.Dataset) -> xr.Dataset:
-    if isinstance(store, xr.Dataset):
-        return store
-    from pipeline.store import open_store
-
-    return open_store(store)
-
-
-@functools.lru_cache(maxsize=8)
-def _cached_predictor(run, baseline, in_frames, image_size, _checkpoint_mtime=None):
-    from nowcast.forecast import baseline_predictor, run_predictor
-
-    if run is not None:
-        pred = run_predictor(run)
-        if in_frames is not None and in_frames != pred.in_frames:
-            raise ValueError(
-                f"run {run} takes {pred.in_frames} input frames, got in_frames={in_frames}"
-            )
-        return pred
-    return baseline_predictor(baseline, in_frames=in_frames or 5, image_size=image_size)
-
-
-def load_predictor(settings: ForecastSettings):
-    """The settings' predictor, cached per process (reloaded when ``best.pt`` changes)."""
-    run = str(Path(settings.run).resolve()) if settings.run else None
-    mtime = None
-    if run is not None and (Path(run) / "best.pt").is_file():
-        mtime = (Path(run) / "best.pt").stat().st_mtime_ns
-    return _cached_predictor(run, settings.baseline, settings.in_frames, settings.image_size, mtime)
-
-
-def already_published(site: str | Path, issue: pd.Timestamp) -> bool:
-    """True when the site already holds a run for *issue*."""
-    from flows.products import run_id
-
-    return (Path(site) / "runs" / run_id(issue)).is_dir()
-
-
-def make_cycle_forecast(settings: ForecastSettings, issue: pd.Timestamp):
-    """The forecast for *issue* (xarray.Dataset) or the reason it cannot be made (str)."""
-    from nowcast.forecast import InsufficientInputError, make_forecast
-
-    pred = load_predictor(settings)
-    try:
-        return make_forecast(
-            pred,
-            settings.store,
-            issue,
-            settings.lead_minutes,
-            max_consecutive_missing=settings.max_consecutive_missing,
-            tolerance=settings.tolerance,
-        )
-    except InsufficientInputError as err:
-        return err.reason
-
-
-def record_skip(
-    settings: ForecastSettings, issue: pd.Timestamp, reason: str, status: str = "skipped"
-) -> None:
-    """Add a ``skipped`` (or ``failed``) entry with *reason* to the site's run-status log."""
-    from flows.products import record_run
-
-    record_run(settings.site, issue, status, reason)
-
-
-def verify_earlier(settings: ForecastSettings, issue: pd.Timestamp, size: int):
-    """Scores of the newest fully observable, not yet verified earlier forecast, or None.
-
-    Earlier forecasts are read from the site's forecast archive (``forecasts.zarr``);
-    a forecast qualifies when its last valid time is at or before *issue* and it is not
-    in ``scores.json`` yet.
-    """
-    import json
-
-    from flows.products import forecast_archive_exists, open_forecast_zarr, verify_forecast
-    from nowcast.forecast import observations_dataset
-
-    site = Path(settings.site)
-    archive = site / "forecasts.zarr"
-    if not forecast_archive_exists(archive):
-        return None
-    done: set[str] = set()
-    scores_file = site / "scores.json"
-    if scores_file.exists():
-        doc = json.loads(scores_file.read_text())
-        done = {e.get("issue_time") for e in doc.get("entries", [])}
-    fz = open_forecast_zarr(archive)
-    try:
-        issues = pd.DatetimeIndex(fz["issue_time"].values)
-        last_valid = pd.DatetimeIndex(fz["valid_time"].values.max(axis=1))
-        for i in range(len(issues) - 1, -1, -1):
-            key = issues[i].strftime("%Y-%m-%dT%H:%M:%SZ")
-            if issues[i] >= issue or last_valid[i] > issue or key in done:
-                continue
-            fc = fz.isel(issue_time=i).load()
-            obs = observations_dataset(
-                settings.store, fc["valid_time"].values, size=size, tolerance=settings.tolerance
-            )
-            return verify_forecast(fc, obs)
-    finally:
-        fz.close()
-    return None
-
-
-def publish_cycle(settings: ForecastSettings, forecast: xr.Dataset, scores) -> str:
-    """Publish *forecast* with the recent observations; returns the run directory."""
-    from flows.products import publish_run
-    from nowcast.forecast import observations_dataset
-
-    issue = pd.Timestamp(forecast["issue_time"].values)
-    cad = pd.Timedelta(minutes=load_predictor(settings).cadence_minutes)
-    n = max(int(settings.n_obs_frames), 1)
-    times = pd.DatetimeIndex([issue - k * cad for k in range(n - 1, -1, -1)])
-    obs = observations_dataset(
-        settings.store, times, size=forecast.sizes["y"], tolerance=settings.tolerance
-    )
-    result = publish_run(
-        forecast,
-        obs,
-        settings.site,
-        status="ok",
-        reason=str(forecast.attrs.get("fallback", "")),  # e.g. S-PROG fell back: shown
-        scores=scores,
-        keep_runs=settings.keep_runs,
-        n_obs_frames=n,
-        coastline_resolution=settings.coastline_resolution,
-    )
-    return str(result.run_dir)
-
-
-@dataclass(frozen=True)
-class _Steps:
-    """The callables one cycle runs: plain functions, or the same as Prefect tasks."""
-
-    forecast: Callable
-    record_skip: Callable
-    verify: Callable
-    publish: Callable
-    log: Callable[[str], None]
-
-
-def _cycle(settings: ForecastSettings, now: object, steps: _Steps) -> CycleResult:
-    issue = resolve_issue_time(settings.store, now=now, clock=settings.clock)
-    iso = issue.strftime("%Y-%m-%dT%H:%M:%SZ")
-    if now is None and settings.clock == "store" and already_published(settings.site, issue):
-        reason = f"no new frame since the run issued at {iso}"
-        steps.log(f"skipped {iso}: {reason}")
-        return CycleResult("skipped", iso, reason)
-    try:
-        fc = steps.forecast(settings, issue)
-    except Exception as err:
-        # shown on the dashboard as a failed run; the flow run fails too
-        steps.record_skip(settings, issue, f"{type(err).__name__}: {err}", "failed")
-        raise
-    if isinstance(fc, str):
-        steps.log(f"skipped {iso}: {fc}")
-        steps.record_skip(settings, issue, fc)
-        return CycleResult("skipped", iso, fc)
-    scores = steps.verify(settings, issue, fc.sizes["y"])
-    run_dir = steps.publish(settings, fc, scores)
-    verified = None
-    if scores is not None:
-        verified = pd.Timestamp(scores.issue_time).strftime("%Y-%m-%dT%H:%M:%SZ")
-    steps.log(
-        f"published {iso} ({fc.attrs.get('model')}) to {run_dir}"
-        + (f"; verified the forecast issued {verified}" if verified else "")
-        + (f"; {fc.attrs['fallback']}" if fc.attrs.get("fallback") else "")
-    )
-    return CycleResult(
-        "ok",
-        iso,
-        run_dir=run_dir,
-        verified_issue_time=verified,
-        lead_minutes=[int(v) for v in fc["lead_time"].values],
-    )
-
-
-def forecast_cycle(settings: ForecastSettings, now: object = None) -> CycleResult:
-    """Run one forecast cycle with plain function calls (no Prefect involved).
-
-    Parameters
-    ----------
-    settings : ForecastSettings
-    now : timestamp-like, optional
-        Current (simulated) time; see :func:`resolve_issue_time`.
-    """
-    import logging
-
-    log = logging.getLogger("flows.forecast")
-    steps = _Steps(make_cycle_forecast, record_skip, verify_earlier, publish_cycle, log.info)
-    return _cycle(settings, now, steps)
-
-
-# --------------------------------------------------------------------------- Prefect
+__all__ = ["forecast_flow"]
 
 # Inputs are datasets and settings: nothing to cache, so no input hashing either.
 _forecast_task = task(make_cycle_forecast, name="make-forecast", cache_policy=NO_CACHE)
@@ -411,6 +50,9 @@ def forecast_flow(
     keep_runs: int = 24,
     n_obs_frames: int = 5,
     coastline_resolution: str = "10m",
+    members: int | None = None,
+    seed: int = 0,
+    archive: str = "forecasts.zarr",
 ) -> dict:
     """One forecast cycle as a Prefect flow (see the module docstring).
 
@@ -433,7 +75,10 @@ def forecast_flow(
         keep_runs=keep_runs,
         n_obs_frames=n_obs_frames,
         coastline_resolution=coastline_resolution,
+        members=members,
+        seed=seed,
+        archive=str(archive),
     )
     logger = get_run_logger()
-    steps = _Steps(_forecast_task, _record_skip_task, _verify_task, _publish_task, logger.info)
-    return _cycle(settings, now, steps).to_dict()
+    steps = CycleSteps(_forecast_task, _record_skip_task, _verify_task, _publish_task, logger.info)
+    return run_cycle(settings, now, steps).to_dict()

@@ -1,76 +1,20 @@
-"""Prefect flow: publish a forecast file into a site (thin over ``flows.products``).
+"""Prefect flow: publish a forecast file into a site (thin over ``products.cycle``).
 
 The forecast NetCDF (written by ``nowcast forecast --out``) is read back, the
 observations before its issue time are taken from the radar store on the forecast's
-grid, and :func:`flows.products.publish_run` writes the run, the maps, the loop and the
-dashboard atomically. Publishing is I/O: it retries twice.
+grid, and :func:`products.site.publish_run` writes the run, the maps, the loop and the
+dashboard atomically (:func:`products.cycle.publish_file`). Publishing is I/O: it retries
+twice.
 """
 
 from __future__ import annotations
 
-from flows._prefect_env import configure
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
-configure()
+from products.cycle import publish_file
 
-from pathlib import Path  # noqa: E402
-
-import pandas as pd  # noqa: E402
-from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
-
-__all__ = ["publish_file", "publish_flow"]
-
-
-def publish_file(
-    forecast_nc: str | Path,
-    store: str | Path,
-    site: str | Path,
-    n_obs_frames: int = 5,
-    keep_runs: int = 24,
-    coastline_resolution: str = "10m",
-) -> str:
-    """Publish the forecast in *forecast_nc* with observations from *store* into *site*.
-
-    Returns
-    -------
-    str
-        The run directory written.
-
-    Raises
-    ------
-    ValueError
-        *forecast_nc* is missing or not a forecast NetCDF file, or *site* is a file.
-    """
-    from flows.products import open_forecast_netcdf, publish_run
-    from nowcast.forecast import observations_dataset
-
-    path = Path(forecast_nc)
-    if not path.is_file():
-        raise ValueError(f"forecast file {path} does not exist")
-    if Path(site).exists() and not Path(site).is_dir():
-        raise ValueError(f"site {site} is a file; expected a site directory (new or published)")
-    try:
-        fc = open_forecast_netcdf(path)
-    except (OSError, ValueError) as err:
-        raise ValueError(
-            f"forecast file {path} is not a NetCDF forecast (nowcast forecast --out): {err}"
-        ) from err
-    if "issue_time" not in fc.coords or "reflectivity" not in fc:
-        raise ValueError(f"forecast file {path} has no issue_time or reflectivity: not a forecast")
-    issue = pd.Timestamp(fc["issue_time"].values)
-    n = max(int(n_obs_frames), 1)
-    cad = pd.Timedelta("6min")
-    times = pd.DatetimeIndex([issue - k * cad for k in range(n - 1, -1, -1)])
-    obs = observations_dataset(store, times, size=fc.sizes["y"])
-    result = publish_run(
-        fc,
-        obs,
-        site,
-        keep_runs=keep_runs,
-        n_obs_frames=n,
-        coastline_resolution=coastline_resolution,
-    )
-    return str(result.run_dir)
+__all__ = ["publish_flow"]
 
 
 _publish_task = task(

@@ -5,11 +5,7 @@ Thin over :func:`pipeline.resample.resample_store` (one compute task, no retries
 
 from __future__ import annotations
 
-from flows._prefect_env import configure
-
-configure()
-
-from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect import flow, get_run_logger, task
 
 __all__ = ["resample_flow", "resample_task"]
 
@@ -24,7 +20,7 @@ def resample_task(
     motion: str | None = None,
     motion_window: int = 4,
 ) -> dict:
-    """Resample *src* (C2 store) into *dst* (C3 store); returns the report summary.
+    """Resample *src* (store schema) into *dst* (resampled schema, docs/contracts.md); returns the report summary.
 
     ``motion`` (e.g. ``"lk"``) also stores per-slot motion fields (:mod:`pipeline.motion_store`).
     """

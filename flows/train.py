@@ -1,15 +1,16 @@
-"""Prefect flow: train one model on a resampled store (thin over :func:`nowcast.train.train`).
+"""Prefect flow: train one model on a resampled store (thin over :func:`nowcast.training.train`).
 
-Training is compute: no retries (a failed run is resumed explicitly with ``resume=True``).
+The flow and its task take the job's arguments and one
+:class:`nowcast.options.TrainOptions`, handed unchanged to the library (``nowcast train``
+and ``nowcast flow train`` build it from the same flags). Training is compute: no retries
+(a failed run is resumed explicitly with ``TrainOptions(resume=True)``).
 """
 
 from __future__ import annotations
 
-from flows._prefect_env import configure
+from prefect import flow, get_run_logger, task
 
-configure()
-
-from prefect import flow, get_run_logger, task  # noqa: E402
+from nowcast.options import TrainOptions
 
 __all__ = ["train_flow", "train_task"]
 
@@ -21,34 +22,16 @@ def train_task(
     data: str,
     out: str,
     scheme: str = "regular",
-    epochs: int | None = None,
-    iters_per_epoch: int | None = None,
-    batch_size: int | None = None,
-    time_budget_minutes: float | None = None,
-    seed: int = 0,
-    resume: bool = False,
-    progress: bool = True,
+    options: TrainOptions | None = None,
 ) -> dict:
-    """Train *model* with *config* on *data* into the run directory *out*."""
-    from nowcast.train import TrainOptions, train
+    """Train *model* with *config* on *data* into the run directory *out*.
 
-    options = TrainOptions(
-        epochs=epochs,
-        iters_per_epoch=iters_per_epoch,
-        batch_size=batch_size,
-        time_budget_minutes=time_budget_minutes,
-        seed=seed,
-        resume=resume,
-        progress=progress,
-    )
-    result = train(model, config, data, out, scheme=scheme, options=options)
-    return {
-        "run_dir": str(result.run_dir),
-        "epochs_completed": result.epochs_completed,
-        "best_epoch": result.best_epoch,
-        "best_val_loss": result.best_val_loss,
-        "stopped_reason": result.stopped_reason,
-    }
+    Returns :meth:`nowcast.training.TrainResult.summary` (run_dir, epochs, best epoch and
+    validation loss, stop reason).
+    """
+    from nowcast.training import train
+
+    return train(model, config, data, out, scheme=scheme, options=options).summary()
 
 
 @flow(name="train")
@@ -58,26 +41,9 @@ def train_flow(
     data: str,
     out: str,
     scheme: str = "regular",
-    epochs: int | None = None,
-    iters_per_epoch: int | None = None,
-    batch_size: int | None = None,
-    time_budget_minutes: float | None = None,
-    seed: int = 0,
-    resume: bool = False,
+    options: TrainOptions | None = None,
 ) -> dict:
     """Train one model; returns the run summary (run_dir, epochs, best val loss, reason)."""
-    summary = train_task(
-        model,
-        config,
-        data,
-        out,
-        scheme=scheme,
-        epochs=epochs,
-        iters_per_epoch=iters_per_epoch,
-        batch_size=batch_size,
-        time_budget_minutes=time_budget_minutes,
-        seed=seed,
-        resume=resume,
-    )
+    summary = train_task(model, config, data, out, scheme=scheme, options=options)
     get_run_logger().info("trained %s: %s", model, summary)
     return summary

@@ -1,6 +1,8 @@
 """Classical nowcasting baselines with the same call contract as the neural models.
 
-Every baseline is a callable ``baseline(x, t_in, t_out, input_mask=None) -> y``:
+Every baseline is a :class:`nowcast.contract.Nowcaster`, a callable
+``baseline(x, t_in, t_out, input_mask=None) -> y`` (docs/contracts.md, Predictor call
+contract; validated by :func:`nowcast.contract.check_inputs`):
 
 * ``x`` ``(B, T_in, 1, H, W)`` float tensor, input frames on the normalised pixel scale
   p/255 (0..1);
@@ -57,6 +59,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from nowcast.contract import check_inputs, last_observed_index, observed_frames
 from pipeline.units import DBZ_MIN, dbz_to_normalized, normalized_to_dbz, rainrate_to_dbz
 
 __all__ = [
@@ -69,42 +72,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
-
-
-def _check_inputs(x, t_in, t_out, input_mask) -> None:
-    if not isinstance(x, torch.Tensor) or x.ndim != 5 or x.shape[2] != 1:
-        shape = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
-        raise ValueError(f"x must be a tensor of shape (B, T_in, 1, H, W); got {shape}")
-    b, t = x.shape[:2]
-    if tuple(t_in.shape) != (b, t):
-        raise ValueError(f"t_in must have shape (B, T_in) = {(b, t)}; got {tuple(t_in.shape)}")
-    if t_out.ndim != 2 or t_out.shape[0] != b:
-        raise ValueError(f"t_out must have shape (B, T_out) with B = {b}; got {tuple(t_out.shape)}")
-    if input_mask is not None and tuple(input_mask.shape) != tuple(x.shape):
-        raise ValueError(
-            f"input_mask must have the shape of x {tuple(x.shape)}; got {tuple(input_mask.shape)}"
-        )
-
-
-def _observed_frames(x: torch.Tensor, input_mask: torch.Tensor | None) -> np.ndarray:
-    """Bool ``(B, T_in)``: True where the input frame has at least one valid pixel."""
-    if input_mask is None:
-        return np.ones(x.shape[:2], dtype=bool)
-    # numpy, not torch: a reduction over 5 x 480 x 480 values costs 0.1 ms single-threaded and
-    # up to 30 ms through torch's thread pool on a busy 2-core machine
-    flat = input_mask.detach().cpu().reshape(x.shape[0], x.shape[1], -1).numpy()
-    return flat.max(axis=-1) > 0.5 if flat.shape[-1] else np.zeros(flat.shape[:2], dtype=bool)
-
-
-def _last_observed(observed: np.ndarray) -> np.ndarray:
-    """Index of the last observed frame per sample ``(B,)``; raises if a sample has none."""
-    none = ~observed.any(axis=1)
-    if none.any():
-        raise ValueError(
-            f"samples {np.flatnonzero(none).tolist()} have no observed input frame "
-            "(input_mask is 0 everywhere); a baseline needs at least one"
-        )
-    return observed.shape[1] - 1 - np.argmax(observed[:, ::-1], axis=1)
 
 
 @dataclass
@@ -130,8 +97,8 @@ class PersistenceBaseline:
         input_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Forecast ``(B, T_out, 1, H, W)`` in p/255; see the module docstring."""
-        _check_inputs(x, t_in, t_out, input_mask)
-        last = _last_observed(_observed_frames(x, input_mask))
+        check_inputs(x, t_in, t_out, input_mask)
+        last = last_observed_index(observed_frames(input_mask, x.shape[:2]))
         idx = torch.as_tensor(last, device=x.device)
         frames = x[torch.arange(x.shape[0], device=x.device), idx]  # (B, 1, H, W)
         # a broadcast view (no copy of T_out frames); writing into it in place raises
@@ -171,9 +138,9 @@ class PystepsBaseline:
         input_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Forecast ``(B, T_out, 1, H, W)`` in p/255; see the module docstring."""
-        _check_inputs(x, t_in, t_out, input_mask)
-        observed = _observed_frames(x, input_mask)
-        _last_observed(observed)  # validates every sample has a frame
+        check_inputs(x, t_in, t_out, input_mask)
+        observed = observed_frames(input_mask, x.shape[:2])
+        last_observed_index(observed)  # validates every sample has a frame
         xs = x.detach().cpu().to(torch.float64).numpy()[:, :, 0]
         ms = (
             np.ones(xs.shape, dtype=bool)
@@ -276,15 +243,15 @@ class SprogBaseline:
         """Forecast ``(B, T_out, 1, H, W)`` in p/255; see the module docstring."""
         from pysteps import nowcasts
 
-        _check_inputs(x, t_in, t_out, input_mask)
-        observed = _observed_frames(x, input_mask)
+        check_inputs(x, t_in, t_out, input_mask)
+        observed = observed_frames(input_mask, x.shape[:2])
         xs = x.detach().cpu().to(torch.float64).numpy()[:, :, 0]
         tout = t_out.detach().cpu().to(torch.float64).numpy()
         tin = t_in.detach().cpu().to(torch.float64).numpy()
         mover = PystepsBaseline(cadence_minutes=self.cadence_minutes)
         outs = []
         fallbacks: list[str] = []
-        _last_observed(observed)  # validates every sample has a frame
+        last_observed_index(observed)  # validates every sample has a frame
         ms = (
             np.ones(xs.shape, dtype=bool)
             if input_mask is None
@@ -430,9 +397,9 @@ class StepsBaseline:
         seed = int(self.seed if seed is None else seed)
         if n < 1:
             raise ValueError(f"n_members must be >= 1; got {n}")
-        _check_inputs(x, t_in, t_out, input_mask)
-        observed = _observed_frames(x, input_mask)
-        _last_observed(observed)
+        check_inputs(x, t_in, t_out, input_mask)
+        observed = observed_frames(input_mask, x.shape[:2])
+        last_observed_index(observed)
         xs = x.detach().cpu().to(torch.float64).numpy()[:, :, 0]
         tout = t_out.detach().cpu().to(torch.float64).numpy()
         tin = t_in.detach().cpu().to(torch.float64).numpy()

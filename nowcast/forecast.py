@@ -1,6 +1,6 @@
 """Forecast generation: from a radar store and a predictor to a forecast dataset.
 
-A *predictor* is anything with the models' call contract (C4)::
+A *predictor* is anything with the predictor call contract (docs/contracts.md)::
 
     y = fn(x, t_in, t_out, input_mask=None)
 
@@ -12,33 +12,46 @@ times). Build one with :func:`baseline_predictor` (persistence, pysteps, ...) or
 :func:`run_predictor` (a trained run directory, loaded with ``nowcast.runs.load_run``).
 
 :func:`make_forecast` selects the input window ending at the issue time from a store in
-the ingest schema (C2, 480 x 480, irregular times) or the resampled schema (C3, regular
-grid with ``observed``), applies the HKO-7 missing-frame rule (a window with more than
-``max_consecutive_missing`` consecutive missing frames, or with none observed, is
-refused with :class:`InsufficientInputError`; a frame present but without a valid pixel,
-a radar outage, counts as missing, so an all-masked window is refused too), downsizes the frames to the predictor's
-grid when they differ (block mean in linear Z over valid pixels, like
-``pipeline.resample``), runs the predictor and returns a dataset in the forecast schema
-(C5): dims ``(lead_time, y, x)``, ``reflectivity`` (dBZ) and ``rainfall_rate`` (mm/h).
-``make_forecast_dataset`` is the same function under the name contract C5 uses.
+the store schema (480 x 480, irregular times) or the resampled schema (regular grid with
+``observed``), applies the HKO-7 missing-frame rule (a window with more than
+``max_consecutive_missing`` consecutive missing frames, or with none observed, is refused
+with :class:`InsufficientInputError`; a frame present but without a valid pixel, a radar
+outage, counts as missing, so an all-masked window is refused too), downsizes the frames to
+the predictor's grid when they differ (block mean in linear Z over valid pixels, like
+``pipeline.resample``), runs the predictor and returns a dataset in the forecast schema:
+dims ``(lead_time, y, x)``, ``reflectivity`` (dBZ) and ``rainfall_rate`` (mm/h). The three
+schemas are in docs/contracts.md. ``make_forecast_dataset`` is the same function under the
+name docs/contracts.md uses.
 
-:func:`observations_dataset` puts observed frames on the forecast grid, the form
-``flows.products.publish_run`` (maps, loop) and ``flows.products.verify_forecast``
-(rolling CSI) take.
+:func:`load_window`, :func:`check_window` and :func:`observations_dataset` (observed frames
+on the forecast grid, the form ``products.site.publish_run`` and
+``products.verify.verify_forecast`` take) live in :mod:`pipeline.window` and are
+re-exported here.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from nowcast.contract import Nowcaster
 from pipeline import units
+from pipeline.schema import coarse_coords, forecast_dataset
+from pipeline.window import (  # re-exported: input-window access lives in pipeline.window
+    InputWindow,
+    as_dataset,
+    check_window,
+    downsize_window,
+    load_window,
+    observations_dataset,
+    window_slots,
+)
 
 __all__ = [
     "InputWindow",
@@ -54,8 +67,6 @@ __all__ = [
 ]
 
 _DEFAULT_CADENCE_MIN = 6.0
-_MIN_VALID_FRACTION = 0.5
-"""A coarse pixel is valid when at least this fraction of its fine pixels is valid."""
 
 
 class InsufficientInputError(ValueError):
@@ -77,13 +88,13 @@ class InsufficientInputError(ValueError):
 
 @dataclass(frozen=True)
 class Predictor:
-    """A callable with the C4 call contract plus what forecasting needs to know.
+    """A :class:`nowcast.contract.Nowcaster` plus what forecasting needs to know about it.
 
     Parameters
     ----------
     name : str
         Name written into the forecast's ``model`` attribute.
-    fn : callable
+    fn : nowcast.contract.Nowcaster
         ``fn(x, t_in, t_out, input_mask=None) -> y``, torch tensors, see module docs.
     in_frames : int
         Number of input frames the predictor takes.
@@ -100,37 +111,12 @@ class Predictor:
     """
 
     name: str
-    fn: Callable
+    fn: Nowcaster
     in_frames: int
     cadence_minutes: float = _DEFAULT_CADENCE_MIN
     image_size: int | None = None
     continuous_time: bool = True
     source: str = ""
-
-
-@dataclass
-class InputWindow:
-    """Frames of one input window on the predictor's time grid.
-
-    Attributes
-    ----------
-    slots : pandas.DatetimeIndex
-        ``(T,)`` nominal frame times, the last one is the issue time.
-    times : list of pandas.Timestamp or None
-        ``(T,)`` store time used for each slot (``None`` = missing).
-    dbz : numpy.ndarray
-        ``(T, H, W)`` float32 reflectivity in dBZ, NaN where missing or unobserved.
-    mask : numpy.ndarray
-        ``(T, H, W)`` bool, True = valid pixel.
-    observed : numpy.ndarray
-        ``(T,)`` bool, True = a frame was found for the slot.
-    """
-
-    slots: pd.DatetimeIndex
-    times: list
-    dbz: np.ndarray
-    mask: np.ndarray
-    observed: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
 
 # ---------------------------------------------------------------------------------------
@@ -241,168 +227,6 @@ def _get(obj, key: str, default):
 # input window
 
 
-def check_window(observed: Sequence[bool], max_consecutive_missing: int = 2) -> str | None:
-    """HKO-7 rule on one window: the reason it is refused, or ``None`` when it is usable.
-
-    Parameters
-    ----------
-    observed : sequence of bool
-        ``(T,)`` True where the frame exists.
-    max_consecutive_missing : int
-        Longest run of missing frames still accepted (HKO-7: 2).
-
-    Examples
-    --------
-    >>> check_window([True, False, False, True]) is None
-    True
-    >>> check_window([True, False, False, False, True])
-    '3 consecutive input frames missing (more than 2 allowed)'
-    """
-    obs = np.asarray(observed, dtype=bool)
-    if obs.size == 0 or not obs.any():
-        return "no input frame observed"
-    run = longest = 0
-    for o in obs:
-        run = 0 if o else run + 1
-        longest = max(longest, run)
-    if longest > max_consecutive_missing:
-        return (
-            f"{longest} consecutive input frames missing "
-            f"(more than {max_consecutive_missing} allowed)"
-        )
-    return None
-
-
-def _as_dataset(store: xr.Dataset | str | Path) -> xr.Dataset:
-    if isinstance(store, xr.Dataset):
-        return store
-    from pipeline.store import open_store
-
-    return open_store(store)
-
-
-def _match_slots(store: xr.Dataset, slots: pd.DatetimeIndex, tolerance: pd.Timedelta) -> np.ndarray:
-    """Index into ``store.time`` for each slot (nearest within tolerance, observed), -1 if none."""
-    times = pd.DatetimeIndex(store["time"].values)
-    if len(times) == 0:
-        return np.full(len(slots), -1, dtype=np.int64)
-    idx = times.get_indexer(slots, method="nearest", tolerance=tolerance)
-    if "observed" in store:
-        ok = np.zeros(len(idx), dtype=bool)
-        sel = idx >= 0
-        if sel.any():
-            ok[sel] = np.asarray(store["observed"].values)[idx[sel]]
-        idx = np.where(ok, idx, -1)
-    return idx
-
-
-def load_window(
-    store: xr.Dataset | str | Path,
-    slots: Sequence[pd.Timestamp] | pd.DatetimeIndex,
-    tolerance: str | pd.Timedelta = "2min",
-) -> InputWindow:
-    """Read the frames of *slots* from a store (C2 or C3 schema).
-
-    Parameters
-    ----------
-    store : xarray.Dataset or path
-        Store opened with ``pipeline.store.open_store`` (or its path).
-    slots : sequence of timestamps
-        ``(T,)`` nominal frame times.
-    tolerance : str or Timedelta
-        A store frame at most this far from a slot fills it (nearest one wins).
-
-    Returns
-    -------
-    InputWindow
-        Frames in dBZ ``(T, H, W)`` (NaN where missing), masks, observed flags.
-    """
-    ds = _as_dataset(store)
-    slots = pd.DatetimeIndex(slots)
-    idx = _match_slots(ds, slots, pd.Timedelta(tolerance))
-    ny, nx = ds.sizes["y"], ds.sizes["x"]
-    found = idx >= 0
-    if found.all():
-        dbz, mask = _read_frames(ds, idx)
-    else:
-        dbz = np.full((len(slots), ny, nx), np.nan, dtype=np.float32)
-        mask = np.zeros((len(slots), ny, nx), dtype=bool)
-        if found.any():
-            dbz[found], mask[found] = _read_frames(ds, idx[found])
-    mask &= np.isfinite(dbz)
-    times_all = pd.DatetimeIndex(ds["time"].values) if found.any() else None
-    times = [times_all[i] if i >= 0 else None for i in idx]
-    return InputWindow(slots=slots, times=times, dbz=dbz, mask=mask, observed=found)
-
-
-def _read_frames(ds: xr.Dataset, take: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(len(take), H, W)`` float32 dBZ and bool validity of store frames *take*.
-
-    One synchronous dask computation for both variables (a few frames: thread hand-offs
-    would cost more than they save), a slice when the frames are consecutive.
-    """
-    import dask
-
-    if len(take) and np.all(np.diff(take) == 1):
-        sel = {"time": slice(int(take[0]), int(take[-1]) + 1)}
-    else:
-        sel = {"time": take}
-    arrays = [ds["reflectivity"].isel(sel).data]
-    if "mask" in ds:
-        arrays.append(ds["mask"].isel(sel).data)
-    lazy = [not isinstance(a, np.ndarray) for a in arrays]
-    if any(lazy):
-        arrays = list(dask.compute(*arrays, scheduler="synchronous"))
-    # computed arrays are fresh; in-memory ones are copied (never hand out views of them)
-    out = [
-        np.array(a, dtype=dt, copy=None if fresh else True)
-        for a, dt, fresh in zip(arrays, (np.float32, bool), lazy, strict=False)
-    ]
-    if len(out) == 1:
-        out.append(np.ones(out[0].shape, dtype=bool))
-    return out[0], out[1]
-
-
-def _downsize(dbz: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(T, H, W)`` dBZ and validity onto ``size x size`` (``pipeline.resample.downsize``).
-
-    Block mean in linear Z over the valid fine pixels; a coarse pixel is valid when at
-    least half of its fine pixels are.
-    """
-    t, h, w = dbz.shape
-    if h == size and w == size:
-        return dbz, mask
-    if h % size or w % size or h != w:
-        raise ValueError(
-            f"cannot downsize a {h}x{w} grid to {size}x{size}: the size must divide the side"
-        )
-    from pipeline.resample import downsize
-
-    return downsize(dbz, mask, h // size, average="z", min_valid_fraction=_MIN_VALID_FRACTION)
-
-
-def _coarse_coords(ds: xr.Dataset, size: int) -> dict[str, xr.Variable]:
-    """Coordinates ``y, x, lat, lon`` of the store's grid, coarsened to ``size x size``."""
-    if ds.sizes["y"] == size and ds.sizes["x"] == size:
-        return {k: ds[k].variable for k in ("y", "x", "lat", "lon") if k in ds.coords}
-    from pipeline import geo
-
-    n = ds.sizes["x"]
-    f = n // size
-    x = ds["x"].values.reshape(size, f).mean(axis=1)
-    y = ds["y"].values.reshape(size, f).mean(axis=1)
-    dx = abs(float(ds["x"][1] - ds["x"][0]))
-    grid = geo.grid_coords(size=size, extent_km=dx * n)
-    out = {
-        "y": xr.Variable("y", y, ds["y"].attrs),
-        "x": xr.Variable("x", x, ds["x"].attrs),
-    }
-    for name, val in (("lat", grid.lat), ("lon", grid.lon)):
-        attrs = ds[name].attrs if name in ds.coords else {}
-        out[name] = xr.Variable(("y", "x"), np.asarray(val), attrs)
-    return out
-
-
 # ---------------------------------------------------------------------------------------
 # forecast
 
@@ -467,14 +291,14 @@ def make_forecast(
     max_consecutive_missing: int = 2,
     tolerance: str | pd.Timedelta = "2min",
 ) -> xr.Dataset:
-    """Forecast from the frames up to *issue_time* in *store* (C5 forecast schema).
+    """Forecast from the frames up to *issue_time* in *store* (docs/contracts.md, Forecast schema).
 
     Parameters
     ----------
     predictor : Predictor
         See :func:`baseline_predictor`, :func:`run_predictor`.
     store : xarray.Dataset or path
-        Radar store in the ingest (C2) or resampled (C3) schema.
+        Radar store in the store or resampled schema (docs/contracts.md).
     issue_time : timestamp
         Time of the newest input frame; inputs are the ``predictor.in_frames`` slots
         ``issue_time - k * cadence``, k = T-1..0, each filled by the nearest store frame
@@ -504,14 +328,13 @@ def make_forecast(
         Bad lead times, or a predictor returning the wrong shape.
     """
     leads = _validate_leads(lead_minutes)
-    ds = _as_dataset(store)
+    ds = as_dataset(store)
     issue = pd.Timestamp(issue_time)
     if issue.tzinfo is not None:
         issue = issue.tz_convert("UTC").tz_localize(None)
-    cad = pd.Timedelta(minutes=predictor.cadence_minutes)
-    slots = pd.DatetimeIndex([issue - k * cad for k in range(predictor.in_frames - 1, -1, -1)])
+    slots = window_slots(issue, predictor.in_frames, predictor.cadence_minutes)
     win = load_window(ds, slots, tolerance)
-    size = predictor.image_size or ds.sizes["y"]
+    size = predictor.image_size  # None: the store's own grid, square or not
     dbz, mask = _refuse_or_downsize(win, size, issue, max_consecutive_missing)
     x = units.dbz_to_normalized_float32(dbz, mask)
     y = _run(predictor, x, mask, leads)
@@ -520,7 +343,7 @@ def make_forecast(
 
 
 def _refuse_or_downsize(
-    win: InputWindow, size: int, issue: pd.Timestamp, max_consecutive_missing: int
+    win: InputWindow, size: int | None, issue: pd.Timestamp, max_consecutive_missing: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """The window on the predictor's grid, or :class:`InsufficientInputError`.
 
@@ -533,7 +356,7 @@ def _refuse_or_downsize(
     if reason is not None:
         missing = [t for t, o in zip(stamp, win.observed, strict=True) if not o]
         raise InsufficientInputError(issue, f"{reason}; missing: {', '.join(missing)}")
-    dbz, mask = _downsize(win.dbz, win.mask, size)
+    dbz, mask = (win.dbz, win.mask) if size is None else downsize_window(win.dbz, win.mask, size)
     usable = win.observed & mask.reshape(mask.shape[0], -1).any(axis=1)
     if not usable.any():
         raise InsufficientInputError(
@@ -554,7 +377,7 @@ def _refuse_or_downsize(
 
 def _forecast_dataset(
     ds: xr.Dataset,
-    size: int,
+    size: int | None,
     issue: pd.Timestamp,
     leads: np.ndarray,
     dbz: np.ndarray,
@@ -562,63 +385,22 @@ def _forecast_dataset(
     predictor: Predictor,
     win: InputWindow,
 ) -> xr.Dataset:
-    coords: dict[str, object] = dict(_coarse_coords(ds, size))
-    coords["lead_time"] = xr.Variable(
-        "lead_time", leads, {"units": "minutes", "long_name": "forecast lead time"}
-    )
-    coords["valid_time"] = xr.Variable(
-        "lead_time",
-        np.datetime64(issue.to_datetime64(), "ns") + leads.astype("timedelta64[m]"),
-        {"long_name": "valid time of the forecast", "standard_name": "time"},
-    )
-    coords["issue_time"] = xr.Variable(
-        (), np.datetime64(issue.to_datetime64(), "ns"), {"long_name": "forecast issue time"}
-    )
-    if "crs" in ds.variables:
-        coords["crs"] = xr.Variable((), ds["crs"].values, ds["crs"].attrs)
-    else:
-        from pipeline.geo import crs_attrs
-
-        coords["crs"] = xr.Variable((), np.int32(0), crs_attrs())
-    dims = ("lead_time", "y", "x")
+    grid = coarse_coords(ds, size)
     used = [t.strftime("%Y-%m-%dT%H:%M") for t in win.times if t is not None]
     now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    attrs = {
-        "title": f"Radar nowcast by {predictor.name}",
-        "model": predictor.name,
-        "source": f"{predictor.source}; inputs {', '.join(used)}",
-        "history": f"{now} nowcast.forecast.make_forecast ({predictor.in_frames} input frames)",
-    }
     fallback = getattr(predictor.fn, "last_fallback", None)
-    if fallback:  # e.g. S-PROG extrapolated a frozen field instead (nowcast.baselines)
-        attrs["fallback"] = str(fallback)
-    data = {
-        "reflectivity": xr.Variable(
-            dims,
-            dbz,
-            {
-                "units": "dBZ",
-                "long_name": "forecast equivalent reflectivity factor",
-                "standard_name": "equivalent_reflectivity_factor",
-                "grid_mapping": "crs",
-            },
-        ),
-        "rainfall_rate": xr.Variable(
-            dims,
-            rate,
-            {
-                "units": "mm h-1",
-                "long_name": "forecast rain rate (Z = 58.53 R^1.56)",
-                "standard_name": "rainfall_rate",
-                "grid_mapping": "crs",
-            },
-        ),
-    }
-    motion = _motion_variable(predictor, ds, dbz.shape[-2:])
-    if motion is not None:
-        data["motion"] = motion
-        coords["component"] = xr.Variable("component", np.array(["x", "y"], dtype=object))
-    return xr.Dataset(data, coords=coords, attrs=attrs)
+    return forecast_dataset(  # fallback: e.g. S-PROG extrapolated a frozen field instead
+        issue,
+        leads,
+        dbz,
+        rate,
+        grid=grid,
+        motion=_motion_variable(predictor, ds, dbz.shape[-2:]),
+        model=predictor.name,
+        source=f"{predictor.source}; inputs {', '.join(used)}",
+        history=f"{now} nowcast.forecast.make_forecast ({predictor.in_frames} input frames)",
+        fallback=str(fallback) if fallback else None,
+    )
 
 
 def _motion_variable(predictor: Predictor, ds: xr.Dataset, shape) -> xr.Variable | None:
@@ -641,57 +423,5 @@ def _motion_variable(predictor: Predictor, ds: xr.Dataset, shape) -> xr.Variable
     )
 
 
-# ---------------------------------------------------------------------------------------
-# observations on the forecast grid
-
-
-def observations_dataset(
-    store: xr.Dataset | str | Path,
-    times: Sequence[pd.Timestamp] | pd.DatetimeIndex,
-    size: int | None = None,
-    tolerance: str | pd.Timedelta = "2min",
-) -> xr.Dataset:
-    """Observed frames at nominal *times*, on a ``size x size`` grid, for products and scores.
-
-    Parameters
-    ----------
-    store : xarray.Dataset or path
-        Radar store (C2 or C3 schema).
-    times : sequence of timestamps
-        ``(T,)`` nominal times; each is filled by the nearest store frame within
-        *tolerance*, or left unobserved.
-    size : int, optional
-        Grid side (downsized like the forecasts); ``None`` = the store's grid.
-
-    Returns
-    -------
-    xarray.Dataset
-        Dims ``(time, y, x)``: ``reflectivity`` (dBZ float32, NaN where not observed or
-        not valid), ``mask`` (bool), ``observed`` (time) bool; coords ``time`` (the
-        nominal times), ``y``, ``x``, ``lat``, ``lon``, ``crs``. This is the
-        ``observations_ds`` of ``flows.products.publish_run`` / ``verify_forecast``.
-    """
-    ds = _as_dataset(store)
-    win = load_window(ds, times, tolerance)
-    size = size or ds.sizes["y"]
-    dbz, mask = _downsize(win.dbz, win.mask, size)
-    dbz = np.where(mask, dbz, np.nan).astype(np.float32)
-    coords: dict[str, object] = dict(_coarse_coords(ds, size))
-    coords["time"] = xr.Variable("time", win.slots.values.astype("datetime64[ns]"))
-    if "crs" in ds.variables:
-        coords["crs"] = xr.Variable((), ds["crs"].values, ds["crs"].attrs)
-    dims = ("time", "y", "x")
-    return xr.Dataset(
-        {
-            "reflectivity": xr.Variable(
-                dims, dbz, {"units": "dBZ", "long_name": "observed reflectivity"}
-            ),
-            "mask": xr.Variable(dims, mask.astype(bool), {"long_name": "valid pixel"}),
-            "observed": xr.Variable("time", win.observed.copy()),
-        },
-        coords=coords,
-    )
-
-
 make_forecast_dataset = make_forecast
-"""Alias of :func:`make_forecast` (the name used by contract C5)."""
+"""Alias of :func:`make_forecast` (the name docs/contracts.md uses)."""

@@ -1,6 +1,6 @@
 """Robustness of the nowcasts: scores against input corruption levels.
 
-:func:`evaluate_robustness` re-runs :func:`nowcast.evaluate.evaluate_predictors` per
+:func:`evaluate_robustness` re-runs :func:`nowcast.scoring.evaluate_predictors` per
 corruption (:mod:`nowcast.perturb`) and level; :func:`robustness_to_markdown` and
 :func:`plot_robustness` report it. :func:`nowcast.evaluate.evaluate_run` writes
 ``robustness.nc``, ``robustness.md`` and ``robustness.png`` with them (``--perturb``).
@@ -18,15 +18,16 @@ import numpy as np
 import torch
 import xarray as xr
 
-from nowcast.evaluate import Predictor, _names, evaluate_predictors
+from nowcast.contract import Nowcaster
 from nowcast.perturb import DEFAULT_LEVELS, Perturbation
 from nowcast.reports import _LABEL, _SCALE, _fmt, _table, summarize
+from nowcast.scoring import _names, evaluate_predictors
 
 __all__ = ["evaluate_robustness", "plot_robustness", "robustness_to_markdown"]
 
 
 def evaluate_robustness(
-    predictors: Mapping[str, Predictor],
+    predictors: Mapping[str, Nowcaster],
     dataset: torch.utils.data.Dataset,
     batch_size: int = 4,
     *,

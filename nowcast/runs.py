@@ -1,10 +1,8 @@
-"""Load a trained run directory (written by :func:`nowcast.train.train`) back into a model.
+"""Load a trained run directory (written by :func:`nowcast.training.train`) back into a model.
 
-``RUN_DIR/best.pt`` is a dict of tensors and plain Python values (read with
-``torch.load(..., weights_only=True)``, so a checkpoint can never run code)::
-
-    {"format": 1, "model_name": str, "model_state": state_dict,
-     "config": dict (dataclasses.asdict of an ExperimentConfig), "meta": dict}
+``RUN_DIR/best.pt`` is a dict of tensors and plain Python values, read with
+:func:`nowcast.training.rundir.read_checkpoint` (``torch.load(..., weights_only=True)``, so
+a checkpoint can never run code); its layout is described in :mod:`nowcast.training.rundir`.
 
 Older or hand-made checkpoints may carry ``"config_name"`` (a shipped configuration name
 or YAML path) instead of ``"config"``; both are accepted.
@@ -18,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from nowcast.training.rundir import BEST_CHECKPOINT, read_checkpoint
 
 __all__ = ["load_run"]
 
@@ -43,7 +43,7 @@ def _config_from_checkpoint(ckpt: dict[str, Any], path: Path):
 
 
 def load_run(
-    run_dir: str | os.PathLike, checkpoint: str = "best.pt", map_location: str = "cpu"
+    run_dir: str | os.PathLike, checkpoint: str = BEST_CHECKPOINT, map_location: str = "cpu"
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Rebuild the trained model of a run directory, in eval mode.
 
@@ -59,7 +59,7 @@ def load_run(
     Returns
     -------
     model : torch.nn.Module
-        ``model(x, t_in, t_out, input_mask=None)`` (contract C4), in eval mode.
+        ``model(x, t_in, t_out, input_mask=None)`` (docs/contracts.md, Predictor call contract), in eval mode.
     meta : dict
         ``{"model_name", "config" (ExperimentConfig), "path", **checkpoint["meta"]}``.
 
@@ -73,12 +73,7 @@ def load_run(
     path = Path(run_dir) / checkpoint
     if not path.is_file():
         raise ValueError(f"no checkpoint {checkpoint!r} in run directory {run_dir}")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # corrupt file, or one that needs unpickling of code
-        raise ValueError(f"cannot read checkpoint {path}: {err}") from err
-    if not isinstance(ckpt, dict):
-        raise ValueError(f"{path} holds a {type(ckpt).__name__}, expected a checkpoint dict")
+    ckpt = read_checkpoint(path, map_location=map_location)
     missing = [k for k in ("model_name", "model_state") if k not in ckpt]
     if missing:
         raise ValueError(f"{path} lacks key(s) {missing}; found {sorted(ckpt)}")

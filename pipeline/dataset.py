@@ -1,6 +1,6 @@
-"""A torch ``Dataset`` of radar sequences over a resampled store (contract C3).
+"""A torch ``Dataset`` of radar sequences over a resampled store.
 
-An item is the tuple::
+An item (docs/contracts.md, Sample schema) is the tuple::
 
     inputs       (T_in, 1, H, W)  float32, normalised pixel scale p/255 in [0, 1]
     targets      (T_out, 1, H, W) float32, same scale
@@ -129,10 +129,10 @@ def store_days(store_path: str | os.PathLike) -> pd.DatetimeIndex:
 
 
 def _read_index(store_path: str | os.PathLike) -> tuple[pd.DatetimeIndex, np.ndarray, float]:
-    from pipeline.store import open_store
+    from pipeline.store import as_location, is_url, open_store
 
-    path = Path(store_path)
-    if not path.exists():
+    path = as_location(store_path)  # a directory or an s3:// URL
+    if not is_url(path) and not path.exists():
         raise ValueError(f"store {path} does not exist")
     ds = open_store(path)
     try:
@@ -314,7 +314,9 @@ class RadarSequenceDataset(Dataset):
     ) -> None:
         if (days is None) == (split is None):
             raise ValueError("give exactly one of days= or split=")
-        self.store_path = Path(store_path)
+        from pipeline.store import as_location
+
+        self.store_path = as_location(store_path)  # a directory or an s3:// URL
         self.with_motion = bool(with_motion)
         if self.with_motion:
             _check_motion(self.store_path)

@@ -1,4 +1,4 @@
-"""Radar geometry of the HKO-7 grid: projection, pixel-centre coordinates, latitude/longitude.
+"""Radar geometry: the HKO-7 grid, and the grid of any other source (:class:`Grid`).
 
 HKO-7 frames cover 512 km x 512 km centred on Hong Kong at 480 x 480 pixels (about
 1.07 km per pixel, docs/facts.md section 1). The archive ships no georeferencing, so this
@@ -7,17 +7,26 @@ module fixes one: an azimuthal-equidistant projection centred on the Tai Mo Shan
 on a sphere of radius ``EARTH_RADIUS_M``. Over +-256 km the spherical and ellipsoidal
 forms differ by far less than one pixel.
 
-Conventions (contract C2):
+Conventions (docs/contracts.md, Units and conventions):
 
 - ``x`` (km) grows east with the column index, ``y`` (km) grows north and *decreases*
   with the row index (row 0 is the northern edge), both at pixel centres;
 - ``grid_coords(size)`` serves any square grid over the same extent (80 x 80 for the
   thesis's downsized frames: 6.4 km pixels whose centres are the means of the 6 x 6
   native pixel centres they cover).
+
+Other sources (:mod:`pipeline.sources`, docs/sources.md) bring their own projection and
+extent: a :class:`Grid` holds the source's PROJ string (metres, as the files give it) and
+the pixel-centre ``x``/``y`` in km (the unit of every store's coordinates, so that the
+code downstream is the same for all sources); :meth:`Grid.cf_attrs` gives the CF grid
+mapping (pyproj's ``to_cf``, ``crs_wkt`` in km, ``proj4_params``) that the store carries,
+and :func:`cartopy_crs_from_attrs` turns such a grid mapping back into a cartopy CRS for
+maps.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -165,3 +174,218 @@ def cartopy_crs():
     return ccrs.AzimuthalEquidistant(
         central_longitude=RADAR_LON, central_latitude=RADAR_LAT, globe=globe
     )
+
+
+# --------------------------------------------------------------------------- any source grid
+
+_UNITS_RE = re.compile(r"\s*\+(units|to_meter|vunits)=\S+")
+
+
+def proj_in_km(projection: str) -> str:
+    """The PROJ string *projection* with its x/y unit set to km (``+units=km``).
+
+    Examples
+    --------
+    >>> proj_in_km("+proj=somerc +lat_0=46.95 +units=m +no_defs")
+    '+proj=somerc +lat_0=46.95 +no_defs +units=km'
+    """
+    if not isinstance(projection, str) or "+proj=" not in projection:
+        raise ValueError(f"expected a PROJ string ('+proj=...'), got {projection!r}")
+    return _UNITS_RE.sub("", projection).strip() + " +units=km"
+
+
+def proj_in_m(projection: str) -> str:
+    """The PROJ string *projection* with its x/y unit set to metres (``+units=m``)."""
+    return proj_in_km(projection)[: -len("+units=km")] + "+units=m"
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The grid of one radar source: projection and pixel-centre coordinates.
+
+    Attributes
+    ----------
+    projection : str
+        PROJ string of the source's projection (any ``+units``; :func:`proj_in_km` is
+        applied wherever km are needed).
+    x : np.ndarray
+        ``(W,)`` float64 pixel-centre eastings in km, increasing with the column.
+    y : np.ndarray
+        ``(H,)`` float64 pixel-centre northings in km, decreasing with the row (row 0 is
+        the northern edge).
+    """
+
+    projection: str
+    x: np.ndarray
+    y: np.ndarray
+
+    def __post_init__(self) -> None:
+        proj_in_km(self.projection)  # validates
+        x, y = np.asarray(self.x, dtype=np.float64), np.asarray(self.y, dtype=np.float64)
+        if x.ndim != 1 or y.ndim != 1 or x.size < 2 or y.size < 2:
+            raise ValueError(f"grid x/y must be 1-D with >= 2 values, got {x.shape}, {y.shape}")
+        if not (np.diff(x) > 0).all() or not (np.diff(y) < 0).all():
+            raise ValueError("grid x must increase and y decrease (row 0 is north)")
+        object.__setattr__(self, "x", x)
+        object.__setattr__(self, "y", y)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(H, W)`` pixels."""
+        return (self.y.size, self.x.size)
+
+    @property
+    def pixel_size_km(self) -> tuple[float, float]:
+        """``(dx, dy)``: pixel width and height in km."""
+        return (float(self.x[1] - self.x[0]), float(self.y[0] - self.y[1]))
+
+    @property
+    def extent_km(self) -> tuple[float, float, float, float]:
+        """``(left, right, bottom, top)``: pixel-edge extent in km of the projection."""
+        dx, dy = self.pixel_size_km
+        return (
+            float(self.x[0] - dx / 2),
+            float(self.x[-1] + dx / 2),
+            float(self.y[-1] - dy / 2),
+            float(self.y[0] + dy / 2),
+        )
+
+    def crs(self):
+        """The projection as a :class:`pyproj.CRS` with x/y in km."""
+        import pyproj
+
+        return pyproj.CRS.from_proj4(proj_in_km(self.projection))
+
+    def lat_lon(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(lat, lon)``: ``(H, W)`` float64 degrees of the pixel centres."""
+        import pyproj
+
+        tr = pyproj.Transformer.from_crs(self.crs(), "EPSG:4326", always_xy=True)
+        xx, yy = np.meshgrid(self.x, self.y)
+        lon, lat = tr.transform(xx, yy)
+        return np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
+
+    def cf_attrs(self) -> dict[str, object]:
+        """CF grid-mapping attributes (pyproj ``to_cf``; false easting/northing in km)."""
+        import warnings
+
+        attrs: dict[str, object] = {}
+        with warnings.catch_warnings():  # e.g. somerc (MeteoSwiss): CF has no skew angle;
+            warnings.simplefilter("ignore", UserWarning)  # crs_wkt and proj4_params keep it
+            cf = self.crs().to_cf()
+        for key, value in cf.items():
+            attrs[key] = list(value) if isinstance(value, tuple) else value
+        attrs["proj4_params"] = proj_in_km(self.projection)
+        attrs.setdefault("long_name", "projection of the radar source grid")
+        return attrs
+
+
+def grid_from_edges(
+    projection: str,
+    x1: float,
+    y1: float,
+    x2: float,
+    y2: float,
+    shape: tuple[int, int],
+    unit: str = "m",
+) -> Grid:
+    """A :class:`Grid` from its pixel-edge bounds (pysteps' ``x1, y1, x2, y2`` metadata).
+
+    Parameters
+    ----------
+    projection : str
+        PROJ string.
+    x1, y1, x2, y2 : float
+        Lower-left and upper-right pixel edges in *unit*.
+    shape : (int, int)
+        ``(H, W)`` pixels.
+    unit : {"m", "km"}
+        Unit of the bounds.
+
+    Returns
+    -------
+    Grid
+        Pixel centres ``x1 + (j + 0.5) dx`` and ``y2 - (i + 0.5) dy``, in km.
+    """
+    scale = {"m": 1e-3, "km": 1.0}.get(unit)
+    if scale is None:
+        raise ValueError(f"grid bounds unit must be 'm' or 'km', got {unit!r}")
+    h, w = (int(n) for n in shape)
+    if h < 2 or w < 2 or not (x2 > x1 and y2 > y1):
+        raise ValueError(
+            f"grid bounds ({x1}, {y1}) - ({x2}, {y2}) and shape {shape} do not make a grid"
+        )
+    dx, dy = (x2 - x1) * scale / w, (y2 - y1) * scale / h
+    x = x1 * scale + (np.arange(w) + 0.5) * dx
+    y = y2 * scale - (np.arange(h) + 0.5) * dy
+    return Grid(projection=projection, x=x, y=y)
+
+
+def hko7_grid(size: int = NATIVE_SIZE) -> Grid:
+    """The HKO-7 grid (:func:`grid_coords`) as a :class:`Grid`."""
+    g = grid_coords(size)
+    return Grid(projection=_proj4(), x=g.x, y=g.y)
+
+
+def cartopy_crs_from_attrs(
+    attrs: dict[str, object], extent_m: tuple[float, float, float, float] | None = None
+):
+    """A cartopy CRS (metres) from a store's CF grid mapping (``proj4_params`` or ``crs_wkt``).
+
+    Parameters
+    ----------
+    attrs : dict
+        Attributes of the store's ``crs`` variable.
+    extent_m : (left, right, bottom, top), optional
+        The grid's extent in projection metres: it bounds the projection's domain (a
+        projection from a PROJ string has no area of use, and cartopy needs one to clip
+        coastlines).
+
+    Returns
+    -------
+    cartopy.crs.Projection
+    """
+    import cartopy.crs as ccrs
+    import pyproj
+
+    if attrs.get("grid_mapping_name") == "azimuthal_equidistant" and "crs_wkt" not in attrs:
+        return cartopy_crs()
+    if "proj4_params" in attrs:
+        crs = pyproj.CRS.from_proj4(proj_in_m(str(attrs["proj4_params"])))
+    elif "crs_wkt" in attrs:
+        crs = pyproj.CRS.from_wkt(str(attrs["crs_wkt"]))
+        crs = pyproj.CRS.from_proj4(proj_in_m(crs.to_proj4()))
+    else:
+        raise ValueError(
+            f"grid mapping has neither proj4_params nor crs_wkt: {sorted(attrs)}; "
+            "cannot make a map projection"
+        )
+    proj = ccrs.Projection(crs)
+    if extent_m is not None:
+        left, right, bottom, top = (float(v) for v in extent_m)
+        pad_x, pad_y = (right - left) * 0.05, (top - bottom) * 0.05
+        proj.bounds = (left - pad_x, right + pad_x, bottom - pad_y, top + pad_y)
+    return proj
+
+
+def map_projection(ds) -> tuple[object, tuple[float, float, float, float]]:
+    """Cartopy CRS and ``(left, right, bottom, top)`` extent (metres) of a store's grid.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A store, resampled store or forecast with ``x``/``y`` (km, pixel centres) and a
+        ``crs`` grid mapping.
+    """
+    x, y = np.asarray(ds["x"].values, float), np.asarray(ds["y"].values, float)
+    dx = abs(float(x[1] - x[0])) if x.size > 1 else PIXEL_KM
+    dy = abs(float(y[1] - y[0])) if y.size > 1 else PIXEL_KM
+    extent = (
+        (x.min() - dx / 2) * 1e3,
+        (x.max() + dx / 2) * 1e3,
+        (y.min() - dy / 2) * 1e3,
+        (y.max() + dy / 2) * 1e3,
+    )
+    extent = tuple(float(v) for v in extent)
+    attrs = dict(ds["crs"].attrs) if "crs" in ds.variables else {}
+    return cartopy_crs_from_attrs(attrs, extent) if attrs else cartopy_crs(), extent

@@ -1,21 +1,25 @@
-"""Ingest an HKO-7 archive into the radar Zarr store: incremental, idempotent, crash-safe.
+"""Ingest a radar archive into the radar Zarr store: incremental, idempotent, crash-safe.
 
-``ingest_archive(archive, store)`` lists the archive's frames
-(:func:`pipeline.hko7.discover_frames`), drops those whose time the store already holds,
+``ingest_archive(archive, store, source="hko7")`` lists the archive's frames (the
+source's ``discover``, :mod:`pipeline.sources`; for HKO-7
+:func:`pipeline.hko7.discover_frames`), drops those whose time the store already holds,
 and writes the rest in batches of ``batch_size`` frames, or a tenth of the store's frames
 when that is more (up to 16,384; see :func:`_batch_frames`). Each batch:
 
-1. checks every PNG's header and end (two tiny reads): truncated files are reported and
-   left out before anything is laid out;
+1. checks every PNG's header and end (two tiny reads; HKO-7): truncated files are
+   reported and left out before anything is laid out;
 2. opens a writable Icechunk session (:class:`pipeline.store.StoreWriter`): chunks before
    the batch's insertion point stay shared with the parent snapshot (by reference);
 3. runs one dask graph (local threads by default, a ``dask.distributed`` scheduler when
    ``scheduler_address`` is given) with, per time chunk from the insertion point on, a
-   task that decodes the chunk's new PNGs (imagecodecs' libpng) and zlib masks
-   (libdeflate) straight into a recycled chunk buffer and a task that adds the chunk's old
-   frames (read from the parent snapshot) and hands the Blosc-compressed chunk to the
-   session (:mod:`pipeline._chunk_io`; on dask distributed the workers encode and this
-   process writes the chunks into the one session);
+   task that decodes the chunk's new files straight into a recycled chunk buffer (HKO-7:
+   PNGs with imagecodecs' libpng and zlib masks with libdeflate, see
+   :mod:`pipeline.sources.hko7`; other sources: read and converted to dBZ pixels) and a
+   task that adds the chunk's old frames (read from the parent snapshot) and hands the
+   Blosc-compressed chunk to the session (:mod:`pipeline.store_chunks`); on dask
+   distributed each write task gets a fork of the session (:meth:`icechunk.Session.fork`),
+   the workers write their chunks into their forks in parallel and this process merges
+   the forks (still one commit);
 4. a frame whose PNG or mask still turns out unreadable is reported in
    :attr:`IngestReport.corrupt` with the reason and dropped; chunks from its position on
    are decoded and written again without it (the rest of the batch goes in);
@@ -58,7 +62,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline import hko7
-from pipeline._chunk_io import _compute, _fast_codec, _put_chunk, _set_raw, _Sink
+from pipeline._chunk_io import _compute
+from pipeline.sources import DEFAULT_SOURCE, ingest_plan
 from pipeline.store import (
     DATA_VARS,
     TIME_CHUNK,
@@ -66,9 +71,9 @@ from pipeline.store import (
     StoreWriter,
     create_store,
     is_url,
+    resize_arrays,
 )
-
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+from pipeline.store_chunks import _fast_codec, _put_chunk, _Sink
 
 DEFAULT_BATCH_SIZE: int = 512
 """Frames per committed batch (a multiple of the time chunk, about two days)."""
@@ -84,10 +89,9 @@ def _batch_frames(batch_size: int, n_stored: int) -> int:
     """Frames in the next batch: *batch_size*, or a tenth of the store when that is more.
 
     Every commit writes a new manifest listing all chunks of the store (Icechunk), a cost
-    that grows with the store (the home-made layout before it hard-linked every chunk,
-    ~0.65 s per commit for the 240,000 frames of HKO-7). Growing batches with the store
-    keep that cost at a few per cent of the ingest (O(n) in all instead of O(n^2)). Memory does not grow with the batch (peak RSS 186 MB for 1,868 frames in one
-    batch or in four); a killed ingest loses at most the batch in progress.
+    that grows with the store. Growing batches with the store keep that cost at a few per
+    cent of the ingest (O(n) in all instead of O(n^2)). Memory does not grow with the
+    batch; a killed ingest loses at most the batch in progress.
 
     Examples
     --------
@@ -154,106 +158,28 @@ class IngestReport:
 # ----------------------------------------------------------------------------- tasks
 
 
-def _png_looks_complete(path: str) -> bool:
-    """Cheap structural check of an HKO-7 PNG: signature, 8-bit greyscale IHDR, IEND last.
+@dataclass
+class _Decoder:
+    """Decodes one file of *source* into chunk-buffer views (picklable for dask workers).
 
-    Reads 26 bytes at the start and 12 at the end: it catches truncated files (the usual
-    corruption) before the batch layout is fixed, so they never cost a re-write.
+    Attributes
+    ----------
+    source : pipeline.sources.RadarSource
+        The files' source (:meth:`~pipeline.sources.RadarSource.decode_into`).
+    grid : pipeline.geo.Grid or None
+        The store's grid (None for HKO-7: its fixed grid, checked by the PNG header).
+    shape : (int, int)
+        ``(H, W)`` of the store's frames.
     """
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(26)
-            fh.seek(-12, os.SEEK_END)
-            tail = fh.read(12)
-    except OSError:
-        return False
-    return (
-        len(head) == 26
-        and head[:8] == _PNG_SIGNATURE
-        and head[24] == 8
-        and head[25] == 0
-        and tail[4:8] == b"IEND"
-    )
 
+    source: object
+    grid: object
+    shape: tuple[int, int]
 
-def _precheck(sources: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """``(path, reason)`` of the frames that fail :func:`_png_looks_complete` and the reader."""
-    errors = []
-    for frame_path, _ in sources:
-        if not _png_looks_complete(frame_path):
-            try:
-                hko7.read_frame(frame_path)
-            except hko7.FrameReadError as err:
-                errors.append((frame_path, str(err.reason)))
-    return errors
-
-
-def _decode_into(
-    frame_path: str,
-    mask_path: str,
-    pixels_out: np.ndarray,
-    mask_out: np.ndarray,
-    valid_static: np.ndarray | None,
-) -> tuple[str, str] | None:
-    """Decode one frame and its mask into ``(480, 480)`` views; ``(path, reason)`` on failure.
-
-    The fast path decodes the PNG with imagecodecs' libpng (about 25 % faster than Pillow
-    and 10 % faster than OpenCV here) and the zlib mask with libdeflate (5x faster than
-    :mod:`zlib`), both straight into the chunk buffers. Anything the fast path rejects goes
-    through :func:`pipeline.hko7.read_frame` / :func:`pipeline.hko7.read_mask`, which apply
-    the archive's checks and give the reason of a failure.
-    """
-    import imagecodecs
-
-    try:
-        with open(frame_path, "rb") as fh:
-            data = fh.read()
-    except OSError:
-        data = b""
-    # PNG signature, then IHDR: bit depth 8 (byte 24), colour type 0 = greyscale (byte 25)
-    # ... and a complete file (IEND last), so a truncated one goes to the careful reader
-    ok = (
-        len(data) > 57
-        and data[:8] == _PNG_SIGNATURE
-        and data[24] == 8
-        and data[25] == 0
-        and data[-8:-4] == b"IEND"
-        and int.from_bytes(data[16:20], "big") == pixels_out.shape[1]
-        and int.from_bytes(data[20:24], "big") == pixels_out.shape[0]
-    )
-    if ok:
-        try:
-            imagecodecs.png_decode(data, out=pixels_out)
-        except (imagecodecs.PngError, ValueError):
-            ok = False
-    if not ok:
-        try:
-            pixels_out[...] = hko7.read_frame(frame_path)  # the archive's checks and reason
-        except hko7.FrameReadError as err:
-            return (frame_path, str(err.reason))
-    if not mask_path:
-        if valid_static is None:
-            mask_out[...] = True
-        else:
-            mask_out[...] = valid_static
-        return None
-    flags = mask_out.view(np.uint8).reshape(-1)  # raw mask bytes land in the bool buffer
-    try:
-        with open(mask_path, "rb") as fh:
-            ok = imagecodecs.deflate_decode(fh.read(), out=flags).size == flags.size
-    except (OSError, imagecodecs.DeflateError, ValueError):
-        ok = False
-    if not ok:
-        try:
-            mask_out[...] = hko7.read_mask(mask_path)
-        except hko7.FrameReadError as err:
-            return (mask_path, str(err.reason))
-    # nonzero (AND valid) in one in-place pass: the bytes need not be 0/1
-    if valid_static is not None:
-        np.logical_and(flags.reshape(mask_out.shape), valid_static, out=mask_out)
-    else:
-        np.not_equal(flags.reshape(mask_out.shape), 0, out=mask_out)
-    return None
+    def __call__(self, frame_path, mask_path, pixels_out, mask_out, valid_static):
+        return self.source.decode_into(
+            frame_path, mask_path, pixels_out, mask_out, valid_static, self.grid
+        )
 
 
 class _Opaque:
@@ -269,17 +195,20 @@ _POOL: queue.SimpleQueue = queue.SimpleQueue()
 _POOL_MAX = 8
 
 
-def _take_buffers() -> tuple[np.ndarray, np.ndarray]:
-    """A ``(TIME_CHUNK, 480, 480)`` uint8 / bool buffer pair, recycled when possible.
+def _take_buffers(frame: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A ``(TIME_CHUNK, H, W)`` uint8 / bool buffer pair, recycled when possible.
 
     Fresh multi-megabyte arrays come from ``mmap`` and page-fault on first touch, which
     costs about 0.3 ms per frame here; reusing a few buffers per process avoids that.
     """
+    shape = (TIME_CHUNK, *frame)
     try:
-        return _POOL.get_nowait()
+        pair = _POOL.get_nowait()
+        if pair[0].shape == shape:
+            return pair
     except queue.Empty:
-        shape = (TIME_CHUNK, *hko7.FRAME_SHAPE)
-        return np.empty(shape, dtype=np.uint8), np.empty(shape, dtype=bool)
+        pass
+    return np.empty(shape, dtype=np.uint8), np.empty(shape, dtype=bool)
 
 
 def _give_buffers(pixels: np.ndarray, masks: np.ndarray) -> None:
@@ -288,7 +217,7 @@ def _give_buffers(pixels: np.ndarray, masks: np.ndarray) -> None:
 
 
 def _decode_chunk(
-    is_old: np.ndarray, sources: _Opaque, valid_static: np.ndarray | None
+    is_old: np.ndarray, sources: _Opaque, valid_static: np.ndarray | None, decoder: _Decoder
 ) -> tuple[np.ndarray | None, np.ndarray | None, list[tuple[str, str]]]:
     """Decode the new frames of one time chunk into chunk-sized buffers.
 
@@ -300,24 +229,26 @@ def _decode_chunk(
         ``list[tuple[str, str]]``: ``(frame_path, mask_path)`` of the other slots, in order
         (``mask_path == ""``: no mask file, all pixels valid).
     valid_static : np.ndarray or None
-        ``(480, 480)`` bool, False where the static mask excludes the pixel.
+        ``(H, W)`` bool, False where the static mask excludes the pixel.
+    decoder : _Decoder
+        The source's decoding into the buffers.
 
     Returns
     -------
     pixels, masks : np.ndarray or None
-        ``(TIME_CHUNK, 480, 480)`` uint8 / bool; new slots filled, old slots undefined,
+        ``(TIME_CHUNK, H, W)`` uint8 / bool; new slots filled, old slots undefined,
         slots ``>= m`` zero (the fill value pads a partial last chunk). None on errors.
     errors : list of (str, str)
         ``(path, reason)`` of unreadable files (paths as given in *sources*).
     """
-    pixels, masks = _take_buffers()
+    pixels, masks = _take_buffers(decoder.shape)
     m = is_old.size
     if m < TIME_CHUNK:
         pixels[m:] = 0
         masks[m:] = False
     errors = []
     for slot, (frame_path, mask_path) in zip(np.flatnonzero(~is_old), sources.items, strict=True):
-        err = _decode_into(frame_path, mask_path, pixels[slot], masks[slot], valid_static)
+        err = decoder(frame_path, mask_path, pixels[slot], masks[slot], valid_static)
         if err is not None:
             errors.append(err)
     if errors:
@@ -386,6 +317,30 @@ def _write_chunk(
     return [], payload
 
 
+def _write_chunk_fork(
+    fork,
+    length: int,
+    codecs: dict,
+    parent: tuple[str, str],
+    start: int,
+    is_old: np.ndarray,
+    old_lo: int,
+    decoded: tuple,
+) -> tuple[list[tuple[str, str]], object]:
+    """:func:`_write_chunk` on a dask worker into *fork* (a forked session); returns the
+    decode errors and the fork, for :meth:`pipeline.store.StoreWriter.merge`. The fork
+    first gives its arrays the batch's *length* (a session with changes cannot be forked,
+    so the coordinator's stays unchanged until the merge)."""
+    import zarr
+
+    if not decoded[2]:  # unreadable frames: nothing is written, the chunk is redone
+        group = zarr.open_group(fork.store, mode="r+")
+        for name in DATA_VARS:
+            group[name].resize((length, *group[name].shape[1:]))
+    errors, _ = _write_chunk(_Sink(fork.store, codecs), parent, start, is_old, old_lo, decoded)
+    return errors, fork
+
+
 # ----------------------------------------------------------------------------- driver
 
 
@@ -411,6 +366,7 @@ def _commit_batch(
     client,
     bar=None,
     report: IngestReport | None = None,
+    decoder: _Decoder | None = None,
 ) -> tuple[np.ndarray, list[tuple[str, str]]]:
     """Merge sorted new frames into the store as one commit (time added to *report*).
 
@@ -435,26 +391,19 @@ def _commit_batch(
     c0 = first // TIME_CHUNK
     start = c0 * TIME_CHUNK
     tail = old_secs[start:]
-    group = writer.prepare(first_time_chunk=c0, length=n_old + new_secs.size)
-    parent = (str(writer.location), writer.parent_snapshot)
+    distributed = client is not None
+    # on a cluster the session stays unchanged until the workers' forks are merged
+    group = writer.prepare(c0, n_old + new_secs.size, resize=not distributed)
+    location = writer.location if is_url(writer.location) else Path(writer.location).absolute()
+    parent = (str(location), writer.parent_snapshot)
     codecs = {name: _fast_codec(group[name].metadata.to_dict()) for name in DATA_VARS}
-    consume = None
-    if client is None:  # threads of this process write into the session directly
+    if not distributed:  # threads of this process write into the session directly
         sink = _Sink(writer.session.store, codecs, {name: group[name] for name in DATA_VARS})
-    else:  # workers encode in parallel, this process writes their chunks as they arrive
-        from zarr.core.sync import sync
-
-        sink = _Sink(None, codecs)
-        session_store = writer.session.store
-
-        def consume(result):
-            errors, payload = result
-            for key, data in payload:
-                sync(_set_raw(session_store, key, data))
-            return errors, []
-
+        write = dask.delayed(_write_chunk, pure=False)
+    else:  # each task writes its chunk into a fork of the session, merged before the commit
+        write = dask.delayed(_write_chunk_fork, pure=False)
+    forks: dict[int, object] = {}  # time chunk -> fork that wrote it (latest attempt)
     decode = dask.delayed(_decode_chunk, pure=False)
-    write = dask.delayed(_write_chunk, pure=False)
     names = list(sources)  # (frame_path, mask_path) of each new frame still in the batch
     redo_from = c0
     all_errors: list[tuple[str, str]] = []
@@ -463,21 +412,28 @@ def _commit_batch(
         order = np.argsort(merged_tail, kind="stable")
         length = n_old + new_secs.size
         writes, layout = [], []
-        for k in range(redo_from, -(-length // TIME_CHUNK)):
+        chunk_ids = range(redo_from, -(-length // TIME_CHUNK))
+        for k in chunk_ids:
             sel = order[(k - c0) * TIME_CHUNK : (k - c0 + 1) * TIME_CHUNK]
             is_old = sel < tail.size
             old_idx = sel[is_old]
             new_idx = sel[~is_old] - tail.size
             old_lo = int(old_idx[0]) + start if old_idx.size else 0
-            d = decode(is_old, _Opaque([names[i] for i in new_idx]), valid_static)
-            writes.append(write(sink, parent, k * TIME_CHUNK, is_old, old_lo, d))
+            d = decode(is_old, _Opaque([names[i] for i in new_idx]), valid_static, decoder)
+            args = (parent, k * TIME_CHUNK, is_old, old_lo, d)
+            if distributed:
+                writes.append(write(writer.session.fork(), length, codecs, *args))
+            else:
+                writes.append(write(sink, *args))
             layout.append((is_old, new_idx))
 
         def _tick(i: int, layout=layout) -> None:
             if bar is not None and i < len(layout):
                 bar.update(int((~layout[i][0]).sum()))
 
-        results = _compute(writes, workers, client, _tick if attempt == 0 else None, consume)
+        results = _compute(writes, workers, client, _tick if attempt == 0 else None)
+        if distributed:
+            forks.update(zip(chunk_ids, (fork for _, fork in results), strict=True))
         errors = [e for chunk_errors, _ in results for e in chunk_errors]
         if not errors:
             break
@@ -496,10 +452,12 @@ def _commit_batch(
         if not keep:
             writer.abort()
             return old_secs, all_errors
-        for name in DATA_VARS:
-            arr = group[name]
-            arr.resize((n_old + new_secs.size, *arr.shape[1:]))  # drops chunks past the end
-        group["time"].resize((n_old + new_secs.size,))
+        if not distributed:
+            resize_arrays(group, n_old + new_secs.size)  # drops chunks past the end
+    if distributed:  # the forks of chunks still in the store, then the final shape
+        n_chunks = -(-length // TIME_CHUNK)
+        writer.merge([fork for k, fork in sorted(forks.items()) if k < n_chunks])
+        resize_arrays(group, length)
     secs = np.concatenate([old_secs[:start], merged_tail[order]])
     group["time"][:] = secs  # the time coordinate goes last, then the commit
     t_commit = time.perf_counter()
@@ -519,13 +477,15 @@ def ingest_archive(
     scheduler_address: str | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     follow_links: bool = False,
+    source: str = DEFAULT_SOURCE,
 ) -> IngestReport:
     """Add an archive's frames to the radar store (created when missing).
 
     Parameters
     ----------
     archive : str or PathLike
-        HKO-7 archive root (holding ``radarPNG/``).
+        Archive root: an HKO-7 archive (holding ``radarPNG/``) or a folder of *source*'s
+        files.
     store : str or PathLike
         Store directory or ``s3://bucket/prefix`` URL (see :mod:`pipeline.store`); created
         when it does not exist.
@@ -537,8 +497,11 @@ def ingest_archive(
     progress : bool
         Show a tqdm bar with frame counts and frames/s.
     scheduler_address : str, optional
-        Address of a running ``dask.distributed`` scheduler (e.g. ``tcp://host:8786``);
-        its workers must see *archive* and *store* under the same paths.
+        Address of a running ``dask.distributed`` scheduler (e.g. ``tcp://host:8786``):
+        its workers decode and write the chunks in parallel, each into a fork of the
+        batch's Icechunk session, merged here into one commit per batch. The workers must
+        see *archive* and a local *store* under the same paths (or reach the ``s3://``
+        store, with the ``AWS_*`` variables set in their environment).
     batch_size : int
         Frames per commit, at least; batches grow to a tenth of the frames already stored
         (up to 16,384) so that the per-commit cost (the manifest of every chunk) stays a few
@@ -546,6 +509,10 @@ def ingest_archive(
     follow_links : bool
         Follow symbolic links leading outside the archive root; by default they are
         skipped and listed in :attr:`IngestReport.corrupt`.
+    source : str
+        Radar source of the files (:func:`pipeline.sources.get_source`: ``hko7``, ``odim``,
+        ``knmi``, ``bom``, ``mch``, ``fmi``; docs/sources.md). A new store takes the grid
+        of the first readable file; files on another grid are reported and skipped.
 
     Returns
     -------
@@ -557,9 +524,10 @@ def ingest_archive(
     Raises
     ------
     ValueError
-        If *archive* is not an HKO-7 archive, a bound is not a date, *start* is after
-        *end*, *batch_size* or
-        *workers* is not positive, or *store* exists and is not a radar store.
+        If *archive* is not an HKO-7 archive (or a folder), a bound is not a date, *start*
+        is after *end*, *batch_size* or *workers* is not positive, *source* is unknown or
+        none of its files is readable for a new store, or *store* exists and is not a
+        radar store of the files' grid.
     """
     t_start = time.perf_counter()
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -570,17 +538,13 @@ def ingest_archive(
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     archive = Path(archive)
     store = str(store) if is_url(store) else Path(store)
-    skipped: list[tuple[str, str]] = []
-    frames = hko7.discover_frames(
-        archive, start=start, end=end, skipped=skipped, follow_links=follow_links
+    src, frames, skipped, grid, valid_static = ingest_plan(
+        source, archive, store, start, end, follow_links
     )
-    create_store(store)  # no-op for an existing store; refuses the old layout
+    # no-op for an existing store; refuses the old layout
+    create_store(store, grid=grid, attrs=src.store_attrs() or None)
     report = IngestReport(store=store, frames_found=len(frames), corrupt=skipped)
-
-    valid_static = None
-    if (archive / hko7.STATIC_MASK_FILE).exists():
-        valid_static = hko7.read_static_masks(archive)["exclude_mask"] == 0
-        report.static_mask_used = True
+    report.static_mask_used = valid_static is not None
 
     client = None
     if scheduler_address is not None:
@@ -590,11 +554,13 @@ def ingest_archive(
     try:
         with StoreWriter(store) as writer:
             shape = writer.frame_shape()
-            if shape != hko7.FRAME_SHAPE:
+            want = hko7.FRAME_SHAPE if grid is None else grid.shape
+            if shape != want or (grid is not None and not _same_coords(writer, grid)):
                 raise ValueError(
-                    f"store {store} holds {shape[0]} x {shape[1]} frames, expected "
-                    f"{hko7.FRAME_SHAPE[0]} x {hko7.FRAME_SHAPE[1]} HKO-7 frames"
+                    f"store {store} holds {shape[0]} x {shape[1]} frames on another grid, "
+                    f"expected the {want[0]} x {want[1]} grid of the {source} files"
                 )
+            decoder = _Decoder(src, grid, shape)
             frame_secs = frames.index.values.astype("datetime64[s]").astype(np.int64)
             for attempt in range(COMMIT_RETRIES + 1):  # object storage: lost commit races
                 secs = writer.times()
@@ -603,7 +569,7 @@ def ingest_archive(
                 try:
                     _ingest_batches(
                         writer, frames[todo], frame_secs[todo], secs, valid_static,
-                        batch_size, workers, client, progress, report,
+                        batch_size, workers, client, progress, report, decoder,
                     )  # fmt: skip
                     break
                 except CommitConflictError:
@@ -617,6 +583,12 @@ def ingest_archive(
     return report
 
 
+def _same_coords(writer: StoreWriter, grid) -> bool:
+    """Whether the store's x/y are *grid*'s pixel centres (within 1 m)."""
+    x, y = writer.frame_coords()
+    return bool(np.allclose(x, grid.x, atol=1e-3) and np.allclose(y, grid.y, atol=1e-3))
+
+
 def _ingest_batches(
     writer: StoreWriter,
     todo: pd.DataFrame,
@@ -628,6 +600,7 @@ def _ingest_batches(
     client,
     progress: bool,
     report: IngestReport,
+    decoder: _Decoder,
 ) -> None:
     import dask
     from tqdm.auto import tqdm
@@ -642,7 +615,7 @@ def _ingest_batches(
             part_secs = todo_secs[b0 : b0 + n]
             b0 += len(part)
             sources = list(zip(part["frame_path"], part["mask_path"], strict=True))
-            early = _precheck(sources)  # truncated PNGs, found without decoding
+            early = decoder.source.precheck(sources)  # e.g. truncated PNGs, without decoding
             if early:
                 report.corrupt.extend(early)
                 bad = {path for path, _ in early}
@@ -653,7 +626,7 @@ def _ingest_batches(
                 bar.update(b0 - bar.n)
                 continue
             new_secs, errors = _commit_batch(
-                writer, secs, part_secs, sources, static, workers, client, bar, report
+                writer, secs, part_secs, sources, static, workers, client, bar, report, decoder
             )
             report.corrupt.extend(errors)
             if new_secs.size > secs.size:

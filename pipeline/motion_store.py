@@ -1,4 +1,4 @@
-"""Per-slot motion fields in a resampled store (contract C3, optional variables).
+"""Per-slot motion fields in a resampled store (docs/contracts.md, Resampled schema: motion variables).
 
 :func:`write_motion` adds two variables to a resampled store (it is what
 ``resample_store(..., motion="lk")`` and ``nowcast resample --motion lk`` call):
@@ -171,13 +171,13 @@ def write_motion(
     t0 = _time.perf_counter()
     session = None
     if isinstance(store, str | os.PathLike):
-        from pipeline.store import is_icechunk_store, open_repo
+        from pipeline.store import as_location, is_icechunk_store, is_url, open_repo
 
-        path = Path(store)
-        if not path.exists():
+        path = as_location(store)
+        if not is_url(path) and not path.exists():
             raise ValueError(f"store {path} does not exist")
         target = str(path)
-        if is_icechunk_store(path):
+        if is_url(path) or is_icechunk_store(path):
             session = open_repo(path).writable_session("main")
             target = session.store
     else:  # an open zarr store (a writable Icechunk session's)

@@ -1,6 +1,6 @@
 """Resample an ingest store onto a regular time grid with explicit gaps, and downsize it.
 
-The ingest store (:mod:`pipeline.store`, contract C2) holds the frames that exist, at the
+The ingest store (:mod:`pipeline.store`, docs/contracts.md Store schema) holds the frames that exist, at the
 times they were taken. Models and sample indices want a *regular* grid: one slot every
 ``cadence`` from 00:00 of the first day to the last slot of the last day, and an explicit
 per-slot ``observed`` flag. :func:`resample_store` builds that grid:
@@ -25,7 +25,7 @@ Space
     mean of the fine centres), ``lat``/``lon`` come from :func:`pipeline.geo.grid_coords`
     at the new resolution, and the ``crs`` grid mapping is copied from the source.
 
-Output store (contract C3; open it with :func:`pipeline.store.open_store`)
+Output store (docs/contracts.md, Resampled schema; open it with :func:`pipeline.store.open_store`)
     dims ``(time, y, x)``; ``reflectivity`` float32 dBZ (NaN where unobserved), ``mask``
     bool, ``observed`` (time) bool; coords ``time``, ``y``, ``x``, ``lat``, ``lon``,
     ``crs``; attributes ``cadence_minutes`` and the resampling settings; with
@@ -38,14 +38,21 @@ Output store (contract C3; open it with :func:`pipeline.store.open_store`)
 
 Next to the store (``OUT.zarr`` -> ``OUT.gaps.csv`` and ``OUT.resample.json``) go the gap
 table (``start``, ``end``: first and last missing slot, ``length`` in slots) and the
-report as JSON (summary figures, snapped, rejected and colliding frames).
+report as JSON (summary figures, snapped, rejected and colliding frames); see
+:mod:`pipeline.resample_report`.
+
+Source and output may be directories or ``s3://bucket/prefix`` URLs (object storage,
+endpoint and credentials from the ``AWS_*`` environment variables, as for the ingest
+store); beside an ``s3://`` output the gap table and report are objects of the bucket.
 
 Re-running into an existing ``dst`` is refused unless ``overwrite=True``. The output is
 an Icechunk repository (:mod:`pipeline.store`), one commit per resample saying what it
-wrote (``nowcast store log OUT.zarr``). A new store is built in a temporary sibling and
-renamed into place once committed, so an interrupted run never leaves a half-written
-``dst``; overwriting an Icechunk ``dst`` is a new commit (readers of the earlier snapshot
-keep it); a plain Zarr ``dst`` of before is swapped for the new one by two renames.
+wrote (``nowcast store log OUT.zarr``). A new local store is built in a temporary sibling
+and renamed into place once committed, so an interrupted run never leaves a half-written
+``dst`` (on object storage the repository is created in place: until the commit it holds
+no group, and a rerun writes into it); overwriting an Icechunk ``dst`` is a new commit
+(readers of the earlier snapshot keep it); a plain Zarr ``dst`` of before is swapped for
+the new one by two renames.
 
 Memory is bounded: the source is read one block of slots at a time (``block_chunks``
 output chunks, 64 slots by default, about 60 MB of 480 x 480 float64 work arrays).
@@ -57,101 +64,27 @@ import json
 import os
 import shutil
 import time as _time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from pipeline.grid_fit import fit_plan, pad_frames
+from pipeline.resample_report import ResampleReport, sidecar_paths, write_sidecars
+from pipeline.schema import coarse_coords, resampled_dataset, resampled_encoding
 from pipeline.spatial import _AVERAGES, _block_mean, _check_average, downsize
 
-__all__ = ["ResampleReport", "gap_table", "resample_store", "snap_to_grid", "downsize"]
+__all__ = [
+    "ResampleReport",
+    "gap_table",
+    "resample_store",
+    "sidecar_paths",
+    "snap_to_grid",
+    "downsize",
+]
 
-_TIME_ENCODING = {"units": "seconds since 1970-01-01", "dtype": "int64"}
 _DAY = pd.Timedelta("1D")
-
-
-@dataclass
-class ResampleReport:
-    """What :func:`resample_store` did.
-
-    Attributes
-    ----------
-    src, dst : str
-        Source and output store paths.
-    size : int
-        Output grid size (pixels per side).
-    cadence, tolerance : pandas.Timedelta
-        Slot spacing and snapping tolerance.
-    n_slots, n_observed : int
-        Slots on the grid, and slots holding a frame.
-    snapped : pandas.DataFrame
-        Frames that were off the grid but within tolerance: columns ``frame_time``,
-        ``slot_time``, ``offset_s``.
-    rejected : pandas.DataFrame
-        Frames farther than ``tolerance`` from every slot (not used): same columns, the
-        slot being the nearest one.
-    collisions : pandas.DataFrame
-        Frames dropped because a nearer frame took their slot: ``slot_time``,
-        ``kept_time``, ``dropped_time``.
-    gaps : pandas.DataFrame
-        One row per run of unobserved slots: ``start``, ``end`` (first and last missing
-        slot), ``length`` (slots). See :func:`gap_table`.
-    seconds : float
-        Wall time of the run.
-    motion : dict or None
-        Summary of the per-slot motion (:func:`pipeline.motion_store.write_motion`) when
-        it was computed.
-    """
-
-    src: str
-    dst: str
-    size: int
-    cadence: pd.Timedelta
-    tolerance: pd.Timedelta
-    n_slots: int
-    n_observed: int
-    snapped: pd.DataFrame
-    rejected: pd.DataFrame
-    collisions: pd.DataFrame
-    gaps: pd.DataFrame
-    seconds: float = 0.0
-    motion: dict | None = None
-
-    @property
-    def observed_fraction(self) -> float:
-        """Fraction of slots that hold a frame."""
-        return self.n_observed / self.n_slots if self.n_slots else 0.0
-
-    @property
-    def n_gaps(self) -> int:
-        """Number of runs of consecutive unobserved slots."""
-        return len(self.gaps)
-
-    @property
-    def longest_gap(self) -> int:
-        """Length in slots of the longest gap (0 when there is none)."""
-        return int(self.gaps["length"].max()) if len(self.gaps) else 0
-
-    def summary(self) -> dict:
-        """Summary figures as a JSON-serialisable dict."""
-        return {
-            "src": self.src,
-            "dst": self.dst,
-            "size": self.size,
-            "cadence_minutes": self.cadence / pd.Timedelta("1min"),
-            "tolerance_seconds": self.tolerance.total_seconds(),
-            "n_slots": self.n_slots,
-            "n_observed": self.n_observed,
-            "observed_fraction": round(self.observed_fraction, 6),
-            "n_gaps": self.n_gaps,
-            "longest_gap_slots": self.longest_gap,
-            "n_snapped": len(self.snapped),
-            "n_rejected": len(self.rejected),
-            "n_collisions": len(self.collisions),
-            "seconds": round(self.seconds, 3),
-        } | ({"motion": self.motion} if self.motion is not None else {})
 
 
 # --------------------------------------------------------------------------- time grid
@@ -291,7 +224,7 @@ def gap_table(observed: pd.Series | xr.DataArray) -> pd.DataFrame:
 class _SourceReader:
     """Reads blocks of source frames straight from the Zarr arrays of an ingest store.
 
-    The C2 store keeps reflectivity as uint8 pixels with ``scale_factor``/``add_offset``:
+    The ingest store keeps reflectivity as uint8 pixels with ``scale_factor``/``add_offset``:
     their linear values then come from a 256-entry lookup table (decoded dBZ as float32,
     exactly what :func:`pipeline.store.open_store` returns), which is ~50x faster than
     decoding through xarray and exponentiating every pixel. Float sources take the
@@ -317,43 +250,19 @@ class _SourceReader:
             self.offset = float(attrs.get("add_offset", 0.0))
 
     def downsized(
-        self, lo: int, hi: int, sel: np.ndarray, factor: int, min_valid_fraction: float
+        self, lo: int, hi: int, sel: np.ndarray, plan, min_valid_fraction: float
     ) -> tuple[np.ndarray, np.ndarray]:
         """Coarse dBZ and validity of source frames ``lo + sel`` (``sel`` into ``lo:hi``)."""
-        raw = np.asarray(self.refl[lo:hi])[sel]
-        use = np.asarray(self.mask[lo:hi], dtype=bool)[sel]
+        raw, use = pad_frames(
+            np.asarray(self.refl[lo:hi])[sel], np.asarray(self.mask[lo:hi], dtype=bool)[sel], plan
+        )
+        factor = plan.factor
         if self.lut is not None:
             return _block_mean(self.lut[raw], use, factor, self.inverse, min_valid_fraction)
         dbz = raw.astype(np.float64) * self.scale + self.offset
         use &= np.isfinite(dbz)
         lin = self.forward(np.where(use, dbz, 0.0))
         return _block_mean(lin, use, factor, self.inverse, min_valid_fraction)
-
-
-def _coarse_coords(src: xr.Dataset, size: int) -> dict[str, xr.DataArray]:
-    """x, y (coarse pixel centres, km) and lat/lon of the coarse grid."""
-    from pipeline import geo
-
-    n = src.sizes["x"]
-    factor = n // size
-    x = src["x"].to_numpy().reshape(size, factor).mean(axis=1)
-    y = src["y"].to_numpy().reshape(size, factor).mean(axis=1)
-    dx = abs(float(src["x"][1] - src["x"][0])) if n > 1 else float(geo.PIXEL_KM)
-    extent = dx * n
-    grid = geo.grid_coords(size=size, extent_km=extent)
-    gx, gy, lat, lon = grid.x, grid.y, grid.lat, grid.lon
-    if not (np.allclose(gx, x, atol=1e-6 * extent) and np.allclose(gy, y, atol=1e-6 * extent)):
-        raise ValueError(
-            "source x/y are not the radar-centred grid of pipeline.geo.grid_coords("
-            f"{n}, extent_km={extent}); cannot compute lat/lon of the {size}x{size} grid"
-        )
-    out = {
-        "x": xr.DataArray(x, dims="x", attrs=dict(src["x"].attrs)),
-        "y": xr.DataArray(y, dims="y", attrs=dict(src["y"].attrs)),
-        "lat": xr.DataArray(np.asarray(lat), dims=("y", "x"), attrs=dict(src["lat"].attrs)),
-        "lon": xr.DataArray(np.asarray(lon), dims=("y", "x"), attrs=dict(src["lon"].attrs)),
-    }
-    return out
 
 
 # --------------------------------------------------------------------------- store
@@ -370,7 +279,6 @@ def _template(
 ) -> xr.Dataset:
     import dask.array as da
 
-    coords = _coarse_coords(src, size)
     n = len(slots)
     shape = (n, size, size)
     chunks = (time_chunk, size, size)
@@ -381,53 +289,27 @@ def _template(
         not in ("scale_factor", "add_offset", "_FillValue", "valid_range", "valid_min", "valid_max")
     }
     refl_attrs["comment"] = "dBZ; NaN where no valid fine pixel or the slot is unobserved"
-    refl_attrs["grid_mapping"] = "crs"
     refl_attrs["cell_methods"] = (
         f"area: mean (in {'linear Z' if settings['average'] == 'z' else 'rain rate'} "
-        f"over valid fine pixels, {src.sizes['x'] // size}x{src.sizes['x'] // size} blocks)"
+        f"over valid fine pixels, {fit_plan(src.sizes['y'], src.sizes['x'], size).factor}x"
+        f"{fit_plan(src.sizes['y'], src.sizes['x'], size).factor} blocks)"
     )
-    mask_attrs = dict(src["mask"].attrs)
-    mask_attrs["grid_mapping"] = "crs"
+    mask_attrs = {k: v for k, v in src["mask"].attrs.items() if k != "grid_mapping"}
     mask_attrs["comment"] = (
         f"True where >= {settings['min_valid_fraction']:g} of the fine pixels were valid; "
         "False in unobserved slots"
     )
-    ds = xr.Dataset(
-        {
-            "reflectivity": (
-                ("time", "y", "x"),
-                da.full(shape, np.nan, dtype=np.float32, chunks=chunks),
-                refl_attrs,
-            ),
-            "mask": (
-                ("time", "y", "x"),
-                da.zeros(shape, dtype=bool, chunks=chunks),
-                mask_attrs,
-            ),
-            "observed": (
-                ("time",),
-                observed.astype(bool),
-                {"long_name": "slot holds a radar frame", "comment": "False for gaps"},
-            ),
-        },
-        coords={
-            "time": (
-                "time",
-                slots.values,
-                {
-                    "standard_name": "time",
-                    "long_name": f"slot time (UTC), regular {cadence} grid",
-                    "axis": "T",
-                },
-            ),
-            "y": coords["y"],
-            "x": coords["x"],
-            "lat": coords["lat"],
-            "lon": coords["lon"],
-        },
+    ds = resampled_dataset(
+        slots,
+        da.full(shape, np.nan, dtype=np.float32, chunks=chunks),
+        da.zeros(shape, dtype=bool, chunks=chunks),
+        observed,
+        grid=coarse_coords(src, size),
+        cadence_minutes=None,
     )
-    if "crs" in src:
-        ds = ds.assign_coords(crs=src["crs"].reset_coords(drop=True).load())
+    ds["reflectivity"].attrs = refl_attrs
+    ds["mask"].attrs = mask_attrs
+    ds["time"].attrs["long_name"] = f"slot time (UTC), regular {cadence} grid"
     attrs = dict(src.attrs)
     history = attrs.get("history", "")
     stamp = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -440,40 +322,19 @@ def _template(
     return ds
 
 
-def _encoding(ds: xr.Dataset, time_chunk: int) -> dict:
-    size_y, size_x = ds.sizes["y"], ds.sizes["x"]
-    enc: dict = {
-        "time": dict(_TIME_ENCODING, chunks=(max(len(ds["time"]), 1),)),
-        "reflectivity": {
-            "chunks": (time_chunk, size_y, size_x),
-            "_FillValue": np.float32(np.nan),
-        },
-        "mask": {"chunks": (time_chunk, size_y, size_x)},
-        "observed": {"chunks": (max(len(ds["time"]), 1),)},
-    }
-    return enc
-
-
 def _tmp_sibling(dst: Path, tag: str) -> Path:
     return dst.with_name(f".{dst.name}.{tag}-{os.getpid()}")
 
 
-def _check_source(source: xr.Dataset, src_path: Path, size: int) -> int:
-    """Validate the source store against contract C2; return the downsizing factor."""
+def _check_source(source: xr.Dataset, src_path: Path, size: int):
+    """Check the source against the store schema (docs/contracts.md); its :class:`FitPlan`."""
     for var in ("reflectivity", "mask"):
         if var not in source:
             raise ValueError(f"source store {src_path} has no variable {var!r}")
-    ny, nx = source.sizes.get("y", 0), source.sizes.get("x", 0)
-    if ny != nx:
-        raise ValueError(f"source grid of {src_path} is not square: {ny} x {nx}")
-    if size < 1 or nx % size:
-        raise ValueError(
-            f"size {size} does not divide the source grid size {nx}; valid sizes: "
-            f"{[d for d in range(1, nx + 1) if nx % d == 0]}"
-        )
+    plan = fit_plan(source.sizes.get("y", 0), source.sizes.get("x", 0), size)  # pads non-square
     if source.sizes.get("time", 0) == 0:
         raise ValueError(f"source store {src_path} holds no frames: nothing to resample")
-    return nx // size
+    return plan
 
 
 def resample_store(
@@ -497,11 +358,15 @@ def resample_store(
 
     Parameters
     ----------
-    src : path
-        Ingest store (contract C2), opened with :func:`pipeline.store.open_store`.
-    dst : path
-        Output Zarr store to create (contract C3). Refused when it exists unless
-        ``overwrite``; one Icechunk commit (a new store: built beside and renamed in).
+    src : path or str
+        Ingest store (docs/contracts.md, Store schema): a directory or an
+        ``s3://bucket/prefix`` URL, opened with :func:`pipeline.store.open_store`.
+    dst : path or str
+        Output store to create (docs/contracts.md, Resampled schema): a directory or an
+        ``s3://`` URL (endpoint and credentials from the ``AWS_*`` environment variables).
+        Refused when it exists unless ``overwrite``; one Icechunk commit (a new local
+        store: built beside and renamed in; on object storage: created in place, nothing
+        visible before the commit).
     size : int
         Output pixels per side; must divide the source size (480: 1, 2, 3, 4, 5, 6, 8, 10,
         12, 15, 16, 20, 24, 30, 32, 40, 48, 60, 80, 96, 120, 160, 240, 480).
@@ -534,24 +399,27 @@ def resample_store(
     -------
     ResampleReport
         Also written as ``<dst stem>.resample.json``; the gap table as
-        ``<dst stem>.gaps.csv``, both next to ``dst``.
+        ``<dst stem>.gaps.csv``, both next to ``dst`` (objects in the bucket for a URL).
     """
     from tqdm.auto import tqdm
 
     from pipeline.store import is_icechunk_store, is_old_layout, is_url, open_repo, open_store
+    from pipeline.store_engine import as_location, holds_group
 
     t0 = _time.perf_counter()
-    src_path, dst_path = (str(src) if is_url(src) else Path(src)), Path(dst)
-    if is_url(dst):
-        raise ValueError(f"dst {dst}: the resampled store is written to a local directory")
+    src_path, dst_path = as_location(src), as_location(dst)
     if not is_url(src_path) and not src_path.exists():
         raise ValueError(f"source store {src_path} does not exist")
-    if not is_url(src_path) and dst_path.resolve() == src_path.resolve():
+    if is_url(src_path) or is_url(dst_path):
+        same = str(src_path).rstrip("/") == str(dst_path).rstrip("/")
+    else:
+        same = dst_path.resolve() == src_path.resolve()
+    if same:
         raise ValueError(f"dst {dst_path} is the source store; choose another path")
-    if dst_path.exists() and not overwrite:
+    if holds_group(dst_path) and not overwrite:
         msg = f"output store {dst_path} already exists; pass overwrite=True (--overwrite)"
         raise FileExistsError(msg + " to replace it")
-    if not dst_path.parent.is_dir():
+    if not is_url(dst_path) and not dst_path.parent.is_dir():
         raise ValueError(f"parent directory of {dst_path} does not exist")
     if time_chunk < 1 or block_chunks < 1:
         raise ValueError(
@@ -574,7 +442,7 @@ def resample_store(
         target = open_repo(src_path).readonly_session(branch="main").store
     source = open_store(target)
     try:
-        factor = _check_source(source, src_path, size)
+        plan = _check_source(source, src_path, size)
     except ValueError:
         source.close()
         raise
@@ -591,9 +459,9 @@ def resample_store(
     }
     if motion is not None:
         settings.update(motion=str(motion).lower(), motion_window=int(motion_window))
-    from pipeline.store_engine import place_store, replacement_session
+    from pipeline.store_engine import commit_session, place_store, replacement_session
 
-    tmp = _tmp_sibling(dst_path, "tmp")
+    tmp = None if is_url(dst_path) else _tmp_sibling(dst_path, "tmp")
     try:
         session, fresh = replacement_session(dst_path, tmp)
         out = session.store
@@ -603,7 +471,7 @@ def resample_store(
             mode="w",
             compute=False,
             consolidated=False,
-            encoding=_encoding(template, time_chunk),
+            encoding=resampled_encoding(template, time_chunk),
         )
         block = time_chunk * block_chunks
         n = len(slots)
@@ -616,7 +484,7 @@ def resample_store(
                 if have.any():
                     lo, hi = int(idx[have].min()), int(idx[have].max()) + 1
                     sel = idx[have] - lo
-                    c_dbz, c_valid = reader.downsized(lo, hi, sel, factor, min_valid_fraction)
+                    c_dbz, c_valid = reader.downsized(lo, hi, sel, plan, min_valid_fraction)
                     out_dbz = np.full((k1 - k0, size, size), np.nan, dtype=np.float32)
                     out_valid = np.zeros((k1 - k0, size, size), dtype=bool)
                     out_dbz[have], out_valid[have] = c_dbz, c_valid
@@ -640,15 +508,19 @@ def resample_store(
                 label=str(dst_path),
             )
         name = str(src_path).rstrip("/").rsplit("/", 1)[-1]
-        session.commit(
+        commit_session(
+            session,
             f"resample {name}: {int(observed.sum())} of {len(slots)} slots observed, {size} x "
             f"{size}, cadence {cad / pd.Timedelta('1min'):g} min"
-            + (f", motion {motion}" if motion else "")
+            + (f", motion {motion}" if motion else ""),
+            dst_path,
+            "run the resample again (with --overwrite if the other one completed)",
         )
         if fresh:
             place_store(tmp, dst_path, _tmp_sibling(dst_path, "old"))
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     finally:
         source.close()
@@ -669,32 +541,5 @@ def resample_store(
         seconds=_time.perf_counter() - t0,
         motion=motion_summary,
     )
-    _write_sidecars(report, dst_path)
+    write_sidecars(report, dst_path)
     return report
-
-
-def sidecar_paths(dst: str | os.PathLike) -> tuple[Path, Path]:
-    """Paths of the gap table CSV and report JSON written next to a resampled store."""
-    dst = Path(dst)
-    stem = dst.name[: -len(".zarr")] if dst.name.endswith(".zarr") else dst.name
-    return dst.with_name(f"{stem}.gaps.csv"), dst.with_name(f"{stem}.resample.json")
-
-
-def _write_sidecars(report: ResampleReport, dst: Path) -> None:
-    gaps_csv, report_json = sidecar_paths(dst)
-    report.gaps.to_csv(gaps_csv, index=False, date_format="%Y-%m-%dT%H:%M:%S")
-
-    def _records(df: pd.DataFrame) -> list[dict]:
-        out = df.copy()
-        for col in out.columns:
-            if np.issubdtype(out[col].dtype, np.datetime64):
-                out[col] = out[col].dt.strftime("%Y-%m-%dT%H:%M:%S")
-        return out.to_dict(orient="records")
-
-    payload = dict(
-        report.summary(),
-        snapped=_records(report.snapped),
-        rejected=_records(report.rejected),
-        collisions=_records(report.collisions),
-    )
-    report_json.write_text(json.dumps(payload, indent=1))

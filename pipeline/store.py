@@ -1,8 +1,9 @@
 """The radar Zarr store: schema, CF attributes, encodings, crash-safe versions, opening.
 
-Schema (contract C2)
---------------------
-Dims ``(time, y, x)``, 480 x 480 per frame:
+Schema (docs/contracts.md, Store schema)
+----------------------------------------
+Dims ``(time, y, x)``, 480 x 480 per frame for HKO-7 (any ``H x W`` on another source's
+grid, with that source's projection as ``crs``: docs/sources.md):
 
 - ``reflectivity (time, y, x)``: dBZ, stored as the HKO-7 ``uint8`` pixels with
   ``scale_factor = 70/255`` and ``add_offset = -10`` so that the decoded value equals
@@ -56,8 +57,12 @@ lists them (:func:`store_log`) and any snapshot opens read-only
   rewrites the chunks from its insertion point on, streamed from the parent snapshot;
 - **concurrency**: Icechunk's local-filesystem storage is not safe for concurrent commits,
   so local writers hold an ``flock`` on ``.<store name>.lock`` beside the store
-  (:func:`store_lock`); on object
-  storage a conflicting commit is detected and refused with a clear message;
+  (:func:`store_lock`); on object storage a conflicting commit is detected and refused
+  with a clear message (:class:`CommitConflictError`; ingest redoes the batch from the new
+  tip);
+- **distributed writes**: on a dask cluster each write task gets a fork of the batch's
+  session (``Session.fork``), writes its chunks to storage itself, and the forks are merged
+  into the session before its one commit (:meth:`StoreWriter.merge`);
 - **old stores** (version folders ``vNNNNNN.zarr`` and a ``CURRENT`` pointer, before
   2026-12) are recognised and refused with the command that converts them,
   ``nowcast store migrate OLD NEW`` (:mod:`pipeline.store_migrate`).
@@ -71,6 +76,7 @@ icechunk and xarray only::
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from pathlib import Path
@@ -80,15 +86,27 @@ import pandas as pd
 import xarray as xr
 
 from pipeline import geo
-from pipeline.store_engine import (
+from pipeline.schema import STORE_ATTRS as GLOBAL_ATTRS
+from pipeline.schema import validate_store  # noqa: F401 (re-exported: the store schema's check)
+from pipeline.store_engine import (  # noqa: F401 (re-exported: store locations)
+    REPO_ENTRIES,
+    CommitConflictError,
     _old_layout_error,
+    _session_store,
     _storage,
+    as_location,
+    holds_group,
     is_icechunk_store,
     is_old_layout,
     is_url,
+    join_location,
+    open_group,
+    open_or_create_repo,
     open_repo,
     store_lock,
+    store_log,
 )
+from pipeline.units import lookup_pixels
 
 TIME_CHUNK: int = 16
 """Frames per time chunk of ``reflectivity`` and ``mask``."""
@@ -104,19 +122,6 @@ DATA_VARS: tuple[str, ...] = ("reflectivity", "mask")
 """Variables with a time dimension written by ingest."""
 
 
-GLOBAL_ATTRS: dict[str, str] = {
-    "Conventions": "CF-1.10",
-    "title": "HKO-7 style radar reflectivity at 2 km altitude (Zarr)",
-    "institution": "hko-nowcast pipeline",
-    "source": "ground-based weather radar, HKO-7 archive layout (radarPNG, radarPNG_mask, "
-    "mask_dat.npz)",
-    "history": "pipeline.ingest: HKO-7 uint8 PNG frames copied losslessly (pixel p -> "
-    "dBZ = p / 255 * 70 - 10); mask = per-frame mask AND NOT static exclude_mask",
-    "references": "Shi et al. 2017, Deep Learning for Precipitation Nowcasting: A Benchmark "
-    "and A New Model (HKO-7)",
-}
-
-
 def _codecs(kind: str) -> list:
     from zarr.codecs import BloscCodec
 
@@ -127,13 +132,23 @@ def _codecs(kind: str) -> list:
     return [BloscCodec(cname="zstd", clevel=3, shuffle="shuffle", typesize=8)]
 
 
-def _write_schema(store, size: int) -> None:
-    """Write an empty (time length 0) store schema as a Zarr v3 group into *store*."""
+def _write_schema(store, size: int, source_grid=None, attrs: dict | None = None) -> None:
+    """Write an empty (time length 0) store schema as a Zarr v3 group into *store*.
+
+    *source_grid* (a :class:`pipeline.geo.Grid`, any ``(H, W)``) replaces the HKO-7 grid of
+    *size*; *attrs* update the global attributes (docs/sources.md).
+    """
     import zarr
 
-    g = zarr.open_group(store, mode="w", zarr_format=3, attributes=GLOBAL_ATTRS)
-    grid = geo.grid_coords(size)
-    frame = (size, size)
+    g = zarr.open_group(
+        store, mode="w", zarr_format=3, attributes={**GLOBAL_ATTRS, **(attrs or {})}
+    )
+    if source_grid is None:
+        grid, frame, crs_attrs = geo.grid_coords(size), (size, size), geo.crs_attrs()
+    else:  # a source's own projection: x/y in km, lat/lon by pyproj, CF mapping by pyproj
+        lat, lon = source_grid.lat_lon()
+        grid = geo.GridCoords(x=source_grid.x, y=source_grid.y, lat=lat, lon=lon)
+        frame, crs_attrs = source_grid.shape, source_grid.cf_attrs()
     # zarr's default "/" chunk keys (c/<t>/0/0): the only ones Icechunk accepts
     common = {"chunk_key_encoding": {"name": "default", "separator": "/"}}
     g.create_array(
@@ -198,7 +213,9 @@ def _write_schema(store, size: int) -> None:
             grid.x,
             {
                 "standard_name": "projection_x_coordinate",
-                "long_name": "x distance east of the radar (pixel centre)",
+                "long_name": "x distance east of the radar (pixel centre)"
+                if source_grid is None
+                else "x of the source projection (pixel centre)",
                 "units": "km",
                 "axis": "X",
             },
@@ -208,7 +225,9 @@ def _write_schema(store, size: int) -> None:
             grid.y,
             {
                 "standard_name": "projection_y_coordinate",
-                "long_name": "y distance north of the radar (pixel centre)",
+                "long_name": "y distance north of the radar (pixel centre)"
+                if source_grid is None
+                else "y of the source projection (pixel centre)",
                 "units": "km",
                 "axis": "Y",
             },
@@ -248,16 +267,18 @@ def _write_schema(store, size: int) -> None:
         dtype="int32",
         fill_value=0,
         dimension_names=(),
-        attributes=geo.crs_attrs(),
+        attributes=crs_attrs,
         **common,
     )
     crs[()] = 0
 
 
-_REPO_ENTRIES = {"refs", "snapshots", "manifests", "transactions", "chunks", "config.yaml"}
+_REPO_ENTRIES = REPO_ENTRIES
 
 
-def create_store(location: str | os.PathLike, size: int = geo.NATIVE_SIZE) -> str | Path:
+def create_store(
+    location: str | os.PathLike, size: int = geo.NATIVE_SIZE, grid=None, attrs=None
+) -> str | Path:
     """Create an empty radar store (no frames yet) at *location*: one commit.
 
     Safe against concurrent callers (one creates, the others find the store) and against
@@ -270,6 +291,11 @@ def create_store(location: str | os.PathLike, size: int = geo.NATIVE_SIZE) -> st
         store is left alone.
     size : int
         Pixels per side of a frame (480 for HKO-7).
+    grid : pipeline.geo.Grid, optional
+        A radar source's grid (any ``(H, W)``, its projection as the ``crs`` grid mapping;
+        :mod:`pipeline.sources`) instead of the HKO-7 grid of *size*.
+    attrs : dict, optional
+        Global attributes replacing the HKO-7 ones (title, source, history).
 
     Returns
     -------
@@ -311,13 +337,19 @@ def create_store(location: str | os.PathLike, size: int = geo.NATIVE_SIZE) -> st
             return out  # another process was first
         except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError):
             pass
-        _write_schema(session.store, size)
-        session.commit(f"create an empty radar store ({size} x {size} frames)")
+        _write_schema(session.store, size, grid, attrs)
+        h, w = grid.shape if grid is not None else (size, size)
+        session.commit(f"create an empty radar store ({h} x {w} frames)")
     return out
 
 
-class CommitConflictError(RuntimeError):
-    """Another writer committed to the store while this one was writing (object storage)."""
+def resize_arrays(group, length: int) -> None:
+    """Give the time arrays (``reflectivity``, ``mask``, ``time``) of *group* *length* frames
+    (a shorter length drops the chunks past the end)."""
+    for name in DATA_VARS:
+        arr = group[name]
+        arr.resize((length, *arr.shape[1:]))
+    group["time"].resize((length,))
 
 
 class StoreWriter:
@@ -384,6 +416,13 @@ class StoreWriter:
         g = zarr.open_group(self._tip().store, mode="r")
         return tuple(int(n) for n in g["reflectivity"].shape[1:])
 
+    def frame_coords(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(x, y)`` pixel-centre coordinates (km) of the store's grid."""
+        import zarr
+
+        g = zarr.open_group(self._tip().store, mode="r")
+        return np.asarray(g["x"][:]), np.asarray(g["y"][:])
+
     def times(self) -> np.ndarray:
         """Committed frame times as int64 seconds since 1970-01-01, sorted."""
         import zarr
@@ -391,7 +430,7 @@ class StoreWriter:
         g = zarr.open_group(self._tip().store, mode="r")
         return np.asarray(g["time"][:], dtype=np.int64)
 
-    def prepare(self, first_time_chunk: int, length: int):
+    def prepare(self, first_time_chunk: int, length: int, resize: bool = True):
         """Open a writable session on the tip of ``main`` and resize the data arrays.
 
         Parameters
@@ -401,6 +440,10 @@ class StoreWriter:
             shared with the parent snapshot (Icechunk copies nothing).
         length : int
             Number of frames of the new snapshot (>= committed length).
+        resize : bool
+            False: leave the session unchanged (no resize), so that it can still be
+            forked (:meth:`icechunk.Session.fork`) for writers on a dask cluster; the caller
+            resizes it after merging the forks.
 
         Returns
         -------
@@ -413,11 +456,17 @@ class StoreWriter:
             raise ValueError(f"first_time_chunk must be >= 0, got {first_time_chunk}")
         self._session = self.repo.writable_session("main")
         g = zarr.open_group(self._session.store, mode="r+")
-        for name in DATA_VARS:
-            arr = g[name]
-            arr.resize((length, *arr.shape[1:]))
-        g["time"].resize((length,))
+        if resize:
+            resize_arrays(g, length)
         return g
+
+    def merge(self, forks: list) -> None:
+        """Merge forked sessions (:meth:`icechunk.Session.fork` of :attr:`session`, written
+        by dask workers) into the prepared session; the commit stays one."""
+        if self._session is None:
+            raise ValueError(f"{self.location}: merge() called without prepare()")
+        if forks:
+            self._session.merge(*forks)
 
     def abort(self) -> None:
         """Discard the prepared session (the last commit stays as it is)."""
@@ -453,39 +502,6 @@ class StoreWriter:
 # ----------------------------------------------------------------------------- reading
 
 
-def _session_store(location: str | os.PathLike, snapshot: str | None = None):
-    repo = open_repo(location)
-    if snapshot is not None:
-        return repo.readonly_session(snapshot_id=snapshot).store
-    return repo.readonly_session(branch="main").store
-
-
-def open_group(location, mode: str = "r", snapshot: str | None = None):
-    """The root :class:`zarr.Group` of a store, read-only.
-
-    An Icechunk store (directory or ``s3://`` URL) is read from a read-only session of the
-    latest snapshot (or of *snapshot*); any other directory is opened as a plain Zarr group.
-
-    Parameters
-    ----------
-    location : str, PathLike or zarr store
-        Store location, or an already opened zarr store (returned as a group as it is).
-    mode : str
-        Only ``"r"``: writers go through :class:`StoreWriter` or a writable session.
-    snapshot : str, optional
-        Snapshot id to open instead of the latest.
-    """
-    import zarr
-
-    if mode != "r":
-        raise ValueError(f"open_group opens stores read-only, got mode={mode!r}")
-    if not isinstance(location, str | os.PathLike):
-        return zarr.open_group(location, mode="r")
-    if is_url(location) or is_icechunk_store(location) or is_old_layout(location):
-        return zarr.open_group(_session_store(location, snapshot), mode="r")
-    return zarr.open_group(str(location), mode="r")
-
-
 def store_times(location: str | os.PathLike, snapshot: str | None = None) -> pd.DatetimeIndex:
     """Committed frame times of a store without opening it with xarray.
 
@@ -499,12 +515,6 @@ def store_times(location: str | os.PathLike, snapshot: str | None = None) -> pd.
     g = zarr.open_group(_session_store(location, snapshot), mode="r")
     secs = np.asarray(g["time"][:], dtype=np.int64)
     return pd.DatetimeIndex(secs.astype("datetime64[s]").astype("datetime64[ns]"), name="time")
-
-
-def store_log(location: str | os.PathLike) -> list[tuple[str, pd.Timestamp, str]]:
-    """History of a store, newest first: ``(snapshot id, commit time UTC, message)``."""
-    repo = open_repo(location)
-    return [(s.id, pd.Timestamp(s.written_at), s.message) for s in repo.ancestry(branch="main")]
 
 
 def open_store(path, chunks: dict | str = "auto", snapshot: str | None = None) -> xr.Dataset:
@@ -602,63 +612,11 @@ def _decode_pixels(ds: xr.Dataset) -> xr.Dataset:
     if raw.dtype != np.uint8:
         raise ValueError(f"reflectivity is stored as {raw.dtype}, expected uint8 pixels")
     lut = (np.arange(256, dtype=np.float64) * scale + offset).astype(np.float32)
-    dbz = raw.copy(data=raw.data.map_blocks(lut.take, dtype=np.float32))  # keeps coords
+    decode = functools.partial(lookup_pixels, lut=lut)
+    dbz = raw.copy(data=raw.data.map_blocks(decode, dtype=np.float32))  # keeps coords
     dbz.attrs = attrs
     dbz.encoding = dict(
         raw.encoding, dtype=np.dtype("uint8"), scale_factor=scale, add_offset=offset
     )
     ds["reflectivity"] = dbz
     return ds
-
-
-def validate_store(ds: xr.Dataset, size: int | None = geo.NATIVE_SIZE, name: str = "") -> None:
-    """Check that *ds* follows the radar store schema (contract C2).
-
-    Parameters
-    ----------
-    ds : xarray.Dataset
-        As returned by :func:`open_store`.
-    size : int or None
-        Expected pixels per side, or None to accept any square size.
-    name : str
-        Name of the store for error messages (its path).
-
-    Raises
-    ------
-    ValueError
-        Naming the first violation found and what was expected.
-    """
-    where = f"radar store {name}: " if name else "radar store: "
-    for var in ("reflectivity", "mask"):
-        if var not in ds:
-            raise ValueError(f"{where}missing variable {var!r}; have {sorted(ds.variables)}")
-        if ds[var].dims != ("time", "y", "x"):
-            raise ValueError(f"{where}{var} has dims {ds[var].dims}, expected ('time', 'y', 'x')")
-    if ds["reflectivity"].dtype != np.float32:
-        raise ValueError(
-            f"{where}reflectivity decodes to {ds['reflectivity'].dtype}, expected float32"
-        )
-    if ds["mask"].dtype != bool:
-        raise ValueError(f"{where}mask has dtype {ds['mask'].dtype}, expected bool")
-    if "crs" not in ds.variables or ds["crs"].attrs.get("grid_mapping_name") is None:
-        raise ValueError(f"{where}missing the 'crs' grid-mapping variable")
-    ny, nx = ds.sizes["y"], ds.sizes["x"]
-    if ny != nx or (size is not None and ny != size):
-        raise ValueError(
-            f"{where}frames are {ny} x {nx}, expected {size} x {size}"
-            if size is not None
-            else f"{where}frames are {ny} x {nx}, expected a square grid"
-        )
-    for c in ("lat", "lon"):
-        if c not in ds.coords or ds[c].dims != ("y", "x"):
-            raise ValueError(f"{where}missing 2-D coordinate {c!r} (y, x)")
-    t = ds["time"].values
-    if t.dtype.kind != "M":
-        raise ValueError(f"{where}time has dtype {t.dtype}, expected datetime64")
-    if t.size > 1 and not (np.diff(t.astype("datetime64[ns]").astype(np.int64)) > 0).all():
-        raise ValueError(f"{where}time is not strictly increasing (sorted and unique)")
-    y, x = ds["y"].values, ds["x"].values
-    if y.size > 1 and not (np.diff(y) < 0).all():
-        raise ValueError(f"{where}y must decrease with the row index (row 0 is north)")
-    if x.size > 1 and not (np.diff(x) > 0).all():
-        raise ValueError(f"{where}x must increase with the column index")

@@ -1,5 +1,6 @@
 """Where radar stores live: Icechunk storage for a directory or an ``s3://`` URL, the writer
-lock of local stores, and recognition of the old (pre-Icechunk) layout.
+lock of local stores, recognition of the old (pre-Icechunk) layout, and the read-only
+opening of a store's group and history.
 
 Used by :mod:`pipeline.store` (which re-exports the public names); see its docstring for
 the engine's properties.
@@ -12,6 +13,10 @@ import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CURRENT_FILE: str = "CURRENT"
 """Pointer file of the old (pre-Icechunk) layout; see :mod:`pipeline.store_migrate`."""
@@ -20,6 +25,40 @@ CURRENT_FILE: str = "CURRENT"
 def is_url(location: str | os.PathLike) -> bool:
     """True when *location* is an object-storage URL (``s3://bucket/prefix``)."""
     return str(location).startswith("s3://")
+
+
+def as_location(location: str | os.PathLike) -> str | Path:
+    """*location* as stores take it: an ``s3://`` URL stays a str, anything else is a Path.
+
+    (``Path("s3://bucket/x")`` would collapse the double slash.)
+    """
+    return str(location) if is_url(location) else Path(location)
+
+
+def join_location(base: str | os.PathLike, location: str | os.PathLike) -> str | Path:
+    """*location* taken relative to the directory *base*, unless it is absolute or a URL.
+
+    Examples
+    --------
+    >>> join_location("site", "forecasts.zarr")
+    PosixPath('site/forecasts.zarr')
+    >>> join_location("site", "s3://bucket/archive/forecasts.zarr")
+    's3://bucket/archive/forecasts.zarr'
+    """
+    if is_url(location):
+        return str(location)
+    return Path(base) / location
+
+
+def _split_url(url: str) -> tuple[str, str]:
+    bucket, _, prefix = str(url)[len("s3://") :].partition("/")
+    if not bucket:
+        raise ValueError(f"store URL {url!r}: expected s3://bucket/prefix")
+    return bucket, prefix.strip("/")
+
+
+def _endpoint() -> str | None:
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
 
 
 def _storage(location: str | os.PathLike):
@@ -37,13 +76,11 @@ def _storage(location: str | os.PathLike):
         icechunk.set_logs_filter("icechunk=error")
     text = str(location)
     if is_url(text):
-        bucket, _, prefix = text[len("s3://") :].partition("/")
-        if not bucket:
-            raise ValueError(f"store URL {text!r}: expected s3://bucket/prefix")
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        bucket, prefix = _split_url(text)
+        endpoint = _endpoint()
         return icechunk.s3_storage(
             bucket=bucket,
-            prefix=prefix.strip("/") or None,
+            prefix=prefix or None,
             region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
             endpoint_url=endpoint,
             allow_http=bool(endpoint and endpoint.startswith("http://")),
@@ -106,7 +143,7 @@ def store_lock(location: str | os.PathLike) -> Iterator[None]:
     Icechunk's local-filesystem storage is not safe for concurrent commits, so local
     writers take this lock (released by the OS even on SIGKILL). On object storage it does
     nothing: a conflicting commit is detected by Icechunk and refused (see
-    :class:`StoreWriter`).
+    :class:`pipeline.store.StoreWriter`).
     """
     if is_url(location):
         yield
@@ -122,18 +159,146 @@ def store_lock(location: str | os.PathLike) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
-def replacement_session(dst: Path, tmp: Path):
-    """A writable session for a store that a job writes whole (resample): ``(session, fresh)``.
+REPO_ENTRIES: frozenset[str] = frozenset(
+    {"refs", "snapshots", "manifests", "transactions", "chunks", "config.yaml"}
+)
+"""Top-level entries of a local Icechunk repository."""
 
-    An Icechunk *dst* gets a new commit on its own branch (``fresh`` False: readers of
-    earlier snapshots are not disturbed); otherwise a new repository is created at *tmp*
-    (removed first when a killed run left it) to be moved into place by
-    :func:`place_store` once committed.
+
+def open_or_create_repo(location: str | os.PathLike, what: str = "store"):
+    """The :class:`icechunk.Repository` at *location*, created when nothing is there yet.
+
+    The generic "open repository at location" of the stores written whole or appended by
+    one writer (resampled store, the site's forecast archive): *location* is a directory or
+    an ``s3://bucket/prefix`` URL (credentials and endpoint from the ``AWS_*`` environment
+    variables, see :func:`_storage`). A local directory left by a creator killed before
+    its first commit (only Icechunk entries, no ref) is cleared and created again. Local
+    callers hold :func:`store_lock` around their write.
+
+    Parameters
+    ----------
+    location : str or PathLike
+        Directory or ``s3://`` URL.
+    what : str
+        Name of the store in error messages (e.g. ``"forecast archive"``).
+
+    Raises
+    ------
+    ValueError
+        If *location* is a plain Zarr group (written before the stores moved to Icechunk),
+        a store of the old layout, a file, or a directory holding anything else.
     """
     import shutil
 
     import icechunk
 
+    if is_old_layout(location):
+        raise _old_layout_error(Path(location))
+    if is_icechunk_store(location):
+        return icechunk.Repository.open(_storage(location))
+    if not is_url(location):
+        p = Path(location)
+        if (p / "zarr.json").exists() or (p / ".zgroup").exists():
+            raise ValueError(
+                f"{what} {p} is a plain Zarr group (written before the stores moved to "
+                f"Icechunk): move it aside; the next write starts a new {what}"
+            )
+        if p.exists() and not p.is_dir():
+            raise ValueError(f"{what} {p} is a file; expected a directory or an s3:// URL")
+        if p.exists():
+            names = {x.name for x in p.iterdir()}
+            if not names <= REPO_ENTRIES:
+                raise ValueError(
+                    f"cannot create a {what} at {p}: the directory holds {sorted(names)[:5]}, "
+                    "expected an empty directory or an Icechunk repository"
+                )
+            for name in names:  # leftovers of a creator killed before its first ref
+                target = p / name
+                shutil.rmtree(target) if target.is_dir() else target.unlink()
+    return icechunk.Repository.create(_storage(location))
+
+
+def holds_group(location: str | os.PathLike) -> bool:
+    """True when *location* holds a Zarr group: a local path that exists, or an ``s3://``
+    Icechunk repository whose latest snapshot has a root group (a repository a killed
+    creator left with no commit but the initial one does not count)."""
+    if not is_url(location):
+        return Path(location).exists()
+    if not is_icechunk_store(location):
+        return False
+    import zarr
+
+    store = open_repo(location).readonly_session(branch="main").store
+    try:
+        zarr.open_group(store, mode="r")
+    except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError):
+        return False
+    return True
+
+
+def write_object(url: str, data: bytes) -> None:
+    """Write *data* as the object *url* (``s3://bucket/key``), with the endpoint and
+    credentials of :func:`_storage` (for small files next to a store: reports, tables)."""
+    import boto3
+
+    bucket, key = _split_url(url)
+    if not key:
+        raise ValueError(f"object URL {url!r}: expected s3://bucket/key")
+    client = boto3.client(
+        "s3",
+        endpoint_url=_endpoint(),
+        region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+    )
+    client.put_object(Bucket=bucket, Key=key, Body=data)
+
+
+def read_object(url: str) -> bytes:
+    """The bytes of the object *url* (``s3://bucket/key``); see :func:`write_object`."""
+    import boto3
+
+    bucket, key = _split_url(url)
+    client = boto3.client(
+        "s3",
+        endpoint_url=_endpoint(),
+        region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+    )
+    return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+class CommitConflictError(RuntimeError):
+    """Another writer committed to the store while this one was writing (object storage)."""
+
+
+def commit_session(session, message: str, location: str | os.PathLike, rerun: str) -> str:
+    """Commit *session*; a commit lost to another writer (object storage, no lock) raises
+    :class:`CommitConflictError` naming *location* and what to do (*rerun*), keeping
+    nothing of this session. Returns the new snapshot id."""
+    import icechunk
+
+    try:
+        return session.commit(message)
+    except icechunk.ConflictError as err:
+        raise CommitConflictError(
+            f"store {location}: another writer committed while this one was writing ({err}); "
+            f"nothing was committed, {rerun}"
+        ) from err
+
+
+def replacement_session(dst: str | Path, tmp: Path | None):
+    """A writable session for a store that a job writes whole (resample): ``(session, fresh)``.
+
+    An Icechunk *dst* gets a new commit on its own branch (``fresh`` False: readers of
+    earlier snapshots are not disturbed); so does an ``s3://`` *dst*, created in place when
+    missing (object storage cannot rename: nothing is visible before the commit anyway);
+    otherwise a new repository is created at *tmp* (removed first when a killed run left
+    it) to be moved into place by :func:`place_store` once committed.
+    """
+    import shutil
+
+    import icechunk
+
+    if is_url(dst):
+        return open_or_create_repo(dst, what="resampled store").writable_session("main"), False
     if is_icechunk_store(dst):
         return open_repo(dst).writable_session("main"), False
     if tmp.exists():
@@ -152,3 +317,47 @@ def place_store(tmp: Path, dst: Path, old: Path) -> None:
         shutil.rmtree(old)
     else:
         os.replace(tmp, dst)
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _session_store(location: str | os.PathLike, snapshot: str | None = None):
+    repo = open_repo(location)
+    if snapshot is not None:
+        return repo.readonly_session(snapshot_id=snapshot).store
+    return repo.readonly_session(branch="main").store
+
+
+def open_group(location, mode: str = "r", snapshot: str | None = None):
+    """The root :class:`zarr.Group` of a store, read-only.
+
+    An Icechunk store (directory or ``s3://`` URL) is read from a read-only session of the
+    latest snapshot (or of *snapshot*); any other directory is opened as a plain Zarr group.
+
+    Parameters
+    ----------
+    location : str, PathLike or zarr store
+        Store location, or an already opened zarr store (returned as a group as it is).
+    mode : str
+        Only ``"r"``: writers go through :class:`pipeline.store.StoreWriter` or a session.
+    snapshot : str, optional
+        Snapshot id to open instead of the latest.
+    """
+    import zarr
+
+    if mode != "r":
+        raise ValueError(f"open_group opens stores read-only, got mode={mode!r}")
+    if not isinstance(location, str | os.PathLike):
+        return zarr.open_group(location, mode="r")
+    if is_url(location) or is_icechunk_store(location) or is_old_layout(location):
+        return zarr.open_group(_session_store(location, snapshot), mode="r")
+    return zarr.open_group(str(location), mode="r")
+
+
+def store_log(location: str | os.PathLike) -> list[tuple[str, pd.Timestamp, str]]:
+    """History of a store, newest first: ``(snapshot id, commit time UTC, message)``."""
+    import pandas as pd
+
+    repo = open_repo(location)
+    return [(s.id, pd.Timestamp(s.written_at), s.message) for s in repo.ancestry(branch="main")]

@@ -15,15 +15,31 @@
 times (``times``, ``grid_times``, ``missing_times``, ``missing_runs``, ``offgrid_times``,
 ``corrupt_times``, ``no_mask_times``, ``readable_times``, ``splits``, ``empty_days``): assert
 against it rather than hard-coding times. Treat the archive as read-only.
+
+This file is also the test suite's entry point for the Prefect environment: flow modules
+do not configure it when imported, so before any test imports Prefect, ``PREFECT_HOME``
+points at a temporary directory (removed at exit; tests never write ``~/.prefect``) and
+:func:`flows._prefect_env.configure` sets the offline-safe settings.
 """
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
+from flows._prefect_env import configure
 from pipeline.synthetic import SynthReport, generate_archive
+
+if "PREFECT_HOME" not in os.environ:
+    _PREFECT_HOME = tempfile.mkdtemp(prefix="nowcast-test-prefect-")
+    os.environ["PREFECT_HOME"] = _PREFECT_HOME
+    atexit.register(shutil.rmtree, _PREFECT_HOME, True)
+configure()
 
 TINY_ARCHIVE_ARGS = dict(
     start="2015-06-01",

@@ -32,10 +32,21 @@ from typing import Any
 
 import yaml
 
-__all__ = ["CONFIG_NAMES", "ExperimentConfig", "ModelConfig", "load_config"]
+__all__ = ["CONFIG_NAMES", "MODEL_NAMES", "ExperimentConfig", "ModelConfig", "load_config"]
 
 _CONFIG_DIR = Path(__file__).resolve().parent
 CONFIG_NAMES: tuple[str, ...] = ("hko7", "mnist", "small", "small_lagrangian", "hko7_lagrangian")
+
+MODEL_NAMES: tuple[str, ...] = (
+    "convgru",
+    "trajgru",
+    "vidode",
+    "trajgru_attention",
+    "trajgru_ode",
+    "trajgru_attention_ode",
+)
+"""Names of the networks a configuration can describe, built by
+:func:`nowcast.models.get_model` (which re-exports this tuple)."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +56,7 @@ class ModelConfig:
     Attributes
     ----------
     name : str
-        Model name (a key of :data:`nowcast.models.MODEL_NAMES`).
+        Model name (one of :data:`MODEL_NAMES`).
     image_size : int
         Height and width of the frames, pixels.
     in_frames, out_frames : int
@@ -196,8 +207,6 @@ class ExperimentConfig:
         ValueError
             If *name* is not a known model name.
         """
-        from nowcast.models import MODEL_NAMES
-
         key = str(name).lower()
         if key not in MODEL_NAMES:
             raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}")

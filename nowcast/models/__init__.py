@@ -1,6 +1,6 @@
 """Nowcasting networks behind one registry: ``get_model(name, config)``.
 
-Call contract (all models)::
+Call contract (all models; :class:`nowcast.contract.Nowcaster`, docs/contracts.md)::
 
     y = model(x, t_in, t_out, input_mask=None)
 
@@ -19,18 +19,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from nowcast.configs import ExperimentConfig, ModelConfig
+from nowcast.configs import MODEL_NAMES, ExperimentConfig, ModelConfig
 
 __all__ = ["MODEL_NAMES", "count_parameters", "get_model"]
-
-MODEL_NAMES: tuple[str, ...] = (
-    "convgru",
-    "trajgru",
-    "vidode",
-    "trajgru_attention",
-    "trajgru_ode",
-    "trajgru_attention_ode",
-)
 
 _FLAGS = {
     "convgru": {"cell": "convgru"},

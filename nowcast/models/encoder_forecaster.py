@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from nowcast.configs import ModelConfig
+from nowcast.contract import last_observed_index, observed_frames
 from nowcast.models._validation import check_regular, prepare_inputs
 from nowcast.modules import (
     ConvGRUCell,
@@ -69,10 +70,9 @@ def _last_observed(x: torch.Tensor, input_mask: torch.Tensor | None) -> torch.Te
     """
     if input_mask is None:
         return x[:, -1:]
-    n = x.shape[1]
-    valid = input_mask.flatten(2).sum(-1) > 0  # (B, T_in)
-    last = (n - 1) - torch.argmax(valid.flip(1).to(torch.int8), dim=1)  # (B,)
-    return x[torch.arange(x.shape[0], device=x.device), last].unsqueeze(1)
+    last = last_observed_index(observed_frames(input_mask, x.shape[:2]), required=False)
+    idx = torch.as_tensor(last, device=x.device)
+    return x[torch.arange(x.shape[0], device=x.device), idx].unsqueeze(1)
 
 
 _NAMES = {

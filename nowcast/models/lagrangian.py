@@ -47,6 +47,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from nowcast.advection import resize_motion, sample, trajectory
+from nowcast.contract import last_observed_index, observed_frames
 from nowcast.models._validation import prepare_inputs
 
 __all__ = ["LagrangianNowcaster", "downsize_frames"]
@@ -97,10 +98,9 @@ def downsize_frames(
 
 
 def _last_observed_index(mask: torch.Tensor) -> torch.Tensor:
-    """``(B,)`` index of the last input frame with any valid pixel."""
-    valid = mask.flatten(2).sum(-1) > 0  # (B, T)
-    n = valid.shape[1]
-    return (n - 1) - torch.argmax(valid.flip(1).to(torch.int8), dim=1)
+    """``(B,)`` index of the last input frame with any valid pixel (:mod:`nowcast.contract`)."""
+    last = last_observed_index(observed_frames(mask, mask.shape[:2]), required=False)
+    return torch.as_tensor(last, device=mask.device)
 
 
 class LagrangianNowcaster(nn.Module):

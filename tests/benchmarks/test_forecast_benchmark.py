@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import xarray as xr
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "forecast.py"
@@ -24,29 +23,14 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 
 def _moving_square_store(path: Path, size: int = 64, n: int = 8) -> Path:
-    """A resampled-schema (C3) store of a square moving 2 px a frame to the east."""
-    from pipeline import geo
+    """A resampled-schema store of a square moving 2 px a frame to the east."""
+    from pipeline.schema import resampled_dataset
 
-    g = geo.grid_coords(size)
     times = pd.date_range("2015-06-01 12:00", periods=n, freq="6min")
     refl = np.full((n, size, size), -10.0, np.float32)
     for k in range(n):
         refl[k, 20:36, 8 + 2 * k : 24 + 2 * k] = 40.0
-    ds = xr.Dataset(
-        {
-            "reflectivity": (("time", "y", "x"), refl, {"units": "dBZ"}),
-            "mask": (("time", "y", "x"), np.ones(refl.shape, bool)),
-            "observed": ("time", np.ones(n, bool)),
-        },
-        coords={
-            "time": times,
-            "y": ("y", g.y, {"units": "km"}),
-            "x": ("x", g.x, {"units": "km"}),
-            "lat": (("y", "x"), g.lat, {"units": "degrees_north"}),
-            "lon": (("y", "x"), g.lon, {"units": "degrees_east"}),
-            "crs": ((), np.int32(0), geo.crs_attrs()),
-        },
-    )
+    ds = resampled_dataset(times, refl)
     ds.to_zarr(path, mode="w", consolidated=False)
     return path
 

@@ -1,121 +1,17 @@
-"""Fixtures of the products/dashboard tests: small forecasts in the C5 schema."""
+"""Fixtures of the flow tests: Prefect's temporary local server.
+
+The Prefect environment (a temporary ``PREFECT_HOME``, offline settings) is set up once for
+the whole suite in ``tests/conftest.py``, before any test imports Prefect.
+"""
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 import pytest
-import xarray as xr
-
-from pipeline import geo
-from pipeline.units import dbz_to_rainrate
-
-
-def _blob_dbz(size: int, x_km: np.ndarray, y_km: np.ndarray, cx_km: float) -> np.ndarray:
-    """40 dBZ Gaussian storm (sigma 30 km) centred at (cx_km, 0) over a -10 dBZ background."""
-    xx, yy = np.meshgrid(x_km, y_km)
-    return (-10.0 + 50.0 * np.exp(-((xx - cx_km) ** 2 + yy**2) / (2 * 30.0**2))).astype(np.float32)
-
-
-def build_forecast(
-    issue_time: str = "2026-06-01T12:00",
-    leads: tuple[int, ...] = (6, 12, 18, 24, 30, 36),
-    size: int = 80,
-    speed_kmh: float = 64.0,
-    model: str = "trajgru",
-) -> xr.Dataset:
-    """Forecast (C5 schema): a storm moving east at *speed_kmh*, centred at x=0 at issue."""
-    g = geo.grid_coords(size)
-    issue = pd.Timestamp(issue_time)
-    lead = np.asarray(leads, dtype=np.int64)
-    refl = np.stack([_blob_dbz(size, g.x, g.y, speed_kmh * m / 60.0) for m in lead])
-    return xr.Dataset(
-        {
-            "reflectivity": (("lead_time", "y", "x"), refl, {"units": "dBZ"}),
-            "rainfall_rate": (
-                ("lead_time", "y", "x"),
-                dbz_to_rainrate(refl).astype(np.float32),
-                {"units": "mm/h"},
-            ),
-        },
-        coords={
-            "lead_time": ("lead_time", lead, {"units": "minutes"}),
-            "valid_time": ("lead_time", issue + pd.to_timedelta(lead, unit="min")),
-            "issue_time": np.datetime64(issue, "ns"),
-            "y": ("y", g.y, {"units": "km"}),
-            "x": ("x", g.x, {"units": "km"}),
-            "lat": (("y", "x"), g.lat, {"units": "degrees_north"}),
-            "lon": (("y", "x"), g.lon, {"units": "degrees_east"}),
-            "crs": ((), np.int32(0), geo.crs_attrs()),
-        },
-        attrs={"model": model, "source": "synthetic test forecast", "history": "test"},
-    )
-
-
-def build_observations(
-    end_time: str = "2026-06-01T12:00",
-    n: int = 4,
-    size: int = 80,
-    speed_kmh: float = 64.0,
-) -> xr.Dataset:
-    """Observations every 6 min ending at *end_time*, same storm (x=0 at *end_time*).
-
-    The western 10 columns are masked (False) in every frame.
-    """
-    g = geo.grid_coords(size)
-    times = pd.date_range(end=pd.Timestamp(end_time), periods=n, freq="6min")
-    minutes = (times - pd.Timestamp(end_time)) / pd.Timedelta("1min")
-    refl = np.stack([_blob_dbz(size, g.x, g.y, speed_kmh * m / 60.0) for m in minutes])
-    mask = np.ones(refl.shape, dtype=bool)
-    mask[:, :, :10] = False
-    return xr.Dataset(
-        {
-            "reflectivity": (("time", "y", "x"), refl, {"units": "dBZ"}),
-            "mask": (("time", "y", "x"), mask),
-        },
-        coords={
-            "time": times,
-            "y": ("y", g.y, {"units": "km"}),
-            "x": ("x", g.x, {"units": "km"}),
-            "lat": (("y", "x"), g.lat, {"units": "degrees_north"}),
-            "lon": (("y", "x"), g.lon, {"units": "degrees_east"}),
-            "crs": ((), np.int32(0), geo.crs_attrs()),
-        },
-    )
-
-
-@pytest.fixture
-def forecast_ds() -> xr.Dataset:
-    """A 6-lead, 80 x 80 forecast issued 2026-06-01 12:00 UTC."""
-    return build_forecast()
-
-
-@pytest.fixture
-def observations_ds() -> xr.Dataset:
-    """Four observation frames 11:42 .. 12:00 UTC on the forecast's grid."""
-    return build_observations()
-
-
-# --- Prefect fixtures of the flow tests (flows helper) ------------------------------------
-# Prefect reads its settings when first imported: point PREFECT_HOME at a temporary
-# directory before any test imports it, so tests never write ~/.prefect.
-import atexit as _atexit  # noqa: E402
-import os as _os  # noqa: E402
-import shutil as _shutil  # noqa: E402
-import tempfile as _tempfile  # noqa: E402
-
-if "PREFECT_HOME" not in _os.environ:
-    _PREFECT_HOME = _tempfile.mkdtemp(prefix="nowcast-test-prefect-")
-    _os.environ["PREFECT_HOME"] = _PREFECT_HOME
-    _atexit.register(_shutil.rmtree, _PREFECT_HOME, True)
 
 
 @pytest.fixture(scope="session")
 def prefect_server():
     """Prefect's temporary local server for the whole session (about 20 s to start)."""
-    from flows._prefect_env import configure
-
-    configure()
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=120):

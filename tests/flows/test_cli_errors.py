@@ -67,6 +67,13 @@ def test_forecast_missing_run(tmp_path, small_store):
         (["--leads=-6,0"], "--leads must be positive minutes like 6,12,18; got '-6,0'"),
         (["--leads=a"], "--leads must be integers like 6,12,18; got 'a'"),
         (["--issue-time", "2020-01-01"], "cannot forecast at 2020-01-01 00:00:00: no input frame"),
+        (["--percentiles", "50"], "--percentiles and --keep-members need --members N"),
+        (["--keep-members"], "--percentiles and --keep-members need --members N"),
+        (["--members", "0"], "--members must be >= 1, got 0"),
+        (
+            ["--members", "2", "--percentiles", "50,101"],
+            "--percentiles: percentiles must be numbers in 0..100 like 10,50,90; got [50.0, 101.0]",
+        ),
     ],
 )
 def test_forecast_bad_time_or_leads(tmp_path, small_store, extra, expected):
@@ -157,8 +164,26 @@ def test_hoist_debug_and_describe_error():
             "unknown model 'foo'; valid names: convgru, trajgru,",
         ),
         (
-            ["evaluate", "--baselines-only", "--data", "{t}/none.zarr", "--out", "{t}/ev"],
+            ["evaluate", "--baselines", "persistence", "--data", "{t}/none.zarr", "--out", "{t}/e"],
             "store {t}/none.zarr does not exist",
+        ),
+        (
+            ["evaluate", "--data", "{t}/none.zarr"],
+            "give --run RUN_DIR, or --baselines NAMES to score alone",
+        ),
+        (
+            ["flow", "evaluate", "--data", "{t}/none.zarr", "--baselines", "persistence"],
+            "scoring the baselines alone (no --run) needs --out DIR",
+        ),
+        (
+            ["train", "--model", "convgru", "--data", "{t}", "--out", "{t}/r"]
+            + ["--split-fractions", "0.5,0.5"],
+            "--split-fractions must be 3 comma-separated numbers, got '0.5,0.5'",
+        ),
+        (
+            ["flow", "train", "--model", "convgru", "--data", "{t}", "--out", "{t}/r"]
+            + ["--split-fractions", "a,b,c"],
+            "--split-fractions must be comma-separated numbers, got 'a,b,c'",
         ),
         (
             ["ingest", "{t}", "{t}/s.zarr", "--start", "garbage"],
@@ -171,3 +196,11 @@ def test_every_command_answers_in_one_line(tmp_path, args, expected):
     t = str(tmp_path)
     res = _invoke([a.format(t=t) for a in args])
     _assert_one_line_error(res, expected.format(t=t))
+
+
+@pytest.mark.parametrize("command", [["serve"], ["flow", "forecast"]])
+def test_scheduled_forecasts_refuse_a_bad_member_count(tmp_path, small_store, command):
+    args = [*command, "--store", small_store, "--site", tmp_path / "site"]
+    res = _invoke([*args, "--baseline", "persistence", "--members", "0"])
+    _assert_one_line_error(res, "--members must be >= 1, got 0")
+    assert not (tmp_path / "site").exists()

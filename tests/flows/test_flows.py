@@ -41,6 +41,24 @@ def _good_issue_time(store, n_in=5) -> pd.Timestamp:
     return pd.Timestamp(ds["time"].values[np.flatnonzero(ok)[-1]])
 
 
+def test_ingest_day_summary_carries_every_report_figure(tmp_path):
+    from flows.ingest import _report_summary
+    from pipeline.ingest import IngestReport
+
+    report = IngestReport(
+        store=tmp_path, frames_written=30, skipped_existing=4, seconds=2.0,
+        corrupt=[(tmp_path / "RAD150601080000.png", "truncated PNG")],
+    )  # fmt: skip
+    assert _report_summary(report) == {
+        "frames_written": 30,
+        "skipped_existing": 4,
+        "seconds": 2.0,
+        "frames_per_second": 15.0,
+        "corrupt": [[str(tmp_path / "RAD150601080000.png"), "truncated PNG"]],
+    }
+    json.dumps(_report_summary(report))  # plain values only
+
+
 def test_ingest_flow_fans_out_days_and_equals_library_ingest(
     ingested, tiny_archive, tiny_archive_info, tmp_path
 ):
@@ -51,6 +69,10 @@ def test_ingest_flow_fans_out_days_and_equals_library_ingest(
     info = tiny_archive_info
     assert [d["day"] for d in result["days"]] == [d.strftime("%Y-%m-%d") for d in info.days]
     assert result["frames_written"] == len(info.readable_times)
+    # each day reports its rate under the name `nowcast ingest` prints
+    for day in result["days"]:
+        assert day["seconds"] > 0
+        assert day["frames_per_second"] == pytest.approx(day["frames_written"] / day["seconds"])
     corrupt_paths = [p for p, _ in result["corrupt"]]
     assert len(corrupt_paths) == len(info.corrupt_times) == 1
     assert corrupt_paths[0].endswith(info.corrupt_times[0].strftime("RAD%y%m%d%H%M00.png"))
@@ -79,8 +101,8 @@ def test_forecast_cli_then_publish_flow(resampled, tmp_path):
     from typer.testing import CliRunner
 
     from flows.cli import app
-    from flows.products import check_cf
     from flows.publish import publish_flow
+    from products.cf import check_cf
 
     dst, _ = resampled
     nc = tmp_path / "fc.nc"
@@ -105,17 +127,16 @@ def test_train_evaluate_and_forecast_flows_with_a_trained_run(resampled, tmp_pat
     from flows.evaluate import evaluate_flow
     from flows.forecast import forecast_flow
     from flows.train import train_flow
+    from nowcast.options import EvaluateOptions, TrainOptions
 
     dst, _ = resampled
     run = tmp_path / "run"
-    summary = train_flow(
-        "convgru", "small", str(dst), str(run), epochs=1, iters_per_epoch=2, batch_size=2
-    )
+    options = TrainOptions(epochs=1, iters_per_epoch=2, batch_size=2)
+    summary = train_flow("convgru", "small", str(dst), str(run), options=options)
     assert summary["epochs_completed"] == 1
     assert (run / "best.pt").is_file()
-    ev = evaluate_flow(
-        str(run), str(dst), "valid", "regular", baselines=["persistence"], max_samples=4
-    )
+    ev_options = EvaluateOptions(split="valid", baselines=("persistence",), max_samples=4)
+    ev = evaluate_flow(str(run), str(dst), ev_options)
     table = (run / "eval" / "valid_regular" / "results.md").read_text()
     assert ev["predictors"] == ["convgru", "persistence"]
     assert "persistence" in table and "convgru" in table
@@ -166,10 +187,11 @@ def test_full_resolution_cycles_publish_and_verify_at_480(ingested, resampled, t
     """Forecasts from the 480 x 480 ingest store are published and verified at 480 x 480."""
     from PIL import Image
 
-    from flows.forecast import ForecastSettings, forecast_cycle
-    from flows.products import check_cf, open_forecast_netcdf, open_forecast_zarr
     from pipeline.store import open_store
     from pipeline.units import DBZ_MIN, RAIN_THRESHOLDS_MMH, dbz_to_rainrate
+    from products.archive import open_forecast_zarr
+    from products.cf import check_cf, open_forecast_netcdf
+    from products.cycle import ForecastSettings, forecast_cycle
 
     store = ingested[0]
     t1 = _good_issue_time(resampled[0])
@@ -241,3 +263,30 @@ def test_forecast_cli_at_full_resolution_then_publish_cli(ingested, resampled, t
     latest = json.loads((site / "latest.json").read_text())
     assert (site / latest["path"] / "maps" / "fc_006.png").is_file()
     assert latest["manifest"]["grid"] == {"y": 480, "x": 480, "pixel_km": pytest.approx(1.07, 0.01)}
+
+
+def test_forecast_flow_with_members_publishes_probability_layers(tmp_path, prefect_server):
+    from flows.forecast import forecast_flow
+    from tests.products.test_cycle import T0, _small_store
+
+    store = _small_store(tmp_path / "s.zarr")
+    site = tmp_path / "site"
+    res = forecast_flow(
+        store=str(store),
+        site=str(site),
+        baseline="persistence",
+        lead_minutes=[6, 12],
+        now=str(T0 + pd.Timedelta("42min")),
+        coastline_resolution="110m",
+        n_obs_frames=1,
+        members=4,
+        seed=3,
+    )
+    assert res["status"] == "ok", res
+    manifest = json.loads((site / "latest.json").read_text())["manifest"]
+    assert manifest["ensemble"]["members"] == 4 and manifest["ensemble"]["seed"] == 3
+    assert [la["id"] for la in manifest["layers"]][:3] == ["forecast", "p0.5", "p2"]
+    fc = xr.open_dataset(site / "runs" / "20150601T1242Z" / "forecast.nc")
+    prob = fc["probability_of_rainfall_rate_above_threshold"].values
+    fc.close()
+    assert set(np.unique(prob).tolist()) <= {0.0, 0.25, 0.5, 0.75, 1.0}

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from pipeline import hko7, units
+from tests.products.test_cycle import _small_store
 
 T0 = pd.Timestamp("2015-06-01 12:00")
 CAD = pd.Timedelta("6min")
@@ -43,8 +44,9 @@ def test_replay_runs_scheduled_forecasts_and_skips_the_gap(gap_archive, tmp_path
     from prefect.client.schemas.sorting import FlowRunSort, LogSort
     from prefect.logging.handlers import APILogHandler
 
-    from flows.serve import replay_archive, run_forecast_cycle
+    from flows.serve import run_forecast_cycle
     from pipeline.store import open_store
+    from products.replay import replay_archive
 
     store, site = tmp_path / "radar.zarr", tmp_path / "site"
     cycle_at = {T0 + 4 * CAD, T0 + 9 * CAD, T0 + 12 * CAD, T0 + 15 * CAD}
@@ -126,71 +128,6 @@ def test_replay_runs_scheduled_forecasts_and_skips_the_gap(gap_archive, tmp_path
     assert entry["lead_time"] == [6, 12]
     assert entry["csi"][0][0] == pytest.approx(13 / 17, abs=1e-3)
     assert entry["csi"][0][1] == pytest.approx(11 / 19, abs=1e-3)
-
-
-def _small_store(path, n=8, missing=()):
-    """A resampled-schema (C3) 40 x 40 store of a moving square, every 6 min from T0."""
-    import xarray as xr
-
-    from pipeline import geo
-
-    g = geo.grid_coords(40)
-    times = pd.date_range(T0, periods=n, freq=CAD)
-    obs = np.array([t not in missing for t in times])
-    refl = np.full((n, 40, 40), -10.0, np.float32)
-    for k in range(n):
-        refl[k, 10:20, 5 + 2 * k : 15 + 2 * k] = 40.0
-    refl[~obs] = np.nan
-    ds = xr.Dataset(
-        {
-            "reflectivity": (("time", "y", "x"), refl, {"units": "dBZ"}),
-            "mask": (("time", "y", "x"), np.broadcast_to(obs[:, None, None], refl.shape)),
-            "observed": ("time", obs),
-        },
-        coords={
-            "time": times,
-            "y": ("y", g.y, {"units": "km"}),
-            "x": ("x", g.x, {"units": "km"}),
-            "lat": (("y", "x"), g.lat, {"units": "degrees_north"}),
-            "lon": (("y", "x"), g.lon, {"units": "degrees_east"}),
-            "crs": ((), np.int32(0), geo.crs_attrs()),
-        },
-    )
-    ds.to_zarr(path, mode="w", consolidated=False)
-    return path
-
-
-def test_cycle_without_prefect_store_clock_and_failures(tmp_path):
-    from flows.forecast import ForecastSettings, forecast_cycle
-
-    store = _small_store(tmp_path / "s.zarr")
-    site = tmp_path / "site"
-    common = dict(lead_minutes=(6, 12), n_obs_frames=1, coastline_resolution="110m")
-    s = ForecastSettings(str(store), str(site), baseline="persistence", **common)
-    first = forecast_cycle(s)  # store clock: issue at the newest frame, 12:42
-    assert (first.status, first.issue_time) == ("ok", "2015-06-01T12:42:00Z")
-    again = forecast_cycle(s)  # no new frame since: skipped, nothing recorded as failed
-    assert again.status == "skipped"
-    assert again.reason == "no new frame since the run issued at 2015-06-01T12:42:00Z"
-    status = json.loads((site / "status.json").read_text())["runs"]
-    assert [r["status"] for r in status] == ["ok"]
-
-    broken = ForecastSettings(str(store), str(site), run=str(tmp_path / "no-run"), **common)
-    with pytest.raises(ValueError, match="no checkpoint 'best.pt'"):
-        forecast_cycle(broken, now="2015-06-01 12:36")
-    status = json.loads((site / "status.json").read_text())["runs"]
-    failed = next(r for r in status if r["issue_time"] == "2015-06-01T12:36:00Z")
-    assert failed["status"] == "failed"
-    assert "no checkpoint 'best.pt'" in failed["reason"]
-
-
-def test_settings_validation():
-    from flows.forecast import ForecastSettings
-
-    with pytest.raises(ValueError, match="exactly one of run"):
-        ForecastSettings("s.zarr", "site")
-    with pytest.raises(ValueError, match="unknown clock 'moon'; valid clocks: store, wall"):
-        ForecastSettings("s.zarr", "site", baseline="pysteps", clock="moon")
 
 
 @pytest.mark.slow

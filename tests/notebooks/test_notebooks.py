@@ -1,18 +1,22 @@
 """Execute the analyst notebooks on a tiny synthetic run and check what they show.
 
-Each notebook is run with nbclient in a kernel of this interpreter (the ``python3``
-kernelspec, whose ``python`` jupyter_client resolves to ``sys.executable``), its
-``parameters`` cell replaced by the tiny run's paths, and one cell appended that writes its
-``summary`` dict to JSON. The test then compares those figures with values computed here
-independently from the stores, the run files or the synthetic archive's report.
+The notebooks are jupytext percent-format scripts (``notebooks/0*.py``, the only stored
+form). Each is read with jupytext into a notebook, run with nbclient in a kernel of this
+interpreter (the ``python3`` kernelspec, whose ``python`` jupyter_client resolves to
+``sys.executable``), its ``parameters`` cell replaced by the tiny run's paths, and one cell
+appended that writes its ``summary`` dict to JSON. The test then compares those figures
+with values computed here independently from the stores, the run files or the synthetic
+archive's report.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
+import jupytext
 import nbformat
 import numpy as np
 import pandas as pd
@@ -24,14 +28,14 @@ from nbformat.v4 import new_code_cell
 from pipeline.resample import gap_table
 from pipeline.store import open_store
 from pipeline.units import rainrate_to_dbz
-from tests.notebooks.conftest import SPLIT_FRACTIONS, NotebookRun
+from tests.notebooks.conftest import SPLIT_FRACTIONS, NotebookRun, NotebookStores, sequent_starts
 
 NB_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 NOTEBOOKS = (
-    "01_archive_tour.ipynb",
-    "02_sampling_schemes.ipynb",
-    "03_model_comparison.ipynb",
-    "04_continuous_time.ipynb",
+    "01_archive_tour.py",
+    "02_sampling_schemes.py",
+    "03_model_comparison.py",
+    "04_continuous_time.py",
 )
 CELL_TIMEOUT_S = 240
 
@@ -40,9 +44,12 @@ def _parameter_cells(nb: nbformat.NotebookNode) -> list:
     return [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
 
 
-def _execute(name: str, params: dict, out_dir: Path) -> dict:
-    """Run notebook *name* with *params* in place of its parameter cell; return its summary."""
-    nb = nbformat.read(NB_DIR / name, as_version=4)
+def _execute(name: str, params: dict, out_dir: Path) -> tuple[dict, nbformat.NotebookNode]:
+    """Run notebook *name* with *params* in place of its parameter cell.
+
+    Returns its ``summary`` dict and the executed notebook.
+    """
+    nb = jupytext.read(NB_DIR / name)
     (cell,) = _parameter_cells(nb)
     cell.source = "\n".join(f"{key} = {value!r}" for key, value in params.items())
     out = out_dir / f"{Path(name).stem}_summary.json"
@@ -62,39 +69,53 @@ def _execute(name: str, params: dict, out_dir: Path) -> dict:
     client.execute()
     summary = json.loads(out.read_text(encoding="utf-8"))
     assert Path(summary.pop("_python")).resolve() == Path(sys.executable).resolve()
-    return summary
+    return summary, nb
 
 
-# --------------------------------------------------------------------------- stored files
+def _map_figures_shown(nb: nbformat.NotebookNode) -> int:
+    """PNG images shown by the cells that draw with ``products.maps.draw_rain``."""
+    return sum(
+        "image/png" in out.get("data", {})
+        for cell in nb.cells
+        if cell.cell_type == "code" and "draw_rain(" in cell.source
+        for out in cell.outputs
+    )
+
+
+# --------------------------------------------------------------------------- stored sources
+def _unversioned(text: str) -> str:
+    return re.sub(r"(?m)^#\s+jupytext_version: .*\n", "", text)
+
+
+def test_the_notebooks_are_the_percent_scripts_only() -> None:
+    assert sorted(p.name for p in NB_DIR.glob("0*.py")) == list(NOTEBOOKS)
+    assert not (NB_DIR / "make_notebooks.py").exists()
+
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_is_stored_clean_with_one_parameter_cell(name: str) -> None:
-    nb = nbformat.read(NB_DIR / name, as_version=4)
+def test_source_is_a_percent_script_with_one_parameter_cell(name: str) -> None:
+    text = (NB_DIR / name).read_text(encoding="utf-8")
+    nb = jupytext.reads(text, fmt="py:percent")
     nbformat.validate(nb)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert all(c.outputs == [] and c.execution_count is None for c in code)
+    assert nb.metadata["jupytext"]["text_representation"]["format_name"] == "percent"
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    assert [c.cell_type for c in nb.cells[:2]] == ["markdown", "code"]
+    assert nb.cells[0].source.startswith("# 0")  # the title
     (params,) = _parameter_cells(nb)
     assert nb.cells.index(params) == 1  # right after the title
     assert "../demo-run/" in params.source  # defaults: what `make demo` writes
-
-
-def test_generator_reproduces_the_stored_notebooks(tmp_path: Path) -> None:
-    sys.path.insert(0, str(NB_DIR))
-    try:
-        import make_notebooks
-    finally:
-        sys.path.remove(str(NB_DIR))
-    for name in NOTEBOOKS:
-        built = nbformat.writes(make_notebooks.build(name))
-        assert built.rstrip("\n") == (NB_DIR / name).read_text(encoding="utf-8").rstrip("\n"), name
+    # saving the notebook from Jupyter (jupytext) writes back exactly this file (up to the
+    # jupytext version recorded in the header)
+    assert _unversioned(jupytext.writes(nb, fmt="py:percent")) == _unversioned(text)
 
 
 # --------------------------------------------------------------------------- executed
 @pytest.mark.slow
-def test_archive_tour(notebook_run: NotebookRun, tiny_archive_info, tmp_path: Path) -> None:
-    s = _execute(
+def test_archive_tour(notebook_stores: NotebookStores, tiny_archive_info, tmp_path: Path) -> None:
+    s, nb = _execute(
         NOTEBOOKS[0],
         {
-            "STORE": str(notebook_run.store),
+            "STORE": str(notebook_stores.store),
             "CADENCE": "6min",
             "TOLERANCE": "2min",
             "SAMPLE_FRAMES": 12,
@@ -103,13 +124,14 @@ def test_archive_tour(notebook_run: NotebookRun, tiny_archive_info, tmp_path: Pa
         },
         tmp_path,
     )
+    assert _map_figures_shown(nb) == 1  # one figure of the MAP_FRAMES rainiest frames
     # frames per day: every readable frame the synthetic archive wrote
     readable = pd.DatetimeIndex(tiny_archive_info.readable_times)
     expected_days = readable.normalize().value_counts().sort_index()
     assert s["frames_per_day"] == {f"{d:%Y-%m-%d}": int(n) for d, n in expected_days.items()}
     assert s["n_frames"] == len(readable)
     # gaps: those of the resampled store's `observed` flags (a separate path: Zarr write/read)
-    resampled = open_store(notebook_run.resampled)
+    resampled = open_store(notebook_stores.resampled)
     observed = resampled["observed"].to_series()
     expected_gaps = gap_table(observed)
     assert s["gaps"] == [
@@ -121,7 +143,7 @@ def test_archive_tour(notebook_run: NotebookRun, tiny_archive_info, tmp_path: Pa
     for first, last in tiny_archive_info.missing_runs:
         assert any(a <= first and last <= b for a, b in spans), (first, last)
     # exceedance at 0.5 mm/h recomputed in dBZ on the same frames
-    frames = open_store(notebook_run.store).sel(time=pd.DatetimeIndex(s["sample_times"])).load()
+    frames = open_store(notebook_stores.store).sel(time=pd.DatetimeIndex(s["sample_times"])).load()
     dbz = frames["reflectivity"].to_numpy()
     valid = frames["mask"].to_numpy() & np.isfinite(dbz)
     expected = float((dbz[valid] >= rainrate_to_dbz(0.5)).mean())
@@ -129,32 +151,12 @@ def test_archive_tour(notebook_run: NotebookRun, tiny_archive_info, tmp_path: Pa
     assert 0.0 < expected < 1.0
 
 
-def _sequent_starts(observed: pd.Series, seq_len: int, stride: int) -> list[pd.Timestamp]:
-    """HKO-7 `sequent` iteration written out plainly (REFERENCE.md section 3)."""
-    step = pd.Timedelta("6min")
-    existing = pd.DatetimeIndex(observed.index[observed.to_numpy()])
-    present = set(existing)
-    starts, t = [], existing[0]
-    while t <= existing[-1]:
-        flags = [t + k * step in present for k in range(seq_len)]
-        run = longest = 0
-        for f in flags:
-            run = 0 if f else run + 1
-            longest = max(longest, run)
-        if longest <= 2 and any(flags):
-            starts.append(t)
-            t = t + stride * step
-        else:
-            t = existing[existing > t][0] if (existing > t).any() else existing[-1] + step
-    return starts
-
-
 @pytest.mark.slow
-def test_sampling_schemes(notebook_run: NotebookRun, tmp_path: Path) -> None:
-    s = _execute(
+def test_sampling_schemes(notebook_stores: NotebookStores, tmp_path: Path) -> None:
+    s, _ = _execute(
         NOTEBOOKS[1],
         {
-            "STORE": str(notebook_run.resampled),
+            "STORE": str(notebook_stores.resampled),
             "N_IN": 10,
             "N_OUT": 10,
             "N_SHOW": 2,
@@ -181,8 +183,8 @@ def test_sampling_schemes(notebook_run: NotebookRun, tmp_path: Path) -> None:
     t_in, t_out = s["sample_times"]["regular"][0]
     assert t_in == [float(v) for v in range(-54, 1, 6)]
     assert t_out == [float(v) for v in range(6, 61, 6)]
-    observed = open_store(notebook_run.resampled)["observed"].to_series()
-    expected = _sequent_starts(observed, seq_len=25, stride=5)
+    observed = open_store(notebook_stores.resampled)["observed"].to_series()
+    expected = sequent_starts(observed, seq_len=25, stride=5)
     assert s["hko7_clip_starts"] == [str(t) for t in expected]
     per_day = pd.DatetimeIndex(expected).normalize().value_counts()
     days = observed.index.normalize().unique()
@@ -192,7 +194,7 @@ def test_sampling_schemes(notebook_run: NotebookRun, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_model_comparison(notebook_run: NotebookRun, tmp_path: Path) -> None:
-    s = _execute(
+    s, nb = _execute(
         NOTEBOOKS[2],
         {
             "RUN_DIRS": [str(p) for p in notebook_run.run_dirs],
@@ -207,6 +209,7 @@ def test_model_comparison(notebook_run: NotebookRun, tmp_path: Path) -> None:
         },
         tmp_path,
     )
+    assert _map_figures_shown(nb) == 1  # one figure: observation and forecasts by lead time
     # both runs' models, and each baseline once
     assert s["predictors"] == ["trajgru_ode", "persistence", "pysteps", "trajgru"]
     assert s["case_forecasts"] == ["persistence", "pysteps", "trajgru", "trajgru_ode"]
@@ -237,7 +240,7 @@ def _p255(frame: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.slow
 def test_continuous_time(notebook_run: NotebookRun, tmp_path: Path) -> None:
-    s = _execute(
+    s, nb = _execute(
         NOTEBOOKS[3],
         {
             "RUN_DIR": str(notebook_run.ode_run),
@@ -251,6 +254,7 @@ def test_continuous_time(notebook_run: NotebookRun, tmp_path: Path) -> None:
         },
         tmp_path,
     )
+    assert _map_figures_shown(nb) == 2  # off-grid leads, and the filled gap
     assert (s["model_name"], s["trained"]) == ("trajgru_ode", True)
     assert s["query_minutes"] == [float(v) for v in range(2, 31, 2)]  # off the 6-min grid
     assert s["grid_minutes"] == [6.0, 12.0, 18.0, 24.0, 30.0]

@@ -11,6 +11,7 @@ from PIL import Image
 
 from nowcast.baselines import get_baseline
 from nowcast.evaluate import (
+    EvaluateOptions,
     evaluate_predictors,
     evaluate_robustness,
     evaluate_run,
@@ -152,19 +153,17 @@ def test_robustness_levels_and_level_zero_matches_clean(store):
 
 
 def test_evaluate_run_baselines_only_writes_reports(store, tmp_path):
-    out = evaluate_run(
-        None,
-        store,
+    options = EvaluateOptions(
         split="test",
         scheme="regular",
-        baselines=["persistence"],
-        extra_lead_times=[42, 48],
+        baselines=("persistence",),
+        extra_lead_times=(42, 48),
         perturb={"salt_pepper": [0.0, 0.1]},
-        out_dir=tmp_path / "eval",
         in_frames=4,
         out_frames=6,
         progress=False,
     )
+    out = evaluate_run(None, store, options, out_dir=tmp_path / "eval")
     names = sorted(p.name for p in (tmp_path / "eval").iterdir())
     assert names == sorted(
         [
@@ -185,17 +184,11 @@ def test_evaluate_run_baselines_only_writes_reports(store, tmp_path):
 
 
 def test_extra_leads_off_grid_rejected(store, tmp_path):
+    options = EvaluateOptions(
+        baselines=("persistence",), extra_lead_times=(3,), in_frames=4, out_frames=6, progress=False
+    )
     with pytest.raises(ValueError, match="multiples of the data cadence"):
-        evaluate_run(
-            None,
-            store,
-            baselines=["persistence"],
-            extra_lead_times=[3],
-            out_dir=tmp_path,
-            in_frames=4,
-            out_frames=6,
-            progress=False,
-        )
+        evaluate_run(None, store, options, out_dir=tmp_path)
 
 
 def test_predictor_with_wrong_shape_is_reported(store):
@@ -265,6 +258,7 @@ def test_cli_evaluates_run_with_baselines(store, tmp_path):
     _write_run(tmp_path / "run")
     args = [
         "evaluate",
+        "--run",
         str(tmp_path / "run"),
         "--data",
         str(store),
@@ -273,7 +267,6 @@ def test_cli_evaluates_run_with_baselines(store, tmp_path):
         "--out-frames",
         "6",
         "--baselines",
-        "--baseline-names",
         "persistence",
         "--extra-leads",
         "42",
@@ -299,5 +292,7 @@ def test_cli_baselines_only_needs_out(store):
 
     from flows.cli import app
 
-    result = CliRunner().invoke(app, ["evaluate", "--baselines-only", "--data", str(store)])
-    assert result.exit_code != 0 and "--out" in result.output
+    result = CliRunner().invoke(
+        app, ["evaluate", "--baselines", "persistence", "--data", str(store)]
+    )
+    assert result.exit_code == 2 and "needs --out DIR" in result.output

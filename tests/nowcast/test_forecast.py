@@ -1,4 +1,4 @@
-"""Tests of nowcast.forecast: input windows, the C5 schema, baselines and runs at any lead."""
+"""Tests of nowcast.forecast: input windows, the forecast schema, baselines and runs at any lead."""
 
 from __future__ import annotations
 
@@ -7,16 +7,10 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from nowcast.forecast import (
-    InsufficientInputError,
-    Predictor,
-    baseline_predictor,
-    check_window,
-    load_window,
-    make_forecast,
-    observations_dataset,
-)
+from nowcast.forecast import InsufficientInputError, Predictor, baseline_predictor, make_forecast
 from pipeline import geo, units
+from pipeline.schema import resampled_dataset
+from pipeline.window import check_window, load_window, observations_dataset
 
 ISSUE = pd.Timestamp("2015-06-01 12:00")
 CAD = pd.Timedelta("6min")
@@ -30,28 +24,8 @@ def _blob(size: int, cy: float, cx: float, peak_dbz: float = 45.0, sigma: float 
 
 
 def _store(frames: np.ndarray, times: pd.DatetimeIndex, observed=None) -> xr.Dataset:
-    """A store in the resampled (C3) schema around *frames* ``(T, H, W)`` dBZ."""
-    t, n, _ = frames.shape
-    g = geo.grid_coords(n)
-    obs = np.ones(t, bool) if observed is None else np.asarray(observed, bool)
-    refl = np.where(obs[:, None, None], frames, np.nan).astype(np.float32)
-    mask = np.broadcast_to(obs[:, None, None], frames.shape).copy()
-    return xr.Dataset(
-        {
-            "reflectivity": (("time", "y", "x"), refl, {"units": "dBZ"}),
-            "mask": (("time", "y", "x"), mask),
-            "observed": ("time", obs),
-        },
-        coords={
-            "time": times,
-            "y": ("y", g.y, {"units": "km"}),
-            "x": ("x", g.x, {"units": "km"}),
-            "lat": (("y", "x"), g.lat, {"units": "degrees_north"}),
-            "lon": (("y", "x"), g.lon, {"units": "degrees_east"}),
-            "crs": ((), np.int32(0), geo.crs_attrs()),
-        },
-        attrs={"cadence_minutes": 6},
-    )
+    """A store in the resampled schema around *frames* ``(T, H, W)`` dBZ."""
+    return resampled_dataset(times, frames, observed=observed)
 
 
 def _moving_blob_store(n_frames=6, size=80, vy=1.0, vx=2.0, y0=30.0, x0=20.0):
@@ -130,7 +104,7 @@ def test_check_window_cases():
 
 
 def test_load_window_matches_within_tolerance_only():
-    # C2-style store: irregular times, no `observed` variable
+    # store-schema store: irregular times, no `observed` variable
     times = pd.DatetimeIndex(["2015-06-01 11:48", "2015-06-01 11:56", "2015-06-01 12:03"])
     frames = np.stack([np.full((8, 8), v, np.float32) for v in (10.0, 20.0, 30.0)])
     store = _store(frames, times).drop_vars("observed")
@@ -189,7 +163,7 @@ def test_regular_only_predictor_gets_every_step_and_keeps_requested():
 
 
 def test_observations_dataset_on_forecast_grid_verifies_by_hand():
-    from flows.products import verify_forecast
+    from products.verify import verify_forecast
 
     times = pd.date_range(end=ISSUE + CAD, periods=2, freq=CAD)  # 12:00 and 12:06
     obs = np.full((2, 24, 24), -10.0, np.float32)
@@ -316,7 +290,7 @@ def test_frame_without_a_valid_pixel_on_the_coarse_grid_is_blank():
 
 
 def test_full_resolution_persistence_from_an_ingest_store_on_disk(tmp_path):
-    """C2 store written by the ingest (480 x 480, irregular times): forecast on its grid."""
+    """Store-schema store written by the ingest (480 x 480, irregular times): forecast on its grid."""
     from pipeline.ingest import ingest_archive
     from pipeline.store import open_store
     from pipeline.synthetic import generate_archive
@@ -353,8 +327,10 @@ def test_full_resolution_persistence_from_an_ingest_store_on_disk(tmp_path):
 
 def test_lagrangian_run_forecasts_and_publishes_on_the_store_grid(tmp_path):
     """A Lagrangian run (80 x 80 network) forecasts on a 160 x 160 store's own grid."""
-    from flows.products import open_forecast_netcdf, open_forecast_zarr, publish_run
     from nowcast.forecast import run_predictor
+    from products.archive import open_forecast_zarr
+    from products.cf import open_forecast_netcdf
+    from products.site import publish_run
 
     cfg = _save_untrained_run(tmp_path / "run", "trajgru_ode", config="small_lagrangian")
     pred = run_predictor(tmp_path / "run")

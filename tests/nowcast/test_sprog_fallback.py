@@ -82,8 +82,8 @@ def test_moving_field_still_runs_sprog_and_clears_the_fallback():
 
 
 def test_forecast_product_records_the_fallback(tmp_path):
-    from flows.products import open_forecast_netcdf, write_forecast_netcdf
     from nowcast.forecast import baseline_predictor, make_forecast
+    from products.cf import open_forecast_netcdf, write_forecast_netcdf
     from tests.nowcast.test_forecast import _blob, _store
 
     issue = pd.Timestamp("2015-06-01 12:00")
@@ -101,7 +101,7 @@ def test_forecast_product_records_the_fallback(tmp_path):
 def test_cycle_publishes_the_fallback_as_the_run_status_reason(tmp_path):
     import json
 
-    from flows.forecast import ForecastSettings, forecast_cycle
+    from products.cycle import ForecastSettings, forecast_cycle
     from tests.nowcast.test_forecast import _blob, _store
 
     issue = pd.Timestamp("2015-06-01 12:00")

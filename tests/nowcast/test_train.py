@@ -13,11 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import xarray as xr
 
-from nowcast import train as train_module
 from nowcast.configs import load_config
-from nowcast.train import (
+from nowcast.training import (
     EarlyStopping,
     TrainingDivergedError,
     TrainOptions,
@@ -25,7 +23,8 @@ from nowcast.train import (
     get_schedule,
     train,
 )
-from pipeline.geo import grid_coords
+from nowcast.training import fit as train_module
+from pipeline.schema import resampled_dataset, resampled_encoding
 
 SIZE = 16
 FRACTIONS = (1 / 3, 1 / 3, 1 / 3)  # 3 days: one for training, one for validation, one for test
@@ -62,7 +61,7 @@ train:
 
 
 def _write_tiny_store(path: Path, n_days: int = 3, gaps=(100, 101)) -> Path:
-    """A resampled store (C3 schema), 16 x 16, a blob moving 1 px east per 6-min frame."""
+    """A resampled store (resampled schema), 16 x 16, a blob moving 1 px east per 6-min frame."""
     times = pd.date_range("2024-06-01", periods=240 * n_days, freq="6min")
     yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
     refl = np.empty((len(times), SIZE, SIZE), np.float32)
@@ -72,30 +71,8 @@ def _write_tiny_store(path: Path, n_days: int = 3, gaps=(100, 101)) -> Path:
         refl[k] = -10.0 + 55.0 * np.exp(-(dx**2 + (yy - SIZE / 2) ** 2) / 18.0)
     observed = np.ones(len(times), bool)
     observed[list(gaps)] = False
-    refl[~observed] = np.nan
-    mask = np.broadcast_to(observed[:, None, None], refl.shape).copy()
-    g = grid_coords(SIZE)
-    ds = xr.Dataset(
-        {
-            "reflectivity": (("time", "y", "x"), refl, {"units": "dBZ"}),
-            "mask": (("time", "y", "x"), mask),
-            "observed": (("time",), observed),
-        },
-        coords={
-            "time": times,
-            "y": g.y,
-            "x": g.x,
-            "lat": (("y", "x"), g.lat),
-            "lon": (("y", "x"), g.lon),
-        },
-        attrs={"cadence_minutes": 6.0},
-    )
-    encoding = {
-        "time": {"units": "seconds since 1970-01-01", "dtype": "int64"},
-        "reflectivity": {"chunks": (32, SIZE, SIZE)},
-        "mask": {"chunks": (32, SIZE, SIZE)},
-    }
-    ds.to_zarr(path, mode="w", consolidated=False, encoding=encoding)
+    ds = resampled_dataset(times, refl, observed=observed)
+    ds.to_zarr(path, mode="w", consolidated=False, encoding=resampled_encoding(ds))
     return path
 
 

@@ -1,4 +1,4 @@
-"""The HKO-7 layout reader/writer (contract C1) on real files."""
+"""The HKO-7 layout reader/writer (docs/facts.md section 1) on real files."""
 
 from __future__ import annotations
 

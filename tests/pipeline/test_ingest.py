@@ -367,6 +367,83 @@ def test_concurrent_ingests_into_a_new_store_are_serialised(archive, clean_store
     _assert_same_store(store, clean_store)
 
 
+_RANGE = """
+import sys
+from pipeline.ingest import ingest_archive
+ingest_archive(sys.argv[1], sys.argv[2], start=sys.argv[3], end=sys.argv[4], progress=False,
+               workers=1, batch_size=16)
+"""
+
+
+def test_two_overlapping_ingests_at_once_into_a_local_store_write_every_frame_once(
+    archive, clean_store, tmp_path
+):
+    store = tmp_path / "overlap"
+    create_store(store)
+    ranges = [(DAYS[0], f"{DAYS[1]} 23:59:59"), (DAYS[1], f"{DAYS[2]} 23:59:59")]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _RANGE, str(archive), str(store), a, b])
+        for a, b in ranges
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    # DAYS[1] (20 frames and the off-grid one) was in both ranges: stored once
+    pd.testing.assert_index_equal(
+        open_store(store).indexes["time"],
+        pd.DatetimeIndex(_times(), name="time").astype("datetime64[ns]"),
+    )
+    _assert_same_store(store, clean_store)
+
+
+@pytest.mark.slow  # a 2-process dask cluster: ~15 s
+def test_ingest_on_a_process_cluster_writes_in_workers_and_commits_once_per_batch(
+    bad_archive, bad_store, tmp_path
+):
+    """Workers write the chunks into forks of the session (a later day first, then an
+    earlier one inserted before it, with a corrupt PNG and mask): one commit per batch and
+    the store equals a local-thread ingest."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    distributed = pytest.importorskip("dask.distributed")
+    store = tmp_path / "cluster"
+    with distributed.LocalCluster(
+        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
+    ) as cluster:
+        address = cluster.scheduler_address
+        res = CliRunner().invoke(
+            app,
+            ["ingest", str(bad_archive), str(store), "--no-progress", "--start", DAYS[1],
+             "--scheduler-address", address],
+        )  # fmt: skip
+        assert res.exit_code == 0, res.output
+        first = json.loads(res.stdout.strip().splitlines()[-1])
+        earlier = ingest_archive(
+            bad_archive, store, end=f"{DAYS[0]} 23:59", progress=False, scheduler_address=address
+        )
+        # the workers read the parent snapshot for the chunks rewritten after the insertion
+        reads = cluster.get_client().run(lambda: __import__("pipeline.ingest").ingest
+                                         ._parent_arrays.cache_info().currsize)  # fmt: skip
+    assert sum(reads.values()) >= 1
+    assert (first["commits"], earlier.batches) == (1, 1)
+    # the bad mask is found while decoding (the chunks from it are redone), the bad PNG before
+    assert (first["frames_written"], first["corrupt"]) == (2 * PER_DAY, 1)
+    assert earlier.corrupt == [
+        (str(hko7.frame_path(bad_archive, T_BAD_PNG)), earlier.corrupt[0][1])
+    ]
+    assert earlier.frames_written == PER_DAY - 1
+    log = store_log(store)
+    assert len(log) == 4  # initialised, empty schema, one commit per ingest
+    assert log[0][2] == "ingest: add 19 frames, 2015-06-01 00:00 to 2015-06-01 01:54"
+    assert log[1][2] == (
+        "ingest: add 40 frames, 2015-06-02 00:00 to 2015-06-03 01:54 (1 unreadable files left out)"
+    )
+    pd.testing.assert_index_equal(
+        open_store(store).indexes["time"], open_store(bad_store[0]).indexes["time"]
+    )  # every frame exactly once
+    _assert_same_store(store, bad_store[0])
+
+
 T_RGB, T_SMALL, T_SHORT_MASK, T_FF_MASK, T_BAD_IDAT = (
     pd.Timestamp("2015-06-01 00:06"),
     pd.Timestamp("2015-06-01 00:12"),

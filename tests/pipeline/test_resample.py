@@ -16,7 +16,7 @@ SIZE = 48  # small source frames keep the tests fast
 
 
 def make_source_store(path, times, pixels, mask=None, size=SIZE):
-    """Write a real ingest store (contract C2) holding the given frames.
+    """Write a real ingest store (docs/contracts.md, Store schema) holding the given frames.
 
     Parameters
     ----------

@@ -11,6 +11,7 @@ import pytest
 import xarray as xr
 
 from pipeline import geo
+from pipeline.schema import store_dataset
 from pipeline.store import (
     TIME_CHUNK,
     StoreWriter,
@@ -150,12 +151,13 @@ def test_an_old_layout_store_is_refused_naming_migrate_and_migrates(tmp_path):
 
 
 def test_open_store_opens_a_plain_zarr_store(tmp_path):
-    ds = xr.Dataset(
-        {"reflectivity": (("time", "y", "x"), np.ones((2, 3, 3), np.float32))},
-        coords={"time": pd.date_range("2015-06-01", periods=2, freq="6min")},
-    )
+    pix = np.arange(2 * SIZE * SIZE, dtype=np.int64).reshape(2, SIZE, SIZE) % 256
+    times = pd.date_range("2015-06-01", periods=2, freq="6min")
+    ds = store_dataset(times, pixel_to_dbz(pix), pix > 3)
     ds.to_zarr(tmp_path / "plain.zarr", consolidated=False, zarr_format=3)
-    xr.testing.assert_identical(open_store(tmp_path / "plain.zarr").load(), ds)
+    back = open_store(tmp_path / "plain.zarr").load()
+    xr.testing.assert_identical(back, ds)
+    validate_store(back, size=SIZE)
 
 
 def test_open_store_rejects_missing_and_foreign_paths(tmp_path):

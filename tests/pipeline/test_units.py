@@ -1,4 +1,4 @@
-"""Unit conversions against REFERENCE.md section 2."""
+"""Unit conversions against docs/facts.md section 2."""
 
 from __future__ import annotations
 
@@ -54,3 +54,15 @@ def test_float32_window_and_forecast_conversions_match_float64():
     np.testing.assert_allclose(r[0], expected, rtol=2e-6)
     assert r[0, 1, 0] == pytest.approx(units.dbz_to_rainrate(25.0), rel=2e-6)
     assert (r[0, 0] == 0.0).all()
+
+
+def test_lookup_pixels_gives_every_pixel_value_its_table_entry():
+    from pipeline.units import lookup_pixels
+
+    lut = (np.arange(256, dtype=np.float64) * (70 / 255) - 10).astype(np.float32)
+    block = np.arange(512, dtype=np.int64).reshape(2, 16, 16).astype(np.uint8)[:, ::-1]
+    out = lookup_pixels(block, lut)  # a non-contiguous (T, H, W) block: OpenCV's path
+    assert out.dtype == np.float32 and out.shape == (2, 16, 16)
+    np.testing.assert_array_equal(out, lut[block])
+    assert out[0, 0, 0] == lut[240] and out[1, 15, 15] == lut[15]  # rows reversed
+    np.testing.assert_array_equal(lookup_pixels(block[0], lut), lut[block[0]])  # (H, W)
