@@ -25,7 +25,10 @@ perturbations and two corrections, in the spirit of STEPS (pysteps ``noise.motio
    replaces it by a scale-dependent noise (:func:`nowcast.noise.cascade_noise`): per scale
    band the power of the last input frame and the Lagrangian correlation of the inputs,
    the unpredictable fraction ``1 - rho**(2 t)`` of the power growing with lead, small
-   scales first, as in STEPS.
+   scales first, as in STEPS. ``noise_init`` starts the walk from a field of standard
+   deviation ``noise_init * sigma_1`` instead of zero (an uncertain analysis: the walk's
+   standard deviation is ``sigma_1 sqrt(noise_init**2 + t)``) and ``motion_init`` the
+   displacement from ``motion_init dv_m`` (``(t + motion_init) dv_m``); both off by default.
 3. **Dry pixels.** Pixels below ``dry_mmh`` (default 0.1 mm/h, the rain threshold of the
    ``steps`` and ``sprog`` baselines) are set to 0 (no echo), as STEPS does.
 4. **Intensity distribution** (``match=True``). Each member's wet values (at or above
@@ -202,6 +205,14 @@ class EnsembleNowcaster:
         only).
     noise_beta : float
         Spectral exponent of the additive noise.
+    noise_init : float
+        Initial perturbation of the walk (``noise="walk"`` only): a field of the walk's
+        spectrum and standard deviation ``noise_init * sigma_1`` added at every lead, so
+        the walk's standard deviation is ``sigma_1 sqrt(noise_init**2 + t)`` instead of
+        growing from 0 (0 = off, the members of ``noise_init=0`` are those without it).
+    motion_init : float
+        Initial position error, in steps of the velocity perturbation: the displacement is
+        ``(t + motion_init) dv_m`` instead of ``t dv_m`` (0 = off).
     noise_growth : bool
         Let the walk's standard deviation grow as ``t**h`` instead of ``sqrt(t)``, ``h``
         estimated from the inputs (the Lagrangian innovation over the longest lag of the
@@ -246,6 +257,8 @@ class EnsembleNowcaster:
         match: bool = True,
         noise: str = "walk",
         noise_growth: bool = False,
+        noise_init: float = 0.0,
+        motion_init: float = 0.0,
         n_bands: int = 6,
         name: str | None = None,
     ) -> None:
@@ -258,6 +271,11 @@ class EnsembleNowcaster:
                 raise ValueError(f"{key} must be >= 0; got {val}")
         if noise_scale < 0:
             raise ValueError(f"noise_scale must be >= 0; got {noise_scale}")
+        for key, val in (("noise_init", noise_init), ("motion_init", motion_init)):
+            if val < 0:
+                raise ValueError(f"{key} must be >= 0; got {val}")
+        if noise_init > 0 and noise == "cascade":
+            raise ValueError(f"noise_init applies to noise='walk' only; got noise={noise!r}")
         self.predictor = predictor
         self.n_members = int(n_members)
         self.seed = int(seed)
@@ -274,6 +292,8 @@ class EnsembleNowcaster:
             raise ValueError(f"unknown noise {noise!r}; expected one of {list(NOISE_KINDS)}")
         self.noise = noise
         self.noise_growth = bool(noise_growth)
+        self.noise_init = float(noise_init)
+        self.motion_init = float(motion_init)
         self.n_bands = int(n_bands)
         if self.n_bands < 1:
             raise ValueError(f"n_bands must be >= 1; got {n_bands}")
@@ -344,7 +364,8 @@ class EnsembleNowcaster:
                     powerlaw_noise(rng, (b, 2, h, w), self.motion_beta)
                     * sigma_v[:, None, None, None]
                 )
-                disp = torch.from_numpy(steps[:, :, None, None, None] * dv[:, None]).to(y)
+                lag = steps + self.motion_init  # displacement error at t = 0: motion_init dv
+                disp = torch.from_numpy(lag[:, :, None, None, None] * dv[:, None]).to(y)
                 if self.noise == "cascade":  # (B, k_max + 1, H, W), amplitude included
                     walk = np.stack(
                         [cascade_noise(rng, k_max, (h, w), rho[i], power[i]) for i in range(b)]
@@ -356,6 +377,9 @@ class EnsembleNowcaster:
                     # a random walk has std sqrt(s) after s steps; s**h instead
                     s_pow = np.arange(k_max + 1.0)[None, :] ** (growth[:, None] - 0.5)
                     walk *= (sigma_1[:, None] * s_pow)[:, :, None, None].astype(np.float32)
+                    if self.noise_init > 0:  # drawn last: the other fields stay the same
+                        init = powerlaw_noise(rng, (b, 1, h, w), self.noise_beta)
+                        walk += (self.noise_init * sigma_1)[:, None, None, None] * init
                 lo = np.clip(np.floor(steps).astype(int), 0, k_max - 1)
                 frac = (steps - lo)[:, :, None, None]
                 ar = np.arange(b)[:, None]

@@ -237,3 +237,58 @@ def test_innovation_growth_is_one_for_a_persistent_trend_and_a_half_for_a_random
         sigma, h = ens._innovation(x, None, motion)
         assert sigma[0] > 0
         assert h[0] == pytest.approx(expected, abs=tol)
+
+
+class _Still:
+    """A predictor whose forecast is the last input frame at every lead (no motion)."""
+
+    continuous_time = True
+    model_name = "still"
+
+    def __call__(self, x, t_in, t_out, input_mask=None):
+        return x[:, -1:].expand(-1, t_out.shape[1], -1, -1, -1).clone()
+
+
+def _noisy_rain(sigma: float = 0.01) -> torch.Tensor:
+    """``(1, 5, 1, 40, 40)`` p/255: rain everywhere, a white change of std ``sigma`` a step."""
+    rng = np.random.default_rng(3)
+    base = 0.5 + 0.05 * rng.random((40, 40))
+    frames = base + np.cumsum(sigma * rng.standard_normal((5, 40, 40)), axis=0)
+    return torch.tensor(frames, dtype=torch.float32)[None, :, None]
+
+
+def test_initial_noise_sets_the_spread_at_lead_one_and_zero_repeats_todays_members():
+    x = _noisy_rain()
+    leads = torch.tensor([[6.0, 24.0]])
+    kw = dict(n_members=200, motion_rel=0.0, motion_abs=0.0, dry_mmh=None, match=False)
+    plain = EnsembleNowcaster(_Still(), **kw)(x, T_IN, leads)
+    assert torch.equal(EnsembleNowcaster(_Still(), noise_init=0.0, **kw)(x, T_IN, leads), plain)
+    sigma_1 = EnsembleNowcaster(_Still())._innovation(x, None, torch.zeros(1, 2, 40, 40))[0][0]
+    assert sigma_1 == pytest.approx(0.01, rel=0.05)  # the last step of the walk
+    init = EnsembleNowcaster(_Still(), noise_init=2.0, **kw)(x, T_IN, leads)
+    for members, a in ((plain, 0.0), (init, 2.0)):
+        spread = (members - x[:, None, -1:]).std(dim=1).pow(2).mean((0, 2, 3, 4)).sqrt()
+        # walk std sigma_1 sqrt(a^2 + t): at lead 1 step and 4 steps
+        expected = sigma_1 * np.sqrt(a**2 + np.array([1.0, 4.0]))
+        np.testing.assert_allclose(spread.numpy(), expected, rtol=0.03)
+
+
+def test_initial_position_error_shifts_the_displacement_by_whole_steps():
+    x = _moving_cell()
+    kw = dict(n_members=3, noise_scale=0.0, motion_abs=0.5, dry_mmh=None, match=False)
+    leads = torch.tensor([[6.0, 18.0]])
+    plain = EnsembleNowcaster(_Still(), **kw)(x, T_IN, leads)
+    shifted = EnsembleNowcaster(_Still(), motion_init=2.0, **kw)(x, T_IN, leads)
+    # a still forecast displaced by (1 + 2) dv at lead 1 is the plain one at lead 3
+    torch.testing.assert_close(shifted[:, :, 0], plain[:, :, 1], rtol=0, atol=1e-6)
+    assert float((shifted[:, :, 0] - plain[:, :, 0]).abs().max()) > 0.01
+    assert torch.equal(EnsembleNowcaster(_Still(), motion_init=0.0, **kw)(x, T_IN, leads), plain)
+
+
+def test_bad_initial_perturbations_are_refused():
+    with pytest.raises(ValueError, match="noise_init must be >= 0; got -1"):
+        EnsembleNowcaster(_Still(), noise_init=-1)
+    with pytest.raises(ValueError, match="motion_init must be >= 0; got -0.5"):
+        EnsembleNowcaster(_Still(), motion_init=-0.5)
+    with pytest.raises(ValueError, match="noise_init applies to noise='walk' only"):
+        EnsembleNowcaster(_Still(), noise="cascade", noise_init=1.0)
