@@ -25,10 +25,11 @@ perturbations and two corrections, in the spirit of STEPS (pysteps ``noise.motio
    replaces it by a scale-dependent noise (:func:`nowcast.noise.cascade_noise`): per scale
    band the power of the last input frame and the Lagrangian correlation of the inputs,
    the unpredictable fraction ``1 - rho**(2 t)`` of the power growing with lead, small
-   scales first, as in STEPS. ``noise_init`` starts the walk from a field of standard
-   deviation ``noise_init * sigma_1`` instead of zero (an uncertain analysis: the walk's
-   standard deviation is ``sigma_1 sqrt(noise_init**2 + t)``) and ``motion_init`` the
-   displacement from ``motion_init dv_m`` (``(t + motion_init) dv_m``); both off by default.
+   scales first, as in STEPS. ``noise_init`` (default 1) starts the walk from a field of
+   standard deviation ``noise_init * sigma_1`` instead of zero (an uncertain analysis: the
+   walk's standard deviation is ``sigma_1 sqrt(noise_init**2 + t)``, so the members
+   already differ by more than one step's change at the first lead); ``motion_init``
+   (default 0, off) starts the displacement from ``motion_init dv_m``.
 3. **Dry pixels.** Pixels below ``dry_mmh`` (default 0.1 mm/h, the rain threshold of the
    ``steps`` and ``sprog`` baselines) are set to 0 (no echo), as STEPS does.
 4. **Intensity distribution** (``match=True``). Each member's wet values (at or above
@@ -40,8 +41,9 @@ perturbations and two corrections, in the spirit of STEPS (pysteps ``noise.motio
    term does at long leads) does not carry that bias into the probabilities.
 
 The defaults (``motion_rel=0.5``, ``motion_abs=0.1``, ``noise="walk"``, ``noise_scale=1.0``,
-``noise_beta=2.0``, ``dry_mmh=0.1``, ``match=True``) were chosen on the validation day of a synthetic archive (80 x 80, 20
-leads, 20 members; docs/ensembles.md), never on test days. ``noise_scale=1`` is the
+``noise_beta=2.0``, ``noise_init=1.0``, ``dry_mmh=0.1``, ``match=True``) were chosen on
+the validation day of a synthetic archive (80 x 80, 20 leads, 20 members;
+docs/ensembles.md), never on test days. ``noise_scale=1`` is the
 unscaled estimate: the random walk's increments have the variance of the observed one-step
 Lagrangian innovation. Without the distribution matching (the earlier default
 ``noise_scale=0.3``, ``noise_beta=3``, ``match=False``) the ensemble was over-confident at
@@ -206,10 +208,12 @@ class EnsembleNowcaster:
     noise_beta : float
         Spectral exponent of the additive noise.
     noise_init : float
-        Initial perturbation of the walk (``noise="walk"`` only): a field of the walk's
-        spectrum and standard deviation ``noise_init * sigma_1`` added at every lead, so
-        the walk's standard deviation is ``sigma_1 sqrt(noise_init**2 + t)`` instead of
-        growing from 0 (0 = off, the members of ``noise_init=0`` are those without it).
+        Initial perturbation of the walk (``noise="walk"``; the cascade ignores it): a
+        field of the walk's spectrum and standard deviation ``noise_init * sigma_1`` added
+        at every lead, so the walk's standard deviation is ``sigma_1 sqrt(noise_init**2 +
+        t)`` instead of growing from 0. Default 1: the analysis is as uncertain as one
+        step's Lagrangian change (chosen on the validation day, docs/ensembles.md); 0 gives
+        the members without it (its field is drawn last).
     motion_init : float
         Initial position error, in steps of the velocity perturbation: the displacement is
         ``(t + motion_init) dv_m`` instead of ``t dv_m`` (0 = off).
@@ -257,7 +261,7 @@ class EnsembleNowcaster:
         match: bool = True,
         noise: str = "walk",
         noise_growth: bool = False,
-        noise_init: float = 0.0,
+        noise_init: float = 1.0,
         motion_init: float = 0.0,
         n_bands: int = 6,
         name: str | None = None,
@@ -274,8 +278,6 @@ class EnsembleNowcaster:
         for key, val in (("noise_init", noise_init), ("motion_init", motion_init)):
             if val < 0:
                 raise ValueError(f"{key} must be >= 0; got {val}")
-        if noise_init > 0 and noise == "cascade":
-            raise ValueError(f"noise_init applies to noise='walk' only; got noise={noise!r}")
         self.predictor = predictor
         self.n_members = int(n_members)
         self.seed = int(seed)

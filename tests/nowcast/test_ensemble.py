@@ -261,10 +261,19 @@ def test_initial_noise_sets_the_spread_at_lead_one_and_zero_repeats_todays_membe
     x = _noisy_rain()
     leads = torch.tensor([[6.0, 24.0]])
     kw = dict(n_members=200, motion_rel=0.0, motion_abs=0.0, dry_mmh=None, match=False)
-    plain = EnsembleNowcaster(_Still(), **kw)(x, T_IN, leads)
-    assert torch.equal(EnsembleNowcaster(_Still(), noise_init=0.0, **kw)(x, T_IN, leads), plain)
+    plain = EnsembleNowcaster(_Still(), noise_init=0.0, **kw)(x, T_IN, leads)
     sigma_1 = EnsembleNowcaster(_Still())._innovation(x, None, torch.zeros(1, 2, 40, 40))[0][0]
     assert sigma_1 == pytest.approx(0.01, rel=0.05)  # the last step of the walk
+    # zero amplitude: the member is the forecast plus the walk alone, drawn after dv
+    for m in (0, 7):
+        rng = np.random.default_rng(np.random.SeedSequence([0, m]))
+        powerlaw_noise(rng, (1, 2, 40, 40), 4.0)  # the (zero) velocity perturbation
+        walk = np.cumsum(powerlaw_noise(rng, (1, 4, 40, 40), 2.0), axis=1)[0, [0, 3]]
+        init = powerlaw_noise(rng, (1, 1, 40, 40), 2.0)[0]  # drawn last, when asked for
+        expected = x[0, -1, 0].numpy() + sigma_1 * walk
+        np.testing.assert_allclose(plain[0, m, :, 0].numpy(), expected, atol=1e-5)
+        one = EnsembleNowcaster(_Still(), noise_init=1.5, **kw)(x, T_IN, leads)[0, m, :, 0]
+        np.testing.assert_allclose(one.numpy(), expected + 1.5 * sigma_1 * init, atol=1e-5)
     init = EnsembleNowcaster(_Still(), noise_init=2.0, **kw)(x, T_IN, leads)
     for members, a in ((plain, 0.0), (init, 2.0)):
         spread = (members - x[:, None, -1:]).std(dim=1).pow(2).mean((0, 2, 3, 4)).sqrt()
@@ -277,12 +286,12 @@ def test_initial_position_error_shifts_the_displacement_by_whole_steps():
     x = _moving_cell()
     kw = dict(n_members=3, noise_scale=0.0, motion_abs=0.5, dry_mmh=None, match=False)
     leads = torch.tensor([[6.0, 18.0]])
-    plain = EnsembleNowcaster(_Still(), **kw)(x, T_IN, leads)
+    plain = EnsembleNowcaster(_Still(), motion_init=0.0, **kw)(x, T_IN, leads)
     shifted = EnsembleNowcaster(_Still(), motion_init=2.0, **kw)(x, T_IN, leads)
     # a still forecast displaced by (1 + 2) dv at lead 1 is the plain one at lead 3
     torch.testing.assert_close(shifted[:, :, 0], plain[:, :, 1], rtol=0, atol=1e-6)
     assert float((shifted[:, :, 0] - plain[:, :, 0]).abs().max()) > 0.01
-    assert torch.equal(EnsembleNowcaster(_Still(), motion_init=0.0, **kw)(x, T_IN, leads), plain)
+    assert torch.equal(EnsembleNowcaster(_Still(), **kw)(x, T_IN, leads), plain)  # default 0
 
 
 def test_bad_initial_perturbations_are_refused():
@@ -290,5 +299,3 @@ def test_bad_initial_perturbations_are_refused():
         EnsembleNowcaster(_Still(), noise_init=-1)
     with pytest.raises(ValueError, match="motion_init must be >= 0; got -0.5"):
         EnsembleNowcaster(_Still(), motion_init=-0.5)
-    with pytest.raises(ValueError, match="noise_init applies to noise='walk' only"):
-        EnsembleNowcaster(_Still(), noise="cascade", noise_init=1.0)
