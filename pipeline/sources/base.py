@@ -172,9 +172,28 @@ class RadarSource(ABC):
 
     # ------------------------------------------------------------------ discovery
 
+    time_format: str = ""
+    """``strftime`` format of the digits :meth:`time_digits` takes from a matching name."""
+
+    def time_digits(self, match: re.Match) -> str:
+        """The time digits of a name matching :attr:`pattern` (default: its first group)."""
+        return match.group(1)
+
     def file_time(self, path: str) -> pd.Timestamp:
-        """Valid time of the file at *path* (from its name); ValueError when impossible."""
-        raise NotImplementedError
+        """Valid time of the file at *path* from its name (:attr:`pattern`, :attr:`time_format`).
+
+        Raises
+        ------
+        SourceFileError
+            The name does not match, or its digits are not a time.
+        """
+        m = None if self.pattern is None else self.pattern.fullmatch(os.path.basename(path))
+        if m is None:
+            article = "an" if self.name[:1] in "aefhilmnorsx" else "a"
+            raise SourceFileError(
+                path, f"not {article} {self.name} file name (expected {self.expected})", self.name
+            )
+        return time_from_digits(self.time_digits(m), self.time_format, path, self.name)
 
     def is_candidate(self, name: str) -> bool:
         """Whether a file name belongs to this source (by its ending)."""

@@ -29,7 +29,6 @@ from pipeline.sources.base import (
     RadarSource,
     SourceFileError,
     SourceFrame,
-    time_from_digits,
 )
 
 _NAME_RE = re.compile(r"[A-Za-z0-9]+_(\d{8})_(\d{6})\.prcp-[A-Za-z0-9]+\.nc")
@@ -57,13 +56,10 @@ class BoMSource(RadarSource):
     expected = "<RADAR>_YYYYmmdd_HHMMSS.prcp-<product>.nc"
     cadence = pd.Timedelta("6min")
 
-    def file_time(self, path: str) -> pd.Timestamp:
-        m = _NAME_RE.fullmatch(os.path.basename(path))
-        if m is None:
-            raise SourceFileError(
-                path, f"not a bom file name (expected {self.expected})", self.name
-            )
-        return time_from_digits(m.group(1) + m.group(2), "%Y%m%d%H%M%S", path, self.name)
+    time_format = "%Y%m%d%H%M%S"
+
+    def time_digits(self, m: re.Match) -> str:
+        return m.group(1) + m.group(2)
 
     def read(self, path: str | os.PathLike, mask_path: str = "") -> SourceFrame:
         """Rain depth (mm per interval) or rate (mm/h) from ``precipitation``."""

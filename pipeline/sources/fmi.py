@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.geo import grid_from_edges
-from pipeline.sources.base import RadarSource, SourceFileError, SourceFrame, time_from_digits
+from pipeline.sources.base import RadarSource, SourceFileError, SourceFrame
 
 _NAME_RE = re.compile(r"(\d{12})_fmi\.radar\.composite\.lowest_FIN_SUOMI1\.pgm(\.gz)?")
 
@@ -37,13 +37,7 @@ class FMISource(RadarSource):
     expected = "YYYYmmddHHMM_fmi.radar.composite.lowest_FIN_SUOMI1.pgm[.gz]"
     cadence = pd.Timedelta("5min")
 
-    def file_time(self, path: str) -> pd.Timestamp:
-        m = _NAME_RE.fullmatch(os.path.basename(path))
-        if m is None:
-            raise SourceFileError(
-                path, f"not an fmi file name (expected {self.expected})", self.name
-            )
-        return time_from_digits(m.group(1), "%Y%m%d%H%M", path, self.name)
+    time_format = "%Y%m%d%H%M"
 
     def read(self, path: str | os.PathLike, mask_path: str = "") -> SourceFrame:
         """Reflectivity in dBZ (see the module docstring)."""

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.geo import grid_from_edges
-from pipeline.sources.base import RadarSource, SourceFileError, SourceFrame, time_from_digits
+from pipeline.sources.base import RadarSource, SourceFileError, SourceFrame
 
 _NAME_RE = re.compile(r"RAD_NL\d+_([A-Z0-9]+)_(?:[A-Za-z0-9]+_)*?(\d{12})(?:_NL)?\.h5")
 _MINUTES_RE = re.compile(r"_(\d+)min_")
@@ -53,13 +53,10 @@ class KNMISource(RadarSource):
     expected = "RAD_NL25_<PRODUCT>_..._YYYYmmddHHMM[_NL].h5"
     cadence = pd.Timedelta("5min")
 
-    def file_time(self, path: str) -> pd.Timestamp:
-        m = _NAME_RE.fullmatch(os.path.basename(path))
-        if m is None:
-            raise SourceFileError(
-                path, f"not a knmi file name (expected {self.expected})", self.name
-            )
-        return time_from_digits(m.group(2), "%Y%m%d%H%M", path, self.name)
+    time_format = "%Y%m%d%H%M"
+
+    def time_digits(self, m: re.Match) -> str:
+        return m.group(2)
 
     def read(self, path: str | os.PathLike, mask_path: str = "") -> SourceFrame:
         """Accumulation (mm) or reflectivity (dBZ) by the product code of the name."""

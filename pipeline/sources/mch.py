@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.geo import grid_from_edges
-from pipeline.sources.base import RadarSource, SourceFileError, SourceFrame, time_from_digits
+from pipeline.sources.base import RadarSource, SourceFileError, SourceFrame
 
 _NAME_RE = re.compile(r"(AQC|CPC|RZC|AZC)(\d{2})(\d{3})(\d{4})\w_(\d{5})\.\d{3}\.gif")
 _UNIT = {"AQC": "mm", "CPC": "mm", "RZC": "mm/h", "AZC": "mm"}
@@ -39,13 +39,10 @@ class MCHSource(RadarSource):
     expected = "<AQC|CPC|RZC|AZC>yyjjjHHMM?_NNNNN.NNN.gif"
     cadence = pd.Timedelta("5min")
 
-    def file_time(self, path: str) -> pd.Timestamp:
-        m = _NAME_RE.fullmatch(os.path.basename(path))
-        if m is None:
-            raise SourceFileError(
-                path, f"not an mch file name (expected {self.expected})", self.name
-            )
-        return time_from_digits("".join(m.group(2, 3, 4)), "%y%j%H%M", path, self.name)
+    time_format = "%y%j%H%M"
+
+    def time_digits(self, m: re.Match) -> str:
+        return "".join(m.group(2, 3, 4))
 
     def read(self, path: str | os.PathLike, mask_path: str = "") -> SourceFrame:
         """Rain depth (mm) or rate (mm/h) by product (see the module docstring)."""

@@ -202,3 +202,27 @@ def test_file_on_another_grid_is_skipped(tmp_path):
     report, skipped = _ingest(root, tmp_path / "radar.zarr", "odim")
     assert report["frames_written"] == 1
     assert len(skipped) == 1 and "b.h5" in skipped[0] and "differs from the store's" in skipped[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "filename", "time"),
+    [
+        ("knmi", "RAD_NL25_RAC_MFBS_EM_5min_202306011215_NL.h5", "2023-06-01 12:15"),
+        ("bom", "2_20230601_121000.prcp-c10.nc", "2023-06-01 12:10"),
+        ("mch", "AQC231521215V_00005.801.gif", "2023-06-01 12:15"),
+        ("fmi", "202306011215_fmi.radar.composite.lowest_FIN_SUOMI1.pgm.gz", "2023-06-01 12:15"),
+    ],
+)
+def test_valid_time_from_the_file_name(name, filename, time):
+    from pipeline.sources import get_source
+
+    assert get_source(name).file_time(f"/archive/{filename}") == pd.Timestamp(time)
+
+
+@pytest.mark.parametrize(("name", "article"), [("knmi", "a"), ("bom", "a"), ("mch", "an")])
+def test_a_name_the_source_does_not_use_is_named_in_the_error(name, article):
+    from pipeline.sources import get_source
+    from pipeline.sources.base import SourceFileError
+
+    with pytest.raises(SourceFileError, match=f"not {article} {name} file name"):
+        get_source(name).file_time("/archive/radar.dat")
