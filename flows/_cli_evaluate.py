@@ -146,6 +146,11 @@ EVALUATE_FLAGS: dict[str, Flag] = {
         ("--members",),
         "Score N-member ensembles (the model's, steps'): CRPS, reliability, ROC, ranks.",
     ),
+    "probability": Flag(
+        ("--probability",),
+        "With --members: probability estimator, debiased (finite-ensemble correction) or "
+        "fraction (k / N).",
+    ),
 }
 """The flag of every :class:`~nowcast.options.EvaluateOptions` field (both evaluate commands)."""
 
@@ -177,6 +182,13 @@ def _evaluate_command(run_job: Callable[..., dict], doc: str) -> Callable:
             raise typer.BadParameter("scoring the baselines alone (no --run) needs --out DIR")
         if options.members is not None and options.members < 1:
             raise typer.BadParameter(f"--members must be >= 1, got {options.members}")
+        from nowcast.probability import METHODS
+
+        if options.probability not in METHODS:
+            raise typer.BadParameter(
+                f"--probability must be one of {', '.join(sorted(METHODS))}; "
+                f"got {options.probability!r}"
+            )
         summary = run_job(run, data, out, options)
         for line in summary["lines"]:
             typer.echo(line)

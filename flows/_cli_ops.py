@@ -276,6 +276,12 @@ def forecast(
     keep_members: bool = typer.Option(
         False, "--keep-members", help="With --members: write the members (realization)."
     ),
+    probability: str = typer.Option(
+        "debiased",
+        "--probability",
+        help="With --members: probability estimator, debiased (finite-ensemble correction) "
+        "or fraction (k / N).",
+    ),
 ) -> None:
     """Make one forecast (no Prefect) and write it as CF NetCDF.
 
@@ -287,6 +293,12 @@ def forecast(
     issue_time = _parse_time("--issue-time", issue_time)
     lead_minutes = _parse_leads(leads)
     pcts = _check_ensemble_flags(members, percentiles, keep_members)
+    from nowcast.probability import METHODS
+
+    if probability not in METHODS:
+        raise typer.BadParameter(
+            f"--probability must be one of {', '.join(sorted(METHODS))}; got {probability!r}"
+        )
     _require("--run", run)
     from flows._prefect_env import configure
 
@@ -314,6 +326,7 @@ def forecast(
             seed=seed,
             percentiles=pcts,
             keep_members=keep_members,
+            probability=probability,
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     write_forecast_netcdf(fc, out)

@@ -30,8 +30,11 @@ perturbations and two corrections, in the spirit of STEPS (pysteps ``noise.motio
    walk's standard deviation is ``sigma_1 sqrt(noise_init**2 + t)``, so the members
    already differ by more than one step's change at the first lead); ``motion_init``
    (default 0, off) starts the displacement from ``motion_init dv_m``.
-3. **Dry pixels.** Pixels below ``dry_mmh`` (default 0.1 mm/h, the rain threshold of the
-   ``steps`` and ``sprog`` baselines) are set to 0 (no echo), as STEPS does.
+3. **Dry pixels and rain area.** Pixels below ``dry_mmh`` (default 0.1 mm/h, the rain
+   threshold of the ``steps`` and ``sprog`` baselines) are set to 0 (no echo), as STEPS
+   does; with ``wet_area=True`` (default) each member frame keeps the deterministic
+   forecast's number of wet pixels, its largest values (:func:`nowcast.matching.keep_wet_area`),
+   so the noise's holes do not shrink the rain area with lead.
 4. **Intensity distribution** (``match=True``). Each member's wet values (at or above
    ``dry_mmh``), frame by frame, are mapped rank for rank onto the distribution of the wet
    values of the last observed input frame (:func:`match_wet_distribution`: quantile
@@ -41,8 +44,8 @@ perturbations and two corrections, in the spirit of STEPS (pysteps ``noise.motio
    term does at long leads) does not carry that bias into the probabilities.
 
 The defaults (``motion_rel=0.5``, ``motion_abs=0.1``, ``noise="walk"``, ``noise_scale=1.0``,
-``noise_beta=2.0``, ``noise_init=1.0``, ``dry_mmh=0.1``, ``match=True``) were chosen on
-the validation day of a synthetic archive (80 x 80, 20 leads, 20 members;
+``noise_beta=2.0``, ``noise_init=1.0``, ``dry_mmh=0.1``, ``match=True``, ``wet_area=True``)
+were chosen on validation days of synthetic archives (80 x 80, 20 leads, 20 members;
 docs/ensembles.md), never on test days. ``noise_scale=1`` is the
 unscaled estimate: the random walk's increments have the variance of the observed one-step
 Lagrangian innovation. Without the distribution matching (the earlier default
@@ -74,6 +77,7 @@ import torch
 import xarray as xr
 
 from nowcast.advection import resize_motion, sample, trajectory
+from nowcast.matching import keep_wet_area, match_wet_distribution
 from nowcast.noise import (
     band_autocorrelation,
     band_index,
@@ -81,6 +85,7 @@ from nowcast.noise import (
     cascade_noise,
     powerlaw_noise,
 )
+from nowcast.probability import get_method as get_probability_method
 from pipeline.units import RAIN_THRESHOLDS_MMH, rainrate_to_normalized
 
 __all__ = [
@@ -93,90 +98,6 @@ __all__ = [
     "predict_members",
     "products_dataset",
 ]
-
-
-def match_wet_distribution(
-    fields: torch.Tensor,
-    reference: torch.Tensor,
-    threshold: float,
-    reference_mask: torch.Tensor | None = None,
-    n_quantiles: int = 1024,
-    min_pixels: int = 10,
-) -> torch.Tensor:
-    """Map each frame's wet values onto the reference's wet-value distribution.
-
-    Quantile mapping restricted to the rain area: in every frame of sample ``b`` the pixels
-    at or above ``threshold`` keep their rank order and take the values of the same
-    quantiles of the reference's pixels at or above ``threshold`` (the frame's lowest wet
-    value takes the reference's lowest, its highest the reference's highest, linear in
-    between); the other pixels are left as they are. (STEPS' probability matching, pysteps ``postprocessing.probmatching``
-    "cdf", matches the whole field, dry area included; here the rain area stays the
-    forecast's.)
-
-    Parameters
-    ----------
-    fields : torch.Tensor
-        ``(B, T, 1, H, W)`` p/255.
-    reference : torch.Tensor
-        ``(B, H', W')`` p/255, e.g. the last observed frame of each sample (any size).
-    threshold : float
-        Wet threshold, p/255.
-    reference_mask : torch.Tensor, optional
-        ``(B, H', W')``, 1 = valid reference pixel.
-    n_quantiles : int
-        Resolution of the reference quantile function (linear in between).
-    min_pixels : int
-        A sample whose reference has fewer wet pixels is left unchanged.
-
-    Returns
-    -------
-    torch.Tensor
-        ``fields``' shape and dtype; wet values are reference values (so still at or above
-        ``threshold``), dry ones unchanged.
-    """
-    if fields.ndim != 5 or reference.ndim != 3 or reference.shape[0] != fields.shape[0]:
-        raise ValueError(
-            f"fields must be (B, T, 1, H, W) and reference (B, H, W) with the same B; got "
-            f"{tuple(fields.shape)} and {tuple(reference.shape)}"
-        )
-    b, t, c, h, w = fields.shape
-    flat = fields.reshape(b, t, c * h * w)
-    out = flat.clone()
-    levels = torch.linspace(0.0, 1.0, int(n_quantiles), dtype=torch.float64)
-    for i in range(b):
-        ref = reference[i].flatten().to(torch.float64)
-        if reference_mask is not None:
-            ref = ref[reference_mask[i].flatten() > 0.5]
-        ref = ref[ref >= threshold]
-        if ref.numel() < max(int(min_pixels), 1):
-            continue
-        ref_q = torch.quantile(ref, levels).to(flat.dtype)  # (Q,)
-        for j in range(t):  # frame by frame: temporaries of one frame only
-            out[i, j] = _match_frame(flat[i, j], ref_q, threshold)
-    return out.reshape(fields.shape)
-
-
-def _match_frame(frame: torch.Tensor, ref_q: torch.Tensor, threshold: float) -> torch.Tensor:
-    """One flattened frame ``(P,)``: wet values onto the quantile function ``ref_q`` ``(Q,)``."""
-    wet = frame >= threshold
-    n = int(wet.sum())
-    if n == 0:
-        return frame
-    out = frame.clone()
-    order = torch.argsort(frame[wet], stable=True)  # ascending among the wet pixels
-    level = (
-        torch.arange(n, dtype=torch.float64) / max(n - 1, 1)
-        if n > 1
-        else torch.full((1,), 0.5, dtype=torch.float64)
-    )
-    where = level * (len(ref_q) - 1)
-    lo = where.floor().long().clamp(max=len(ref_q) - 1)
-    hi = (lo + 1).clamp(max=len(ref_q) - 1)
-    frac = (where - lo).to(frame.dtype)
-    values = torch.empty(n, dtype=frame.dtype)
-    values[order] = ref_q[lo] * (1 - frac) + ref_q[hi] * frac
-    out[wet] = values
-    return out
 
 
 NOISE_KINDS = ("walk", "cascade")
@@ -232,6 +153,10 @@ class EnsembleNowcaster:
         Map each member's wet values (at or above ``dry_mmh``) onto the wet-value
         distribution of the last observed input frame (:func:`match_wet_distribution`);
         ignored when ``dry_mmh`` is None (no wet threshold).
+    wet_area : bool
+        Give each member frame the deterministic forecast's number of pixels at or above
+        ``dry_mmh`` (:func:`nowcast.matching.keep_wet_area`), so the noise does not shrink
+        the members' rain area; ignored when ``dry_mmh`` is None.
     noise : str
         Noise on the change, one of :data:`NOISE_KINDS`: ``"walk"`` (power-law fields summed
         over steps, scaled by the innovation ``sigma_1``) or ``"cascade"``
@@ -259,6 +184,7 @@ class EnsembleNowcaster:
         rain_mmh: float = 0.5,
         dry_mmh: float | None = 0.1,
         match: bool = True,
+        wet_area: bool = True,
         noise: str = "walk",
         noise_growth: bool = False,
         noise_init: float = 1.0,
@@ -290,6 +216,7 @@ class EnsembleNowcaster:
         self.p_rain = float(rainrate_to_normalized(rain_mmh))
         self.p_dry = None if dry_mmh is None else float(rainrate_to_normalized(dry_mmh))
         self.match = bool(match)
+        self.wet_area = bool(wet_area)
         if noise not in NOISE_KINDS:
             raise ValueError(f"unknown noise {noise!r}; expected one of {list(NOISE_KINDS)}")
         self.noise = noise
@@ -388,6 +315,8 @@ class EnsembleNowcaster:
                 noise = walk[ar, lo] * (1 - frac) + walk[ar, lo + 1] * frac  # (B, T, H, W)
                 pert = y + weight * torch.from_numpy(noise[:, :, None].astype(np.float32)).to(y)
                 member = sample(pert, disp).clamp(0.0, 1.0)
+                if self.wet_area and self.p_dry is not None:
+                    member = keep_wet_area(member, y, self.p_dry)
                 if self.p_dry is not None:
                     member = torch.where(member < self.p_dry, torch.zeros_like(member), member)
                 if reference is not None:
@@ -504,6 +433,7 @@ def ensemble_products(
     members: Iterable[torch.Tensor],
     thresholds_mmh: Sequence[float] = RAIN_THRESHOLDS_MMH,
     percentiles: Sequence[float] | None = None,
+    probability: str = "debiased",
 ) -> dict[str, np.ndarray | int]:
     """Exceedance probabilities and the ensemble mean, streamed over members.
 
@@ -517,14 +447,19 @@ def ensemble_products(
     percentiles : sequence of float, optional
         Percentiles (0..100) of the members per pixel; these need every member, so the
         members are kept only when asked.
+    probability : str
+        Estimator of the exceedance probability from the member counts, a name of
+        :data:`nowcast.probability.METHODS`: ``"debiased"`` (default, the finite-ensemble
+        correction) or ``"fraction"`` (``k / N``).
 
     Returns
     -------
     dict
-        ``probability`` ``(B, T, K, H, W)`` float32 (fraction of members >= each threshold),
+        ``probability`` ``(B, T, K, H, W)`` float32 (from the members >= each threshold),
         ``mean`` ``(B, T, H, W)`` float32 p/255, ``n_members``; with ``percentiles`` also
         ``percentile`` ``(B, T, P, H, W)`` float32 p/255.
     """
+    estimate = get_probability_method(probability)
     thr = torch.tensor([float(rainrate_to_normalized(t)) for t in thresholds_mmh])
     counts = total = None
     kept = []
@@ -540,7 +475,8 @@ def ensemble_products(
     if n == 0:
         raise ValueError("no members given")
     out: dict[str, np.ndarray | int] = {
-        "probability": (counts.float() / n).cpu().numpy(),
+        "probability": estimate(counts.cpu().numpy(), n).astype(np.float32),
+        "probability_method": probability,
         "mean": (total / n).cpu().numpy(),
         "n_members": n,
     }

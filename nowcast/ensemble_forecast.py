@@ -228,7 +228,7 @@ def add_ensemble_products(
             "units": "1",
             "valid_min": np.float32(0.0),
             "valid_max": np.float32(1.0),
-            "comment": f"fraction of the {int(products['n_members'])} ensemble members",
+            "comment": _probability_comment(products),
             **gridded,
         },
     )
@@ -275,6 +275,17 @@ def add_ensemble_products(
     return out
 
 
+def _probability_comment(products: dict) -> str:
+    n = int(products["n_members"])
+    if products.get("probability_method", "fraction") == "debiased":
+        return (
+            f"from the {n} ensemble members: empirical-Bayes estimate E[p | k] of the "
+            f"probability given the number k of members at or above the threshold "
+            f"(nowcast.probability, 'debiased')"
+        )
+    return f"fraction of the {n} ensemble members"
+
+
 def _percentiles(members: list[np.ndarray], percentiles: Sequence[float]) -> np.ndarray:
     """``(L, P, H, W)`` float32 percentiles of ``N`` members ``(L, H, W)``, lead by lead.
 
@@ -299,6 +310,7 @@ def make_ensemble_forecast(
     percentiles: Sequence[float] | None = None,
     keep_members: bool = False,
     thresholds_mmh: Sequence[float] = RAIN_THRESHOLDS_MMH,
+    probability: str = "debiased",
     max_consecutive_missing: int = 2,
     tolerance: str | pd.Timedelta = "2min",
 ) -> xr.Dataset:
@@ -320,6 +332,9 @@ def make_ensemble_forecast(
         Write the members (``reflectivity_members`` on ``realization``).
     thresholds_mmh : sequence of float
         Rain thresholds (mm/h) of the exceedance probabilities (default HKO-7's).
+    probability : str
+        Estimator of the probabilities from the members (:mod:`nowcast.probability`):
+        ``"debiased"`` (default) or ``"fraction"``.
 
     Returns
     -------
@@ -358,7 +373,7 @@ def make_ensemble_forecast(
                 kept.append(m[0, :, 0].cpu().numpy())
             yield m
 
-    prods = ensemble_products(stream(), thresholds_mmh)
+    prods = ensemble_products(stream(), thresholds_mmh, probability=probability)
     if pcts:
         prods["percentile"] = _percentiles(kept, pcts)[None]
     out_dbz, rate = units.normalized_to_dbz_and_rainrate_float32(

@@ -219,6 +219,7 @@ def evaluate_run(
         "progress": options.progress,
         "members": members,
         "ensemble_seed": seed,
+        "probability": options.probability,
     }
     results = evaluate_predictors(predictors, dataset, batch_size, **common)
     results.attrs.update({"split": split, "scheme": scheme, "data": str(data)})

@@ -119,6 +119,10 @@ class EvaluateOptions:
         :class:`nowcast.ensemble.EnsembleNowcaster`, ensemble baselines (``steps``) with
         as many members; the probabilistic scores go into ``results.nc``, a section of
         ``results.md`` and ``probabilistic.png``.
+    probability : str
+        Estimator of the exceedance probabilities scored (reliability, ROC), a name of
+        :data:`nowcast.probability.METHODS`: ``"debiased"`` (the finite-ensemble
+        correction, as the published products use) or ``"fraction"`` (``k / N``).
     """
 
     split: str = "test"
@@ -138,3 +142,4 @@ class EvaluateOptions:
     device: str = "cpu"
     progress: bool = True
     members: int | None = None
+    probability: str = "debiased"

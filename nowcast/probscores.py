@@ -8,8 +8,10 @@ scores them with :mod:`pysteps.verification` (``probscores`` and ``ensscores``):
     Continuous ranked probability score on the p/255 scale (for one member it is the MAE).
 ``reliability`` (lead_time, threshold, prob_bin)
     Observed frequency of exceeding each rain threshold (mm/h, :data:`RAIN_THRESHOLDS_MMH`)
-    in each of 10 forecast-probability bins (the probability is the fraction of members at
-    or above the threshold); ``reliability_forecast`` the mean forecast probability of the
+    in each of 10 forecast-probability bins (the probability from the number of members at
+    or above the threshold, by the accumulator's ``probability`` estimator,
+    :mod:`nowcast.probability`: the finite-ensemble ``"debiased"`` one by default, or the
+    fraction ``k / N``); ``reliability_forecast`` the mean forecast probability of the
     bin and ``reliability_count`` its number of pixels. Bins with fewer than ``min_count``
     pixels are NaN. The bins are pysteps' (edges ``linspace(-1e-6, 1 + 1e-6, 11)``, right
     closed), so with 10 members a probability ``k / 10`` falls in the bin whose nominal
@@ -55,11 +57,22 @@ class EnsembleScoreAccumulator:
         Rain thresholds (mm/h) of the reliability diagram and ROC curve.
     min_count : int
         Reliability bins with fewer pixels (over all batches) are NaN.
+    probability : str
+        Estimator of the exceedance probability (reliability and ROC), a name of
+        :data:`nowcast.probability.METHODS`; each ``(H, W)`` frame of a sample and lead is
+        estimated on its own (its valid target pixels).
     """
 
     def __init__(
-        self, thresholds_mmh: Sequence[float] = RAIN_THRESHOLDS_MMH, min_count: int = 10
+        self,
+        thresholds_mmh: Sequence[float] = RAIN_THRESHOLDS_MMH,
+        min_count: int = 10,
+        probability: str = "debiased",
     ) -> None:
+        from nowcast.probability import get_method
+
+        self._estimate = get_method(probability)
+        self.probability = probability
         self.thresholds_mmh = tuple(float(t) for t in thresholds_mmh)
         self.thresholds = [float(rainrate_to_normalized(t)) for t in self.thresholds_mmh]
         self.min_count = int(min_count)
@@ -112,6 +125,11 @@ class EnsembleScoreAccumulator:
             raise ValueError(f"expected {self.n_members} members per batch; got {f.shape[1]}")
         if target_mask is not None:
             o = np.where(_np(target_mask) > 0.5, o, np.nan)
+        valid = np.isfinite(o[:, :, 0])  # (B, T, H, W)
+        probs = [
+            self._estimate((f[:, :, :, 0] >= thr).sum(axis=1), f.shape[1], valid=valid)
+            for thr in self.thresholds
+        ]  # (B, T, H, W) each
         leads = np.round(_np(t_out).astype(np.float64), 6)
         for lead in np.unique(leads):
             bi, ti = np.nonzero(leads == lead)
@@ -123,8 +141,8 @@ class EnsembleScoreAccumulator:
                 continue
             fl, ol = fl[:, ok], ol[ok]
             probscores.CRPS_accum(st["crps"], fl, ol)
-            for k, thr in enumerate(self.thresholds):
-                prob = exceedance_probability(fl, thr)
+            for k in range(len(self.thresholds)):
+                prob = probs[k][bi, ti].reshape(-1)[ok]
                 probscores.reldiag_accum(st["rel"][k], prob, ol)
                 probscores.ROC_curve_accum(st["roc"][k], prob, ol)
             ensscores.rankhist_accum(st["rank"], fl, ol)
@@ -186,6 +204,7 @@ class EnsembleScoreAccumulator:
                 "ensemble_mean_rmse": ("lead_time", rmse),
                 "n_members": ((), int(self.n_members)),
             },
+            attrs={"probability_method": self.probability},
             coords={
                 "lead_time": ("lead_time", np.asarray(leads), {"units": "minutes"}),
                 "threshold": ("threshold", np.asarray(self.thresholds_mmh), {"units": "mm/h"}),

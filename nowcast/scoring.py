@@ -71,6 +71,7 @@ def evaluate_predictors(
     progress: bool = True,
     members: int | None = None,
     ensemble_seed: int = 0,
+    probability: str = "debiased",
 ) -> xr.Dataset:
     """Score several predictors on one dataset, streaming over batches.
 
@@ -114,6 +115,8 @@ def evaluate_predictors(
         is always scored this way (with its own member count when ``members`` is None).
     ensemble_seed : int
         Seed of the ensemble members.
+    probability : str
+        Estimator of the exceedance probabilities (:mod:`nowcast.probability`).
 
     Returns
     -------
@@ -150,7 +153,10 @@ def evaluate_predictors(
     probabilistic = members is not None or any(
         getattr(p, "ensemble", False) for p in predictors.values()
     )
-    prob_accs = {name: EnsembleScoreAccumulator(thresholds_mmh) for name in predictors}
+    prob_accs = {
+        name: EnsembleScoreAccumulator(thresholds_mmh, probability=probability)
+        for name in predictors
+    }
     seconds = dict.fromkeys(predictors, 0.0)
     skipped: dict[str, str] = {}
     for p in predictors.values():

@@ -134,7 +134,9 @@ def test_products_exceedance_probabilities_mean_and_percentiles(tmp_path):
     p2, p10 = (float(rainrate_to_normalized(r)) for r in (2.0, 10.0))
     values = [0.0, p2, p2 + 0.01, p10 + 0.01]  # members 0..3, the same at every pixel
     members = [torch.full((1, 2, 1, 3, 3), v) for v in values]
-    prod = ensemble_products(iter(members), thresholds_mmh=(2.0, 10.0), percentiles=(0, 100))
+    prod = ensemble_products(
+        iter(members), thresholds_mmh=(2.0, 10.0), percentiles=(0, 100), probability="fraction"
+    )
     assert prod["n_members"] == 4
     np.testing.assert_allclose(prod["probability"][0, :, 0], 0.75)  # 3 of 4 >= 2 mm/h
     np.testing.assert_allclose(prod["probability"][0, :, 1], 0.25)
@@ -299,3 +301,20 @@ def test_bad_initial_perturbations_are_refused():
         EnsembleNowcaster(_Still(), noise_init=-1)
     with pytest.raises(ValueError, match="motion_init must be >= 0; got -0.5"):
         EnsembleNowcaster(_Still(), motion_init=-0.5)
+
+
+def test_members_keep_the_deterministic_forecasts_rain_area():
+    x = _moving_cell(80)
+    model = _model()
+    t_out = torch.tensor([[6.0, 60.0, 120.0]])
+    with torch.no_grad():
+        det = model(x, T_IN, t_out).clamp(0, 1)
+    p_dry = float(rainrate_to_normalized(0.1))
+    wet_det = (det >= p_dry).flatten(2).sum(-1)  # (1, T)
+    kw = dict(n_members=3, seed=0, noise_scale=3.0, match=False)
+    kept = EnsembleNowcaster(model, **kw)(x, T_IN, t_out)
+    free = EnsembleNowcaster(model, wet_area=False, **kw)(x, T_IN, t_out)
+    for m in range(3):
+        assert torch.equal((kept[:, m] >= p_dry).flatten(2).sum(-1), wet_det)
+    # without the correction the noise changes the members' rain area
+    assert not torch.equal((free[:, 0] >= p_dry).flatten(2).sum(-1), wet_det)

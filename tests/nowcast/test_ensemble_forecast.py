@@ -24,7 +24,9 @@ def test_lagrangian_run_ensemble_mean_probabilities_and_motion(tmp_path):
     cfg = _save_untrained_run(tmp_path / "run", "trajgru_ode", config="small_lagrangian")
     store, _ = _moving_blob_store(n_frames=cfg.in_frames, size=80, vx=2.0)
     pred = run_predictor(tmp_path / "run")
-    fc = make_ensemble_forecast(pred, store, ISSUE, [6, 12], members=3, seed=4, keep_members=True)
+    fc = make_ensemble_forecast(
+        pred, store, ISSUE, [6, 12], members=3, seed=4, keep_members=True, probability="fraction"
+    )
     assert fc.sizes["realization"] == 3 and "motion" in fc  # the wrapped model's motion
     prob = fc[PROBABILITY_NAME].values
     np.testing.assert_allclose(
@@ -43,7 +45,7 @@ def test_lagrangian_run_ensemble_mean_probabilities_and_motion(tmp_path):
 def test_steps_ensemble_uses_its_own_members_reproducibly():
     store, _ = _moving_blob_store(n_frames=4, size=64)
     pred = baseline_predictor("steps", in_frames=4)
-    kw = dict(members=3, seed=2, percentiles=[50])
+    kw = dict(members=3, seed=2, percentiles=[50], probability="fraction")
     a = make_ensemble_forecast(pred, store, ISSUE, [6, 12], **kw)
     b = make_ensemble_forecast(pred, store, ISSUE, [6, 12], **kw)
     np.testing.assert_array_equal(a[PROBABILITY_NAME].values, b[PROBABILITY_NAME].values)

@@ -11,11 +11,11 @@ from pipeline.units import rainrate_to_normalized
 P2 = float(rainrate_to_normalized(2.0))  # 2 mm/h on the p/255 scale
 
 
-def _score(members, target, thresholds=(2.0,), leads=(6.0,)):
+def _score(members, target, thresholds=(2.0,), leads=(6.0,), probability="fraction"):
     """``members (N, P)``, ``target (P,)`` -> result of one batch at one lead."""
     f = np.asarray(members, dtype=np.float64)[None, :, None, None, None, :]
     o = np.asarray(target, dtype=np.float64)[None, None, None, None, :]
-    acc = EnsembleScoreAccumulator(thresholds)
+    acc = EnsembleScoreAccumulator(thresholds, probability=probability)
     acc.update(f, o, np.asarray([leads]))
     return acc.result().isel(lead_time=0)
 

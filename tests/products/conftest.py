@@ -108,7 +108,7 @@ def build_ensemble_forecast(
 
     members = hand_members(leads, size)
     stream = (torch.from_numpy(m[None, :, None]) for m in members)
-    prods = ensemble_products(stream, percentiles=percentiles)
+    prods = ensemble_products(stream, percentiles=percentiles, probability="fraction")
     fc = build_forecast(issue_time, leads=leads, size=size, model="trajgru_ens")
     dbz, rate = units.normalized_to_dbz_and_rainrate_float32(prods["mean"][0])
     fc["reflectivity"].values[:] = dbz

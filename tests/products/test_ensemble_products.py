@@ -13,6 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from flows.cli import app
+from nowcast.probability import debiased_probability
 from pipeline.units import dbz_to_normalized, rainrate_to_dbz, rainrate_to_normalized
 from products.archive import append_forecast_zarr, open_forecast_zarr
 from products.cf import check_cf, open_forecast_netcdf, to_cf, write_forecast_netcdf
@@ -119,6 +120,8 @@ def test_cli_forecast_members_gives_quarter_probabilities_reproducible_by_seed(s
         "--keep-members",
         "--percentiles",
         "25,50",
+        "--probability",
+        "fraction",
     )
     b = _forecast(store, tmp_path / "b.nc", "--members", "4", "--seed", "1")
     c = _forecast(store, tmp_path / "c.nc", "--members", "4", "--seed", "2")
@@ -139,8 +142,13 @@ def test_cli_forecast_members_gives_quarter_probabilities_reproducible_by_seed(s
         np.moveaxis(np.percentile(a["reflectivity_members"].values, [25, 50], axis=0), 0, 1),
         atol=1e-3,
     )
-    np.testing.assert_array_equal(b[PROBABILITY_NAME].values, prob)
-    assert not np.array_equal(c[PROBABILITY_NAME].values, prob)
+    # the default is the debiased estimate of the same members' counts, frame by frame
+    counts = np.round(prob * 4).astype(int)  # (L, K, H, W)
+    np.testing.assert_allclose(
+        b[PROBABILITY_NAME].values, debiased_probability(counts, 4), atol=1e-6
+    )
+    assert "E[p | k]" in b[PROBABILITY_NAME].attrs["comment"]
+    assert not np.array_equal(c[PROBABILITY_NAME].values, b[PROBABILITY_NAME].values)
     assert (a.attrs["ensemble_members"], a.attrs["ensemble_seed"]) == (4, 1)
     assert "reflectivity_members" not in b
 
@@ -171,7 +179,11 @@ def test_cycle_with_members_publishes_probabilities(store, tmp_path):
     manifest = json.loads((tmp_path / "site" / "runs" / "20150601T1242Z" / "run.json").read_text())
     assert manifest["ensemble"]["members"] == 2 and manifest["ensemble"]["seed"] == 5
     fz = open_forecast_zarr(tmp_path / "site" / "forecasts.zarr")
-    assert set(np.unique(fz[PROBABILITY_NAME].values).tolist()) <= {0.0, 0.5, 1.0}
+    prob = fz[PROBABILITY_NAME]  # (debiased) probabilities of 0, 1 or 2 of 2 members
+    assert prob.dims[-2:] == ("y", "x")
+    assert float(prob.min()) == 0.0 and float(prob.max()) <= 1.0
+    frame = prob.values.reshape(-1, *prob.shape[-2:])[-1]
+    assert len(np.unique(frame)) <= 3  # one value per count in a frame
     fz.close()
     with pytest.raises(ValueError, match="members must be >= 1"):
         ForecastSettings(store="s", site="t", baseline="persistence", members=0)
