@@ -289,4 +289,7 @@ def test_forecast_flow_with_members_publishes_probability_layers(tmp_path, prefe
     fc = xr.open_dataset(site / "runs" / "20150601T1242Z" / "forecast.nc")
     prob = fc["probability_of_rainfall_rate_above_threshold"].values
     fc.close()
-    assert set(np.unique(prob).tolist()) <= {0.0, 0.25, 0.5, 0.75, 1.0}
+    # debiased probabilities of 0..4 of 4 members: at most 5 values in each frame
+    frames = prob.reshape(-1, *prob.shape[-2:])
+    assert prob.min() == 0.0 and prob.max() <= 1.0
+    assert max(len(np.unique(f)) for f in frames) <= 5
