@@ -37,8 +37,9 @@ def keep_wet_area(fields: torch.Tensor, reference: torch.Tensor, threshold: floa
     Returns
     -------
     torch.Tensor
-        ``fields``' shape and dtype: exactly the reference's wet count per frame (ties
-        between equal values, such as pixels clamped to 0, go to the larger reference).
+        ``fields``' shape and dtype: the reference's wet count per frame (ties between
+        equal values of ``fields``, such as pixels clamped to 0, go to the larger
+        reference value; more are kept only where both are equal).
     """
     if fields.ndim != 5 or tuple(reference.shape) != tuple(fields.shape):
         raise ValueError(
@@ -49,11 +50,18 @@ def keep_wet_area(fields: torch.Tensor, reference: torch.Tensor, threshold: floa
     flat = fields.reshape(b, t, -1)
     ref = reference.reshape(b, t, -1).to(flat.dtype)
     n = (ref >= threshold).sum(-1)  # (B, T)
-    # rank by the field; ties (e.g. pixels clamped to 0) by the reference's values
-    order = torch.argsort(flat + 1e-3 * ref, dim=-1, descending=True, stable=True)
-    rank = torch.empty_like(order)
-    rank.scatter_(-1, order, torch.arange(flat.shape[-1], device=flat.device).expand_as(order))
-    keep = rank < n[..., None]
+    # rank by the field, ties (e.g. pixels clamped to 0) by the reference: every pixel
+    # wet in the reference has a positive key, so the n-th largest key is positive
+    key = flat + 1e-3 * ref
+    size = flat.shape[-1]
+    keep = torch.zeros_like(flat, dtype=torch.bool)
+    for i in range(b):
+        for j in range(t):
+            k = int(n[i, j])
+            if k == 0:
+                continue
+            kth = torch.kthvalue(key[i, j], size - k + 1).values  # the k-th largest
+            keep[i, j] = key[i, j] >= kth
     out = torch.where(keep, flat.clamp(min=threshold), torch.zeros_like(flat))
     return out.reshape(fields.shape)
 
