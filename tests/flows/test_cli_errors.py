@@ -71,6 +71,10 @@ def test_forecast_missing_run(tmp_path, small_store):
         (["--keep-members"], "--percentiles and --keep-members need --members N"),
         (["--members", "0"], "--members must be >= 1, got 0"),
         (
+            ["--members", "2", "--probability", "isotonic"],
+            "--probability must be one of debiased, fraction; got 'isotonic'",
+        ),
+        (
             ["--members", "2", "--percentiles", "50,101"],
             "--percentiles: percentiles must be numbers in 0..100 like 10,50,90; got [50.0, 101.0]",
         ),
@@ -170,6 +174,11 @@ def test_hoist_debug_and_describe_error():
         (
             ["evaluate", "--data", "{t}/none.zarr"],
             "give --run RUN_DIR, or --baselines NAMES to score alone",
+        ),
+        (
+            ["evaluate", "--baselines", "steps", "--data", "{t}", "--out", "{t}/e"]
+            + ["--members", "2", "--probability", "k/n"],
+            "--probability must be one of debiased, fraction; got 'k/n'",
         ),
         (
             ["flow", "evaluate", "--data", "{t}/none.zarr", "--baselines", "persistence"],
