@@ -223,6 +223,8 @@ def evaluate_run(
     }
     results = evaluate_predictors(predictors, dataset, batch_size, **common)
     results.attrs.update({"split": split, "scheme": scheme, "data": str(data)})
+    if "CRPS" in results:
+        results.attrs["probability_method"] = options.probability
     outputs = EvaluationOutputs(out_dir=out_dir, results=results)
 
     if extra_lead_times:

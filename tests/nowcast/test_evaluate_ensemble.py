@@ -63,6 +63,7 @@ def test_evaluate_run_with_members_scores_steps_and_writes_the_reports(store, tm
         assert "predictor" in reopened[var].dims
     assert reopened["n_members"].sel(predictor="steps") == 2
     assert reopened["n_members"].sel(predictor="pysteps") == 1
+    assert reopened.attrs["probability_method"] == "debiased"  # the products' estimator
     md = (tmp_path / "ev" / "results.md").read_text()
     assert "## Probabilistic scores" in md and "| steps | 2 |" in md
 
