@@ -82,27 +82,6 @@ def parse_percentiles(values: Sequence[float] | str | None) -> tuple[float, ...]
     return out
 
 
-def _call_times(predictor, leads: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``t_in (T_in,)``, the lead times to call with and the indices of *leads* among them.
-
-    As :func:`nowcast.forecast.make_forecast`: a regular-only predictor is called with every
-    step up to the longest lead and the requested ones are kept.
-    """
-    t = int(predictor.in_frames)
-    cad = float(predictor.cadence_minutes)
-    t_in = (np.arange(t, dtype=np.float32) - (t - 1)) * cad
-    if predictor.continuous_time:
-        return t_in, leads.astype(np.float32), np.arange(len(leads))
-    steps = leads / cad
-    if not np.allclose(steps, np.round(steps)):
-        raise ValueError(
-            f"predictor {predictor.name!r} takes regular lead times only "
-            f"(multiples of {cad:g} min), got {leads.tolist()}"
-        )
-    steps = np.round(steps).astype(int)
-    return t_in, (np.arange(1, steps.max() + 1) * cad).astype(np.float32), steps - 1
-
-
 def member_stream(
     predictor,
     x: np.ndarray,
@@ -136,7 +115,9 @@ def member_stream(
 
     if int(n_members) < 1:
         raise ValueError(f"members must be >= 1; got {n_members}")
-    t_in, t_call, keep = _call_times(predictor, np.asarray(leads))
+    from nowcast.forecast import call_times
+
+    t_in, t_call, keep = call_times(predictor, np.asarray(leads))
     xt = torch.from_numpy(np.ascontiguousarray(x[None, :, None], dtype=np.float32))
     mt = torch.from_numpy(np.asarray(mask)[None, :, None].astype(np.float32))
     ti, tc = torch.from_numpy(t_in[None]), torch.from_numpy(t_call[None])

@@ -245,26 +245,32 @@ def _validate_leads(lead_minutes: Sequence[int] | np.ndarray) -> np.ndarray:
     return leads.astype(np.int64)
 
 
+def call_times(predictor, leads: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``t_in (T_in,)``, the lead times to call with and the indices of *leads* among them.
+
+    A regular-only predictor is called with every step up to the longest lead and the
+    requested ones are kept (used by :func:`make_forecast` and the ensemble forecasts).
+    """
+    t = int(predictor.in_frames)
+    cad = float(predictor.cadence_minutes)
+    t_in = (np.arange(t, dtype=np.float32) - (t - 1)) * cad
+    if predictor.continuous_time:
+        return t_in, leads.astype(np.float32), np.arange(len(leads))
+    steps = leads / cad
+    if not np.allclose(steps, np.round(steps)):
+        raise ValueError(
+            f"predictor {predictor.name!r} takes regular lead times only "
+            f"(multiples of {cad:g} min), got {leads.tolist()}"
+        )
+    steps = np.round(steps).astype(int)
+    return t_in, (np.arange(1, steps.max() + 1) * cad).astype(np.float32), steps - 1
+
+
 def _run(predictor: Predictor, x: np.ndarray, m: np.ndarray, leads: np.ndarray) -> np.ndarray:
     """Call the predictor on one window; ``x, m (T, H, W)``; returns ``(L, H, W)`` p/255."""
     import torch
 
-    t = predictor.in_frames
-    cad = predictor.cadence_minutes
-    t_in = (np.arange(t, dtype=np.float32) - (t - 1)) * cad
-    if predictor.continuous_time:
-        t_call = leads.astype(np.float32)
-        keep = np.arange(len(leads))
-    else:
-        steps = leads / cad
-        if not np.allclose(steps, np.round(steps)):
-            raise ValueError(
-                f"predictor {predictor.name!r} takes regular lead times only "
-                f"(multiples of {cad:g} min), got {leads.tolist()}"
-            )
-        steps = np.round(steps).astype(int)
-        t_call = (np.arange(1, steps.max() + 1) * cad).astype(np.float32)
-        keep = steps - 1
+    t_in, t_call, keep = call_times(predictor, leads)
     xt = torch.from_numpy(np.ascontiguousarray(x[None, :, None], dtype=np.float32))
     mt = torch.from_numpy(m[None, :, None].astype(np.float32))
     with torch.no_grad():
