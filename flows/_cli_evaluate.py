@@ -151,6 +151,13 @@ EVALUATE_FLAGS: dict[str, Flag] = {
         "With --members: probability estimator, debiased (finite-ensemble correction) or "
         "fraction (k / N).",
     ),
+    "calibration": Flag(
+        ("--calibration",),
+        "With --members: score the model's probabilities calibrated by this file "
+        "(nowcast calibrate); baselines keep --probability.",
+        parse=lambda v: None if v is None else str(v),
+        cli_type=Path | None,
+    ),
 }
 """The flag of every :class:`~nowcast.options.EvaluateOptions` field (both evaluate commands)."""
 
@@ -189,6 +196,12 @@ def _evaluate_command(run_job: Callable[..., dict], doc: str) -> Callable:
                 f"--probability must be one of {', '.join(sorted(METHODS))}; "
                 f"got {options.probability!r}"
             )
+        if options.calibration is not None and options.members is None:
+            raise typer.BadParameter("--calibration needs --members N (the fitted member count)")
+        if options.calibration is not None and run is None:
+            raise typer.BadParameter("--calibration needs --run (it calibrates the run's model)")
+        if options.calibration is not None and not Path(options.calibration).is_file():
+            raise typer.BadParameter(f"--calibration: no file {options.calibration}")
         summary = run_job(run, data, out, options)
         for line in summary["lines"]:
             typer.echo(line)
@@ -230,6 +243,48 @@ flow_evaluate_command = _evaluate_command(
 )
 
 
+def calibrate_command(
+    results: list[Path] = typer.Argument(
+        ...,
+        metavar="RESULTS...",
+        help="results.nc of `nowcast evaluate RUN --split valid --members N` (several: "
+        "their tables are added up).",
+        show_default=False,
+    ),
+    out: Path = typer.Option(
+        ..., "--out", help="Calibration file to write (e.g. RUN/calibration.nc)."
+    ),
+    predictor: str | None = typer.Option(
+        None, "--predictor", help="Predictor of RESULTS to calibrate (default: the model)."
+    ),
+) -> None:
+    """Fit calibrated exceedance probabilities on validation evaluations' count tables."""
+    import xarray as xr
+
+    from nowcast.calibration import fit_calibration
+
+    parts = []
+    for path in results:
+        if not path.is_file():
+            raise typer.BadParameter(f"no results file {path}")
+        try:
+            with xr.open_dataset(path) as ds:
+                parts.append(ds.load())
+        except (OSError, ValueError) as err:
+            raise typer.BadParameter(f"{path} is not a readable NetCDF file: {err}") from None
+        if ds.attrs.get("split") == "test":
+            typer.echo(f"warning: {path} scores the test split; fit on validation days", err=True)
+    calibration = fit_calibration(parts, predictor)
+    calibration.save(out)
+    typer.echo(
+        f"calibrated {calibration.predictor or 'the ensemble'}: {calibration.n_members} "
+        f"members, thresholds {', '.join(f'{t:g}' for t in calibration.thresholds_mmh)} mm/h, "
+        f"leads {calibration.lead_range[0]:g}-{calibration.lead_range[1]:g} min, "
+        f"{calibration.n_pixels} pixels per threshold; wrote {out}"
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add this area's subcommands to *app*."""
     app.command("evaluate")(evaluate_command)
+    app.command("calibrate")(calibrate_command)

@@ -282,6 +282,11 @@ def forecast(
         help="With --members: probability estimator, debiased (finite-ensemble correction) "
         "or fraction (k / N).",
     ),
+    calibration: Path | None = typer.Option(
+        None,
+        "--calibration",
+        help="With --members: calibrated probabilities from this file (nowcast calibrate).",
+    ),
 ) -> None:
     """Make one forecast (no Prefect) and write it as CF NetCDF.
 
@@ -300,6 +305,18 @@ def forecast(
             f"--probability must be one of {', '.join(sorted(METHODS))}; got {probability!r}"
         )
     _require("--run", run)
+    cal = None
+    if calibration is not None:
+        if members is None:
+            raise typer.BadParameter("--calibration needs --members N (the fitted member count)")
+        from nowcast.calibration import ProbabilityCalibration
+
+        cal = ProbabilityCalibration.load(calibration)
+        if cal.n_members != members:
+            raise typer.BadParameter(
+                f"--calibration {calibration} was fitted for {cal.n_members} members; "
+                f"got --members {members}"
+            )
     from flows._prefect_env import configure
 
     configure(out.parent)
@@ -327,6 +344,7 @@ def forecast(
             percentiles=pcts,
             keep_members=keep_members,
             probability=probability,
+            calibration=cal,
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     write_forecast_netcdf(fc, out)

@@ -434,6 +434,8 @@ def ensemble_products(
     thresholds_mmh: Sequence[float] = RAIN_THRESHOLDS_MMH,
     percentiles: Sequence[float] | None = None,
     probability: str = "debiased",
+    calibration=None,
+    lead_minutes: Sequence[float] | np.ndarray | None = None,
 ) -> dict[str, np.ndarray | int]:
     """Exceedance probabilities and the ensemble mean, streamed over members.
 
@@ -451,6 +453,11 @@ def ensemble_products(
         Estimator of the exceedance probability from the member counts, a name of
         :data:`nowcast.probability.METHODS`: ``"debiased"`` (default, the finite-ensemble
         correction) or ``"fraction"`` (``k / N``).
+    calibration : nowcast.calibration.ProbabilityCalibration, optional
+        Calibrated probabilities instead (``probability`` ignored; ``probability_method``
+        is then ``"calibrated"``); needs ``lead_minutes``.
+    lead_minutes : array-like, optional
+        Lead time (min) of each member frame, ``(T,)`` or ``(B, T)``, for ``calibration``.
 
     Returns
     -------
@@ -460,6 +467,8 @@ def ensemble_products(
         ``percentile`` ``(B, T, P, H, W)`` float32 p/255.
     """
     estimate = get_probability_method(probability)
+    if calibration is not None and lead_minutes is None:
+        raise ValueError("calibrated probabilities need the members' lead_minutes")
     thr = torch.tensor([float(rainrate_to_normalized(t)) for t in thresholds_mmh])
     counts = total = None
     kept = []
@@ -474,8 +483,21 @@ def ensemble_products(
         n += 1
     if n == 0:
         raise ValueError("no members given")
+    k = counts.cpu().numpy()
+    if calibration is not None:
+        leads = np.broadcast_to(np.asarray(lead_minutes, np.float64), k.shape[:2])
+        prob = np.stack(
+            [
+                calibration.probability(k[:, :, j], n, t, leads)
+                for j, t in enumerate(thresholds_mmh)
+            ],
+            axis=2,
+        )
+        probability = "calibrated"
+    else:
+        prob = estimate(k, n)
     out: dict[str, np.ndarray | int] = {
-        "probability": estimate(counts.cpu().numpy(), n).astype(np.float32),
+        "probability": prob.astype(np.float32),
         "probability_method": probability,
         "mean": (total / n).cpu().numpy(),
         "n_members": n,

@@ -258,6 +258,12 @@ def add_ensemble_products(
 
 def _probability_comment(products: dict) -> str:
     n = int(products["n_members"])
+    if products.get("probability_method") == "calibrated":
+        return (
+            f"from the {n} ensemble members: the number k of members at or above the "
+            f"threshold mapped to a probability by a calibration fitted on validation days "
+            f"(nowcast.calibration)"
+        )
     if products.get("probability_method", "fraction") == "debiased":
         return (
             f"from the {n} ensemble members: empirical-Bayes estimate E[p | k] of the "
@@ -292,6 +298,7 @@ def make_ensemble_forecast(
     keep_members: bool = False,
     thresholds_mmh: Sequence[float] = RAIN_THRESHOLDS_MMH,
     probability: str = "debiased",
+    calibration=None,
     max_consecutive_missing: int = 2,
     tolerance: str | pd.Timedelta = "2min",
 ) -> xr.Dataset:
@@ -316,6 +323,9 @@ def make_ensemble_forecast(
     probability : str
         Estimator of the probabilities from the members (:mod:`nowcast.probability`):
         ``"debiased"`` (default) or ``"fraction"``.
+    calibration : nowcast.calibration.ProbabilityCalibration, optional
+        Calibrated probabilities instead (:mod:`nowcast.calibration`, fitted on
+        validation days for this model and ``members``).
 
     Returns
     -------
@@ -354,7 +364,13 @@ def make_ensemble_forecast(
                 kept.append(m[0, :, 0].cpu().numpy())
             yield m
 
-    prods = ensemble_products(stream(), thresholds_mmh, probability=probability)
+    prods = ensemble_products(
+        stream(),
+        thresholds_mmh,
+        probability=probability,
+        calibration=calibration,
+        lead_minutes=np.asarray(leads, np.float64),
+    )
     if pcts:
         prods["percentile"] = _percentiles(kept, pcts)[None]
     out_dbz, rate = units.normalized_to_dbz_and_rainrate_float32(

@@ -213,6 +213,19 @@ def evaluate_run(
             )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    calibrations = {}
+    if options.calibration is not None:
+        if members is None or run_dir is None:
+            raise ValueError("a calibration needs --members N and a run directory (its model)")
+        from nowcast.calibration import ProbabilityCalibration
+
+        calibration = ProbabilityCalibration.load(options.calibration)
+        if calibration.n_members != members:
+            raise ValueError(
+                f"{options.calibration} was fitted for {calibration.n_members} members; "
+                f"evaluate with --members {calibration.n_members} (got {members})"
+            )
+        calibrations = {meta["model_name"]: calibration}
     common = {
         "max_samples": max_samples,
         "device": device,
@@ -220,11 +233,14 @@ def evaluate_run(
         "members": members,
         "ensemble_seed": seed,
         "probability": options.probability,
+        "calibrations": calibrations,
     }
     results = evaluate_predictors(predictors, dataset, batch_size, **common)
     results.attrs.update({"split": split, "scheme": scheme, "data": str(data)})
     if "CRPS" in results:
         results.attrs["probability_method"] = options.probability
+        if calibrations:
+            results.attrs["calibration"] = str(options.calibration)
     outputs = EvaluationOutputs(out_dir=out_dir, results=results)
 
     if extra_lead_times:

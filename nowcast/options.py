@@ -123,6 +123,10 @@ class EvaluateOptions:
         Estimator of the exceedance probabilities scored (reliability, ROC), a name of
         :data:`nowcast.probability.METHODS`: ``"debiased"`` (the finite-ensemble
         correction, as the published products use) or ``"fraction"`` (``k / N``).
+    calibration : path, optional
+        A :class:`nowcast.calibration.ProbabilityCalibration` file (``nowcast
+        calibrate``): the run's model is scored with its calibrated probabilities, the
+        baselines with ``probability``. Needs ``members`` (the fitted member count).
     """
 
     split: str = "test"
@@ -143,3 +147,4 @@ class EvaluateOptions:
     progress: bool = True
     members: int | None = None
     probability: str = "debiased"
+    calibration: str | None = None

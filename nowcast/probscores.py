@@ -25,6 +25,10 @@ scores them with :mod:`pysteps.verification` (``probscores`` and ``ensscores``):
 ``ensemble_spread``, ``ensemble_mean_rmse`` (lead_time)
     Spread against skill: ``sqrt(mean member variance)`` (unbiased, over members) and the
     RMSE of the ensemble mean, p/255.
+``exceedance_count``, ``exceedance_observed`` (lead_time, threshold, members_above)
+    The count tables of the probabilities: pixels with ``k = 0..N`` members at or above
+    the threshold, and how many of them the observation exceeded. A validation split's
+    tables are what :func:`nowcast.calibration.fit_calibration` fits.
 """
 
 from __future__ import annotations
@@ -61,6 +65,10 @@ class EnsembleScoreAccumulator:
         Estimator of the exceedance probability (reliability and ROC), a name of
         :data:`nowcast.probability.METHODS`; each ``(H, W)`` frame of a sample and lead is
         estimated on its own (its valid target pixels).
+    calibration : nowcast.calibration.ProbabilityCalibration, optional
+        Score the calibrated probabilities instead (``probability`` is then ignored and
+        the results' ``probability_method`` is ``"calibrated"``); it must have every
+        threshold and the ensemble's member count.
     """
 
     def __init__(
@@ -68,11 +76,13 @@ class EnsembleScoreAccumulator:
         thresholds_mmh: Sequence[float] = RAIN_THRESHOLDS_MMH,
         min_count: int = 10,
         probability: str = "debiased",
+        calibration=None,
     ) -> None:
         from nowcast.probability import get_method
 
         self._estimate = get_method(probability)
-        self.probability = probability
+        self.calibration = calibration
+        self.probability = "calibrated" if calibration is not None else probability
         self.thresholds_mmh = tuple(float(t) for t in thresholds_mmh)
         self.thresholds = [float(rainrate_to_normalized(t)) for t in self.thresholds_mmh]
         self.min_count = int(min_count)
@@ -93,6 +103,8 @@ class EnsembleScoreAccumulator:
                 "var": 0.0,
                 "se": 0.0,
                 "n": 0,
+                "k_count": np.zeros((len(self.thresholds), self.n_members + 1)),
+                "k_observed": np.zeros((len(self.thresholds), self.n_members + 1)),
             }
         return self._leads[lead]
 
@@ -126,11 +138,16 @@ class EnsembleScoreAccumulator:
         if target_mask is not None:
             o = np.where(_np(target_mask) > 0.5, o, np.nan)
         valid = np.isfinite(o[:, :, 0])  # (B, T, H, W)
-        probs = [
-            self._estimate((f[:, :, :, 0] >= thr).sum(axis=1), f.shape[1], valid=valid)
-            for thr in self.thresholds
-        ]  # (B, T, H, W) each
         leads = np.round(_np(t_out).astype(np.float64), 6)
+        counts = [(f[:, :, :, 0] >= thr).sum(axis=1) for thr in self.thresholds]
+        if self.calibration is not None:
+            probs = [
+                self.calibration.probability(c, f.shape[1], t, leads)
+                for c, t in zip(counts, self.thresholds_mmh, strict=True)
+            ]
+        else:
+            probs = [self._estimate(c, f.shape[1], valid=valid) for c in counts]
+        # (B, T, H, W) each
         for lead in np.unique(leads):
             bi, ti = np.nonzero(leads == lead)
             fl = np.moveaxis(f[bi, :, ti], 1, 0).reshape(f.shape[1], -1)  # (N, P)
@@ -145,6 +162,11 @@ class EnsembleScoreAccumulator:
                 prob = probs[k][bi, ti].reshape(-1)[ok]
                 probscores.reldiag_accum(st["rel"][k], prob, ol)
                 probscores.ROC_curve_accum(st["roc"][k], prob, ol)
+                above = counts[k][bi, ti].reshape(-1)[ok]
+                st["k_count"][k] += np.bincount(above, minlength=self.n_members + 1)
+                st["k_observed"][k] += np.bincount(
+                    above, weights=(ol >= self.thresholds[k]), minlength=self.n_members + 1
+                )
             ensscores.rankhist_accum(st["rank"], fl, ol)
             mean = fl.mean(axis=0)
             if fl.shape[0] > 1:
@@ -170,6 +192,8 @@ class EnsembleScoreAccumulator:
         rank = np.full((nl, self.n_members + 1), np.nan)
         spread = np.full(nl, np.nan)
         rmse = np.full(nl, np.nan)
+        k_count = np.stack([self._leads[lead]["k_count"] for lead in leads])
+        k_observed = np.stack([self._leads[lead]["k_observed"] for lead in leads])
         with np.errstate(invalid="ignore", divide="ignore"):
             for i, lead in enumerate(leads):
                 st = self._leads[lead]
@@ -202,6 +226,8 @@ class EnsembleScoreAccumulator:
                 "rank_histogram": (("lead_time", "rank"), rank),
                 "ensemble_spread": ("lead_time", spread),
                 "ensemble_mean_rmse": ("lead_time", rmse),
+                "exceedance_count": (("lead_time", "threshold", "members_above"), k_count),
+                "exceedance_observed": (("lead_time", "threshold", "members_above"), k_observed),
                 "n_members": ((), int(self.n_members)),
             },
             attrs={"probability_method": self.probability},
@@ -211,6 +237,7 @@ class EnsembleScoreAccumulator:
                 "prob_bin": ("prob_bin", centres),
                 "prob_threshold": ("prob_threshold", np.linspace(0.0, 1.0, _N_PROB_THRS)),
                 "rank": ("rank", np.arange(self.n_members + 1)),
+                "members_above": ("members_above", np.arange(self.n_members + 1)),
             },
         )
 

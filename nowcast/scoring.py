@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -72,6 +73,7 @@ def evaluate_predictors(
     members: int | None = None,
     ensemble_seed: int = 0,
     probability: str = "debiased",
+    calibrations: Mapping[str, Any] | None = None,
 ) -> xr.Dataset:
     """Score several predictors on one dataset, streaming over batches.
 
@@ -117,6 +119,10 @@ def evaluate_predictors(
         Seed of the ensemble members.
     probability : str
         Estimator of the exceedance probabilities (:mod:`nowcast.probability`).
+    calibrations : mapping of str to nowcast.calibration.ProbabilityCalibration, optional
+        Predictor name -> calibration: these predictors' probabilities are the calibrated
+        ones (the others keep ``probability``); the results' attribute
+        ``calibrated_predictors`` lists them.
 
     Returns
     -------
@@ -153,8 +159,14 @@ def evaluate_predictors(
     probabilistic = members is not None or any(
         getattr(p, "ensemble", False) for p in predictors.values()
     )
+    calibrations = dict(calibrations or {})
+    unknown = sorted(set(calibrations) - set(predictors))
+    if unknown:
+        raise ValueError(f"calibrations for unknown predictors {unknown}; have {list(predictors)}")
     prob_accs = {
-        name: EnsembleScoreAccumulator(thresholds_mmh, probability=probability)
+        name: EnsembleScoreAccumulator(
+            thresholds_mmh, probability=probability, calibration=calibrations.get(name)
+        )
         for name in predictors
     }
     seconds = dict.fromkeys(predictors, 0.0)
@@ -225,6 +237,8 @@ def evaluate_predictors(
     ds = xr.concat(parts, dim="predictor", join="outer")
     ds = ds.assign_coords(predictor=("predictor", _names(kept)))
     ds["seconds_per_sample"] = ("predictor", np.array([seconds[k] / n for k in kept]))
+    if probabilistic and calibrations:
+        ds.attrs["calibrated_predictors"] = ",".join(k for k in kept if k in calibrations)
     ds.attrs["n_samples"] = int(n)
     ds.attrs["skipped"] = "; ".join(f"{k}: {v}" for k, v in skipped.items())
     return ds

@@ -64,3 +64,28 @@ def test_bad_members_and_percentiles_are_refused():
     with pytest.raises(ValueError, match="percentiles must be numbers like 10,50,90; got 'a,b'"):
         parse_percentiles("a,b")
     assert parse_percentiles("10, 90") == (10.0, 90.0)
+
+
+def test_calibrated_probabilities_are_the_calibration_of_the_member_counts():
+    from nowcast.calibration import ProbabilityCalibration
+    from pipeline.units import RAIN_THRESHOLDS_MMH
+
+    cal = ProbabilityCalibration(
+        thresholds_mmh=tuple(RAIN_THRESHOLDS_MMH),
+        n_members=3,
+        lead_range=(6.0, 60.0),
+        coefficients=np.tile([-0.5, 0.9, -0.3, 0.0, 0.0, 0.0], (len(RAIN_THRESHOLDS_MMH), 1)),
+    )
+    store, _ = _moving_blob_store(n_frames=4, size=32)
+    pred = baseline_predictor("steps", in_frames=4)
+    fc = make_ensemble_forecast(
+        pred, store, ISSUE, [6, 12], members=3, seed=1, keep_members=True, calibration=cal
+    )
+    k = np.rint(_fraction_above(fc["reflectivity_members"].values, fc["threshold"].values) * 3)
+    for j, lead in enumerate((6, 12)):
+        for i, t in enumerate(fc["threshold"].values):
+            expected = cal.table(float(t), lead)[k[j, i].astype(int)]
+            np.testing.assert_allclose(fc[PROBABILITY_NAME].values[j, i], expected, rtol=1e-6)
+    assert "calibration fitted on validation days" in fc[PROBABILITY_NAME].attrs["comment"]
+    with pytest.raises(ValueError, match="fitted for 3 members; got 2"):
+        make_ensemble_forecast(pred, store, ISSUE, [6], members=2, calibration=cal)

@@ -87,3 +87,64 @@ def test_steps_refuses_a_bad_member_count(bad):
         get_baseline("steps")(
             torch.zeros(1, 3, 1, 8, 8), torch.zeros(1, 3), torch.ones(1, 1), n_members=bad
         )
+
+
+def test_a_calibration_fitted_on_validation_scores_the_model_with_its_tables(store, tmp_path):  # noqa: F811
+    from nowcast.calibration import ProbabilityCalibration, fit_calibration
+    from tests.nowcast.test_forecast import _save_untrained_run
+
+    _save_untrained_run(tmp_path / "run", "convgru")
+    common = dict(in_frames=4, out_frames=3, max_samples=3, members=3, progress=False)
+    valid = evaluate_run(
+        tmp_path / "run", store, EvaluateOptions(split="valid", **common), out_dir=tmp_path / "v"
+    )
+    tables = valid.results["exceedance_count"].sel(predictor="convgru")
+    assert float(tables.sum()) == float(tables.isel(threshold=0).sum()) * tables.sizes["threshold"]
+    cal = fit_calibration(xr.open_dataset(tmp_path / "v" / "results.nc"))
+    cal.save(tmp_path / "cal.nc")
+    options = EvaluateOptions(
+        split="test", baselines=("steps",), calibration=str(tmp_path / "cal.nc"), **common
+    )
+    out = evaluate_run(tmp_path / "run", store, options, out_dir=tmp_path / "t").results
+    assert out.attrs["calibrated_predictors"] == "convgru"
+    assert out.attrs["calibration"] == str(tmp_path / "cal.nc")
+    back = ProbabilityCalibration.load(tmp_path / "cal.nc")
+    for lead in out["lead_time"].values:
+        table = back.table(2.0, float(lead))
+        rel = out.sel(predictor="convgru", lead_time=lead, threshold=2.0)
+        fc = rel["reliability_forecast"].values
+        counts = out["exceedance_count"].sel(predictor="convgru", lead_time=lead, threshold=2.0)
+        # each bin's mean forecast lies within the table values of the counts it holds
+        used = table[counts.values > 0]
+        finite = fc[np.isfinite(fc)]
+        assert np.all((finite >= used.min() - 1e-9) & (finite <= used.max() + 1e-9))
+    assert out.attrs["probability_method"] == "debiased"  # what steps is scored with
+
+
+def test_cli_calibrate_writes_a_calibration_and_evaluate_needs_members(store, tmp_path):  # noqa: F811
+    from flows.cli import app
+    from nowcast.calibration import ProbabilityCalibration
+
+    acc_ds = _calibration_tables()
+    acc_ds.to_netcdf(tmp_path / "results.nc")
+    res = CliRunner().invoke(
+        app, ["calibrate", str(tmp_path / "results.nc"), "--out", str(tmp_path / "c.nc")]
+    )
+    assert res.exit_code == 0, res.output
+    assert "calibrated the ensemble: 2 members, thresholds 2 mm/h, leads 6-12 min" in res.output
+    assert ProbabilityCalibration.load(tmp_path / "c.nc").n_members == 2
+    args = ["evaluate", "--baselines", "steps", "--data", str(store), "--out", str(tmp_path)]
+    res = CliRunner().invoke(app, [*args, "--calibration", str(tmp_path / "c.nc")])
+    assert res.exit_code == 2 and "--calibration needs --members N" in res.output
+
+
+def _calibration_tables() -> xr.Dataset:
+    count = np.array([[[100.0, 10.0, 5.0], [100.0, 10.0, 5.0]]])  # (threshold, lead, k)
+    observed = np.array([[[1.0, 4.0, 4.0], [2.0, 5.0, 3.0]]])
+    return xr.Dataset(
+        {
+            "exceedance_count": (("threshold", "lead_time", "members_above"), count),
+            "exceedance_observed": (("threshold", "lead_time", "members_above"), observed),
+        },
+        coords={"threshold": [2.0], "lead_time": [6.0, 12.0], "members_above": [0, 1, 2]},
+    )
