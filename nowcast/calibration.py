@@ -10,11 +10,14 @@ of the same model and radar, by an extended logistic regression (Wilks 2009, "Ex
 logistic regression to provide full-probability-distribution MOS forecasts"), one per
 threshold::
 
-    p = sigmoid(c0 + c1 L + c2 tau + c3 tau L + c4 L**2 + c5 tau L**2)
+    p = sigmoid(a(tau) + b(tau) L + c(tau) L**2)
     L = log((k + 1/2) / (N - k + 1/2)),  tau = lead time in hours
+    a, b, c = linear in 1, sqrt(tau) and tau (three coefficients each)
 
-six coefficients per threshold, fitted by weighted maximum likelihood (Newton's method,
-a small ridge penalty pulling towards ``p = (k + 1/2) / (N + 1)``) on the count tables
+nine coefficients per threshold (the lead dependence in ``sqrt(tau)`` and ``tau``, the two
+growth laws of the ensemble's perturbations: the walk's noise and the motion error),
+fitted by weighted maximum likelihood (Newton's method with backtracking, a small ridge
+penalty pulling towards ``p = (k + 1/2) / (N + 1)``) on the count tables
 that :class:`nowcast.probscores.EnsembleScoreAccumulator` keeps (``exceedance_count`` and
 ``exceedance_observed`` in an evaluation's ``results.nc``). The probabilities are made
 non-decreasing in ``k`` at every lead (a running maximum), so they rank pixels as ``k``
@@ -41,7 +44,8 @@ import xarray as xr
 
 __all__ = ["ProbabilityCalibration", "fit_calibration"]
 
-_N_COEF = 6
+_N_COEF = 9
+_PRIOR = np.array([0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])  # p = (k + 1/2) / (N + 1)
 _RIDGE = 1.0  # negligible against a validation split's pixels, decisive when a table is empty
 _NEWTON_ITERATIONS = 100
 FORMAT = "nowcast-probability-calibration-1"
@@ -61,7 +65,8 @@ class ProbabilityCalibration:
     lead_range : tuple of float
         Smallest and largest fitted lead time (minutes).
     coefficients : numpy.ndarray
-        ``(K, 6)``, the coefficients ``c0..c5`` per threshold.
+        ``(K, 9)``: per threshold the coefficients of ``1, L, L^2, sqrt(tau), sqrt(tau) L,
+        sqrt(tau) L^2, tau, tau L, tau L^2``.
     predictor : str
         Name of the predictor whose ensemble was fitted (for reports).
     n_pixels : int
@@ -153,8 +158,8 @@ class ProbabilityCalibration:
                 "lead_max_minutes": float(self.lead_range[1]),
                 "predictor": self.predictor,
                 "n_pixels": int(self.n_pixels),
-                "model": "p = sigmoid(c0 + c1 L + c2 tau + c3 tau L + c4 L^2 + c5 tau L^2), "
-                "L = log((k + 1/2) / (N - k + 1/2)), tau = lead (h)",
+                "model": "p = sigmoid(coefficients . (1, L, L^2, s, s L, s L^2, tau, tau L, "
+                "tau L^2)), L = log((k + 1/2) / (N - k + 1/2)), tau = lead (h), s = sqrt(tau)",
             },
         )
 
@@ -285,11 +290,12 @@ def _tables(results: xr.Dataset, predictor: str | None):
 
 
 def _features(n: int, tau: np.ndarray) -> np.ndarray:
-    """``(T, N + 1, 6)``: ``1, L, tau, tau L, L^2, tau L^2`` for ``k = 0..N``."""
+    """``(T, N + 1, 9)``: ``1, L, L^2`` times ``1, sqrt(tau), tau`` for ``k = 0..N``."""
     k = np.arange(n + 1, dtype=np.float64)
     logit = np.log((k + 0.5) / (n - k + 0.5))
     lg, tg = np.meshgrid(logit, np.asarray(tau, dtype=np.float64))
-    return np.stack([np.ones_like(lg), lg, tg, tg * lg, lg**2, tg * lg**2], axis=-1)
+    base = [np.ones_like(lg), lg, lg**2]
+    return np.stack([f * g for g in (1.0, np.sqrt(tg), tg) for f in base], axis=-1)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -302,7 +308,7 @@ def _fit_one(features: np.ndarray, count: np.ndarray, observed: np.ndarray, n: i
     c = np.asarray(count, dtype=np.float64).reshape(-1)
     h = np.clip(np.asarray(observed, dtype=np.float64).reshape(-1), 0.0, None)
     h = np.minimum(h, c)
-    prior = np.array([0.0, 1.0, 0.0, 0.0, 0.0, 0.0])  # p = (k + 1/2) / (N + 1)
+    prior = _PRIOR
 
     def objective(w: np.ndarray) -> float:  # penalised log-likelihood, to be maximised
         z = x @ w

@@ -18,7 +18,7 @@ N = 10
 
 def _tables(coefs: np.ndarray, pixels: float = 1e7) -> xr.Dataset:
     """Count tables whose observed frequencies follow the model with ``coefs`` exactly."""
-    x = features(N, LEADS / 60.0)  # (T, N + 1, 6)
+    x = features(N, LEADS / 60.0)  # (T, N + 1, 9)
     count = np.full((len(coefs), len(LEADS), N + 1), pixels)
     freq = np.stack([1.0 / (1.0 + np.exp(-(x @ c))) for c in coefs])
     return xr.Dataset(
@@ -34,10 +34,11 @@ def _tables(coefs: np.ndarray, pixels: float = 1e7) -> xr.Dataset:
     )
 
 
+# coefficients of 1, L, L^2, sqrt(tau) (1, L, L^2), tau (1, L, L^2)
 TRUE = np.array(
     [
-        [-0.2, 1.3, -0.4, -0.3, -0.05, 0.02],  # under-confident early, less so later
-        [-1.0, 0.8, -1.5, -0.2, -0.1, 0.03],
+        [-0.2, 1.3, -0.05, -0.4, -0.3, 0.02, 0.1, 0.05, -0.01],  # under-confident early
+        [-1.0, 0.8, -0.1, -1.5, -0.2, 0.03, 0.3, 0.1, 0.0],
     ]
 )
 
@@ -65,7 +66,7 @@ def test_probabilities_are_the_observed_frequencies_of_each_count_and_lead():
 
 def test_probabilities_never_decrease_with_the_count():
     wiggly = TRUE.copy()
-    wiggly[0, 4] = -0.6  # a strongly concave map that would turn down at large |L|
+    wiggly[0, 2] = -0.6  # a strongly concave map that would turn down at large |L|
     cal = fit_calibration(_tables(wiggly))
     for lead in (6.0, 60.0, 120.0):
         table = cal.table(2.0, lead)
@@ -108,7 +109,7 @@ def test_the_accumulator_scores_the_calibrated_probabilities():
         thresholds_mmh=(2.0,),
         n_members=2,
         lead_range=(6.0, 6.0),
-        coefficients=np.array([[-1.0, 0.5, 0.0, 0.0, 0.0, 0.0]]),
+        coefficients=np.array([[-1.0, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]]),
     )
     thr = float(rainrate_to_normalized(2.0))
     members = np.full((1, 2, 1, 1, 1, 4), thr + 0.05, np.float32)  # k = 2 everywhere

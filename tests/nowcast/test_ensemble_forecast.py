@@ -74,7 +74,7 @@ def test_calibrated_probabilities_are_the_calibration_of_the_member_counts():
         thresholds_mmh=tuple(RAIN_THRESHOLDS_MMH),
         n_members=3,
         lead_range=(6.0, 60.0),
-        coefficients=np.tile([-0.5, 0.9, -0.3, 0.0, 0.0, 0.0], (len(RAIN_THRESHOLDS_MMH), 1)),
+        coefficients=np.tile([-0.5, 0.9, 0.0, -0.3, 0, 0, 0, 0, 0], (len(RAIN_THRESHOLDS_MMH), 1)),
     )
     store, _ = _moving_blob_store(n_frames=4, size=32)
     pred = baseline_predictor("steps", in_frames=4)
