@@ -84,6 +84,24 @@ Members = Annotated[
     ),
 ]
 Seed = Annotated[int, typer.Option("--seed", help="Seed of the ensemble members.")]
+Calibration = Annotated[
+    Path | None,
+    typer.Option(
+        "--calibration",
+        help="With --members: calibrated probabilities from this file (nowcast calibrate).",
+    ),
+]
+
+
+def _calibration_file(calibration: Path | None, members: int | None) -> str | None:
+    """The calibration path as a string, refused without --members or a file."""
+    if calibration is None:
+        return None
+    if members is None:
+        raise typer.BadParameter("--calibration needs --members N (the fitted member count)")
+    if not calibration.is_file():
+        raise typer.BadParameter(f"--calibration: no file {calibration}")
+    return str(calibration.resolve())
 
 
 def _check_ensemble_flags(
@@ -175,6 +193,7 @@ def serve(
     members: Members = None,
     seed: Seed = 0,
     archive: str = typer.Option("forecasts.zarr", "--archive", help=_ARCHIVE_HELP),
+    calibration: Calibration = None,
 ) -> None:
     """Forecast on a schedule with Prefect's flow.serve (Ctrl-C to stop).
 
@@ -182,6 +201,7 @@ def serve(
     """
     _check_one_predictor(run, baseline)
     _check_ensemble_flags(members)
+    cal = _calibration_file(calibration, members)
     _require("--store", store)
     _require("--run", run)
     lead_minutes = _parse_leads(leads)
@@ -203,6 +223,7 @@ def serve(
         members=members,
         seed=seed if members is not None else None,
         archive=archive,
+        calibration=cal,
     )
 
 
@@ -282,11 +303,7 @@ def forecast(
         help="With --members: probability estimator, debiased (finite-ensemble correction) "
         "or fraction (k / N).",
     ),
-    calibration: Path | None = typer.Option(
-        None,
-        "--calibration",
-        help="With --members: calibrated probabilities from this file (nowcast calibrate).",
-    ),
+    calibration: Calibration = None,
 ) -> None:
     """Make one forecast (no Prefect) and write it as CF NetCDF.
 
@@ -306,9 +323,7 @@ def forecast(
         )
     _require("--run", run)
     cal = None
-    if calibration is not None:
-        if members is None:
-            raise typer.BadParameter("--calibration needs --members N (the fitted member count)")
+    if _calibration_file(calibration, members) is not None:
         from nowcast.calibration import ProbabilityCalibration
 
         cal = ProbabilityCalibration.load(calibration)
@@ -452,10 +467,12 @@ def flow_forecast(
     members: Members = None,
     seed: Seed = 0,
     archive: str = typer.Option("forecasts.zarr", "--archive", help=_ARCHIVE_HELP),
+    calibration: Calibration = None,
 ) -> None:
     """One forecast cycle: forecast, verify earlier forecasts, publish."""
     _check_one_predictor(run, baseline)
     _check_ensemble_flags(members)
+    cal = _calibration_file(calibration, members)
     _require("--store", store)
     _require("--run", run)
     now = _parse_time("--issue-time", now)
@@ -466,7 +483,7 @@ def flow_forecast(
     configure(workdir)
     from flows.serve import run_forecast_cycle
 
-    ens = {} if members is None else {"members": members, "seed": seed}
+    ens = {} if members is None else {"members": members, "seed": seed, "calibration": cal}
     res = run_forecast_cycle(
         store, site, run=run, baseline=baseline, now=now, lead_minutes=lead_minutes,
         archive=archive, **ens,

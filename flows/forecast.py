@@ -53,6 +53,7 @@ def forecast_flow(
     members: int | None = None,
     seed: int = 0,
     archive: str = "forecasts.zarr",
+    calibration: str | None = None,
 ) -> dict:
     """One forecast cycle as a Prefect flow (see the module docstring).
 
@@ -78,6 +79,7 @@ def forecast_flow(
         members=members,
         seed=seed,
         archive=str(archive),
+        calibration=calibration,
     )
     logger = get_run_logger()
     steps = CycleSteps(_forecast_task, _record_skip_task, _verify_task, _publish_task, logger.info)

@@ -59,7 +59,7 @@ def _flow_parameters(
         **{
             k: v
             for k, v in extra.items()
-            if k in ("clock", "max_consecutive_missing", "members") and v is not None
+            if k in ("clock", "max_consecutive_missing", "members", "calibration") and v is not None
         },
     )
     params = {

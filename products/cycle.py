@@ -104,6 +104,10 @@ class ForecastSettings:
         layers; None = one deterministic forecast.
     seed : int
         Seed of the ensemble members.
+    calibration : str, optional
+        With ``members``: a calibration file (``nowcast calibrate``,
+        :class:`nowcast.calibration.ProbabilityCalibration`) for the exceedance
+        probabilities; None = the debiased estimate.
     """
 
     store: str
@@ -122,10 +126,13 @@ class ForecastSettings:
     archive: str = "forecasts.zarr"
     members: int | None = None
     seed: int = 0
+    calibration: str | None = None
 
     def __post_init__(self) -> None:
         if self.members is not None and int(self.members) < 1:
             raise ValueError(f"members must be >= 1 (or None: deterministic), got {self.members}")
+        if self.calibration is not None and self.members is None:
+            raise ValueError("a calibration needs members (the fitted member count)")
         if (self.run is None) == (self.baseline is None):
             raise ValueError(
                 f"give exactly one of run (a run directory) and baseline (a baseline name); "
@@ -238,8 +245,10 @@ def make_cycle_forecast(settings: ForecastSettings, issue: pd.Timestamp):
     }
     try:
         if settings.members is not None:
+            from nowcast.calibration import ProbabilityCalibration
             from nowcast.ensemble_forecast import make_ensemble_forecast
 
+            cal = settings.calibration
             return make_ensemble_forecast(
                 pred,
                 settings.store,
@@ -247,6 +256,7 @@ def make_cycle_forecast(settings: ForecastSettings, issue: pd.Timestamp):
                 settings.lead_minutes,
                 members=settings.members,
                 seed=settings.seed,
+                calibration=None if cal is None else ProbabilityCalibration.load(cal),
                 **window,
             )
         return make_forecast(pred, settings.store, issue, settings.lead_minutes, **window)

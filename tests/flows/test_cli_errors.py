@@ -75,7 +75,7 @@ def test_forecast_missing_run(tmp_path, small_store):
             "--probability must be one of debiased, fraction; got 'isotonic'",
         ),
         (["--calibration", "cal.nc"], "--calibration needs --members N"),
-        (["--members", "2", "--calibration", "nowhere.nc"], "no calibration file at nowhere.nc"),
+        (["--members", "2", "--calibration", "nowhere.nc"], "--calibration: no file nowhere.nc"),
         (
             ["--members", "2", "--percentiles", "50,101"],
             "--percentiles: percentiles must be numbers in 0..100 like 10,50,90; got [50.0, 101.0]",

@@ -189,6 +189,36 @@ def test_cycle_with_members_publishes_probabilities(store, tmp_path):
         ForecastSettings(store="s", site="t", baseline="persistence", members=0)
 
 
+def test_cycle_with_a_calibration_publishes_its_probabilities(store, tmp_path):
+    from nowcast.calibration import ProbabilityCalibration
+    from pipeline.units import RAIN_THRESHOLDS_MMH
+    from products.cycle import ForecastSettings, forecast_cycle
+
+    k = len(RAIN_THRESHOLDS_MMH)
+    cal = ProbabilityCalibration(
+        thresholds_mmh=tuple(RAIN_THRESHOLDS_MMH),
+        n_members=2,
+        lead_range=(6.0, 12.0),
+        coefficients=np.tile([-0.3, 0.7, 0.0, -0.5, 0.0, 0.0, 0.0, 0.0, 0.0], (k, 1)),
+    )
+    path = cal.save(tmp_path / "calibration.nc")
+    common = dict(store=str(store), baseline="persistence", lead_minutes=(6, 12), members=2)
+    settings = ForecastSettings(
+        site=str(tmp_path / "site"), calibration=str(path), coastline_resolution="110m", **common
+    )
+    assert forecast_cycle(settings, now=T0 + pd.Timedelta("30min")).status == "ok"
+    fz = open_forecast_zarr(tmp_path / "site" / "forecasts.zarr")
+    prob = fz[PROBABILITY_NAME].load()
+    fz.close()
+    for j, lead in enumerate((6, 12)):
+        for i, t in enumerate(RAIN_THRESHOLDS_MMH):
+            values = np.unique(prob.values.reshape(-1, 2, k, *prob.shape[-2:])[-1, j, i])
+            table = cal.table(t, lead).astype(np.float32)  # k = 0, 1, 2 members
+            assert np.all(np.isin(values, table)), (lead, t, values, table)
+    with pytest.raises(ValueError, match="a calibration needs members"):
+        ForecastSettings(site="t", calibration=str(path), **{**common, "members": None})
+
+
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
     site = tmp_path_factory.mktemp("ens_site")
