@@ -85,7 +85,7 @@ class ProbabilityCalibration:
         row = self._row(threshold_mmh)
         lo, hi = self.lead_range
         tau = float(np.clip(lead_minutes, lo, hi)) / 60.0
-        features = _features(self.n_members, np.array([tau]))[0]  # (N + 1, 6)
+        features = _features(self.n_members, np.array([tau]))[0]  # (N + 1, 9)
         prob = _sigmoid(features @ self.coefficients[row])
         return np.maximum.accumulate(prob)
 
@@ -220,8 +220,8 @@ def fit_calibration(
         on the validation split; the tables of several (other validation days, other
         stores) are added up, so they must share lead times, thresholds and ``N``.
     predictor : str, optional
-        Which predictor's tables (needed when ``results`` has several; baselines named
-        ``persistence``, ``pysteps``, ``sprog``, ``steps`` are skipped when choosing one).
+        Which predictor's tables (needed when ``results`` has several; the baselines of
+        :data:`nowcast.baselines.BASELINE_NAMES` are skipped when choosing one).
 
     Returns
     -------
@@ -245,10 +245,10 @@ def fit_calibration(
     if n < 1:
         raise ValueError("the count tables need at least one member")
     leads = np.asarray(count["lead_time"].values, dtype=np.float64)
-    features = _features(n, leads / 60.0)  # (T, N + 1, 6)
+    features = _features(n, leads / 60.0)  # (T, N + 1, 9)
     coefs = np.stack(
         [
-            _fit_one(features, count.values[i], observed.values[i], n)
+            _fit_one(features, count.values[i], observed.values[i])
             for i in range(count.sizes["threshold"])
         ]
     )
@@ -273,7 +273,9 @@ def _tables(results: xr.Dataset, predictor: str | None):
     if "predictor" in count.dims:
         names = [str(p) for p in results["predictor"].values]
         if predictor is None:
-            own = [p for p in names if p not in ("persistence", "pysteps", "sprog", "steps")]
+            from nowcast.baselines import BASELINE_NAMES
+
+            own = [p for p in names if p not in BASELINE_NAMES]
             if len(own) != 1:
                 raise ValueError(f"choose the predictor to calibrate, one of {names}")
             predictor = own[0]
@@ -302,7 +304,7 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
-def _fit_one(features: np.ndarray, count: np.ndarray, observed: np.ndarray, n: int) -> np.ndarray:
+def _fit_one(features: np.ndarray, count: np.ndarray, observed: np.ndarray) -> np.ndarray:
     """Weighted logistic regression: Newton's method with backtracking, ridge to the prior."""
     x = features.reshape(-1, _N_COEF)
     c = np.asarray(count, dtype=np.float64).reshape(-1)
