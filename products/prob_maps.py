@@ -5,7 +5,7 @@ An ensemble forecast (:mod:`nowcast.ensemble_forecast`) carries
 :func:`write_probability_maps` draws one cartopy map per threshold and lead time with
 :class:`products.maps.MapRenderer` (``scale="probability"``: the same projection,
 coastline and size as the rain-rate maps, probabilities on a discrete 0..1 scale of
-:data:`PROBABILITY_LEVELS`, below 0.1 transparent) and returns the dashboard layers that
+:data:`PROBABILITY_LEVELS`, below 0.1 transparent, grey outside the radar coverage) and returns the dashboard layers that
 list them (``run.json`` ``layers``; the dashboard switches between the deterministic
 forecast and each threshold).
 """
@@ -52,6 +52,7 @@ def write_probability_maps(
     *,
     map_size_px: tuple[int, int],
     coastline_resolution: str,
+    coverage: np.ndarray | None = None,
     hook: Callable[[str], None] = lambda stage: None,
 ) -> tuple[list[str], list[dict[str, Any]]]:
     """One probability PNG per threshold and lead time under ``out / "maps"``.
@@ -65,6 +66,9 @@ def write_probability_maps(
         Run directory being built (``maps/`` exists).
     map_size_px, coastline_resolution
         As for the rain-rate maps (:class:`products.maps.MapRenderer`).
+    coverage : numpy.ndarray, optional
+        ``(H, W)`` bool radar coverage (:func:`products.map_layers.coverage_mask`); pixels
+        outside it are grey, as on the observed maps.
     hook : callable
         Called with ``"file:<name>"`` after each file.
 
@@ -101,7 +105,7 @@ def write_probability_maps(
                     f"{layer_label(thr)}  +{lead} min  valid {valid_times[j]:%Y-%m-%d %H:%M} UTC"
                     f"  (issued {issue:%H:%M} UTC)"
                 )
-                renderer.render(values[j, k], out / name, title=title)
+                renderer.render(values[j, k], out / name, valid=coverage, title=title)
                 frames.append(
                     {"lead_time": lead, "valid_time": _iso(valid_times[j]), "image": name}
                 )

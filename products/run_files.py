@@ -65,9 +65,15 @@ def build_run(
     progress: bool,
     hook: Callable[[str], None] = lambda stage: None,
 ) -> list[str]:
-    """Write every file of one run into *out*; return their names relative to *out*."""
+    """Write every file of one run into *out*; return their names relative to *out*.
+
+    The forecast and probability maps are grey outside the radar coverage of *obs*
+    (:func:`products.map_layers.coverage_mask` of its ``mask``; nothing is greyed when
+    *obs* has no mask or no frame).
+    """
     from tqdm.auto import tqdm
 
+    from products.map_layers import coverage_mask
     from products.maps import MapGrid, MapRenderer, frame_title, write_loop_gif
 
     files: list[str] = []
@@ -78,6 +84,13 @@ def build_run(
     issue = _issue_time(forecast_ds)
     frames: list[dict[str, Any]] = []
     grid = MapGrid.from_dataset(forecast_ds)
+    # Radar coverage of the observations drawn: outside it the forecast and probability
+    # maps are grey like the observed maps (no data must not look like no rain).
+    coverage = coverage_mask(obs["mask"].values) if "mask" in obs and obs.sizes["time"] else None
+    motion, motion_kmh = None, None
+    if "motion" in forecast_ds:
+        motion = forecast_ds["motion"].values
+        motion_kmh = forecast_ds["motion"].attrs.get("km_per_h_per_unit")
     bar = tqdm(
         total=obs.sizes["time"] + forecast_ds.sizes["lead_time"],
         desc=f"maps {run_id(issue)}",
@@ -104,13 +117,20 @@ def build_run(
         valid_times = pd.DatetimeIndex(forecast_ds["valid_time"].values)
         for j, lead in enumerate(int(v) for v in forecast_ds["lead_time"].values):
             rain = np.asarray(forecast_ds["rainfall_rate"].isel(lead_time=j).values, np.float64)
-            valid = None
+            valid = coverage
             if "mask" in forecast_ds:
                 valid = forecast_ds["mask"].isel(lead_time=j).values.astype(bool)
+                valid = valid if coverage is None else valid & coverage
             name = f"maps/fc_{lead:03d}.png"
             title = frame_title(valid_times[j], lead, issue)
-            motion = forecast_ds["motion"].values if "motion" in forecast_ds else None
-            renderer.render(rain, out / name, valid=valid, title=title, motion=motion)
+            renderer.render(
+                rain,
+                out / name,
+                valid=valid,
+                title=title,
+                motion=motion,
+                motion_km_per_h=None if motion_kmh is None else float(motion_kmh),
+            )
             frames.append(
                 {
                     "kind": "forecast",
@@ -129,6 +149,7 @@ def build_run(
             out,
             map_size_px=map_size_px,
             coastline_resolution=coastline_resolution,
+            coverage=coverage,
             hook=hook,
         )
         files.extend(prob_files)

@@ -11,7 +11,7 @@ from cartopy.io import DownloadWarning, shapereader
 from PIL import Image
 
 from pipeline import geo
-from products import maps
+from products import map_layers, maps
 
 
 class _NetworkBlocked(OSError):
@@ -186,3 +186,89 @@ def test_motion_arrows_point_along_the_motion(tmp_path, grid):
     with pytest.raises(ValueError, match="motion has shape"):
         with maps.MapRenderer(grid, size_px=(200, 200), coastlines=False) as r:
             r.render(rain, tmp_path / "d.png", motion=np.zeros((2, 4, 4)))
+
+
+def test_coastline_is_cut_to_the_map_frame(grid):
+    """Every coastline vertex lies inside the pixel-edge extent (none past the frame)."""
+    left, right, bottom, top = grid.extent_m()
+    segments = map_layers.coastline_segments(grid, "50m")
+    points = np.concatenate(segments)
+    assert len(segments) > 3  # the South China coast and islands
+    assert points[:, 0].min() >= left - 1e-6 and points[:, 0].max() <= right + 1e-6
+    assert points[:, 1].min() >= bottom - 1e-6 and points[:, 1].max() <= top + 1e-6
+    # the coast crosses the domain: it is cut at both side edges, not dropped
+    assert np.isclose(points[:, 0].min(), left) and np.isclose(points[:, 0].max(), right)
+
+
+def test_motion_key_shows_a_round_speed_in_kmh(grid):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0, 0, 1, 1), projection=grid.projection)
+    motion = np.zeros((2, *grid.shape))
+    motion[0], motion[1] = 1.5, -2.0  # 2.5 px per step: 25 km/h at 10 km/h per unit
+    quiver, key = map_layers.draw_motion(fig, ax, grid, motion, 10.0, key_xy=(0.9, 0.1))
+    assert key.text.get_text() == "motion\n20 km/h"
+    dx_m = (grid.x_km[1] - grid.x_km[0]) * 1000.0
+    assert key.U == pytest.approx(2.0 * dx_m)  # 20 km/h = 2 px per step
+    assert quiver.scale == pytest.approx(0.1)  # arrows show 10 steps, the key too
+    _, key = map_layers.draw_motion(fig, ax, grid, motion, None, key_xy=(0.9, 0.1))
+    assert key.text.get_text() == "motion\n2 px/step"
+    assert [map_layers.key_speed_kmh(np.array([v])) for v in (0.0, 3.0, 10.0, 64.0, 900.0)] == [
+        20.0,
+        5.0,
+        10.0,
+        50.0,
+        200.0,
+    ]
+
+
+def test_motion_key_is_drawn_beside_the_map(tmp_path, grid):
+    rain = np.zeros(grid.shape)
+    motion = np.zeros((2, *grid.shape))
+    motion[0] = 1.0
+    with maps.MapRenderer(grid, size_px=(400, 400), coastlines=False) as r:
+        plain = _rgb(r.render(rain, tmp_path / "a.png"))
+        keyed = _rgb(r.render(rain, tmp_path / "b.png", motion=motion, motion_km_per_h=64.0))
+    changed = np.abs(keyed - plain).max(axis=-1) > 40
+    corner = changed[int(0.75 * 400) :, int(0.81 * 400) :]  # below the colour bar
+    assert corner.sum() > 30  # the key's arrow and its label
+    assert not changed[: int(0.75 * 400), int(0.81 * 400) :].any()  # colour bar untouched
+
+
+def _grey_columns(img: np.ndarray) -> np.ndarray:
+    """Columns of the grey (masked) pixels of the map panel (the left 80 % of the PNG)."""
+    cols = np.nonzero(np.abs(img - [0x9E, 0x9E, 0x9E]).max(axis=-1) <= 3)[1]
+    return cols[cols < 0.8 * img.shape[1]]
+
+
+def test_forecast_and_probability_maps_are_grey_outside_coverage(tmp_path):
+    """The western 10 of 80 columns are unobserved: grey on every kind of map."""
+    from products.run_files import build_run
+    from tests.products.conftest import build_ensemble_forecast, build_observations
+
+    out = tmp_path / "run"
+    build_run(
+        build_ensemble_forecast("2026-06-01T12:00", leads=(6,)),
+        build_observations("2026-06-01T12:00", n=2),
+        out,
+        status="ok",
+        reason="",
+        map_size_px=(320, 300),
+        coastline_resolution="110m",
+        progress=False,
+    )
+    # The map is a square of 0.78 * 320 = 249.6 px; 10 of its 80 columns = 31.2 px wide.
+    side = 0.78 * 320
+    expected = side * side * 10 / 80
+    for name in ("obs_01.png", "fc_006.png", "prob_0.5mmh_006.png", "prob_5mmh_006.png"):
+        cols = _grey_columns(_rgb(out / "maps" / name))
+        # within 7 %: the frame line and antialiased edges cover a few rows and columns
+        assert abs(cols.size - expected) < 0.07 * expected, (name, cols.size, expected)
+        # one strip, 31 px wide, at the western edge of the map (the coastline's
+        # antialiased pixels over white add a few stray greys elsewhere: percentiles)
+        lo, hi = np.percentile(cols, [1, 99])
+        assert hi - lo < 34, name
+        assert lo < 0.02 * 320 + 4, name
