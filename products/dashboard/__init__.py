@@ -3,7 +3,8 @@
 The site directory written by :func:`products.site.publish_run` holds::
 
     index.html app.js style.css   static template (copied from this package)
-    data.js                       window.NOWCAST_DATA = {latest, status, scores, generated}
+    data.js                       window.NOWCAST_DATA = {latest, status, scores,
+                                  verification, generated}
     scores.png                    rolling CSI per lead time (matplotlib)
     latest.json status.json scores.json
     runs/<YYYYmmddTHHMMZ>/        forecast.nc, maps/*.png, loop.gif, run.json
@@ -49,6 +50,16 @@ def _copy_static(site: Path) -> None:
             atomic_write_bytes(dst, src)
 
 
+def scores_chart_title(n_forecasts: int) -> str:
+    """Title of ``scores.png``.
+
+    >>> scores_chart_title(1), scores_chart_title(12)
+    ('Rolling CSI, 1 verified forecast', 'Rolling CSI, last 12 verified forecasts')
+    """
+    n = int(n_forecasts)
+    return "Rolling CSI, " + ("1 verified forecast" if n == 1 else f"last {n} verified forecasts")
+
+
 def render_scores_png(scores: dict[str, Any] | None, path: str | os.PathLike[str]) -> Path | None:
     """Line chart of the rolling mean CSI per lead time, one line per threshold.
 
@@ -84,12 +95,54 @@ def render_scores_png(scores: dict[str, Any] | None, path: str | os.PathLike[str
     ax.set_ylabel("CSI")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
-    ax.set_title(f"Rolling CSI, last {rolling['n_forecasts']} verified forecasts", fontsize=9)
-    ax.legend(fontsize=7, loc="upper right")
+    ax.set_title(scores_chart_title(int(rolling["n_forecasts"])), fontsize=9)
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def verification_schedule(
+    latest: dict[str, Any] | None, status: dict[str, Any] | None, scores: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """When the next forecast will be verified, for the dashboard's verification panel.
+
+    A forecast is verified (:func:`products.cycle.verify_earlier`, run by the forecast
+    cycles of ``nowcast serve`` / ``replay`` / ``flow``) at the first cycle at or after
+    its last valid time, once the observations of all its leads have arrived. The next
+    one is the oldest ``ok`` run of ``status.json`` issued after the newest verified
+    forecast of ``scores.json`` (the served run when there is none).
+
+    Parameters
+    ----------
+    latest, status, scores : dict or None
+        Contents of ``latest.json``, ``status.json`` and ``scores.json``.
+
+    Returns
+    -------
+    dict or None
+        ``last_lead_min`` (int, the served run's last lead), ``next_issue_time`` and
+        ``next_verified_from`` (ISO UTC: issue time plus the last lead); None before the
+        first run.
+    """
+    manifest = (latest or {}).get("manifest") or {}
+    leads = [int(f["lead_time"]) for f in manifest.get("frames", []) if f["kind"] == "forecast"]
+    if not leads:
+        return None
+    done = sorted(e["issue_time"] for e in (scores or {}).get("entries", []))
+    waiting = sorted(
+        r["issue_time"]
+        for r in (status or {}).get("runs", [])
+        if r.get("status") == "ok" and (not done or r["issue_time"] > done[-1])
+    )
+    issue = waiting[0] if waiting else manifest["issue_time"]
+    when = pd.Timestamp(issue) + pd.Timedelta(minutes=max(leads))
+    return {
+        "last_lead_min": max(leads),
+        "next_issue_time": issue,
+        "next_verified_from": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
 
 
 def render_site(site_dir: str | os.PathLike[str]) -> Path:
@@ -127,6 +180,7 @@ def render_site(site_dir: str | os.PathLike[str]) -> Path:
         "status": status,
         "scores": (scores or {}).get("rolling") or None,
         "scores_chart": "scores.png" if chart is not None else None,
+        "verification": verification_schedule(latest, status, scores),
     }
     payload = json.dumps(data, indent=1, allow_nan=False, default=str)
     atomic_write_bytes(site / "data.js", f"window.NOWCAST_DATA = {payload};\n".encode())

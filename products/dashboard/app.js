@@ -24,6 +24,9 @@
 
   function text(el, value) { el.textContent = value; }
 
+  // "1 frame", "25 frames".
+  function plural(n, word) { return n + " " + word + (n === 1 ? "" : "s"); }
+
   function showFrame(i) {
     if (!state.frames.length) { return; }
     i = Math.max(0, Math.min(state.frames.length - 1, i));
@@ -133,9 +136,9 @@
     $("controls").hidden = false;
     var grid = m.grid ? " \u00b7 " + m.grid.x + " \u00d7 " + m.grid.y + " px" +
       (m.grid.pixel_km ? " (" + m.grid.pixel_km.toFixed(2) + " km)" : "") : "";
-    var ens = m.ensemble ? " \u00b7 " + m.ensemble.members + " members" : "";
+    var ens = m.ensemble ? " \u00b7 " + plural(m.ensemble.members, "member") : "";
     text(info, "issued " + fmtTime(m.issue_time) + " \u00b7 model " + m.model + ens + grid +
-      " \u00b7 " + state.frames.length + " frames");
+      " \u00b7 " + plural(state.frames.length, "frame"));
     $("slider").max = String(Math.max(0, state.frames.length - 1));
     $("loop-link").href = state.base + m.loop;
     $("netcdf-link").href = state.base + m.netcdf;
@@ -146,11 +149,30 @@
     showFrame(first ? now : Math.min(state.index, state.frames.length - 1));
   }
 
-  function renderScores(scores, chart) {
+  // When verification starts (no scores yet) or who is next (data.verification, written
+  // by products.dashboard.verification_schedule).
+  function renderSchedule(when, started) {
+    var el = $("scores-when");
+    if (!when) { text(el, ""); return; }
+    var lead = "+" + when.last_lead_min + " min";
+    var issued = fmtTime(when.next_issue_time);
+    var from = fmtTime(when.next_verified_from);
+    text(el, started ?
+      "Next to be verified: the run issued " + issued + ", from " + from +
+        " (once the observations to " + lead + " are in)." :
+      "A forecast is verified once the observations for all its leads (to " + lead +
+        ") have arrived, at the next forecast cycle: the first, issued " + issued +
+        ", from " + from + ".");
+  }
+
+  function renderScores(scores, chart, when) {
     var table = $("scores-table");
     table.innerHTML = "";
     var img = $("scores-chart");
-    if (!scores || !scores.csi_mean) {
+    var started = !!(scores && scores.csi_mean);
+    renderSchedule(when, started);
+    $("scores-legend").hidden = true;
+    if (!started) {
       $("scores-empty").hidden = false;
       img.hidden = true;
       return;
@@ -168,6 +190,7 @@
       head.appendChild(c);
     });
     var body = table.createTBody();
+    var undefinedCsi = false;
     scores.thresholds_mmh.forEach(function (thr, i) {
       var row = body.insertRow();
       var c0 = row.insertCell();
@@ -176,11 +199,16 @@
         var c = row.insertCell();
         c.className = "num";
         c.textContent = v === null ? "\u2013" : v.toFixed(2);
+        undefinedCsi = undefinedCsi || v === null;
       });
     });
+    $("scores-legend").hidden = !undefinedCsi;
     var cap = table.createCaption();
-    cap.textContent = "mean of " + scores.n_forecasts + " forecasts issued " +
-      fmtTime(scores.first_issue_time) + " \u2013 " + fmtTime(scores.last_issue_time);
+    var n = scores.n_forecasts;
+    cap.textContent = n === 1 ?
+      "CSI of 1 forecast, issued " + fmtTime(scores.first_issue_time) :
+      "mean CSI of " + n + " forecasts issued " + fmtTime(scores.first_issue_time) +
+        " \u2013 " + fmtTime(scores.last_issue_time);
   }
 
   function renderStatus(status) {
@@ -201,7 +229,7 @@
   function render(data) {
     state.data = data;
     renderRun(data.latest);
-    renderScores(data.scores, data.scores_chart);
+    renderScores(data.scores, data.scores_chart, data.verification);
     renderStatus(data.status);
     text($("generated"), fmtTime(data.generated));
   }
