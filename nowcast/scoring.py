@@ -134,7 +134,7 @@ def evaluate_predictors(
         ``reliability``, ``ROC_AUC``, ``rank_histogram``, ...).
     """
     from torch.utils.data import DataLoader, Subset
-    from tqdm.auto import tqdm
+    from pipeline.progress import progress_bar as tqdm
 
     if not predictors:
         raise ValueError("no predictors given")

@@ -100,7 +100,7 @@ def replay_archive(
     ValueError
         Negative speed, non-positive step, or no frame in the requested range.
     """
-    from tqdm.auto import tqdm
+    from pipeline.progress import progress_bar as tqdm
 
     from pipeline.hko7 import discover_frames
     from pipeline.ingest import ingest_archive
