@@ -134,6 +134,7 @@ def evaluate_predictors(
         ``reliability``, ``ROC_AUC``, ``rank_histogram``, ...).
     """
     from torch.utils.data import DataLoader, Subset
+
     from pipeline.progress import progress_bar as tqdm
 
     if not predictors:

@@ -603,6 +603,7 @@ def _ingest_batches(
     decoder: _Decoder,
 ) -> None:
     import dask
+
     from pipeline.progress import progress_bar as tqdm
 
     static = dask.delayed(valid_static) if client is not None else valid_static

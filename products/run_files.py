@@ -72,7 +72,6 @@ def build_run(
     *obs* has no mask or no frame).
     """
     from pipeline.progress import progress_bar as tqdm
-
     from products.map_layers import coverage_mask
     from products.maps import MapGrid, MapRenderer, frame_title, write_loop_gif
 
