@@ -108,7 +108,9 @@ def test_ingest_command_progress_in_a_log_has_no_carriage_returns(tmp_path):
     from flows.cli import app
     from pipeline.synthetic import generate_archive
 
-    generate_archive(tmp_path / "a", days=1, hours=1, progress=False, irregular=False, corrupt=False)
+    generate_archive(
+        tmp_path / "a", days=1, hours=1, progress=False, irregular=False, corrupt=False
+    )
     result = CliRunner().invoke(app, ["ingest", str(tmp_path / "a"), str(tmp_path / "s.zarr")])
     assert result.exit_code == 0, result.output
     assert "\r" not in result.output
