@@ -199,3 +199,33 @@ def test_accumulator_threshold_order_does_not_matter():
     ra, rb = a.result(), b.result().sortby("threshold")
     np.testing.assert_array_equal(ra["hits"].values, rb["hits"].values)
     np.testing.assert_array_equal(ra["correct_negatives"].values, rb["correct_negatives"].values)
+
+
+def test_accumulator_counts_values_exactly_at_a_threshold_as_events():
+    """The rule is ``value >= threshold`` for forecasts and observations alike.
+
+    Thresholds at p/255 = 0.25, 0.5, 0.75 (0.2228, 2.949, 39.03 mm/h) round-trip exactly,
+    so float32 pixels can sit exactly on them. Pixels (pred, obs):
+    0 (0.25, 0.25)  1 (0.5, 0.25)  2 (0.75, 0.75)  3 (0.25-, 0.25)  4 (0.5-, 0.5)  5 (1, 0)
+    where x- is the float32 just below x.
+    """
+    from pipeline.units import normalized_to_rainrate
+
+    below = lambda v: np.nextafter(np.float32(v), np.float32(0))  # noqa: E731
+    pred = np.array([0.25, 0.5, 0.75, below(0.25), below(0.5), 1.0], np.float32)
+    obs = np.array([0.25, 0.25, 0.75, 0.25, 0.5, 0.0], np.float32)
+    thresholds = [float(normalized_to_rainrate(v)) for v in (0.25, 0.5, 0.75)]
+    acc = MetricAccumulator(thresholds)
+    assert acc._thr_sorted.tolist() == [0.25, 0.5, 0.75]  # exact: ties are real ties
+    acc.update(pred.reshape(1, 1, 1, 1, 6), obs.reshape(1, 1, 1, 1, 6), np.array([[6.0]]))
+    ds = acc.result()
+    table = np.stack(
+        [ds[k].values[0] for k in ("hits", "false_alarms", "misses", "correct_negatives")], -1
+    )
+    # >= 0.25: pred T T T F T T, obs T T T T T F -> hits 0,1,2,4; FA 5; miss 3
+    # >= 0.5:  pred F T T F F T, obs F F T F T F -> hit 2; FA 1,5; miss 4; CN 0,3
+    # >= 0.75: pred F F T F F T, obs F F T F F F -> hit 2; FA 5; CN 0,1,3,4
+    np.testing.assert_array_equal(table, [[4, 1, 1, 0], [1, 2, 1, 2], [1, 1, 0, 4]])
+    np.testing.assert_array_equal(
+        contingency_counts(pred.reshape(1, 6), obs.reshape(1, 6), [0.25, 0.5, 0.75]), table
+    )  # the same rule as the plain counts
