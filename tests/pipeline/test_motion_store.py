@@ -8,7 +8,7 @@ import pytest
 import torch
 import xarray as xr
 
-from pipeline.motion import FALLBACK_STATUSES, get_motion
+from pipeline.motion import FALLBACK_STATUSES
 from pipeline.motion_store import write_motion
 from pipeline.resample import resample_store
 from pipeline.store import open_store
@@ -59,17 +59,37 @@ def test_motion_is_the_known_speed_at_the_right_slots(stores):
     assert stores["report"].summary()["motion"]["n_estimated"] == len(expected)
 
 
-def test_stored_motion_is_the_estimate_of_the_window(stores):
-    """Save and reopen: the stored field equals get_motion on the stored frames."""
-    ds = open_store(stores["motion"])
-    lk = get_motion("lk")
-    minutes = (ds.indexes["time"] - DAY) / pd.Timedelta("1min")
-    for t in (3, 11, 24):  # regular window; 10 missing in 8..11; 20-22 missing in 21..24
-        sl = slice(t - 3, t + 1)
-        frames = ((ds["reflectivity"][sl] + 10.0) / 70.0).to_numpy()
-        masks = ds["mask"][sl].to_numpy()
-        est = lk(frames, masks, minutes[sl].to_numpy(), cadence_minutes=6.0)
-        np.testing.assert_array_equal(ds["motion"][t].to_numpy(), est.field)
+@pytest.fixture(scope="module")
+def turning(tmp_path_factory):
+    """A store whose motion turns: east (2, 0) source px per step in slots 0..9, then
+    south (0, 2) in slots 10..19; (1, 0) and (0, 1) px per step on the 24 x 24 output."""
+    root = tmp_path_factory.mktemp("turning")
+    east = translated(48, 2.0, 0.0, times_steps=range(10), corr=3.0)
+    south = translated(48, 0.0, 2.0, times_steps=range(10, 20), seed=1, corr=3.0)
+    pixels = np.round(np.concatenate([east, south]) * 255).astype(np.uint8)
+    times = [DAY + pd.Timedelta(minutes=6 * s) for s in range(20)]
+    src = make_source_store(root / "src", times, pixels)
+    out = root / "motion.zarr"
+    resample_store(src, out, size=24, progress=False, motion="lk")
+    return out
+
+
+@pytest.mark.parametrize(
+    ("slot", "expected"),
+    [(6, (1.0, 0.0)), (9, (1.0, 0.0)), (13, (0.0, 1.0)), (19, (0.0, 1.0))],
+)
+def test_stored_motion_is_the_motion_of_its_own_window(turning, slot, expected):
+    """Slot t holds the motion of slots t-3..t: east up to slot 9, south from slot 13 on.
+
+    A window shifted by one slot either way (t-4..t-1 or t-2..t+1) would straddle the
+    turn at slots 9 or 13 and miss these known speeds.
+    """
+    ds = open_store(turning)
+    assert int(ds["motion_fallback"][slot]) == 0
+    inner = ds["motion"][slot].to_numpy()[:, 3:-3, 3:-3]
+    np.testing.assert_allclose(inner.mean(axis=(1, 2)), expected, atol=0.1)
+    assert np.abs(inner[0] - expected[0]).max() < 0.25
+    assert np.abs(inner[1] - expected[1]).max() < 0.25
 
 
 def test_motion_attributes(stores):
