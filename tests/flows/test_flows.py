@@ -188,7 +188,7 @@ def test_full_resolution_cycles_publish_and_verify_at_480(ingested, resampled, t
     from PIL import Image
 
     from pipeline.store import open_store
-    from pipeline.units import DBZ_MIN, RAIN_THRESHOLDS_MMH, dbz_to_rainrate
+    from pipeline.units import RAIN_THRESHOLDS_MMH
     from products.archive import open_forecast_zarr
     from products.cf import check_cf, open_forecast_netcdf
     from products.cycle import ForecastSettings, forecast_cycle
@@ -227,16 +227,18 @@ def test_full_resolution_cycles_publish_and_verify_at_480(ingested, resampled, t
             assert im.size == (640, 600)
 
     # the verification of the t0 forecast, by hand on the 480 x 480 frames
+    # in dBZ: the thresholds 0.5, 2, 5, 10, 30 mm/h of Z = 58.53 R^1.56 (no pixel value of
+    # the 0.2745 dBZ steps of the ingest lies within 1e-3 dBZ of one)
+    assert RAIN_THRESHOLDS_MMH == (0.5, 2.0, 5.0, 10.0, 30.0)
+    thresholds_dbz = (12.9777, 22.3699, 28.5777, 33.2738, 40.7169)
     fc0, _ = _store_frame(ds, t0)
-    fc0_rate = np.where(fc0 > DBZ_MIN + 1e-3, dbz_to_rainrate(fc0), 0.0)
     entry = json.loads((site / "scores.json").read_text())["entries"][0]
     assert entry["issue_time"] == t0.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert entry["csi"][0][0] is not None  # there is rain at 0.5 mm/h to score
     for j, lead in enumerate((6, 12)):
         obs, ok = _store_frame(ds, t0 + pd.Timedelta(minutes=lead))
-        obs_rate = dbz_to_rainrate(obs)[ok]
-        for k, thr in enumerate(RAIN_THRESHOLDS_MMH):
-            o, f = obs_rate >= thr, fc0_rate[ok] >= thr
+        for k, thr in enumerate(thresholds_dbz):
+            o, f = obs[ok] >= thr, fc0[ok] >= thr
             union = int((o | f).sum())
             expected = round((o & f).sum() / union, 4) if union else None
             assert entry["csi"][k][j] == pytest.approx(expected, abs=2e-4), (lead, thr)

@@ -52,6 +52,30 @@ def test_untrained_lagrangian_model_is_the_extrapolation_nowcast(name):
     torch.testing.assert_close(y, want, rtol=0, atol=0)
 
 
+def test_untrained_lagrangian_model_turns_a_blob_with_a_solid_body_rotation():
+    """Curved motion, known answer: a blob 20 px east of the centre of a rotation of
+    2 pi / 40 rad per step is 45 degrees on after 5 steps (30 min) and a quarter turn on,
+    20 px south of the centre, after 10 steps (60 min)."""
+    n, c, omega = 80, 40.0, 2 * np.pi / 40
+    y, x = np.mgrid[:n, :n].astype(np.float64)
+    motion = torch.zeros(1, 2, n, n)
+    motion[0, 0] = torch.from_numpy(-omega * (y - c)).float()  # x: columns, to the east
+    motion[0, 1] = torch.from_numpy(omega * (x - c)).float()  # y: rows, downwards
+    blob = np.exp(-((x - 60.0) ** 2 + (y - 40.0) ** 2) / (2 * 2.5**2))
+    frames = torch.from_numpy(blob).float()[None, None, None].expand(1, 5, 1, n, n)
+    model = get_model("trajgru_ode", load_config("small_lagrangian")).eval()
+    tin = ((torch.arange(5) - 4) * 6.0)[None].float()
+    tout = torch.tensor([[30.0, 60.0]])
+    with torch.no_grad():
+        y_hat = model(frames, tin, tout, motion=motion)[0, :, 0].numpy()
+    peaks = [np.unravel_index(f.argmax(), f.shape) for f in y_hat]  # (row, column)
+    # 45 degrees: (40 + 20 cos 45, 40 + 20 sin 45) = (54.14, 54.14); 90: (40, 60)
+    assert [(int(r), int(k)) for r, k in peaks] == [(54, 54), (60, 40)]
+    for f in y_hat:  # the blob keeps its mass and its peak height (no smearing)
+        assert abs(f.sum() - blob.sum()) / blob.sum() < 0.02
+        assert f.max() > 0.85
+
+
 def test_full_resolution_forecast_from_a_coarse_network():
     model = get_model("trajgru_ode", load_config("small_lagrangian")).eval()
     x = _moving(480, 6.0)
