@@ -135,7 +135,7 @@ def evaluate_predictors(
     """
     from torch.utils.data import DataLoader, Subset
 
-    from pipeline.progress import progress_bar as tqdm
+    from pipeline.console.progress import progress_bar as tqdm
 
     if not predictors:
         raise ValueError("no predictors given")

@@ -604,7 +604,7 @@ def _ingest_batches(
 ) -> None:
     import dask
 
-    from pipeline.progress import progress_bar as tqdm
+    from pipeline.console.progress import progress_bar as tqdm
 
     static = dask.delayed(valid_static) if client is not None else valid_static
     bar = tqdm(total=len(todo), unit="frame", desc="ingest", disable=not progress, smoothing=0.1)

@@ -401,7 +401,7 @@ def resample_store(
         Also written as ``<dst stem>.resample.json``; the gap table as
         ``<dst stem>.gaps.csv``, both next to ``dst`` (objects in the bucket for a URL).
     """
-    from pipeline.progress import progress_bar as tqdm
+    from pipeline.console.progress import progress_bar as tqdm
     from pipeline.store import is_icechunk_store, is_old_layout, is_url, open_repo, open_store
     from pipeline.store_engine import as_location, holds_group
 

@@ -472,7 +472,7 @@ def generate_archive(
     ValueError
         If *out* exists and is not an empty directory, or an argument is out of range.
     """
-    from pipeline.progress import progress_bar as tqdm
+    from pipeline.console.progress import progress_bar as tqdm
 
     t_start = time.perf_counter()
     root = Path(out)

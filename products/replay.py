@@ -100,9 +100,9 @@ def replay_archive(
     ValueError
         Negative speed, non-positive step, or no frame in the requested range.
     """
+    from pipeline.console.progress import progress_bar as tqdm
     from pipeline.hko7 import discover_frames
     from pipeline.ingest import ingest_archive
-    from pipeline.progress import progress_bar as tqdm
 
     if not speed >= 0:
         raise ValueError(f"speed must be >= 0 (0 = as fast as possible), got {speed!r}")

@@ -71,7 +71,7 @@ def build_run(
     (:func:`products.map_layers.coverage_mask` of its ``mask``; nothing is greyed when
     *obs* has no mask or no frame).
     """
-    from pipeline.progress import progress_bar as tqdm
+    from pipeline.console.progress import progress_bar as tqdm
     from products.map_layers import coverage_mask
     from products.maps import MapGrid, MapRenderer, frame_title, write_loop_gif
 

@@ -254,7 +254,7 @@ def _fit(
     device: torch.device,
     dist_info: _Dist,
 ) -> TrainResult:
-    from pipeline.progress import progress_bar as tqdm
+    from pipeline.console.progress import progress_bar as tqdm
 
     if len(train_ds) == 0:
         raise ValueError(f"the training split {options.train_split!r} has no samples")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.progress import LineProgress, log_interval_s, progress_bar
+from pipeline.console.progress import LineProgress, log_interval_s, progress_bar
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -3,8 +3,8 @@
 pysteps prints where its configuration file is at import unless that file says
 ``"silent_import": true``. :func:`quiet_pysteps_import`, called when :mod:`pipeline` is
 imported (so before any pysteps import of this project), points ``PYSTEPSRC`` at
-``pipeline/pystepsrc`` (silent, otherwise pysteps' defaults) unless the user chose a
-configuration: ``PYSTEPSRC`` already set, ``./pystepsrc`` or ``~/.pysteps/pystepsrc``
+``pipeline/console/pystepsrc`` (silent, otherwise pysteps' defaults) unless the user
+chose a configuration: ``PYSTEPSRC`` already set, ``./pystepsrc`` or ``~/.pysteps/pystepsrc``
 (pysteps' own search order; theirs is then read, with its own ``silent_import``).
 """
 
