@@ -59,14 +59,9 @@ def coastline_segments(grid: MapGrid, resolution: str) -> list[np.ndarray]:
         return _COASTLINE_CACHE[key]
     left, right, bottom, top = grid.extent_m()
     edge = np.linspace(0.0, 1.0, 33)
-    xs = np.concatenate(
-        [left + (right - left) * edge, np.full(33, right), left + (right - left) * edge]
-        + [np.full(33, left)]
-    )
-    ys = np.concatenate(
-        [np.full(33, bottom), bottom + (top - bottom) * edge, np.full(33, top)]
-        + [bottom + (top - bottom) * edge]
-    )
+    along_x, along_y = left + (right - left) * edge, bottom + (top - bottom) * edge
+    xs = np.concatenate([along_x, np.full(33, right), along_x, np.full(33, left)])
+    ys = np.concatenate([np.full(33, bottom), along_y, np.full(33, top), along_y])
     lonlat = ccrs.PlateCarree().transform_points(grid.projection, xs, ys)
     bbox = (
         float(np.nanmin(lonlat[:, 0])) - 0.5,
@@ -118,7 +113,6 @@ def key_speed_kmh(speeds_kmh: np.ndarray) -> float:
 
 
 def draw_motion(
-    fig: Any,
     ax: Any,
     grid: MapGrid,
     motion: np.ndarray,
@@ -129,8 +123,6 @@ def draw_motion(
 
     Parameters
     ----------
-    fig : matplotlib.figure.Figure
-        Figure of *ax* (the key's position is in its coordinates).
     ax : cartopy.mpl.geoaxes.GeoAxes
         Map axes in ``grid.projection``.
     grid : MapGrid
@@ -141,7 +133,7 @@ def draw_motion(
         km/h of one pixel per step (the forecast's ``motion`` attribute
         ``km_per_h_per_unit``); None: the key is labelled in pixels per step.
     key_xy : tuple of float
-        Figure coordinates of the key arrow's centre.
+        Coordinates of the key arrow's centre in the figure of *ax* (0..1).
 
     Returns
     -------

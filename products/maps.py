@@ -396,9 +396,7 @@ class MapRenderer:
         self._title.set_text(title)
         arrows = []
         if motion is not None:
-            arrows = draw_motion(
-                self._fig, self._ax, self.grid, motion, motion_km_per_h, key_xy=(0.89, 0.13)
-            )
+            arrows = draw_motion(self._ax, self.grid, motion, motion_km_per_h, key_xy=(0.89, 0.13))
         path = Path(path)
         try:
             self._fig.savefig(

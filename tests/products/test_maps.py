@@ -209,12 +209,12 @@ def test_motion_key_shows_a_round_speed_in_kmh(grid):
     ax = fig.add_axes((0, 0, 1, 1), projection=grid.projection)
     motion = np.zeros((2, *grid.shape))
     motion[0], motion[1] = 1.5, -2.0  # 2.5 px per step: 25 km/h at 10 km/h per unit
-    quiver, key = map_layers.draw_motion(fig, ax, grid, motion, 10.0, key_xy=(0.9, 0.1))
+    quiver, key = map_layers.draw_motion(ax, grid, motion, 10.0, key_xy=(0.9, 0.1))
     assert key.text.get_text() == "motion\n20 km/h"
     dx_m = (grid.x_km[1] - grid.x_km[0]) * 1000.0
     assert key.U == pytest.approx(2.0 * dx_m)  # 20 km/h = 2 px per step
     assert quiver.scale == pytest.approx(0.1)  # arrows show 10 steps, the key too
-    _, key = map_layers.draw_motion(fig, ax, grid, motion, None, key_xy=(0.9, 0.1))
+    _, key = map_layers.draw_motion(ax, grid, motion, None, key_xy=(0.9, 0.1))
     assert key.text.get_text() == "motion\n2 px/step"
     assert [map_layers.key_speed_kmh(np.array([v])) for v in (0.0, 3.0, 10.0, 64.0, 900.0)] == [
         20.0,
