@@ -160,9 +160,9 @@
     text(el, started ?
       "Next to be verified: the run issued " + issued + ", from " + from +
         " (once the observations to " + lead + " are in)." :
-      "A forecast is verified once the observations for all its leads (to " + lead +
-        ") have arrived, at the next forecast cycle: the first, issued " + issued +
-        ", from " + from + ".");
+      "A forecast is verified by the first forecast cycle (nowcast serve, replay) after " +
+        "the observations for all its leads (to " + lead + ") have arrived: the first, " +
+        "issued " + issued + ", from " + from + ".");
   }
 
   function renderScores(scores, chart, when) {

@@ -590,9 +590,9 @@ def test_dashboard_says_when_verification_starts(browser, tmp_path):
     text = lambda id_: browser.find_element(By.ID, id_).text  # noqa: E731
     assert text("scores-empty") == "No verified forecasts yet."
     assert text("scores-when") == (
-        "A forecast is verified once the observations for all its leads (to +60 min) have "
-        "arrived, at the next forecast cycle: the first, issued 2026-06-01 11:54 UTC, from "
-        "2026-06-01 12:54 UTC."
+        "A forecast is verified by the first forecast cycle (nowcast serve, replay) after the "
+        "observations for all its leads (to +60 min) have arrived: the first, issued "
+        "2026-06-01 11:54 UTC, from 2026-06-01 12:54 UTC."
     )
     assert not browser.find_element(By.ID, "scores-legend").is_displayed()
     assert text("run-info").endswith("\u00b7 4 frames")
