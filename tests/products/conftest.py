@@ -1,10 +1,15 @@
-"""Fixtures of the products tests: small forecasts and observations on an 80 x 80 grid.
+"""Fixtures of the products tests: small forecasts and observations on an 80 x 80 grid,
+and the headless Chromium of the dashboard tests (skipped without it, failed under CI).
 
 ``build_forecast`` / ``build_observations`` are also used by the flow tests and by
 subprocess scripts of the tests (``from tests.products.conftest import build_forecast``).
 """
 
 from __future__ import annotations
+
+import os
+import shutil
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -121,3 +126,73 @@ def build_ensemble_forecast(
         seed=7,
         method="hand-built test ensemble",
     )
+
+
+# --------------------------------------------------------------------------- browser
+
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,900",
+)
+
+
+def _browser_unavailable(reason: str) -> None:
+    """Skip a browser test, or fail it when ``CI`` is set (CI must run the browser tests)."""
+    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+        pytest.fail(f"CI is set but the browser tests cannot run: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> tuple[str, str]:
+    """Paths of Debian's chromium and chromedriver, installing them when missing.
+
+    Where they cannot be had the browser tests skip, except under ``CI`` (set by CI
+    runners: ``CI=true``), where they fail.
+    """
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        _browser_unavailable("selenium is not installed (it is in the dev extras)")
+    paths = (shutil.which("chromium"), shutil.which("chromedriver"))
+    if None in paths and shutil.which("apt-get"):
+        try:
+            subprocess.run(["apt-get", "update"], check=True, capture_output=True, timeout=600)
+            subprocess.run(
+                ["apt-get", "install", "-y", "chromium", "chromium-driver"],
+                check=True,
+                capture_output=True,
+                timeout=900,
+            )
+        except (subprocess.SubprocessError, OSError) as exc:
+            _browser_unavailable(
+                f"chromium is not installed and `apt-get install chromium` failed: {exc}"
+            )
+        paths = (shutil.which("chromium"), shutil.which("chromedriver"))
+    if None in paths:
+        _browser_unavailable("chromium / chromedriver not found and apt-get is not available")
+    return paths  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="module")
+def browser(chromium, tmp_path_factory):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium[0]
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(chromium[1]), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
