@@ -200,7 +200,10 @@ def evaluate_predictors(
     scales_km = tuple(float(v) for v in fss_scales_km)
     if scales_km and pixel_km is None:
         raise ValueError("FSS scales in km need the data's pixel size (pixel_km)")
-    pixels = None if pixel_km is None else np.broadcast_to(np.asarray(pixel_km, float), (n,))
+    pixels = None
+    if pixel_km is not None:
+        pixels = np.asarray(pixel_km, dtype=np.float64)
+        pixels = np.full(n, float(pixels)) if pixels.ndim == 0 else pixels[:n]
     tracked = per_sequence or bool(scales_km)
     thr_norm = [float(v) for v in rainrate_to_normalized(np.asarray(thresholds_mmh))]
     seq_accs = {name: SequenceAccumulator(thr_norm, scales_km) for name in predictors}

@@ -139,7 +139,7 @@ def uncertainty_markdown(results: xr.Dataset) -> str:
     resamples = int(results.attrs.get("bootstrap_resamples", 0))
     cases = [str(c) for c in results["case"].values]
     head = [
-        f"Intervals: {level} percentile intervals of a moving-block bootstrap over whole "
+        f"Intervals: {level} percentile intervals of a circular block bootstrap over whole "
         f"sequences ({resamples} resamples; a block = the windows that share a frame); each "
         "cell is `score [lower, upper]`.",
     ]
