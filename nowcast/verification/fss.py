@@ -47,6 +47,23 @@ def scales_to_pixels(scales_km: Sequence[float], pixel_km: float) -> tuple[int, 
     return tuple(max(1, int(round(float(s) / pixel_km))) for s in scales_km)
 
 
+def _fractions(binary: np.ndarray, n: int) -> np.ndarray:
+    """``n x n`` moving average of ``(N, H, W)`` frames, zeros outside (pysteps' convention)."""
+    from scipy.ndimage import uniform_filter1d
+
+    if n <= 1:
+        return binary
+    out = uniform_filter1d(binary, int(n), axis=-1, mode="constant", cval=0.0)
+    return uniform_filter1d(out, int(n), axis=-2, mode="constant", cval=0.0)
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-frame sum of ``a * b`` of ``(N, H, W)`` float32 frames, as float64 ``(N,)``."""
+    n = a.shape[0]
+    r = np.matmul(a.reshape(n, 1, -1), b.reshape(n, -1, 1))
+    return r.reshape(n).astype(np.float64)
+
+
 def fss_sums(
     pred: np.ndarray,
     obs: np.ndarray,
@@ -72,10 +89,11 @@ def fss_sums(
     -------
     numpy.ndarray
         float64 ``(..., K, S, 2)``: ``sum (P_f - P_o)^2`` and ``sum P_f^2 + sum P_o^2`` over
-        each frame's pixels, per threshold ``K`` and scale ``S``.
+        each frame's pixels, per threshold ``K`` and scale ``S``. Frames without an event
+        in either field add zeros (and cost nothing). Fractions are float32; the sums are
+        per-frame dot products, so ``sum (P_f - P_o)^2`` is
+        ``sum P_f^2 + sum P_o^2 - 2 sum P_f P_o``.
     """
-    from scipy.ndimage import uniform_filter
-
     pred = np.asarray(pred)
     obs = np.asarray(obs)
     if pred.shape != obs.shape or pred.ndim < 2:
@@ -88,17 +106,18 @@ def fss_sums(
     out = np.zeros((p.shape[0], len(thresholds), len(scales_px), 2), dtype=np.float64)
     with np.errstate(invalid="ignore"):
         for k, thr in enumerate(thresholds):
-            fb = ((p >= thr) & m).astype(np.float32)
-            ob = ((o >= thr) & m).astype(np.float32)
+            fb = (p >= thr) & m
+            ob = (o >= thr) & m
+            some = np.flatnonzero(fb.any(axis=(-2, -1)) | ob.any(axis=(-2, -1)))
+            if some.size == 0:
+                continue
+            fb = fb[some].astype(np.float32)
+            ob = ob[some].astype(np.float32)
             for j, n in enumerate(scales_px):
-                if n > 1:
-                    size = (1, int(n), int(n))
-                    fs = uniform_filter(fb, size=size, mode="constant", cval=0.0)
-                    os_ = uniform_filter(ob, size=size, mode="constant", cval=0.0)
-                else:
-                    fs, os_ = fb, ob
-                out[:, k, j, 0] = ((fs - os_) ** 2).sum(axis=(-2, -1), dtype=np.float64)
-                out[:, k, j, 1] = (fs * fs + os_ * os_).sum(axis=(-2, -1), dtype=np.float64)
+                fs, os_ = _fractions(fb, n), _fractions(ob, n)
+                ff, oo, fo = _dot(fs, fs), _dot(os_, os_), _dot(fs, os_)
+                out[some, k, j, 0] = np.maximum(ff + oo - 2.0 * fo, 0.0)
+                out[some, k, j, 1] = ff + oo
     return out.reshape(lead + out.shape[1:])
 
 
