@@ -210,3 +210,42 @@ def test_evaluate_run_on_two_stores_writes_cases_pooled_and_paired(store, tmp_pa
     seq = xr.open_dataset(tmp_path / "ev" / "sequences.nc")
     assert seq.sizes["sequence"] == 2 * n
     seq.close()
+
+
+def test_cli_scores_two_stores_with_a_chosen_level(store, tmp_path):  # noqa: F811
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    args = ["evaluate", "--baselines", "persistence,pysteps", "--data", str(store)]
+    args += ["--data", str(store), "--split", "test", "--split-fractions", "0,0.5,0.5"]
+    args += ["--in-frames", "4", "--out-frames", "6", "--stride", "3", "--bootstrap", "50"]
+    args += ["--confidence", "0.8", "--fss-scales", "3", "--out", str(tmp_path / "ev")]
+    result = CliRunner().invoke(app, [*args, "--no-progress"])
+    assert result.exit_code == 0, result.output
+    with xr.open_dataset(tmp_path / "ev" / "results.nc") as ds:
+        assert ds.attrs["confidence_level"] == 0.8 and ds.attrs["bootstrap_resamples"] == 50
+        assert list(ds["scale"].values) == [3.0]
+        assert ds.sizes["case"] == 3
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--confidence", "1.5", r"--confidence must lie in \(0, 1\), got 1.5"),
+        ("--cases", "week", "--cases must be store or day, got 'week'"),
+        ("--fss-scales", "10,-5", "--fss-scales must be positive km, got 10,-5"),
+        ("--bootstrap", "-1", "--bootstrap must be >= 0, got -1"),
+    ],
+)
+def test_cli_refuses_bad_verification_options(store, tmp_path, flag, value, message):  # noqa: F811
+    import re
+
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    args = ["evaluate", "--baselines", "persistence", "--data", str(store)]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path), flag, value])
+    assert result.exit_code == 2
+    assert re.search(message, result.output), result.output
