@@ -103,7 +103,19 @@ def _case_section(res: xr.Dataset, case: int, level: str) -> list[str]:
         if blk < 0
         else f"blocks of {blk} consecutive sequences"
     )
-    out = [f"{n} sequences; {level} intervals, {how}.", "", _scores_table(res, case, cols)]
+    note = ""
+    if blk > 0 and "overlap_windows" in res:
+        indep = n / max(int(res["overlap_windows"].isel(case=case)), 1)
+        if indep < 5:
+            note = (
+                f" Only about {indep:.1f} independent blocks of windows: the bootstrap cannot "
+                "see this case's variability, its intervals are too narrow (indicative only)."
+            )
+    out = [
+        f"{n} sequences; {level} intervals, {how}.{note}",
+        "",
+        _scores_table(res, case, cols),
+    ]
     if fcols:
         out += ["", _scores_table(res, case, fcols)]
     if res.sizes.get("baseline", 0):

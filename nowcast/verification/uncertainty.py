@@ -96,7 +96,8 @@ def score_uncertainty(
         ``summary_S_upper`` (case, predictor, ...); ``paired_diff_S`` (reference minus
         baseline) with ``paired_diff_S_lower`` / ``_upper`` and ``paired_verdict_S``
         (``ahead`` / ``behind`` / ``not distinguishable``, the reference's standing).
-        ``n_sequences`` and ``block_length`` (case). Attributes record the level, the
+        ``n_sequences``, ``block_length`` (used) and ``overlap_windows`` (before the cap)
+        (case). Attributes record the level, the
         resamples, the method, the pooling and the reference.
     """
     if n_resamples < 1:
@@ -171,6 +172,12 @@ def score_uncertainty(
     ds["n_sequences"] = ("case", np.array(n_seq, dtype=np.int64))
     ds["block_length"] = ("case", np.array(blk, dtype=np.int64))
     ds["block_length"].attrs["comment"] = "-1: pooled (each case with its own block length)"
+    overlap = [int(max(blocks[c], 1)) for c in labels] + ([-1] if len(labels) > 1 else [])
+    ds["overlap_windows"] = ("case", np.array(overlap, dtype=np.int64))
+    ds["overlap_windows"].attrs["comment"] = (
+        "windows sharing a frame with a window (before the cap at half the case); "
+        "n_sequences / overlap_windows is about the case's number of independent blocks"
+    )
     pooling = (
         f"{POOLED}: the sums of all {len(labels)} cases; resampled stratified by case (each "
         "case block-resampled on its own with its own length and block length)"
