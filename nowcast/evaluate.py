@@ -104,10 +104,20 @@ class EvaluationOutputs:
         s = summarize(self.results)
         thr = float(s["threshold"].values[0])
         lines = []
+        if self.results.attrs.get("skipped_stores"):
+            lines.append(f"skipped: {self.results.attrs['skipped_stores']}")
         for name in s["predictor"].values:
             sp = s.sel(predictor=name)
+            ci = ""
+            if "summary_CSI_lower" in self.results:  # the pooled (or only) case: the last
+                r = self.results.isel(case=-1)
+                lo, hi = (
+                    float(r[f"summary_CSI_{k}"].sel(predictor=name).isel(threshold=0))
+                    for k in ("lower", "upper")
+                )
+                ci = f" [{lo:.4f}, {hi:.4f}]"
             lines.append(
-                f"{name}: CSI(>={thr:g} mm/h) {float(sp['CSI'].sel(threshold=thr)):.4f}  "
+                f"{name}: CSI(>={thr:g} mm/h) {float(sp['CSI'].sel(threshold=thr)):.4f}{ci}  "
                 f"B-MSE {float(sp['B-MSE']):.1f}  MSE x1e4 {float(sp['MSE']) * 1e4:.2f}  "
                 f"SSIM x1e2 {float(sp['SSIM']) * 1e2:.2f}  PSNR {float(sp['PSNR']):.2f}"
             )
@@ -292,6 +302,8 @@ def evaluate_run(
         **common,
     )
     results.attrs.update({"split": split, "scheme": scheme, "data": data_text})
+    if cases.skipped:
+        results.attrs["skipped_stores"] = "; ".join(cases.skipped)
     if cases.pixel_km is not None:
         results.attrs["pixel_km"] = ", ".join(
             f"{n}: {v:g}" for n, v in zip(cases.names, cases.store_pixel_km, strict=True)

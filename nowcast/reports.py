@@ -157,6 +157,8 @@ def to_markdown(
         parts += ["", "## Intervals and paired differences", "", uncertainty_markdown(results)]
     if results.attrs.get("skipped"):
         parts += ["", f"Skipped: {results.attrs['skipped']}"]
+    if results.attrs.get("skipped_stores"):
+        parts += ["", f"Stores left out: {results.attrs['skipped_stores']}"]
     if per_lead:
         parts += ["", "## Per lead time", "", _per_lead_table(results)]
     if extra is not None:

@@ -1,7 +1,8 @@
 """Cases of an evaluation: several stores (events) scored as one dataset, labelled per sample.
 
 :func:`open_cases` opens one :class:`pipeline.dataset.RadarSequenceDataset` per store,
-checks that they can be scored together (same cadence and frame size), chains
+checks that they can be scored together (same cadence and frame size), leaves out (and
+names) a store without a single window, chains
 them and labels every sample with its case: the store (``cases="store"``: its file name
 without ``.zarr``) or the store and day (``cases="day"``). Each case's block length for
 the moving-block bootstrap comes from its windows' start slots
@@ -50,6 +51,8 @@ class Cases:
         Each store's case name.
     store_pixel_km : list of float or None
         Each store's pixel size (km).
+    skipped : list of str
+        Stores left out, each with the reason (no window in the split).
     """
 
     dataset: Any
@@ -61,19 +64,26 @@ class Cases:
     pixel_km: np.ndarray | None
     names: list[str]
     store_pixel_km: list
+    skipped: list[str]
 
 
 def store_pixel_km(location: str | os.PathLike) -> float | None:
     """Pixel size (km) of a store from its ``x`` coordinate (units km or m); None if absent."""
+    return _grid(location)[0]
+
+
+def _grid(location: str | os.PathLike) -> tuple[float | None, tuple[int, int]]:
+    """``(pixel_km or None, (H, W))`` of a store."""
     from pipeline.store import open_store
 
     ds = open_store(location)
+    shape = (int(ds.sizes.get("y", 0)), int(ds.sizes.get("x", 0)))
     if "x" not in ds.coords or ds.sizes.get("x", 0) < 2:
-        return None
+        return None, shape
     x = ds["x"].to_numpy()
     units = str(ds["x"].attrs.get("units", "km")).lower()
     scale = 1e-3 if units in ("m", "metre", "meter", "metres", "meters") else 1.0
-    return float(abs(x[1] - x[0]) * scale)
+    return float(abs(x[1] - x[0]) * scale), shape
 
 
 def _store_name(location: str | os.PathLike) -> str:
@@ -122,15 +132,24 @@ def open_cases(
         name = _store_name(p)
         names.append(name if name not in names else f"{name}#{len(names) + 1}")
     sets = [RadarSequenceDataset(p, split=split, scheme=scheme, **ds_kwargs) for p in paths]
+    grids = [_grid(p) for p in paths]
+    skipped = [
+        f"{n}: no window of {d.scheme.span} frames in its {split} split"
+        for n, d in zip(names, sets, strict=True)
+        if len(d) == 0
+    ]
+    if len(skipped) == len(sets):
+        raise ValueError("nothing to score: " + "; ".join(skipped))
+    keep = [i for i, d in enumerate(sets) if len(d) > 0]
+    names, sets, grids = [names[i] for i in keep], [sets[i] for i in keep], [grids[i] for i in keep]
     cadences = {float(d.cadence_minutes) for d in sets}
     if len(cadences) > 1:
         desc = ", ".join(f"{n} {d.cadence_minutes:g} min" for n, d in zip(names, sets, strict=True))
         raise ValueError(f"stores of different cadences cannot be scored together: {desc}")
-    shapes = {tuple(d._frame_shape) for d in sets}
-    if len(shapes) > 1:
-        desc = ", ".join(f"{n} {d._frame_shape}" for n, d in zip(names, sets, strict=True))
+    if len({g[1] for g in grids}) > 1:
+        desc = ", ".join(f"{n} {g[1][0]} x {g[1][1]}" for n, g in zip(names, grids, strict=True))
         raise ValueError(f"stores of different frame sizes cannot be scored together: {desc}")
-    pixels = [store_pixel_km(p) for p in paths]
+    pixels = [g[0] for g in grids]
     pixel_km = None
     if None not in pixels:
         pixel_km = np.concatenate([np.full(len(d), v) for d, v in zip(sets, pixels, strict=True)])
@@ -160,4 +179,5 @@ def open_cases(
         pixel_km=pixel_km,
         names=names,
         store_pixel_km=pixels,
+        skipped=skipped,
     )

@@ -28,7 +28,7 @@ POOLED = "pooled"
 """Case label of the pooled scores when several cases are scored."""
 
 
-def _dims(name: str, has_scale: bool) -> tuple[str, ...]:
+def _dims(name: str) -> tuple[str, ...]:
     if name == "FSS":
         return ("threshold", "scale")
     if name in ("POD", "FAR", "CSI", "HSS"):
@@ -127,14 +127,13 @@ def score_uncertainty(
                 np.concatenate([weights[c] for c in labels], axis=1),
             )
         )
-    has_scale = "seq_fss" in seq
     out: dict[str, tuple] = {}
     summaries: dict[str, list] = {}
     for label, idx, w in groups:
         point = _scores(seq, None, idx)
         boot = _scores(seq, w, idx)
         for name, (_per_lead, summ) in point.items():
-            dims = _dims(name, has_scale)
+            dims = _dims(name)
             b_per, b_sum = boot[name]
             lo, hi = percentile_interval(b_sum, level)
             diff = summ[ref][None] - summ[others]
@@ -147,7 +146,7 @@ def score_uncertainty(
                     out[f"{name}_{suffix}"] = (("predictor", "lead_time") + dims, arr)
     case_labels = [g[0] for g in groups]
     for name, rows in summaries.items():
-        dims = _dims(name, has_scale)
+        dims = _dims(name)
         s, lo, hi, d, dlo, dhi = (np.stack([r[i] for r in rows]) for i in range(6))
         out[f"summary_{name}"] = (("case", "predictor") + dims, s)
         out[f"summary_{name}_lower"] = (("case", "predictor") + dims, lo)

@@ -249,3 +249,33 @@ def test_cli_refuses_bad_verification_options(store, tmp_path, flag, value, mess
     result = CliRunner().invoke(app, [*args, "--out", str(tmp_path), flag, value])
     assert result.exit_code == 2
     assert re.search(message, result.output), result.output
+
+
+def test_a_store_without_a_window_is_named_and_left_out(store, tmp_path):  # noqa: F811
+    import pandas as pd
+
+    from pipeline.resample import resample_store
+    from tests.nowcast.test_evaluate import SIZE, _cell
+    from tests.pipeline.test_resample import make_source_store
+
+    times = [pd.Timestamp("2015-07-01") + pd.Timedelta(minutes=6 * i) for i in range(5)]
+    frames = np.stack([_cell(0.8 * i) for i in range(5)])
+    src = make_source_store(tmp_path / "src", times, frames, np.ones((5, SIZE, SIZE), bool))
+    short = tmp_path / "short.zarr"
+    resample_store(src, short, size=SIZE, progress=False)
+    opts = EvaluateOptions(
+        split="test",
+        split_fractions=(0.0, 0.0, 1.0),
+        in_frames=4,
+        out_frames=6,
+        stride=6,
+        baselines=("persistence",),
+        progress=False,
+        bootstrap=20,
+    )
+    out = evaluate_run(None, [short, store], opts, out_dir=tmp_path / "ev")
+    assert out.results.attrs["skipped_stores"] == "short: no window of 10 frames in its test split"
+    assert list(out.results["case"].values) == ["resampled"]
+    assert "Stores left out: short: no window" in (tmp_path / "ev" / "results.md").read_text()
+    with pytest.raises(ValueError, match="nothing to score: short: no window of 10 frames"):
+        evaluate_run(None, [short], opts, out_dir=tmp_path / "ev2")
