@@ -279,3 +279,24 @@ def test_a_store_without_a_window_is_named_and_left_out(store, tmp_path):  # noq
     assert "Stores left out: short: no window" in (tmp_path / "ev" / "results.md").read_text()
     with pytest.raises(ValueError, match="nothing to score: short: no window of 10 frames"):
         evaluate_run(None, [short], opts, out_dir=tmp_path / "ev2")
+
+
+def test_cases_by_day_split_one_store_into_its_days(store, tmp_path):  # noqa: F811
+    opts = EvaluateOptions(
+        split="test",
+        split_fractions=(0.0, 0.8, 0.2),
+        in_frames=4,
+        out_frames=6,
+        stride=3,
+        baselines=("persistence",),
+        progress=False,
+        bootstrap=20,
+        cases="day",
+        fss_scales_km=(),
+    )
+    out = evaluate_run(None, store, opts, out_dir=tmp_path / "ev")
+    days = [f"resampled {d:%Y-%m-%d}" for d in DAYS[8:]]
+    assert list(out.results["case"].values) == [*days, "pooled"]
+    n = out.results["n_sequences"].values
+    assert n[-1] == n[0] + n[1] == out.results.attrs["n_samples"]
+    assert "FSS" not in out.results and "summary_FSS" not in out.results
