@@ -28,6 +28,12 @@ Public functions
     writes ``results.nc``, ``results.md``, ``skill.png`` (and ``results_extra.nc``,
     ``robustness.*`` when asked) into ``RUN_DIR/eval/<split>_<scheme>/``.
 
+Uncertainty (:mod:`nowcast.verification`, docs/verification.md): :func:`evaluate_run` keeps
+per-sequence sums of every score (``sequences.nc``) and adds to ``results.nc`` the FSS,
+bootstrap intervals of every per-lead and summary score, paired differences of the first
+predictor against the others with a verdict, per case (each of several stores, or days)
+and pooled; ``results.md`` and ``skill.png`` show them.
+
 Ensembles: with ``members=N`` (``nowcast evaluate --members N``) every predictor is also
 scored as an ensemble (:mod:`nowcast.probscores`: CRPS, reliability, ROC, rank histogram,
 spread against skill per lead time); the run's model is wrapped in
