@@ -102,7 +102,7 @@ def evaluate_predictors(
     calibrations: Mapping[str, Any] | None = None,
     per_sequence: bool = False,
     fss_scales_km: Sequence[float] = (),
-    pixel_km: float | None = None,
+    pixel_km: float | Sequence[float] | np.ndarray | None = None,
 ) -> xr.Dataset:
     """Score several predictors on one dataset, streaming over batches.
 
