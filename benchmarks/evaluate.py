@@ -6,6 +6,13 @@ Figures (all on synthetic moving fields, no files):
   (contingency counts at 5 thresholds, B-MSE/B-MAE, MSE/MAE/PSNR, SSIM) per target frame,
   batches of 4 x 20 frames, at 80 x 80 and 480 x 480;
 - ``metrics_peak_mb_480``: peak extra resident memory of one 480 x 480 batch update;
+- ``verification_frames_per_s_<size>``: the same update plus what ``nowcast evaluate`` adds
+  for its intervals (:class:`nowcast.verification.sequences.SequenceAccumulator`: the
+  per-sequence sums and the FSS at 5 thresholds x 3 scales of 10, 20, 40 km at 1 km
+  pixels for 480 x 480, 6 km for 80 x 80);
+- ``bootstrap_s_hko7_test``: :func:`nowcast.verification.uncertainty.score_uncertainty`
+  (1000 resamples) on per-sequence sums the size of HKO-7's test set (6,053 sequences x
+  20 leads, 2 predictors) and ``bootstrap_sums_mb_hko7_test``, the size of those sums;
 - ``persistence_ms_per_sample_<size>``, ``pysteps_ms_per_sample_<size>``: one call of the
   baseline per sample (5 inputs, 20 leads), 80 x 80 and 480 x 480;
 - ``hko7_test_hours_estimate``: time to score pysteps plus the metrics on HKO-7's rainy
@@ -46,6 +53,37 @@ def _time(fn, repeats: int) -> float:
     return (time.perf_counter() - start) / repeats
 
 
+def _verify(seq, acc, pred, target, t_out, mask, px) -> None:
+    seq.add(acc.update(pred, target, t_out, mask), 0, px)
+
+
+def _bootstrap_figures(n_seq: int = 6053, leads: int = 20, predictors: int = 2) -> dict:
+    import xarray as xr
+
+    from nowcast.verification.uncertainty import score_uncertainty
+
+    rng = np.random.default_rng(0)
+    shape = (predictors, n_seq, leads)
+    counts = rng.integers(0, 2000, shape + (5, 4))
+    sums = rng.random(shape + (9,)) + 1.0
+    fss = rng.random(shape + (5, 3, 2)) * [1.0, 2.0]
+    dims = ("predictor", "sequence", "lead_time")
+    seq = xr.Dataset(
+        {
+            "seq_counts": (dims + ("threshold", "category"), counts),
+            "seq_sums": (dims + ("field",), sums),
+            "seq_fss": (dims + ("threshold", "scale", "part"), fss),
+        },
+        coords={"predictor": ["a", "b"][:predictors]},
+    )
+    start = time.perf_counter()
+    score_uncertainty(seq, ["hko7"] * n_seq, {"hko7": 4}, n_resamples=1000)
+    return {
+        "bootstrap_s_hko7_test": round(time.perf_counter() - start, 2),
+        "bootstrap_sums_mb_hko7_test": round(seq.nbytes / 2**20, 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -56,6 +94,7 @@ def main() -> None:
 
     from nowcast.baselines import get_baseline
     from nowcast.metrics import MetricAccumulator
+    from nowcast.verification.sequences import SequenceAccumulator
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -73,6 +112,11 @@ def main() -> None:
             rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             figures["metrics_peak_mb_480"] = round((rss1 - rss0) / 1024, 1)
 
+        seq = SequenceAccumulator(acc._thr_norm, (10.0, 20.0, 40.0))
+        px = np.full(4, 1.0 if size == 480 else 6.0)
+        sec = _time(partial(_verify, seq, acc, pred, target, t_out, mask, px), args.repeats)
+        figures[f"verification_frames_per_s_{size}"] = round(80 / sec, 1)
+
         x = _moving_batch(1, 5, size, seed=3)
         t_in = torch.tensor([[-24.0, -18.0, -12.0, -6.0, 0.0]])
         t1 = t_out[:1]
@@ -81,6 +125,7 @@ def main() -> None:
             sec = _time(partial(baseline, x, t_in, t1), args.repeats)
             figures[f"{name}_ms_per_sample_{size}"] = round(1000 * sec, 1)
 
+    figures.update(_bootstrap_figures())
     per_seq = figures["pysteps_ms_per_sample_480"] / 1000 + 20 / figures["metrics_frames_per_s_480"]
     figures["hko7_test_hours_estimate"] = round(6053 * per_seq / 3600, 2)
     print(json.dumps(figures))

@@ -158,6 +158,25 @@ EVALUATE_FLAGS: dict[str, Flag] = {
         parse=lambda v: None if v is None else str(v),
         cli_type=Path | None,
     ),
+    "bootstrap": Flag(
+        ("--bootstrap",),
+        "Bootstrap resamples of the confidence intervals and paired differences (0: none).",
+    ),
+    "confidence": Flag(("--confidence",), "Level of the intervals, e.g. 0.9."),
+    "bootstrap_block": Flag(
+        ("--bootstrap-block",),
+        "Block length (sequences) of the moving-block bootstrap (default: windows sharing "
+        "a frame).",
+    ),
+    "fss_scales_km": Flag(
+        ("--fss-scales",),
+        "Comma-separated FSS neighbourhood sides in km, e.g. 10,20,40 (empty: no FSS).",
+        parse=floats("--fss-scales"),
+        show=_comma,
+    ),
+    "cases": Flag(
+        ("--cases",), "A case of the per-case tables: store (each --data) or day; pooled too."
+    ),
 }
 """The flag of every :class:`~nowcast.options.EvaluateOptions` field (both evaluate commands)."""
 
@@ -173,7 +192,12 @@ def _evaluate_command(run_job: Callable[..., dict], doc: str) -> Callable:
         run: Path | None = typer.Option(
             None, "--run", help="Training run directory holding best.pt (none: baselines only)."
         ),
-        data: Path = typer.Option(..., "--data", help="Resampled Zarr store (nowcast resample)."),
+        data: list[Path] = typer.Option(
+            ...,
+            "--data",
+            help="Resampled Zarr store (nowcast resample); repeat for several events "
+            "(scored per event and pooled).",
+        ),
         out: Path | None = typer.Option(
             None, "--out", help="Output directory (default RUN/eval/<split>_<scheme>)."
         ),
@@ -202,6 +226,20 @@ def _evaluate_command(run_job: Callable[..., dict], doc: str) -> Callable:
             raise typer.BadParameter("--calibration needs --run (it calibrates the run's model)")
         if options.calibration is not None and not Path(options.calibration).is_file():
             raise typer.BadParameter(f"--calibration: no file {options.calibration}")
+        if options.bootstrap < 0:
+            raise typer.BadParameter(f"--bootstrap must be >= 0, got {options.bootstrap}")
+        if not 0.0 < options.confidence < 1.0:
+            raise typer.BadParameter(f"--confidence must lie in (0, 1), got {options.confidence}")
+        if options.bootstrap_block is not None and options.bootstrap_block < 1:
+            raise typer.BadParameter(
+                f"--bootstrap-block must be >= 1, got {options.bootstrap_block}"
+            )
+        if any(not v > 0 for v in options.fss_scales_km):
+            raise typer.BadParameter(
+                f"--fss-scales must be positive km, got {_comma(options.fss_scales_km)}"
+            )
+        if options.cases not in ("store", "day"):
+            raise typer.BadParameter(f"--cases must be store or day, got {options.cases!r}")
         summary = run_job(run, data, out, options)
         for line in summary["lines"]:
             typer.echo(line)
@@ -212,13 +250,21 @@ def _evaluate_command(run_job: Callable[..., dict], doc: str) -> Callable:
     return command
 
 
-def _run_library(run: Path | None, data: Path, out: Path | None, options: EvaluateOptions) -> dict:
+def _one_or_list(data: list[Path]) -> Path | list[Path]:
+    return data[0] if len(data) == 1 else list(data)
+
+
+def _run_library(
+    run: Path | None, data: list[Path], out: Path | None, options: EvaluateOptions
+) -> dict:
     from nowcast.evaluate import evaluate_run
 
-    return evaluate_run(run, data, options, out_dir=out).summary()
+    return evaluate_run(run, _one_or_list(data), options, out_dir=out).summary()
 
 
-def _run_flow(run: Path | None, data: Path, out: Path | None, options: EvaluateOptions) -> dict:
+def _run_flow(
+    run: Path | None, data: list[Path], out: Path | None, options: EvaluateOptions
+) -> dict:
     from flows._prefect_env import configure
 
     home = out if out is not None else (run if run is not None else Path.cwd())
@@ -228,7 +274,7 @@ def _run_flow(run: Path | None, data: Path, out: Path | None, options: EvaluateO
 
     return evaluate_flow(
         None if run is None else str(run),
-        str(data),
+        str(data[0]) if len(data) == 1 else [str(d) for d in data],
         options,
         out_dir=None if out is None else str(out),
     )

@@ -21,7 +21,7 @@ __all__ = ["evaluate_flow", "evaluate_task"]
 @task(name="evaluate")
 def evaluate_task(
     run_dir: str | None,
-    data: str,
+    data: str | list[str],
     options: EvaluateOptions | None = None,
     out_dir: str | None = None,
 ) -> dict:
@@ -35,12 +35,13 @@ def evaluate_task(
 @flow(name="evaluate")
 def evaluate_flow(
     run_dir: str | None,
-    data: str,
+    data: str | list[str],
     options: EvaluateOptions | None = None,
     out_dir: str | None = None,
 ) -> dict:
     """Evaluate a run (``run_dir``; None = the baselines of ``options`` alone, then
-    ``out_dir`` is needed)."""
+    ``out_dir`` is needed) on one store or several (``data`` a list: per-case and pooled
+    scores)."""
     summary = evaluate_task(run_dir, data, options, out_dir=out_dir)
     get_run_logger().info("evaluation written to %s", summary["out_dir"])
     return summary

@@ -28,6 +28,12 @@ Public functions
     writes ``results.nc``, ``results.md``, ``skill.png`` (and ``results_extra.nc``,
     ``robustness.*`` when asked) into ``RUN_DIR/eval/<split>_<scheme>/``.
 
+Uncertainty (:mod:`nowcast.verification`, docs/verification.md): :func:`evaluate_run` keeps
+per-sequence sums of every score (``sequences.nc``) and adds to ``results.nc`` the FSS,
+bootstrap intervals of every per-lead and summary score, paired differences of the first
+predictor against the others with a verdict, per case (each of several stores, or days)
+and pooled; ``results.md`` and ``skill.png`` show them.
+
 Ensembles: with ``members=N`` (``nowcast evaluate --members N``) every predictor is also
 scored as an ensemble (:mod:`nowcast.probscores`: CRPS, reliability, ROC, rank histogram,
 spread against skill per lead time); the run's model is wrapped in
@@ -55,6 +61,7 @@ from nowcast.options import EvaluateOptions
 from nowcast.reports import plot_skill, summarize, to_markdown
 from nowcast.robustness import evaluate_robustness, plot_robustness, robustness_to_markdown
 from nowcast.scoring import evaluate_predictors
+from nowcast.verification.cases import Cases, open_cases
 
 __all__ = [
     "EvaluateOptions",
@@ -103,10 +110,20 @@ class EvaluationOutputs:
         s = summarize(self.results)
         thr = float(s["threshold"].values[0])
         lines = []
+        if self.results.attrs.get("skipped_stores"):
+            lines.append(f"skipped: {self.results.attrs['skipped_stores']}")
         for name in s["predictor"].values:
             sp = s.sel(predictor=name)
+            ci = ""
+            if "summary_CSI_lower" in self.results:  # the pooled (or only) case: the last
+                r = self.results.isel(case=-1)
+                lo, hi = (
+                    float(r[f"summary_CSI_{k}"].sel(predictor=name).isel(threshold=0))
+                    for k in ("lower", "upper")
+                )
+                ci = f" [{lo:.4f}, {hi:.4f}]"
             lines.append(
-                f"{name}: CSI(>={thr:g} mm/h) {float(sp['CSI'].sel(threshold=thr)):.4f}  "
+                f"{name}: CSI(>={thr:g} mm/h) {float(sp['CSI'].sel(threshold=thr)):.4f}{ci}  "
                 f"B-MSE {float(sp['B-MSE']):.1f}  MSE x1e4 {float(sp['MSE']) * 1e4:.2f}  "
                 f"SSIM x1e2 {float(sp['SSIM']) * 1e2:.2f}  PSNR {float(sp['PSNR']):.2f}"
             )
@@ -129,6 +146,46 @@ def _write_netcdf(ds: xr.Dataset, path: Path) -> Path:
     return atomic_write(path, ds.to_netcdf)
 
 
+def _with_uncertainty(
+    results: xr.Dataset, cases: Cases, options: EvaluateOptions
+) -> tuple[xr.Dataset, xr.Dataset | None]:
+    """Split the per-sequence sums off ``results`` and add the bootstrap's variables.
+
+    Returns the results with intervals, per-case summaries and paired differences
+    (:func:`nowcast.verification.uncertainty.score_uncertainty`) and the per-sequence sums
+    (``sequences.nc``: with the case and time of every sequence); ``(results, None)``
+    without a bootstrap.
+    """
+    seq_vars = [v for v in results.data_vars if str(v).startswith("seq_")]
+    if not seq_vars:
+        return results, None
+    from nowcast.verification.uncertainty import score_uncertainty
+
+    seq = results[seq_vars]
+    results = results.drop_vars(seq_vars)
+    results = results.drop_dims(
+        [d for d in ("sequence", "category", "field", "part") if d in results.dims]
+    )
+    index = seq["sequence"].values
+    labels, times = cases.labels[index], cases.times[index]
+    order = sorted(range(len(index)), key=lambda i: (list(cases.blocks).index(labels[i]), times[i]))
+    seq = seq.isel(sequence=order)
+    labels, times = labels[order], times[order]
+    seq = seq.assign_coords(case=("sequence", labels), time=("sequence", times))
+    unc = score_uncertainty(
+        seq,
+        labels,
+        cases.blocks,
+        n_resamples=int(options.bootstrap),
+        level=float(options.confidence),
+        seed=int(options.seed),
+    )
+    results = xr.merge([results, unc], join="left", compat="override", combine_attrs="override")
+    results.attrs.update(unc.attrs)
+    seq.attrs.update({"split": options.split, "scheme": options.scheme})
+    return results, seq
+
+
 def evaluate_run(
     run_dir: str | os.PathLike | None,
     data: str | os.PathLike,
@@ -143,8 +200,10 @@ def evaluate_run(
     run_dir : path or None
         Training run directory (``best.pt``, see :func:`nowcast.runs.load_run`); None for
         baselines only (then ``options.baselines`` names them and ``out_dir`` is required).
-    data : path
-        Resampled Zarr store (docs/contracts.md, Resampled schema).
+    data : path or sequence of paths
+        Resampled Zarr store (docs/contracts.md, Resampled schema); several (events,
+        radars; same cadence and frame size): every case scored on its own and pooled
+        (``options.cases``, docs/verification.md).
     options : EvaluateOptions, optional
         Split, scheme, baselines, extra lead times, robustness, ensembles, sample counts,
         seed, device (:class:`nowcast.options.EvaluateOptions`; the same object
@@ -162,7 +221,6 @@ def evaluate_run(
     batch_size, max_samples = options.batch_size, options.max_samples
     extra_lead_times, perturb = options.extra_lead_times, options.perturb
     from nowcast.baselines import get_baseline
-    from pipeline.dataset import RadarSequenceDataset
 
     predictors: dict[str, Nowcaster] = {}
     if run_dir is not None:
@@ -188,8 +246,12 @@ def evaluate_run(
         "fractions": tuple(float(f) for f in options.split_fractions),
         "day_files": options.day_files,
     }
-    dataset = RadarSequenceDataset(data, split=split, scheme=scheme, **ds_kwargs)
-    cadence = float(dataset.cadence_minutes)
+    cases = open_cases(
+        data, split, scheme, ds_kwargs, cases=options.cases, block=options.bootstrap_block
+    )
+    dataset = cases.dataset
+    cadence = float(cases.cadence_minutes)
+    data_text = ", ".join(str(p) for p in ([data] if isinstance(data, str | os.PathLike) else data))
     if members is not None:
         from nowcast.ensemble import EnsembleNowcaster
 
@@ -235,8 +297,24 @@ def evaluate_run(
         "probability": options.probability,
         "calibrations": calibrations,
     }
-    results = evaluate_predictors(predictors, dataset, batch_size, **common)
-    results.attrs.update({"split": split, "scheme": scheme, "data": str(data)})
+    fss = {"fss_scales_km": options.fss_scales_km if cases.pixel_km is not None else ()}
+    results = evaluate_predictors(
+        predictors,
+        dataset,
+        batch_size,
+        per_sequence=options.bootstrap > 0,
+        pixel_km=cases.pixel_km,
+        **fss,
+        **common,
+    )
+    results.attrs.update({"split": split, "scheme": scheme, "data": data_text})
+    if cases.skipped:
+        results.attrs["skipped_stores"] = "; ".join(cases.skipped)
+    if cases.pixel_km is not None:
+        results.attrs["pixel_km"] = ", ".join(
+            f"{n}: {v:g}" for n, v in zip(cases.names, cases.store_pixel_km, strict=True)
+        )
+    results, sequences = _with_uncertainty(results, cases, options)
     if "CRPS" in results:
         results.attrs["probability_method"] = options.probability
         if calibrations:
@@ -245,19 +323,17 @@ def evaluate_run(
 
     if extra_lead_times:
         extra_scheme = "regular"  # identical target times in every sample
-        extra_ds = RadarSequenceDataset(
-            data,
-            split=split,
-            scheme=extra_scheme,
-            **{**ds_kwargs, "n_out": int(round(max(steps)))},
-        )
+        extra_kw = {**ds_kwargs, "n_out": int(round(max(steps)))}
+        extra_ds = open_cases(data, split, extra_scheme, extra_kw).dataset
         outputs.extra = evaluate_predictors(
             predictors, extra_ds, batch_size, lead_times=leads, skip_failing=True, **common
         )
-        outputs.extra.attrs.update({"split": split, "scheme": extra_scheme, "data": str(data)})
+        outputs.extra.attrs.update({"split": split, "scheme": extra_scheme, "data": data_text})
         outputs.files.append(_write_netcdf(outputs.extra, out_dir / "results_extra.nc"))
 
     outputs.files.append(_write_netcdf(results, out_dir / "results.nc"))
+    if sequences is not None:
+        outputs.files.append(_write_netcdf(sequences, out_dir / "sequences.nc"))
     title = f"Evaluation: {split} split, {scheme} sampling"
     md = to_markdown(results, title=title, extra=outputs.extra)
     if "CRPS" in results:

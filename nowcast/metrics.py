@@ -386,6 +386,7 @@ def _to_numpy(x, dtype=np.float64) -> np.ndarray:
 _CHUNK = 8
 """Frames processed at once by :meth:`MetricAccumulator.update` (bounds memory)."""
 
+_STAT_KEYS = ("bmse", "bmae", "mse", "mae", "ssim", "psnr")
 _SUM_FIELDS = (
     "n_frames",
     "n_valid_frames",
@@ -438,8 +439,8 @@ class MetricAccumulator:
         target: torch.Tensor | np.ndarray,
         t_out: torch.Tensor | np.ndarray,
         mask: torch.Tensor | np.ndarray | None = None,
-    ) -> None:
-        """Add one batch.
+    ) -> dict[str, np.ndarray]:
+        """Add one batch; return its per-frame statistics.
 
         Parameters
         ----------
@@ -449,6 +450,13 @@ class MetricAccumulator:
             ``(B, T)`` lead times in minutes (relative to the last input frame).
         mask : torch.Tensor or numpy.ndarray, optional
             ``(B, T, 1, H, W)``, 1 = valid target pixel.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            Per frame (dims ``(B, T, ...)``): ``lead`` (min), ``counts`` (``(B, T, K, 4)``),
+            ``valid``, ``ssim_valid`` (bool), :data:`_STAT_KEYS` (0 where not valid) and
+            ``pred``, ``target``, ``mask`` (``(B, T, H, W)``; :mod:`nowcast.verification`).
         """
         p = _to_numpy(pred, np.float32)
         t = _to_numpy(target, np.float32)
@@ -510,6 +518,10 @@ class MetricAccumulator:
             acc["n_ssim_frames"] += float((sel & has_ssim).sum())
             acc["ssim"] += float(s[sel & has_ssim].sum())
             acc["psnr"] += float(psnr[sel & has].sum())
+        out = dict(zip(_STAT_KEYS, (bmse, bmae, mse, mae, s, psnr), strict=True))
+        fields = {"pred": p, "target": t, "mask": m}
+        out.update({k: v.reshape(p_shape[:2] + (h, w)) for k, v in fields.items()})
+        return {**out, "lead": keys, "counts": counts, "valid": has, "ssim_valid": has_ssim}
 
     def _frame_stats(self, p: np.ndarray, t: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, ...]:
         """Per-frame statistics of ``(N, H, W)`` float32 frames and bool mask.

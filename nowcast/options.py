@@ -127,6 +127,20 @@ class EvaluateOptions:
         A :class:`nowcast.calibration.ProbabilityCalibration` file (``nowcast
         calibrate``): the run's model is scored with its calibrated probabilities, the
         baselines with ``probability``. Needs ``members`` (the fitted member count).
+    bootstrap : int
+        Resamples of the bootstrap behind every interval and paired difference
+        (:mod:`nowcast.verification`, docs/verification.md); 0: point scores only.
+    confidence : float
+        Level of the intervals, in (0, 1) (0.9: the 5th to the 95th percentile).
+    bootstrap_block : int, optional
+        Block length (consecutive sequences) of the moving-block bootstrap; default the
+        number of windows that share a frame (``ceil(window / stride)``).
+    fss_scales_km : tuple of float
+        Neighbourhood sides (km) of the fractions skill score, converted to pixels with the
+        store's pixel size; empty: no FSS.
+    cases : str
+        What a case of the per-case tables is: ``"store"`` (each ``--data`` store, e.g. one
+        event) or ``"day"`` (each day of each store). Several cases are also pooled.
     """
 
     split: str = "test"
@@ -148,3 +162,8 @@ class EvaluateOptions:
     members: int | None = None
     probability: str = "debiased"
     calibration: str | None = None
+    bootstrap: int = 1000
+    confidence: float = 0.9
+    bootstrap_block: int | None = None
+    fss_scales_km: tuple[float, ...] = (10.0, 20.0, 40.0)
+    cases: str = "store"

@@ -151,8 +151,14 @@ def to_markdown(
         "",
         _summary_table(results),
     ]
+    if "summary_CSI" in results:
+        from nowcast.verification.tables import uncertainty_markdown
+
+        parts += ["", "## Intervals and paired differences", "", uncertainty_markdown(results)]
     if results.attrs.get("skipped"):
         parts += ["", f"Skipped: {results.attrs['skipped']}"]
+    if results.attrs.get("skipped_stores"):
+        parts += ["", f"Stores left out: {results.attrs['skipped_stores']}"]
     if per_lead:
         parts += ["", "## Per lead time", "", _per_lead_table(results)]
     if extra is not None:
@@ -174,9 +180,11 @@ def to_markdown(
 
 # --------------------------------------------------------------------------- plots
 def plot_skill(results: xr.Dataset, out_png: str | os.PathLike, title: str = "") -> Path:
-    """Plot CSI and HSS against lead time per threshold, plus B-MSE, MSE, SSIM, PSNR.
+    """Plot CSI, HSS (and FSS) against lead time per threshold, plus B-MSE, MSE, SSIM, PSNR.
 
-    One line per predictor. Written as PNG (matplotlib, Agg backend).
+    One line per predictor, with its bootstrap interval shaded where ``results`` has
+    ``<score>_lower`` / ``_upper`` (``nowcast evaluate``); FSS at the scale nearest 20 km.
+    Written as PNG (matplotlib, Agg backend).
 
     Parameters
     ----------
@@ -199,23 +207,39 @@ def plot_skill(results: xr.Dataset, out_png: str | os.PathLike, title: str = "")
 
     thresholds = results["threshold"].values
     ncol = max(len(thresholds), 4)
-    fig, axes = plt.subplots(3, ncol, figsize=(3.2 * ncol, 8.5), squeeze=False)
+    cat = ("CSI", "HSS", "FSS") if "FSS" in results else ("CSI", "HSS")
+    nrow = len(cat) + 1
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.85 * nrow), squeeze=False)
     leads = results["lead_time"].values
+    # FSS at the scale nearest 20 km (the middle of the usual 10-40 km)
+    fss_at = {}
+    if "FSS" in results:
+        scales = results["scale"].values
+        fss_at = {"scale": int(np.argmin(np.abs(np.log(scales / 20.0))))}
+
+    def line(ax, r, name, var, sel, k=1.0):
+        (ln,) = ax.plot(leads, r[var].isel(**sel).values * k, marker=".", label=str(name))
+        if f"{var}_lower" in r:  # the bootstrap interval of the per-lead score
+            lo = r[f"{var}_lower"].isel(**sel).values * k
+            hi = r[f"{var}_upper"].isel(**sel).values * k
+            ax.fill_between(leads, lo, hi, color=ln.get_color(), alpha=0.15, linewidth=0)
+
     for name in results["predictor"].values:
         r = results.sel(predictor=name)
         for j, thr in enumerate(thresholds):
-            for i, var in enumerate(("CSI", "HSS")):
-                y = r[var].sel(threshold=thr).values
-                axes[i, j].plot(leads, y, marker=".", label=str(name))
-                axes[i, j].set_title(f"{var} >= {thr:g} mm/h")
+            for i, var in enumerate(cat):
+                sel = {"threshold": j, **(fss_at if var == "FSS" else {})}
+                line(axes[i, j], r, name, var, sel)
+                scale = f", {float(results['scale'][fss_at['scale']]):g} km" if var == "FSS" else ""
+                axes[i, j].set_title(f"{var} >= {thr:g} mm/h{scale}")
         for j, var in enumerate(("B-MSE", "MSE", "SSIM", "PSNR")):
-            axes[2, j].plot(leads, r[var].values * _SCALE[var], marker=".", label=str(name))
-            axes[2, j].set_title(_LABEL[var])
-    for i in range(2):
+            line(axes[-1, j], r, name, var, {}, _SCALE[var])
+            axes[-1, j].set_title(_LABEL[var])
+    for i in range(len(cat)):
         for j in range(len(thresholds), ncol):
             axes[i, j].axis("off")
     for j in range(4, ncol):
-        axes[2, j].axis("off")
+        axes[-1, j].axis("off")
     for ax in axes.flat:
         if ax.has_data():
             ax.set_xlabel("lead time (min)")

@@ -24,7 +24,9 @@ from nowcast.ensemble import predict_members
 from nowcast.metrics import MetricAccumulator
 from nowcast.perturb import Perturbation
 from nowcast.probscores import EnsembleScoreAccumulator
-from pipeline.units import RAIN_THRESHOLDS_MMH
+from nowcast.verification.fss import fss_from_sums
+from nowcast.verification.sequences import SequenceAccumulator
+from pipeline.units import RAIN_THRESHOLDS_MMH, rainrate_to_normalized
 
 __all__ = ["evaluate_predictors"]
 
@@ -57,6 +59,30 @@ def _select_leads(t_out: torch.Tensor, lead_times: Sequence[float] | None) -> to
     return torch.tensor(idx)
 
 
+def _add_sequences(
+    ds: xr.Dataset,
+    seq_accs: Sequence[SequenceAccumulator],
+    scales_km: Sequence[float],
+    keep: bool,
+) -> xr.Dataset:
+    """Add the FSS per lead time (and, if ``keep``, the per-sequence sums) to ``ds``."""
+    leads = ds["lead_time"].values
+    seq = xr.concat([a.result(leads) for a in seq_accs], dim="predictor")
+    seq = seq.assign_coords(predictor=ds["predictor"], lead_time=ds["lead_time"])
+    seq = seq.assign_coords(threshold=ds["threshold"])
+    if scales_km:
+        seq = seq.assign_coords(
+            scale=("scale", np.asarray(scales_km, dtype=np.float64), {"units": "km"})
+        )
+        fss = fss_from_sums(seq["seq_fss"].sum("sequence").values)
+        ds = ds.assign_coords(scale=seq["scale"])
+        ds["FSS"] = (("predictor", "lead_time", "threshold", "scale"), fss)
+        ds["FSS"].attrs["long_name"] = "fractions skill score (neighbourhood side: scale)"
+    if keep:
+        ds = xr.merge([ds, seq], join="left", compat="override")
+    return ds
+
+
 def evaluate_predictors(
     predictors: Mapping[str, Nowcaster],
     dataset: torch.utils.data.Dataset,
@@ -74,6 +100,9 @@ def evaluate_predictors(
     ensemble_seed: int = 0,
     probability: str = "debiased",
     calibrations: Mapping[str, Any] | None = None,
+    per_sequence: bool = False,
+    fss_scales_km: Sequence[float] = (),
+    pixel_km: float | Sequence[float] | np.ndarray | None = None,
 ) -> xr.Dataset:
     """Score several predictors on one dataset, streaming over batches.
 
@@ -123,6 +152,18 @@ def evaluate_predictors(
         Predictor name -> calibration: these predictors' probabilities are the calibrated
         ones (the others keep ``probability``); the results' attribute
         ``calibrated_predictors`` lists them.
+    per_sequence : bool
+        Also return the per-sequence sums of every score
+        (:class:`nowcast.verification.sequences.SequenceAccumulator`: ``seq_counts``,
+        ``seq_sums``, ``seq_fss``; dims ``predictor``, ``sequence`` = dataset index, ...),
+        what :func:`nowcast.verification.uncertainty.score_uncertainty` resamples.
+    fss_scales_km : sequence of float
+        Neighbourhood sides (km) of the fractions skill score (needs ``pixel_km``); the
+        FSS is scored at every threshold and returned as ``FSS`` (predictor, lead_time,
+        threshold, scale) with the coordinate ``scale`` (km).
+    pixel_km : float or sequence of float, optional
+        The data's pixel size (km), or that of every sample (dataset index order; stores of
+        several pixel sizes): the FSS neighbourhood of a sample is its scale in its pixels.
 
     Returns
     -------
@@ -157,6 +198,16 @@ def evaluate_predictors(
     )
     device = torch.device(device)
     accs = {name: MetricAccumulator(thresholds_mmh) for name in predictors}
+    scales_km = tuple(float(v) for v in fss_scales_km)
+    if scales_km and pixel_km is None:
+        raise ValueError("FSS scales in km need the data's pixel size (pixel_km)")
+    pixels = None
+    if pixel_km is not None:
+        pixels = np.asarray(pixel_km, dtype=np.float64)
+        pixels = np.full(n, float(pixels)) if pixels.ndim == 0 else pixels[:n]
+    tracked = per_sequence or bool(scales_km)
+    thr_norm = [float(v) for v in rainrate_to_normalized(np.asarray(thresholds_mmh))]
+    seq_accs = {name: SequenceAccumulator(thr_norm, scales_km) for name in predictors}
     probabilistic = members is not None or any(
         getattr(p, "ensemble", False) for p in predictors.values()
     )
@@ -177,6 +228,7 @@ def evaluate_predictors(
             p.eval()
 
     bar = tqdm(total=n, unit="sample", desc="evaluate", disable=not progress)
+    first = 0
     for b, batch in enumerate(loader):
         if len(batch) != 6:
             raise ValueError(
@@ -220,10 +272,14 @@ def evaluate_predictors(
                     f"predictor {name!r} returned shape {tuple(pred.shape)}; expected "
                     f"{tuple(y.shape)} (B, T_out, 1, H, W)"
                 )
-            accs[name].update(pred.float().cpu(), y, t_out, out_mask)
+            stats = accs[name].update(pred.float().cpu(), y, t_out, out_mask)
+            if tracked:
+                px = None if pixels is None else pixels[first : first + x.shape[0]]
+                seq_accs[name].add(stats, first, px)
             if probabilistic:
                 prob_accs[name].update(ens.float().cpu(), y, t_out, out_mask)
         bar.update(x.shape[0])
+        first += x.shape[0]
     bar.close()
 
     kept = [name for name in predictors if name not in skipped]
@@ -238,6 +294,8 @@ def evaluate_predictors(
     ds = xr.concat(parts, dim="predictor", join="outer")
     ds = ds.assign_coords(predictor=("predictor", _names(kept)))
     ds["seconds_per_sample"] = ("predictor", np.array([seconds[k] / n for k in kept]))
+    if tracked:
+        ds = _add_sequences(ds, [seq_accs[k] for k in kept], scales_km, per_sequence)
     if probabilistic and calibrations:
         ds.attrs["calibrated_predictors"] = ",".join(k for k in kept if k in calibrations)
     ds.attrs["n_samples"] = int(n)

@@ -169,6 +169,7 @@ def test_evaluate_run_baselines_only_writes_reports(store, tmp_path):
         [
             "results.nc",
             "results.md",
+            "sequences.nc",
             "skill.png",
             "results_extra.nc",
             "robustness.nc",
