@@ -91,10 +91,13 @@ from pipeline.schema import validate_store  # noqa: F401 (re-exported: the store
 from pipeline.store_engine import (  # noqa: F401 (re-exported: store locations)
     REPO_ENTRIES,
     CommitConflictError,
+    _call,
     _old_layout_error,
     _session_store,
     _storage,
     as_location,
+    commit_rebased,
+    create_or_open,
     holds_group,
     is_icechunk_store,
     is_old_layout,
@@ -281,8 +284,9 @@ def create_store(
 ) -> str | Path:
     """Create an empty radar store (no frames yet) at *location*: one commit.
 
-    Safe against concurrent callers (one creates, the others find the store) and against
-    a creator killed half-way (an uncommitted schema is written again).
+    Safe against concurrent callers (one creates, the others find the store: on object
+    storage, where there is no lock, a creator that loses the race opens the store that
+    won) and against a creator killed half-way (an uncommitted schema is written again).
 
     Parameters
     ----------
@@ -323,15 +327,15 @@ def create_store(
             )
     with store_lock(location):
         storage = _storage(location)
-        if icechunk.Repository.exists(storage):
-            repo = icechunk.Repository.open(storage)
+        if _call(location, lambda: icechunk.Repository.exists(storage), "open the store"):
+            repo = _call(location, lambda: icechunk.Repository.open(storage), "open the store")
         else:
             if not is_url(location):  # leftovers of a creator killed before its first ref
                 for name in _REPO_ENTRIES & {x.name for x in Path(location).iterdir()}:
                     target = Path(location) / name
                     shutil.rmtree(target) if target.is_dir() else target.unlink()
-            repo = icechunk.Repository.create(storage)
-        session = repo.writable_session("main")
+            repo = create_or_open(location, "radar store")
+        session = _call(location, lambda: repo.writable_session("main"), "open the store")
         try:
             zarr.open_group(session.store, mode="r")
             return out  # another process was first
@@ -339,7 +343,12 @@ def create_store(
             pass
         _write_schema(session.store, size, grid, attrs)
         h, w = grid.shape if grid is not None else (size, size)
-        session.commit(f"create an empty radar store ({h} x {w} frames)")
+        try:
+            session.commit(f"create an empty radar store ({h} x {w} frames)")
+        except icechunk.ConflictError:
+            # object storage: another creator committed its schema first; use that one
+            if not holds_group(location):
+                raise
     return out
 
 
@@ -381,6 +390,8 @@ class StoreWriter:
         self.repo = None
         self._lock = None
         self._session = None
+        self.known_secs: np.ndarray | None = None
+        """Frame times (int64 s) last read or committed by this writer."""
 
     def __enter__(self) -> StoreWriter:
         self.repo = open_repo(self.location)  # validates
@@ -395,7 +406,9 @@ class StoreWriter:
             self._lock = None
 
     def _tip(self):
-        return self.repo.readonly_session(branch="main")
+        return _call(
+            self.location, lambda: self.repo.readonly_session(branch="main"), "read the store"
+        )
 
     @property
     def parent_snapshot(self) -> str:
@@ -428,7 +441,8 @@ class StoreWriter:
         import zarr
 
         g = zarr.open_group(self._tip().store, mode="r")
-        return np.asarray(g["time"][:], dtype=np.int64)
+        self.known_secs = np.asarray(g["time"][:], dtype=np.int64)
+        return self.known_secs
 
     def prepare(self, first_time_chunk: int, length: int, resize: bool = True):
         """Open a writable session on the tip of ``main`` and resize the data arrays.
@@ -454,7 +468,9 @@ class StoreWriter:
 
         if first_time_chunk < 0:
             raise ValueError(f"first_time_chunk must be >= 0, got {first_time_chunk}")
-        self._session = self.repo.writable_session("main")
+        self._session = _call(
+            self.location, lambda: self.repo.writable_session("main"), "open the store"
+        )
         g = zarr.open_group(self._session.store, mode="r+")
         if resize:
             resize_arrays(g, length)
@@ -475,25 +491,28 @@ class StoreWriter:
     def commit(self, message: str = "update") -> str:
         """Commit the prepared session; returns the new snapshot id.
 
+        A commit that another writer's commit overtook is rebased when the two do not
+        overlap, else refused (:func:`pipeline.store_engine.commit_rebased`).
+
         Raises
         ------
         CommitConflictError
-            (a RuntimeError) If another writer committed to the store since
-            :meth:`prepare` (object storage, where there is no lock): nothing of this
-            session is kept.
+            (a RuntimeError) If another writer committed changes that overlap this
+            session's since :meth:`prepare` (object storage, where there is no lock):
+            nothing of this session is kept.
+        pipeline.objectstore.StoreAccessError
+            If object storage failed during the commit (``transient`` when retrying may
+            help); the last commit stays as it was, unless this one landed unseen.
         """
-        import icechunk
-
         if self._session is None:
             raise ValueError(f"{self.location}: commit() called without prepare()")
         try:
-            snap = self._session.commit(message)
-        except icechunk.ConflictError as err:
-            raise CommitConflictError(
-                f"store {self.location}: another writer committed while this one was "
-                f"writing ({err}); nothing was committed, run again (ingest skips the frames "
-                "already stored)"
-            ) from err
+            snap = commit_rebased(
+                self._session,
+                message,
+                self.location,
+                "run again (ingest skips the frames already stored)",
+            )
         finally:
             self._session = None
         return snap
