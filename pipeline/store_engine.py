@@ -351,7 +351,9 @@ def commit_rebased(session, message: str, location: str | os.PathLike, rerun: st
         if fault is None:
             raise
         raise StoreAccessError(
-            f"store {location}: the commit failed: {fault.said}", transient=fault.transient
+            f"store {location}: the commit failed: {fault.said}",
+            transient=fault.transient,
+            said=fault.said,
         ) from err
 
 
@@ -435,6 +437,8 @@ def store_log(location: str | os.PathLike) -> list[tuple[str, pd.Timestamp, str]
     repo = open_repo(location)
     return _call(
         location,
-        lambda: [(s.id, pd.Timestamp(s.written_at), s.message) for s in repo.ancestry(branch="main")],
+        lambda: [
+            (s.id, pd.Timestamp(s.written_at), s.message) for s in repo.ancestry(branch="main")
+        ],
         "read the store's history",
     )

@@ -100,12 +100,14 @@ class StoreAccessError(ValueError):
 
     A ``ValueError``: the ``nowcast`` commands answer it with one ``error:`` line and exit
     code 2 (:mod:`flows._cli_errors`). ``transient`` is True when the last fault was one
-    that retrying could have cured (the retry budget ran out).
+    that retrying could have cured (the retry budget ran out); ``said`` is what the server
+    or the network said (the message without location and retry counts).
     """
 
-    def __init__(self, message: str, *, transient: bool = False) -> None:
+    def __init__(self, message: str, *, transient: bool = False, said: str | None = None) -> None:
         super().__init__(message)
         self.transient = transient
+        self.said = said or message
 
 
 @dataclass(frozen=True)
@@ -212,7 +214,7 @@ def storage_error(err: BaseException) -> StorageFault | None:
         network error); ``transient``: whether retrying may cure it.
     """
     if isinstance(err, StoreAccessError):
-        return StorageFault(str(err), transient=err.transient)
+        return StorageFault(err.said, transient=err.transient)
     try:
         import icechunk
     except ImportError:  # pragma: no cover
@@ -274,7 +276,9 @@ def with_retries(location: str, fn: Callable[[], T], what: str = "reach the stor
                 raise
             tries += 1
             if not fault.transient:
-                raise StoreAccessError(f"{_where(location)}: cannot {what}: {fault.said}") from err
+                raise StoreAccessError(
+                    f"{_where(location)}: cannot {what}: {fault.said}", said=fault.said
+                ) from err
             elapsed = time.monotonic() - t0
             if elapsed + delay > budget:
                 raise StoreAccessError(
@@ -282,6 +286,7 @@ def with_retries(location: str, fn: Callable[[], T], what: str = "reach the stor
                     f"{elapsed:.1f} s and {tries} {'try' if tries == 1 else 'tries'} "
                     f"(set {RETRY_ENV} to retry longer)",
                     transient=True,
+                    said=fault.said,
                 ) from err
             time.sleep(delay * (0.5 + random.random() / 2))
             delay = min(2 * delay, MAX_DELAY)

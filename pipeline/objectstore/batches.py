@@ -63,6 +63,7 @@ class BatchRetry:
                 f"{frames_text(missing)} not written (the committed ones are kept); "
                 "a re-run of the same ingest adds them",
                 transient=fault is None or fault.transient,
+                said=what,
             ) from err
         time.sleep(self.delay * (0.5 + random.random() / 2))
         self.delay = min(2 * self.delay, MAX_DELAY)
@@ -80,10 +81,13 @@ def frames_text(secs: np.ndarray, most: int = 4) -> str:
         return "no frames"
     times = pd.DatetimeIndex(np.sort(secs).astype("datetime64[s]"))
     steps = np.diff(np.sort(secs))
-    gaps = np.flatnonzero(steps > steps.min()) if steps.size else np.zeros(0, dtype=int)
+    gaps = np.flatnonzero(steps > 1.5 * np.median(steps)) if steps.size else np.zeros(0, int)
     starts = np.r_[0, gaps + 1]
     ends = np.r_[gaps, secs.size - 1]
-    runs = [f"{times[a]:%Y-%m-%d %H:%M} to {times[b]:%Y-%m-%d %H:%M}" for a, b in zip(starts, ends, strict=True)]
+    runs = [
+        f"{times[a]:%Y-%m-%d %H:%M} to {times[b]:%Y-%m-%d %H:%M}"
+        for a, b in zip(starts, ends, strict=True)
+    ]
     more = f" and {len(runs) - most} more runs" if len(runs) > most else ""
     noun = "frame" if secs.size == 1 else "frames"
     return f"{secs.size} {noun} ({', '.join(runs[:most])}{more})"
