@@ -312,8 +312,6 @@ def create_store(
         If *location* is a non-empty directory that is not a radar store, a file, or a
         store of the old layout.
     """
-    import icechunk
-    import zarr
 
     out: str | Path = str(location) if is_url(location) else Path(location)
     if is_old_layout(location):
@@ -325,6 +323,23 @@ def create_store(
                 f"cannot create a radar store at {p}: it exists and is not an empty directory "
                 "or an existing store"
             )
+    if is_url(location) and not holds_group(location):
+        from pipeline.objectstore.claim import create_once
+        from pipeline.store_engine import _split_url
+
+        bucket, prefix = _split_url(str(location))
+        create = functools.partial(_create_store, location, size, grid, attrs)
+        create_once(str(location), bucket, prefix, create, lambda: holds_group(location))
+        return out
+    _create_store(location, size, grid, attrs)
+    return out
+
+
+def _create_store(location, size, grid, attrs) -> None:
+    """The creation of :func:`create_store` (under the store's lock, or its claim)."""
+    import icechunk
+    import zarr
+
     with store_lock(location):
         storage = _storage(location)
         if _call(location, lambda: icechunk.Repository.exists(storage), "open the store"):
@@ -338,7 +353,7 @@ def create_store(
         session = _call(location, lambda: repo.writable_session("main"), "open the store")
         try:
             zarr.open_group(session.store, mode="r")
-            return out  # another process was first
+            return  # another process was first
         except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError):
             pass
         _write_schema(session.store, size, grid, attrs)
@@ -349,7 +364,6 @@ def create_store(
             # object storage: another creator committed its schema first; use that one
             if not holds_group(location):
                 raise
-    return out
 
 
 def resize_arrays(group, length: int) -> None:

@@ -64,6 +64,8 @@ class FaultProxy:
         """Connections accepted so far."""
         self.refused = 0
         """Connections closed by an outage or answered ``503 SlowDown``."""
+        self.cut = 0
+        """Open connections cut by an outage."""
 
     @property
     def port(self) -> int:
@@ -120,6 +122,7 @@ class FaultProxy:
     def _cut(self) -> None:
         with self._lock:
             conns, self._open = list(self._open), set()
+        self.cut += len(conns) // 2
         for conn in conns:
             try:
                 conn.shutdown(socket.SHUT_RDWR)
