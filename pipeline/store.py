@@ -96,7 +96,7 @@ from pipeline.store_engine import (  # noqa: F401 (re-exported: store locations)
     _session_store,
     _storage,
     as_location,
-    commit_rebased,
+    commit_checked,
     create_or_open,
     holds_group,
     is_icechunk_store,
@@ -406,6 +406,7 @@ class StoreWriter:
         self._session = None
         self.known_secs: np.ndarray | None = None
         """Frame times (int64 s) last read or committed by this writer."""
+        self._base: str | None = None  # the snapshot known_secs belong to
 
     def __enter__(self) -> StoreWriter:
         self.repo = open_repo(self.location)  # validates
@@ -454,8 +455,10 @@ class StoreWriter:
         """Committed frame times as int64 seconds since 1970-01-01, sorted."""
         import zarr
 
-        g = zarr.open_group(self._tip().store, mode="r")
+        tip = self._tip()
+        g = zarr.open_group(tip.store, mode="r")
         self.known_secs = np.asarray(g["time"][:], dtype=np.int64)
+        self._base = tip.snapshot_id
         return self.known_secs
 
     def prepare(self, first_time_chunk: int, length: int, resize: bool = True):
@@ -477,14 +480,25 @@ class StoreWriter:
         -------
         zarr.Group
             The store in the writable session.
+
+        Raises
+        ------
+        CommitConflictError
+            If another writer committed since this one last read :meth:`times` or
+            committed (object storage): the caller's frame times are stale; redo from
+            the new tip.
         """
         import zarr
 
         if first_time_chunk < 0:
             raise ValueError(f"first_time_chunk must be >= 0, got {first_time_chunk}")
-        self._session = _call(
-            self.location, lambda: self.repo.writable_session("main"), "open the store"
-        )
+        session = _call(self.location, lambda: self.repo.writable_session("main"), "open the store")
+        if self._base is not None and session.snapshot_id != self._base:
+            raise CommitConflictError(
+                f"store {self.location}: another writer committed since its frames were "
+                "read; redo the batch from the new tip"
+            )
+        self._session = session
         g = zarr.open_group(self._session.store, mode="r+")
         if resize:
             resize_arrays(g, length)
@@ -505,15 +519,15 @@ class StoreWriter:
     def commit(self, message: str = "update") -> str:
         """Commit the prepared session; returns the new snapshot id.
 
-        A commit that another writer's commit overtook is rebased when the two do not
-        overlap, else refused (:func:`pipeline.store_engine.commit_rebased`).
+        A commit that another writer's commit overtook is refused
+        (:func:`pipeline.store_engine.commit_checked`); ingest redoes the batch.
 
         Raises
         ------
         CommitConflictError
-            (a RuntimeError) If another writer committed changes that overlap this
-            session's since :meth:`prepare` (object storage, where there is no lock):
-            nothing of this session is kept.
+            (a RuntimeError) If another writer committed to the store since
+            :meth:`prepare` (object storage, where there is no lock): nothing of this
+            session is kept.
         pipeline.objectstore.StoreAccessError
             If object storage failed during the commit (``transient`` when retrying may
             help); the last commit stays as it was, unless this one landed unseen.
@@ -521,7 +535,7 @@ class StoreWriter:
         if self._session is None:
             raise ValueError(f"{self.location}: commit() called without prepare()")
         try:
-            snap = commit_rebased(
+            snap = commit_checked(
                 self._session,
                 message,
                 self.location,
@@ -529,6 +543,7 @@ class StoreWriter:
             )
         finally:
             self._session = None
+        self._base = snap
         return snap
 
 

@@ -312,24 +312,21 @@ def commit_session(session, message: str, location: str | os.PathLike, rerun: st
         ) from err
 
 
-COMMIT_REBASE_TRIES: int = 20
-"""Rebases of one commit onto other writers' commits that touched other chunks."""
+def commit_checked(session, message: str, location: str | os.PathLike, rerun: str) -> str:
+    """Commit *session*; refused when another writer committed since it was opened.
 
-
-def commit_rebased(session, message: str, location: str | os.PathLike, rerun: str) -> str:
-    """Commit *session*, rebased onto commits of other writers when they do not overlap.
-
-    On object storage a commit whose parent is no longer the tip (another writer committed
-    meanwhile) is rebased onto the new tip when the two touched different chunks and
-    metadata (Icechunk's ``ConflictDetector``, up to :data:`COMMIT_REBASE_TRIES` times);
-    when they overlap (two ingests both extend ``time``) nothing is kept and
-    :class:`CommitConflictError` tells the caller to redo the work from the new tip
-    (*rerun* says how). Returns the new snapshot id.
+    Icechunk's rebase (``session.commit(..., rebase_with=ConflictDetector())``) cannot help
+    ingest batches: any two of them extend the same ``time`` array and rewrite its chunk,
+    a conflict no solver may resolve without losing frames. A refused batch is instead
+    redone from the new tip by the caller (:class:`pipeline.objectstore.batches.BatchRetry`):
+    its changes replayed on top of the other writer's by the code that knows the schema.
+    Returns the new snapshot id.
 
     Raises
     ------
     CommitConflictError
-        The other writer's changes overlap this session's.
+        Another writer committed first; nothing of this session is kept (*rerun* says
+        what to do).
     pipeline.objectstore.StoreAccessError
         Object storage failed during the commit (``transient`` when a retry may help).
     """
@@ -338,9 +335,7 @@ def commit_rebased(session, message: str, location: str | os.PathLike, rerun: st
     from pipeline.objectstore import StoreAccessError, storage_error
 
     try:
-        return session.commit(
-            message, rebase_with=icechunk.ConflictDetector(), rebase_tries=COMMIT_REBASE_TRIES
-        )
+        return session.commit(message)
     except (icechunk.ConflictError, icechunk.RebaseFailedError) as err:
         raise CommitConflictError(
             f"store {location}: another writer committed while this one was writing ({err}); "

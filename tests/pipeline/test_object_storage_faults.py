@@ -260,3 +260,74 @@ def test_an_outage_in_the_middle_of_an_ingest_loses_and_duplicates_nothing(proxy
     ds = open_store(url)
     pd.testing.assert_index_equal(ds.indexes["time"], WANT)
     assert report.frames_written == 40
+
+
+@pytest.mark.slow  # Icechunk's own retries inside one request: ~20-40 s
+def test_an_endpoint_that_dies_mid_ingest_is_one_line_and_a_rerun_completes(
+    proxy, archive, monkeypatch
+):
+    url = f"s3://{BUCKET}/faults/dies.zarr"
+    create_store(url)
+    monkeypatch.setenv("NOWCAST_STORE_RETRY_SECONDS", "2")
+    threading.Timer(0.3, proxy.outage).start()  # down for good
+    args = ["ingest", str(archive), url, "--no-progress", "--batch-size", "16", "--threads", "1"]
+    line = _one_error_line(CliRunner().invoke(app, args))
+    assert url in line and "gave up after" in line
+    proxy.restore()
+    forget_checks()
+    report = ingest_archive(archive, url, progress=False)
+    assert report.frames_written + report.skipped_existing == 40
+    pd.testing.assert_index_equal(open_store(url).indexes["time"], WANT)
+
+
+# what Icechunk 1.1 raised here (tails of the error chains, from the runs above)
+NO_BUCKET = """  x error getting object from object store service error
+  |-> service error
+  |-> unhandled error (NoSuchBucket)
+  `-> Error { code: "NoSuchBucket", message: "The specified bucket does not exist", aws_request_id: "OPx0" }
+"""
+REFUSED = """  x error getting object metadata from object store dispatch failure
+  |-> dispatch failure
+  |-> io error
+  |-> client error (Connect)
+  |-> tcp connect error
+  `-> Connection refused (os error 111)
+"""
+
+
+def test_icechunk_errors_are_read_as_permanent_or_transient(monkeypatch):
+    import icechunk
+
+    from pipeline.objectstore import describe_storage_error, storage_error
+
+    missing = storage_error(icechunk.IcechunkError(NO_BUCKET))
+    assert (missing.said, missing.transient) == (
+        "the bucket does not exist (NoSuchBucket: The specified bucket does not exist)",
+        False,
+    )
+    refused = storage_error(icechunk.IcechunkError(REFUSED))
+    assert (refused.said, refused.transient) == ("Connection refused (os error 111)", True)
+    assert storage_error(icechunk.IcechunkError("the repository doesn't exist")) is None
+    assert storage_error(ValueError("s3 object store")) is None  # only storage errors
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    assert describe_storage_error(icechunk.IcechunkError(REFUSED)) == (
+        "object storage http://127.0.0.1:9: transient fault: Connection refused (os error 111)"
+    )
+
+
+def test_a_writer_whose_frame_times_are_stale_is_refused_before_it_writes(s3):
+    """w1 read the times, w2 committed since: w1's batch would overwrite w2's frames."""
+    url = f"s3://{BUCKET}/faults/stale.zarr"
+    create_store(url, size=16)
+    with StoreWriter(url) as w1, StoreWriter(url) as w2:
+        assert w1.times().size == 0
+        g2 = w2.prepare(first_time_chunk=0, length=1)
+        g2["time"][:] = [360]
+        w2.commit("one frame")
+        with pytest.raises(CommitConflictError, match="another writer committed since its"):
+            w1.prepare(first_time_chunk=0, length=1)
+        assert w1.times().tolist() == [360]  # read again: w1 may go on from the new tip
+        g1 = w1.prepare(first_time_chunk=0, length=2)
+        g1["time"][:] = [0, 360]
+        w1.commit("two frames")
+    assert open_store(url)["time"].values.astype("datetime64[s]").astype(int).tolist() == [0, 360]
