@@ -90,6 +90,8 @@ def test_a_missing_bucket_is_one_line_for_every_command(s3, archive, tmp_path):
     )
     log = _one_error_line(runner.invoke(app, ["store", "log", url]))
     assert "NoSuchBucket" in log
+    resample = ["resample", url, str(tmp_path / "small.zarr"), "--size", "48", "--no-progress"]
+    assert "NoSuchBucket" in _one_error_line(runner.invoke(app, resample))
     fc = ["forecast", "--store", url, "--baseline", "persistence", "--leads", "6"]
     forecast = _one_error_line(runner.invoke(app, [*fc, "--out", str(tmp_path / "f.nc")]))
     assert "the bucket does not exist" in forecast
