@@ -311,6 +311,9 @@ def s3_client():
 def check_bucket(url: str, bucket: str, prefix: str) -> None:
     """One cheap request to *bucket* (``ListObjectsV2``, one key under *prefix*), retried.
 
+    An ``AccessDenied`` answer is no verdict (credentials may be allowed to read and write
+    the store's objects without listing the bucket): Icechunk's own requests then tell.
+
     Raises
     ------
     StoreAccessError
@@ -322,11 +325,16 @@ def check_bucket(url: str, bucket: str, prefix: str) -> None:
     if seen is not None and time.monotonic() - seen < CHECK_TTL_SECONDS:
         return
     client = s3_client()
-    with_retries(
-        url,
-        lambda: client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1),
-        what="reach the bucket",
-    )
+    try:
+        with_retries(
+            url,
+            lambda: client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1),
+            what="reach the bucket",
+        )
+    except StoreAccessError as err:
+        if err.said.startswith(_PERMANENT_HINTS["AccessDenied"]):
+            return  # credentials without s3:ListBucket may still read and write the store
+        raise
     _checked[key] = time.monotonic()
 
 
