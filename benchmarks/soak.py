@@ -4,15 +4,19 @@ Figures: ``cycles``; ``faults`` injected by kind; ``cycles_ok`` / ``cycles_skipp
 ``cycles_failed``; ``blocked_after_fault`` (cycles that did not end as their input window
 says although no fault hit them; goal 0); ``frames_arrived`` and ``frames_lost`` (frames
 that arrived readable but are not in the store at the end; goal 0);
-``site_store_mismatches`` (goal 0); ``cycle_seconds_median`` / ``cycle_seconds_worst``
+``frames_duplicated`` (goal 0); ``site_store_mismatches`` (goal 0);
+``cycle_seconds_median`` / ``cycle_seconds_worst``
 (a killed cycle includes its child process's start); ``seconds`` in all.
 
 Usage::
 
     python benchmarks/soak.py [--cycles 240] [--seed 0] [--rate 0.15]
-                              [--baseline persistence] [--workdir DIR]
+                              [--baseline persistence] [--workdir DIR] [--object-storage]
 
-The default is one day at 6 minutes (240 cycles). With ``--workdir`` the archives, store
+The default is one day at 6 minutes (240 cycles). ``--object-storage`` puts the store in a
+moto bucket on 127.0.0.1 behind a fault proxy (:mod:`products.soak_s3`) and adds endpoint
+outages, slow responses and a concurrent writer to the faults (``storage`` in the JSON
+line says which). With ``--workdir`` the archives, store
 and site are kept there (it must be new or empty); otherwise a temporary directory is
 used and removed.
 """
@@ -33,12 +37,17 @@ def main() -> None:
     parser.add_argument("--baseline", default="persistence")
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--progress", action="store_true", help="One line per cycle.")
+    parser.add_argument(
+        "--object-storage", action="store_true", help="The store in a moto bucket, with faults."
+    )
     args = parser.parse_args()
 
     from products.soak import run_soak
+    from products.soak_s3 import run_object_storage_soak
 
+    run = run_object_storage_soak if args.object_storage else run_soak
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
-        report = run_soak(
+        report = run(
             args.workdir or tmp,
             cycles=args.cycles,
             seed=args.seed,
@@ -48,6 +57,7 @@ def main() -> None:
         )
     summary = report.summary()
     summary.update(seed=args.seed, rate=args.rate, baseline=args.baseline)
+    summary["storage"] = "s3 (moto, fault proxy)" if args.object_storage else "local disk"
     if report.blocked:
         summary["blocked"] = [f"{c.now} {c.status}: {c.reason}" for c in report.blocked[:5]]
     if report.mismatches:

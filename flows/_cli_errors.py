@@ -4,7 +4,10 @@ An ordinary mistake (a missing file, an unknown name, a bad time or lead, an opt
 does not parse) is answered with one line on standard error, ``error: <message>``, and
 exit code 2, the code click uses for usage errors. The message names the value and what
 was expected. ``--debug`` (anywhere on the command line) lets the exception through with
-its traceback instead. Anything else (a bug, a crash inside a library) keeps its traceback.
+its traceback instead. So are faults of object storage (a missing bucket, refused
+credentials, an endpoint that stayed unreachable for ``NOWCAST_STORE_RETRY_SECONDS``; see
+:mod:`pipeline.objectstore`), also those raised in the middle of a job, and a commit lost
+to another writer. Anything else (a bug, a crash inside a library) keeps its traceback.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import typer
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
 
+from pipeline.store_engine import CommitConflictError
+
 USER_ERROR_EXIT_CODE = 2
 """Exit code of every user error (click's code for usage errors)."""
 
@@ -27,6 +32,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     NotADirectoryError,
     IsADirectoryError,
     PermissionError,
+    CommitConflictError,
 )
 """Exceptions taken as the user's mistake. ``ValueError`` covers the project's own
 ``InsufficientInputError`` and ``FrameReadError`` and pandas' date parse errors."""
@@ -103,5 +109,13 @@ class UserErrorGroup(TyperGroup):
             message = describe_error(err)
             if isinstance(err, UsageError) and err.ctx is not None:
                 message += f" (see: {err.ctx.command_path} --help)"
+            typer.echo(f"error: {message}", err=True)
+            raise typer.Exit(USER_ERROR_EXIT_CODE) from err
+        except Exception as err:
+            from pipeline.objectstore import describe_storage_error
+
+            message = describe_storage_error(err)
+            if message is None or ctx.params.get("debug"):
+                raise
             typer.echo(f"error: {message}", err=True)
             raise typer.Exit(USER_ERROR_EXIT_CODE) from err

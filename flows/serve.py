@@ -6,7 +6,8 @@ Scheduled runs
 (6 minutes, the radar cadence) with Prefect's ``flow.serve``: a long-running process that
 creates a flow run at every tick and runs it. Schedules need a Prefect server with its
 scheduler service: Prefect's temporary in-process server does not schedule ("Cannot
-schedule flows on an ephemeral server"). Unless ``PREFECT_API_URL`` names a server,
+schedule flows on an ephemeral server"). A watchdog child (:mod:`flows._serve_reaper`)
+stops the Prefect server and flow runs when ``serve`` dies, even by ``kill -9``. Unless ``PREFECT_API_URL`` names a server,
 :func:`local_prefect_server` starts ``prefect server start`` (127.0.0.1, a free port, no
 UI, database under ``PREFECT_HOME``) for the lifetime of the command and stops it after
 ``serve`` has stopped. Each run forecasts from the newest frames
@@ -211,8 +212,11 @@ def serve_forecasts(
 
     if not interval_minutes > 0:
         raise ValueError(f"interval_minutes must be > 0, got {interval_minutes!r}")
+    from flows._serve_reaper import start_reaper
+
     params = _flow_parameters(store, site, run, baseline, lead_minutes, **options)
     external = bool(os.environ.get("PREFECT_API_URL"))
+    start_reaper()  # a kill -9 of this process takes the server and the flow runs with it
     with local_prefect_server():
         forecast_flow.serve(
             name=name,

@@ -63,11 +63,11 @@ import pandas as pd
 
 from pipeline import hko7
 from pipeline._chunk_io import _compute
+from pipeline.objectstore.batches import BatchRetry
 from pipeline.sources import DEFAULT_SOURCE, ingest_plan
 from pipeline.store import (
     DATA_VARS,
     TIME_CHUNK,
-    CommitConflictError,
     StoreWriter,
     create_store,
     is_url,
@@ -81,8 +81,6 @@ BATCH_GROWTH: int = 10
 """Batches grow to ``1 / BATCH_GROWTH`` of the frames stored (see :func:`_batch_frames`)."""
 MAX_GROWN_BATCH: int = 16384
 """Largest batch that growth alone gives (about 70 days of frames, ~15 s of work here)."""
-COMMIT_RETRIES: int = 5
-"""Times a batch is redone after another writer committed first (object storage only)."""
 
 
 def _batch_frames(batch_size: int, n_stored: int) -> int:
@@ -462,6 +460,7 @@ def _commit_batch(
     group["time"][:] = secs  # the time coordinate goes last, then the commit
     t_commit = time.perf_counter()
     writer.commit(_batch_message(new_secs, all_errors))
+    writer.known_secs = secs
     if report is not None:
         report.commit_seconds += time.perf_counter() - t_commit
     return secs, all_errors
@@ -562,19 +561,19 @@ def ingest_archive(
                 )
             decoder = _Decoder(src, grid, shape)
             frame_secs = frames.index.values.astype("datetime64[s]").astype(np.int64)
-            for attempt in range(COMMIT_RETRIES + 1):  # object storage: lost commit races
-                secs = writer.times()
-                todo = ~np.isin(frame_secs, secs)
-                report.skipped_existing = int((~todo).sum()) - report.frames_written
+            retry = BatchRetry(store)
+            while True:  # object storage: lost commit races and transient faults
                 try:
+                    secs = writer.times()
+                    todo = ~np.isin(frame_secs, secs)
+                    report.skipped_existing = int((~todo).sum()) - report.frames_written
                     _ingest_batches(
                         writer, frames[todo], frame_secs[todo], secs, valid_static,
                         batch_size, workers, client, progress, report, decoder,
                     )  # fmt: skip
                     break
-                except CommitConflictError:
-                    if attempt == COMMIT_RETRIES:
-                        raise
+                except Exception as err:
+                    retry.after(err, frame_secs, writer.known_secs)
     finally:
         if client is not None:
             client.close()

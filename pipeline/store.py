@@ -91,10 +91,13 @@ from pipeline.schema import validate_store  # noqa: F401 (re-exported: the store
 from pipeline.store_engine import (  # noqa: F401 (re-exported: store locations)
     REPO_ENTRIES,
     CommitConflictError,
+    _call,
     _old_layout_error,
     _session_store,
     _storage,
     as_location,
+    commit_checked,
+    create_or_open,
     holds_group,
     is_icechunk_store,
     is_old_layout,
@@ -106,6 +109,7 @@ from pipeline.store_engine import (  # noqa: F401 (re-exported: store locations)
     store_lock,
     store_log,
 )
+from pipeline.store_writer import DATA_VARS, StoreWriter, resize_arrays  # noqa: F401 (re-exported)
 from pipeline.units import lookup_pixels
 
 TIME_CHUNK: int = 16
@@ -118,8 +122,6 @@ SCALE_FACTOR: float = 70.0 / 255.0
 """dBZ per pixel step."""
 ADD_OFFSET: float = -10.0
 """dBZ of pixel 0."""
-DATA_VARS: tuple[str, ...] = ("reflectivity", "mask")
-"""Variables with a time dimension written by ingest."""
 
 
 def _codecs(kind: str) -> list:
@@ -281,8 +283,9 @@ def create_store(
 ) -> str | Path:
     """Create an empty radar store (no frames yet) at *location*: one commit.
 
-    Safe against concurrent callers (one creates, the others find the store) and against
-    a creator killed half-way (an uncommitted schema is written again).
+    Safe against concurrent callers (one creates, the others find the store: on object
+    storage, where there is no lock, a creator that loses the race opens the store that
+    won) and against a creator killed half-way (an uncommitted schema is written again).
 
     Parameters
     ----------
@@ -308,8 +311,6 @@ def create_store(
         If *location* is a non-empty directory that is not a radar store, a file, or a
         store of the old layout.
     """
-    import icechunk
-    import zarr
 
     out: str | Path = str(location) if is_url(location) else Path(location)
     if is_old_layout(location):
@@ -321,182 +322,47 @@ def create_store(
                 f"cannot create a radar store at {p}: it exists and is not an empty directory "
                 "or an existing store"
             )
+    if is_url(location) and not holds_group(location):
+        from pipeline.objectstore.claim import create_once
+        from pipeline.store_engine import _split_url
+
+        bucket, prefix = _split_url(str(location))
+        create = functools.partial(_create_store, location, size, grid, attrs)
+        create_once(str(location), bucket, prefix, create, lambda: holds_group(location))
+        return out
+    _create_store(location, size, grid, attrs)
+    return out
+
+
+def _create_store(location, size, grid, attrs) -> None:
+    """The creation of :func:`create_store` (under the store's lock, or its claim)."""
+    import icechunk
+    import zarr
+
     with store_lock(location):
         storage = _storage(location)
-        if icechunk.Repository.exists(storage):
-            repo = icechunk.Repository.open(storage)
+        if _call(location, lambda: icechunk.Repository.exists(storage), "open the store"):
+            repo = _call(location, lambda: icechunk.Repository.open(storage), "open the store")
         else:
             if not is_url(location):  # leftovers of a creator killed before its first ref
                 for name in _REPO_ENTRIES & {x.name for x in Path(location).iterdir()}:
                     target = Path(location) / name
                     shutil.rmtree(target) if target.is_dir() else target.unlink()
-            repo = icechunk.Repository.create(storage)
-        session = repo.writable_session("main")
+            repo = create_or_open(location, "radar store")
+        session = _call(location, lambda: repo.writable_session("main"), "open the store")
         try:
             zarr.open_group(session.store, mode="r")
-            return out  # another process was first
+            return  # another process was first
         except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError):
             pass
         _write_schema(session.store, size, grid, attrs)
         h, w = grid.shape if grid is not None else (size, size)
-        session.commit(f"create an empty radar store ({h} x {w} frames)")
-    return out
-
-
-def resize_arrays(group, length: int) -> None:
-    """Give the time arrays (``reflectivity``, ``mask``, ``time``) of *group* *length* frames
-    (a shorter length drops the chunks past the end)."""
-    for name in DATA_VARS:
-        arr = group[name]
-        arr.resize((length, *arr.shape[1:]))
-    group["time"].resize((length,))
-
-
-class StoreWriter:
-    """Writer of the next store snapshot (one Icechunk commit; used by :mod:`pipeline.ingest`).
-
-    Use as a context manager: it takes the store's writer lock (local stores, see
-    :func:`store_lock`). :meth:`prepare` opens a writable session on the tip of ``main``
-    and resizes the arrays; :meth:`commit` commits it with a message. Nothing written
-    before the commit is visible to readers, and a writer killed at any point leaves the
-    last commit as it was (Icechunk writes chunks first and moves the branch last).
-
-    Parameters
-    ----------
-    location : str or PathLike
-        A store made by :func:`create_store` (directory or ``s3://`` URL).
-
-    Examples
-    --------
-    >>> with StoreWriter(path) as w:                      # doctest: +SKIP
-    ...     group = w.prepare(first_time_chunk=3, length=100)
-    ...     group["reflectivity"][48:100] = pixels
-    ...     group["time"][:] = seconds
-    ...     w.commit("add 52 frames")
-    """
-
-    def __init__(self, location: str | os.PathLike) -> None:
-        self.location = str(location) if is_url(location) else Path(location)
-        self.path = self.location  # the name used before
-        self.repo = None
-        self._lock = None
-        self._session = None
-
-    def __enter__(self) -> StoreWriter:
-        self.repo = open_repo(self.location)  # validates
-        self._lock = store_lock(self.location)
-        self._lock.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._session = None  # uncommitted changes are dropped
-        if self._lock is not None:
-            self._lock.__exit__(None, None, None)
-            self._lock = None
-
-    def _tip(self):
-        return self.repo.readonly_session(branch="main")
-
-    @property
-    def parent_snapshot(self) -> str:
-        """Snapshot the prepared session is based on (or the tip of ``main``)."""
-        if self._session is not None:
-            return self._session.snapshot_id
-        return self._tip().snapshot_id
-
-    @property
-    def session(self):
-        """The writable :class:`icechunk.Session` of :meth:`prepare` (None before)."""
-        return self._session
-
-    def frame_shape(self) -> tuple[int, int]:
-        """``(rows, columns)`` of the store's frames."""
-        import zarr
-
-        g = zarr.open_group(self._tip().store, mode="r")
-        return tuple(int(n) for n in g["reflectivity"].shape[1:])
-
-    def frame_coords(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(x, y)`` pixel-centre coordinates (km) of the store's grid."""
-        import zarr
-
-        g = zarr.open_group(self._tip().store, mode="r")
-        return np.asarray(g["x"][:]), np.asarray(g["y"][:])
-
-    def times(self) -> np.ndarray:
-        """Committed frame times as int64 seconds since 1970-01-01, sorted."""
-        import zarr
-
-        g = zarr.open_group(self._tip().store, mode="r")
-        return np.asarray(g["time"][:], dtype=np.int64)
-
-    def prepare(self, first_time_chunk: int, length: int, resize: bool = True):
-        """Open a writable session on the tip of ``main`` and resize the data arrays.
-
-        Parameters
-        ----------
-        first_time_chunk : int
-            Index of the first time chunk the caller will (re)write; chunks before it stay
-            shared with the parent snapshot (Icechunk copies nothing).
-        length : int
-            Number of frames of the new snapshot (>= committed length).
-        resize : bool
-            False: leave the session unchanged (no resize), so that it can still be
-            forked (:meth:`icechunk.Session.fork`) for writers on a dask cluster; the caller
-            resizes it after merging the forks.
-
-        Returns
-        -------
-        zarr.Group
-            The store in the writable session.
-        """
-        import zarr
-
-        if first_time_chunk < 0:
-            raise ValueError(f"first_time_chunk must be >= 0, got {first_time_chunk}")
-        self._session = self.repo.writable_session("main")
-        g = zarr.open_group(self._session.store, mode="r+")
-        if resize:
-            resize_arrays(g, length)
-        return g
-
-    def merge(self, forks: list) -> None:
-        """Merge forked sessions (:meth:`icechunk.Session.fork` of :attr:`session`, written
-        by dask workers) into the prepared session; the commit stays one."""
-        if self._session is None:
-            raise ValueError(f"{self.location}: merge() called without prepare()")
-        if forks:
-            self._session.merge(*forks)
-
-    def abort(self) -> None:
-        """Discard the prepared session (the last commit stays as it is)."""
-        self._session = None
-
-    def commit(self, message: str = "update") -> str:
-        """Commit the prepared session; returns the new snapshot id.
-
-        Raises
-        ------
-        CommitConflictError
-            (a RuntimeError) If another writer committed to the store since
-            :meth:`prepare` (object storage, where there is no lock): nothing of this
-            session is kept.
-        """
-        import icechunk
-
-        if self._session is None:
-            raise ValueError(f"{self.location}: commit() called without prepare()")
         try:
-            snap = self._session.commit(message)
-        except icechunk.ConflictError as err:
-            raise CommitConflictError(
-                f"store {self.location}: another writer committed while this one was "
-                f"writing ({err}); nothing was committed, run again (ingest skips the frames "
-                "already stored)"
-            ) from err
-        finally:
-            self._session = None
-        return snap
+            session.commit(f"create an empty radar store ({h} x {w} frames)")
+        except icechunk.ConflictError:
+            # object storage: another creator committed its schema first; use that one
+            if not holds_group(location):
+                raise
 
 
 # ----------------------------------------------------------------------------- reading

@@ -61,13 +61,26 @@ def _endpoint() -> str | None:
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
 
 
+def _call(location: str | os.PathLike, fn, what: str):
+    """``fn()``; on object storage with transient faults retried and every storage fault
+    raised as a one-line :class:`pipeline.objectstore.StoreAccessError`."""
+    if not is_url(location):
+        return fn()
+    from pipeline.objectstore import with_retries
+
+    return with_retries(str(location), fn, what)
+
+
 def _storage(location: str | os.PathLike):
     """Icechunk storage of a local directory or an ``s3://bucket/prefix`` URL.
 
     For S3 the credentials come from the usual environment variables
     (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``), the region
     from ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` and a non-AWS endpoint (MinIO, moto, ...)
-    from ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``.
+    from ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``. Before the first use of a bucket
+    one cheap request checks that it exists, that the credentials are accepted and that
+    the endpoint answers (:func:`pipeline.objectstore.check_bucket`, retried for
+    ``NOWCAST_STORE_RETRY_SECONDS``): a fault is a one-line ``StoreAccessError``.
     """
     import icechunk
 
@@ -76,7 +89,10 @@ def _storage(location: str | os.PathLike):
         icechunk.set_logs_filter("icechunk=error")
     text = str(location)
     if is_url(text):
+        from pipeline.objectstore import check_bucket
+
         bucket, prefix = _split_url(text)
+        check_bucket(text, bucket, prefix)
         endpoint = _endpoint()
         return icechunk.s3_storage(
             bucket=bucket,
@@ -108,7 +124,8 @@ def is_icechunk_store(location: str | os.PathLike) -> bool:
 
     if not is_url(location) and not (Path(location) / "refs").is_dir():
         return False
-    return bool(icechunk.Repository.exists(_storage(location)))
+    storage = _storage(location)
+    return bool(_call(location, lambda: icechunk.Repository.exists(storage), "open the store"))
 
 
 def open_repo(location: str | os.PathLike):
@@ -133,7 +150,8 @@ def open_repo(location: str | os.PathLike):
             f"{location} is not a radar store: expected an Icechunk repository "
             "(create one with pipeline.store.create_store or `nowcast ingest`)"
         )
-    return icechunk.Repository.open(_storage(location))
+    storage = _storage(location)
+    return _call(location, lambda: icechunk.Repository.open(storage), "open the store")
 
 
 @contextlib.contextmanager
@@ -195,7 +213,8 @@ def open_or_create_repo(location: str | os.PathLike, what: str = "store"):
     if is_old_layout(location):
         raise _old_layout_error(Path(location))
     if is_icechunk_store(location):
-        return icechunk.Repository.open(_storage(location))
+        storage = _storage(location)
+        return _call(location, lambda: icechunk.Repository.open(storage), f"open the {what}")
     if not is_url(location):
         p = Path(location)
         if (p / "zarr.json").exists() or (p / ".zgroup").exists():
@@ -215,7 +234,22 @@ def open_or_create_repo(location: str | os.PathLike, what: str = "store"):
             for name in names:  # leftovers of a creator killed before its first ref
                 target = p / name
                 shutil.rmtree(target) if target.is_dir() else target.unlink()
-    return icechunk.Repository.create(_storage(location))
+    return create_or_open(location, what)
+
+
+def create_or_open(location: str | os.PathLike, what: str = "store"):
+    """``icechunk.Repository.create`` at *location*; on object storage a repository that
+    another writer created at the same moment (the create lost the race) is opened instead.
+    """
+    import icechunk
+
+    storage = _storage(location)
+    try:
+        return _call(location, lambda: icechunk.Repository.create(storage), f"create the {what}")
+    except Exception:
+        if is_url(location) and is_icechunk_store(location):
+            return _call(location, lambda: icechunk.Repository.open(storage), f"open the {what}")
+        raise
 
 
 def holds_group(location: str | os.PathLike) -> bool:
@@ -239,30 +273,24 @@ def holds_group(location: str | os.PathLike) -> bool:
 def write_object(url: str, data: bytes) -> None:
     """Write *data* as the object *url* (``s3://bucket/key``), with the endpoint and
     credentials of :func:`_storage` (for small files next to a store: reports, tables)."""
-    import boto3
+    from pipeline.objectstore.access import s3_client
 
     bucket, key = _split_url(url)
     if not key:
         raise ValueError(f"object URL {url!r}: expected s3://bucket/key")
-    client = boto3.client(
-        "s3",
-        endpoint_url=_endpoint(),
-        region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
-    )
-    client.put_object(Bucket=bucket, Key=key, Body=data)
+    client = s3_client()
+    _call(url, lambda: client.put_object(Bucket=bucket, Key=key, Body=data), "write the object")
 
 
 def read_object(url: str) -> bytes:
     """The bytes of the object *url* (``s3://bucket/key``); see :func:`write_object`."""
-    import boto3
+    from pipeline.objectstore.access import s3_client
 
     bucket, key = _split_url(url)
-    client = boto3.client(
-        "s3",
-        endpoint_url=_endpoint(),
-        region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+    client = s3_client()
+    return _call(
+        url, lambda: client.get_object(Bucket=bucket, Key=key)["Body"].read(), "read the object"
     )
-    return client.get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
 class CommitConflictError(RuntimeError):
@@ -281,6 +309,46 @@ def commit_session(session, message: str, location: str | os.PathLike, rerun: st
         raise CommitConflictError(
             f"store {location}: another writer committed while this one was writing ({err}); "
             f"nothing was committed, {rerun}"
+        ) from err
+
+
+def commit_checked(session, message: str, location: str | os.PathLike, rerun: str) -> str:
+    """Commit *session*; refused when another writer committed since it was opened.
+
+    Icechunk's rebase (``session.commit(..., rebase_with=ConflictDetector())``) cannot help
+    ingest batches: any two of them extend the same ``time`` array and rewrite its chunk,
+    a conflict no solver may resolve without losing frames. A refused batch is instead
+    redone from the new tip by the caller (:class:`pipeline.objectstore.batches.BatchRetry`):
+    its changes replayed on top of the other writer's by the code that knows the schema.
+    Returns the new snapshot id.
+
+    Raises
+    ------
+    CommitConflictError
+        Another writer committed first; nothing of this session is kept (*rerun* says
+        what to do).
+    pipeline.objectstore.StoreAccessError
+        Object storage failed during the commit (``transient`` when a retry may help).
+    """
+    import icechunk
+
+    from pipeline.objectstore import StoreAccessError, storage_error
+
+    try:
+        return session.commit(message)
+    except (icechunk.ConflictError, icechunk.RebaseFailedError) as err:
+        raise CommitConflictError(
+            f"store {location}: another writer committed while this one was writing ({err}); "
+            f"nothing was committed, {rerun}"
+        ) from err
+    except Exception as err:
+        fault = storage_error(err) if is_url(location) else None
+        if fault is None:
+            raise
+        raise StoreAccessError(
+            f"store {location}: the commit failed: {fault.said}",
+            transient=fault.transient,
+            said=fault.said,
         ) from err
 
 
@@ -325,8 +393,10 @@ def place_store(tmp: Path, dst: Path, old: Path) -> None:
 def _session_store(location: str | os.PathLike, snapshot: str | None = None):
     repo = open_repo(location)
     if snapshot is not None:
-        return repo.readonly_session(snapshot_id=snapshot).store
-    return repo.readonly_session(branch="main").store
+        return _call(
+            location, lambda: repo.readonly_session(snapshot_id=snapshot).store, "read the store"
+        )
+    return _call(location, lambda: repo.readonly_session(branch="main").store, "read the store")
 
 
 def open_group(location, mode: str = "r", snapshot: str | None = None):
@@ -360,4 +430,10 @@ def store_log(location: str | os.PathLike) -> list[tuple[str, pd.Timestamp, str]
     import pandas as pd
 
     repo = open_repo(location)
-    return [(s.id, pd.Timestamp(s.written_at), s.message) for s in repo.ancestry(branch="main")]
+    return _call(
+        location,
+        lambda: [
+            (s.id, pd.Timestamp(s.written_at), s.message) for s in repo.ancestry(branch="main")
+        ],
+        "read the store's history",
+    )

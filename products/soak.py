@@ -23,6 +23,19 @@ are injected at random from a seed (or from an explicit schedule):
     the tick's ingest fails with ``OSError(ENOSPC)`` writing the store's chunks (the next
     tick's ingest catches up), and every atomic write of the site raises it during the cycle.
 
+With the store on object storage (:mod:`products.soak_s3`: a moto server on 127.0.0.1
+behind a fault proxy, :class:`pipeline.objectstore.faultproxy.FaultProxy`) three more
+kinds (:data:`OBJECT_STORAGE_FAULTS`) hit the endpoint during the tick's ingest and cycle:
+
+``outage``
+    the endpoint is down for :data:`OUTAGE_SECONDS` from the start of the tick (open
+    connections cut, new ones reset);
+``slow``
+    every request waits :data:`SLOW_SECONDS` in the proxy during the tick;
+``rival``
+    a second ingest process writes the same frames into the store at the same time (a
+    concurrent writer: both finish, each frame is stored once).
+
 Afterwards every cycle is accounted for as ``ok``, ``skipped`` (with its reason) or
 ``failed`` (with its error); a cycle is *blocked* when it did not end as expected from the
 frames in the store at its time (``ok`` when the input window passes the HKO-7 rule,
@@ -54,6 +67,7 @@ __all__ = [
     "CYCLE_KILL_POINTS",
     "FAULT_KINDS",
     "INGEST_KILL_POINTS",
+    "OBJECT_STORAGE_FAULTS",
     "SoakReport",
     "fault_schedule",
     "run_soak",
@@ -80,6 +94,13 @@ CYCLE_KILL_POINTS: tuple[str, ...] = (
 )
 """Where a ``kill_cycle`` fault kills the cycle: after the model ran, when an earlier
 forecast is verified, and at three stages of the publish (:func:`products.site._hook`)."""
+
+OBJECT_STORAGE_FAULTS: tuple[str, ...] = ("outage", "slow", "rival")
+"""Faults of a store on object storage (see the module docstring)."""
+OUTAGE_SECONDS: float = 2.0
+"""Length of an ``outage`` of the endpoint."""
+SLOW_SECONDS: float = 0.05
+"""Delay the proxy adds to each piece of a request during a ``slow`` tick."""
 
 INGEST_KILL_POINTS: tuple[str, ...] = ("write", "commit")
 """Where a ``kill_ingest`` fault kills the ingest: writing a chunk, committing the version."""
@@ -127,6 +148,13 @@ else:
 I.ingest_archive(archive, store, end=end, workers=1, progress=False)
 """
 
+_RIVAL_CHILD = """
+import sys
+sys.path.insert(0, {repo!r})
+import pipeline.ingest as I
+I.ingest_archive(sys.argv[1], sys.argv[2], end=sys.argv[3], workers=1, progress=False)
+"""
+
 
 @dataclass
 class SoakCycle:
@@ -149,8 +177,10 @@ class SoakReport:
     faults: Counter = field(default_factory=Counter)
     frames_arrived: int = 0
     frames_lost: list[str] = field(default_factory=list)
+    frames_duplicated: int = 0
     mismatches: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    kinds: tuple[str, ...] = FAULT_KINDS
 
     @property
     def blocked(self) -> list[SoakCycle]:
@@ -164,13 +194,14 @@ class SoakReport:
         status = Counter(c.status for c in self.cycles)
         return {
             "cycles": len(self.cycles),
-            "faults": {k: int(self.faults.get(k, 0)) for k in FAULT_KINDS},
+            "faults": {k: int(self.faults.get(k, 0)) for k in self.kinds},
             "cycles_ok": status.get("ok", 0),
             "cycles_skipped": status.get("skipped", 0),
             "cycles_failed": status.get("failed", 0),
             "blocked_after_fault": len(self.blocked),
             "frames_arrived": self.frames_arrived,
             "frames_lost": len(self.frames_lost),
+            "frames_duplicated": self.frames_duplicated,
             "site_store_mismatches": len(self.mismatches),
             "cycle_seconds_median": round(float(np.median(secs)), 3),
             "cycle_seconds_worst": round(float(secs.max()), 3),
@@ -178,13 +209,16 @@ class SoakReport:
         }
 
 
-def fault_schedule(n_cycles: int, seed: int = 0, rate: float = 0.15) -> dict[int, str]:
+def fault_schedule(
+    n_cycles: int, seed: int = 0, rate: float = 0.15, kinds: tuple[str, ...] = FAULT_KINDS
+) -> dict[int, str]:
     """Random faults ``{tick: kind}`` over *n_cycles* ticks (a ``gap`` fills 3-5 ticks).
 
     A fault starts at a tick with probability *rate*; the kinds come in shuffled rounds of
-    all :data:`FAULT_KINDS`, so every kind is injected once there are enough faults. The
-    first 5 ticks (the first input window) stay clean.
+    all *kinds* (default :data:`FAULT_KINDS`), so every kind is injected once there are
+    enough faults. The first 5 ticks (the first input window) stay clean.
     """
+    all_kinds = kinds
     rng = np.random.default_rng(seed)
     out: dict[int, str] = {}
     kinds: list[str] = []
@@ -192,7 +226,7 @@ def fault_schedule(n_cycles: int, seed: int = 0, rate: float = 0.15) -> dict[int
     while k < n_cycles:
         if rng.random() < rate:
             if not kinds:
-                kinds = [str(v) for v in rng.permutation(FAULT_KINDS)]
+                kinds = [str(v) for v in rng.permutation(all_kinds)]
             kind = kinds.pop()
             n = int(rng.integers(3, 6)) if kind == "gap" else 1
             for j in range(k, min(k + n, n_cycles)):
@@ -257,10 +291,10 @@ def _disk_full(module: str, name: str):
         setattr(mod, name, real)
 
 
-def _store_times(store: Path) -> pd.DatetimeIndex:
-    from pipeline.store import open_store
+def _store_times(store: Path | str) -> pd.DatetimeIndex:
+    from pipeline.store import holds_group, open_store
 
-    if not store.exists():
+    if not holds_group(store):
         return pd.DatetimeIndex([])
     return pd.DatetimeIndex(open_store(store)["time"].values)
 
@@ -284,6 +318,8 @@ def run_soak(
     lead_minutes: tuple[int, ...] = (6, 12),
     start: str = "2015-06-01",
     progress: bool = False,
+    store: str | None = None,
+    proxy=None,
 ) -> SoakReport:
     """Run *cycles* forecast cycles with faults injected (see the module docstring).
 
@@ -309,6 +345,10 @@ def run_soak(
         First day of the replayed archive.
     progress : bool
         Print one line per cycle to standard error.
+    store : str, optional
+        An ``s3://`` store instead of ``WORKDIR/radar.zarr`` (the site stays in *workdir*).
+    proxy : pipeline.objectstore.faultproxy.FaultProxy, optional
+        The proxy in front of the store's endpoint: enables :data:`OBJECT_STORAGE_FAULTS`.
 
     Returns
     -------
@@ -320,13 +360,15 @@ def run_soak(
 
     if cycles < 1:
         raise ValueError(f"cycles must be >= 1, got {cycles}")
-    schedule = fault_schedule(cycles, seed, rate) if faults is None else dict(faults)
-    unknown = sorted(set(schedule.values()) - set(FAULT_KINDS))
+    kinds = FAULT_KINDS + (OBJECT_STORAGE_FAULTS if proxy is not None else ())
+    schedule = fault_schedule(cycles, seed, rate, kinds) if faults is None else dict(faults)
+    unknown = sorted(set(schedule.values()) - set(kinds))
     if unknown:
-        raise ValueError(f"unknown fault kinds {unknown}; valid kinds: {', '.join(FAULT_KINDS)}")
+        raise ValueError(f"unknown fault kinds {unknown}; valid kinds: {', '.join(kinds)}")
     t_wall = time.perf_counter()
     work = Path(workdir)
-    src, live, store, site = work / "source", work / "live", work / "radar.zarr", work / "site"
+    src, live, site = work / "source", work / "live", work / "site"
+    store = work / "radar.zarr" if store is None else store
     hours = -(-cycles // 10)
     info = generate_archive(
         src, start=start, days=1 + (hours - 1) // 24, seed=seed, hours=min(hours, 24),
@@ -347,7 +389,7 @@ def run_soak(
     )
     child_settings = json.dumps({k: v for k, v in asdict(settings).items()})
     rng = np.random.default_rng(seed + 1)
-    report = SoakReport()
+    report = SoakReport(kinds=kinds)
     arrived: list[pd.Timestamp] = []
     kill_cycle_points = iter(np.resize(np.array(CYCLE_KILL_POINTS), cycles))
     kill_ingest_points = iter(np.resize(np.array(INGEST_KILL_POINTS), cycles))
@@ -359,6 +401,7 @@ def run_soak(
         gap_started = fault == "gap"
         if _deliver(src, live, now, fault, times[k - 1] if k else None, rng):
             arrived.append(now)
+        rival = _endpoint_fault(proxy, fault, [str(live), str(store), str(now)])
         if fault == "kill_ingest":
             point = str(next(kill_ingest_points))
             proc = _child(_INGEST_CHILD, [point, str(live), str(store), str(now)])
@@ -398,17 +441,39 @@ def run_soak(
                 status, reason = res.status, res.reason
         except Exception as err:  # accounted for as failed with its error
             reason = f"{type(err).__name__}: {err}"
+        if proxy is not None:
+            proxy.restore()
+        if rival is not None:
+            _, err = rival.communicate(timeout=600)
+            if rival.returncode != 0:
+                report.mismatches.append(f"tick {k}: the rival ingest failed: {err[-300:]}")
         cyc = SoakCycle(k, iso, fault, status, reason, expected, time.perf_counter() - t0)
         report.cycles.append(cyc)
         if progress:
             print(f"{iso} {fault or '-'}: {status} {reason}", file=sys.stderr)
     ingest_archive(live, store, workers=1, progress=False)  # a last catch-up run
     in_store = _store_times(store)
+    report.frames_duplicated = int(in_store.duplicated().sum())
     report.frames_arrived = len(arrived)
     report.frames_lost = [t.isoformat() for t in arrived if t not in in_store]
     report.mismatches.extend(_site_mismatches(site, report.cycles))
     report.seconds = time.perf_counter() - t_wall
     return report
+
+
+def _endpoint_fault(proxy, fault: str | None, rival_args: list[str]):
+    """Start the tick's object-storage fault; the rival ingest process for ``rival``."""
+    if proxy is None or fault not in OBJECT_STORAGE_FAULTS:
+        return None
+    if fault == "outage":
+        proxy.outage(seconds=OUTAGE_SECONDS)
+    elif fault == "slow":
+        proxy.slow(SLOW_SECONDS)
+    else:
+        env = dict(os.environ, PYTHONPATH=_REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        cmd = [sys.executable, "-c", _RIVAL_CHILD.format(repo=_REPO), *rival_args]
+        return subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    return None
 
 
 def _site_mismatches(site: Path, cycles: list[SoakCycle]) -> list[str]:

@@ -167,3 +167,48 @@ def test_nowcast_serve_runs_on_its_schedule_and_stops_on_sigterm(tmp_path):
     assert latest["run_id"] == "20150601T1242Z"  # store clock: the newest frame
     assert (work / ".prefect" / "server.log").is_file()  # the local server lived there
     assert not (site / ".prefect").exists()
+
+
+@pytest.mark.slow
+def test_a_killed_nowcast_serve_takes_its_prefect_server_and_flow_runs_with_it(tmp_path):
+    """kill -9 of ``nowcast serve``: its watchdog stops the Prefect server and flow runs."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from flows._serve_reaper import TOKEN_ENV, _holders
+
+    store = _small_store(tmp_path / "s.zarr")
+    site, work = tmp_path / "site", tmp_path / "work"
+    nowcast = Path(sys.executable).parent / "nowcast"
+    cmd = [str(nowcast), "serve", "--store", str(store), "--site", str(site)]
+    cmd += ["--baseline", "persistence", "--interval", "0.1", "--leads", "6,12"]
+    cmd += ["--workdir", str(work)]
+    token = f"test-{os.getpid()}-{time.monotonic_ns()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env[TOKEN_ENV] = token  # the processes serve starts inherit it
+    log = open(tmp_path / "serve.log", "wb")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while not (site / "latest.json").exists():  # the server runs and has run a cycle
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
+            time.sleep(1)
+        children = [pid for pid in _holders(token) if pid != proc.pid]
+        assert children, "serve started no process of its own"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 60
+        while _holders(token) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        left = _holders(token)
+    finally:
+        for pid in _holders(token):
+            os.kill(pid, signal.SIGKILL)
+        log.close()
+    assert left == [], f"orphans of serve: {left} (of {children})"

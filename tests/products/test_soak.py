@@ -63,3 +63,24 @@ def test_soak_with_killed_cycles_and_ingests(tmp_path):
     assert (s["faults"]["kill_cycle"], s["faults"]["kill_ingest"]) == (5, 2)
     assert (s["blocked_after_fault"], s["frames_lost"], report.mismatches) == (0, 0, [])
     assert s["frames_arrived"] == 24 - 1 - 3 - 2
+
+
+@pytest.mark.slow  # about 60 s: 14 cycles with the store in a moto bucket
+def test_soak_on_object_storage_rides_out_outages_slowness_and_a_rival_writer(tmp_path):
+    pytest.importorskip("moto.server")
+    from products.soak import OBJECT_STORAGE_FAULTS
+    from products.soak_s3 import run_object_storage_soak
+
+    faults = {5: "outage", 6: "slow", 7: "rival", 8: "kill_ingest", 9: "missing"}
+    faults |= {10: "outage", 11: "rival"}
+    report = run_object_storage_soak(tmp_path, cycles=14, faults=faults)
+    # ticks 0-1: fewer than 3 of the 5 input slots exist yet; every other cycle is ok
+    assert [c.status for c in report.cycles] == ["skipped"] * 2 + ["ok"] * 12
+    s = report.summary()
+    assert {k: s["faults"][k] for k in OBJECT_STORAGE_FAULTS} == {
+        "outage": 2,
+        "slow": 1,
+        "rival": 2,
+    }
+    assert (s["blocked_after_fault"], s["frames_lost"], s["frames_duplicated"]) == (0, 0, 0)
+    assert report.mismatches == [] and s["frames_arrived"] == 13  # one missing
