@@ -190,6 +190,11 @@ def evaluate_run(
     }
     dataset = RadarSequenceDataset(data, split=split, scheme=scheme, **ds_kwargs)
     cadence = float(dataset.cadence_minutes)
+    grid_notes = []
+    if run_dir is not None:  # the store's pixel size and cadence against the run's
+        from nowcast.training.rungrid import fit_run_to_store
+
+        grid_notes = fit_run_to_store(model, meta, data, options.allow_other_grid)
     if members is not None:
         from nowcast.ensemble import EnsembleNowcaster
 
@@ -237,6 +242,8 @@ def evaluate_run(
     }
     results = evaluate_predictors(predictors, dataset, batch_size, **common)
     results.attrs.update({"split": split, "scheme": scheme, "data": str(data)})
+    if grid_notes:
+        results.attrs["grid_notes"] = "; ".join(grid_notes)
     if "CRPS" in results:
         results.attrs["probability_method"] = options.probability
         if calibrations:

@@ -128,7 +128,9 @@ class LagrangianNowcaster(nn.Module):
     Call contract as every model (``x (B, T_in, 1, H, W)`` p/255, ``t_in``, ``t_out`` in
     minutes, ``input_mask``) plus ``motion (B, 2, h, w)`` in pixels per cadence step of
     an ``h x w`` grid covering the frame (any grid: it is resampled). ``H`` and ``W``
-    must be multiples of ``grid``. Returns ``(B, T_out, 1, H, W)`` p/255.
+    must be multiples of ``grid``. Returns ``(B, T_out, 1, H, W)`` p/255. A ``motion``
+    given at another cadence (a store's) is rescaled when :attr:`motion_cadence_minutes`
+    says which (:func:`nowcast.training.rungrid.adapt_model`).
     """
 
     full_resolution = True
@@ -148,6 +150,9 @@ class LagrangianNowcaster(nn.Module):
         self.net = net
         self.grid = int(grid)
         self.cadence_minutes = float(cadence_minutes)
+        # cadence of the motion fields passed in (a store's: pixels per store step); None:
+        # the model's own. Set by nowcast.training.rungrid.adapt_model for another cadence
+        self.motion_cadence_minutes: float | None = None
         self.motion_method = str(motion_method)
         self.gate = nn.Parameter(torch.zeros(1)) if gate else None
         if smoothing_leads < 1:
@@ -236,6 +241,9 @@ class LagrangianNowcaster(nn.Module):
                 )
             self.last_motion_fallback = [None] * b
             self.last_fallback = None
+            if self.motion_cadence_minutes not in (None, self.cadence_minutes):
+                # pixels per store step -> pixels per step of the model's cadence
+                motion = motion * (self.cadence_minutes / self.motion_cadence_minutes)
         motion = motion.to(device=x.device, dtype=torch.float32)
         v_net = resize_motion(motion, (self.grid, self.grid))
         self.last_motion = resize_motion(motion, (h, w)).detach()
