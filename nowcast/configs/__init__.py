@@ -112,6 +112,10 @@ class ModelConfig:
         each lead, on the input's full grid. Not in the thesis (default ``False``).
     lagrangian_motion : str
         Motion method (``pipeline.motion.get_motion``) used when no motion field is passed.
+    lagrangian_change_scale : float
+        Multiplier of the Lagrangian network's learned change (default 1). 0 leaves the
+        extrapolation of the last frame with the learned scale damping only, and the
+        network is not run (docs/results_realradar_models.md).
     """
 
     name: str
@@ -149,6 +153,7 @@ class ModelConfig:
     residual: bool = False
     lagrangian: bool = False
     lagrangian_motion: str = "lk"
+    lagrangian_change_scale: float = 1.0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:

@@ -122,6 +122,9 @@ class LagrangianNowcaster(nn.Module):
     smoothing_leads : int
         Lead steps with their own learned scale-damping weights (the training horizon);
         later leads use the last row, fractional leads interpolate linearly.
+    change_scale : float
+        Multiplier of the network's change (:attr:`change_scale`, settable); 0: the network
+        is not run, the forecast is the extrapolation with the learned damping.
 
     Notes
     -----
@@ -143,6 +146,7 @@ class LagrangianNowcaster(nn.Module):
         motion_method: str = "lk",
         gate: bool = False,
         smoothing_leads: int = 20,
+        change_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if grid < 1:
@@ -153,6 +157,9 @@ class LagrangianNowcaster(nn.Module):
         # cadence of the motion fields passed in (a store's: pixels per store step); None:
         # the model's own. Set by nowcast.training.rungrid.adapt_model for another cadence
         self.motion_cadence_minutes: float | None = None
+        # multiplier of the network's learned change (not a weight: 0 gives the
+        # extrapolation nowcast plus the damping, 1 the trained model)
+        self.change_scale = float(change_scale)
         self.motion_method = str(motion_method)
         self.gate = nn.Parameter(torch.zeros(1)) if gate else None
         if smoothing_leads < 1:
@@ -257,10 +264,15 @@ class LagrangianNowcaster(nn.Module):
         xl = xl * ml
         ar = torch.arange(b, device=x.device)
         last = _last_observed_index(mask)
-        y_net = self.net(xl, t_in, t_out, input_mask=ml)  # (B, T_out, 1, g, g)
-        delta = y_net - xl[ar, last].unsqueeze(1)
-        if self.gate is not None:
-            delta = self.gate * delta
+        if self.change_scale == 0.0:  # extrapolation plus damping: the network is not run
+            delta = xl.new_zeros((b, tout.shape[1], 1, self.grid, self.grid))
+        else:
+            y_net = self.net(xl, t_in, t_out, input_mask=ml)  # (B, T_out, 1, g, g)
+            delta = y_net - xl[ar, last].unsqueeze(1)
+            if self.gate is not None:
+                delta = self.gate * delta
+            if self.change_scale != 1.0:
+                delta = self.change_scale * delta
 
         # forecast: last observed frame (full grid) + the change, advected to each lead
         base = xm[ar, last].unsqueeze(1)  # (B, 1, 1, H, W)

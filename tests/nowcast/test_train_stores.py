@@ -309,3 +309,46 @@ def test_cli_trains_on_two_stores_from_a_run(tiny, tmp_path):
     meta = read_checkpoint(tmp_path / "ft" / "best.pt")["meta"]
     assert meta["init"]["run"] == str(run.resolve())
     assert len(meta["data_fingerprint"]["stores"]) == 2
+
+
+# --------------------------------------------------------------------------- change scale
+def test_change_scale_zero_is_the_extrapolation_whatever_the_network():
+    """With the change switched off a trained-looking network is ignored: the forecast is
+    the extrapolation of the last frame (no damping learned yet)."""
+    cfg = load_config("small_lagrangian")
+    model = get_model("trajgru_ode", cfg).eval()
+    with torch.no_grad():
+        for p in model.net.parameters():
+            p.add_(0.05)  # any weights: not used
+    model.change_scale = 0.0
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(rng.random((1, 5, 1, 80, 80), dtype=np.float32))
+    tin = ((torch.arange(5) - 4) * 6.0)[None].float()
+    tout = torch.tensor([[6.0, 12.0]])
+    v = torch.zeros(1, 2, 80, 80)
+    v[:, 1] = 0.5
+    with torch.no_grad():
+        y = model(x, tin, tout, motion=v)
+        model.change_scale = 1.0
+        y_net = model(x, tin, tout, motion=v)
+    torch.testing.assert_close(y, advect(x[:, -1], v, [1.0, 2.0]), rtol=0, atol=1e-6)
+    assert not torch.allclose(y_net, y)
+
+
+def test_change_scale_comes_from_the_config_and_survives_a_run(tiny, tmp_path):
+    store, config, _, _ = tiny
+    text = (
+        Path(config)
+        .read_text()
+        .replace(
+            "    ode_step_minutes: 6\n",
+            "    ode_step_minutes: 6\n    residual: true\n    lagrangian: true\n    lagrangian_change_scale: 0.0\n",
+        )
+    )
+    lag = tmp_path / "lag.yaml"
+    lag.write_text(text)
+    train("trajgru_ode", lag, store, tmp_path / "run", options=_options(epochs=1))
+    model, _ = load_run(tmp_path / "run")
+    assert model.change_scale == 0.0
+    before = load_run(tmp_path / "run")[0].smoothing.detach().abs().sum()
+    assert float(before) > 0  # only the damping table learned (the network is not run)
