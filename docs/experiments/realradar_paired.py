@@ -17,7 +17,8 @@ Usage::
 the whole store), as the ``nowcast evaluate`` commands of the results file; runs trained at
 another pixel size are scored as ``--allow-other-grid`` does (the difference is printed);
 ``RUN_DIR@SCALE`` multiplies the Lagrangian network's learned change by SCALE
-(``LagrangianNowcaster.change_scale``; 0: extrapolation plus the learned damping).
+(``LagrangianNowcaster.change_scale``; 0: extrapolation plus the learned damping) and a
+final ``+pm`` turns on its probability matching (``LagrangianNowcaster.prob_match``).
 ``report`` prints per-event and pooled CSI (counts summed over windows, then CSI per lead,
 averaged over the leads, as ``nowcast evaluate``), the model minus each baseline and its
 90 % circular block-bootstrap interval (2000 resamples; pooled: events resampled separately,
@@ -51,8 +52,10 @@ def score(args: argparse.Namespace) -> None:
     predictors = {}
     for spec in args.run:
         name, path = spec.split("=", 1)
+        path, pm = (path[:-3], True) if path.endswith("+pm") else (path, False)
         path, _, scale = path.partition("@")  # RUN@0.5: the network's change times 0.5
         model, meta = load_run(path)
+        model.prob_match = pm or model.prob_match
         if scale:
             model.change_scale = float(scale)
         for note in fit_run_to_store(model, meta, args.store, allow_other_grid=True):

@@ -116,6 +116,9 @@ class ModelConfig:
         Multiplier of the Lagrangian network's learned change (default 1). 0 leaves the
         extrapolation of the last frame with the learned scale damping only, and the
         network is not run (docs/results_realradar_models.md).
+    lagrangian_prob_match : bool
+        Give every lead of a Lagrangian forecast the value distribution of the last observed
+        frame (probability matching, as S-PROG; evaluation only). Default False.
     """
 
     name: str
@@ -154,6 +157,7 @@ class ModelConfig:
     lagrangian: bool = False
     lagrangian_motion: str = "lk"
     lagrangian_change_scale: float = 1.0
+    lagrangian_prob_match: bool = False
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:

@@ -107,6 +107,7 @@ def get_model(
         gate=not (key != "vidode" and mcfg.residual),
         smoothing_leads=mcfg.out_frames,
         change_scale=mcfg.lagrangian_change_scale,
+        prob_match=mcfg.lagrangian_prob_match,
     )
 
 

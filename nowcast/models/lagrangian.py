@@ -50,7 +50,7 @@ from nowcast.advection import resize_motion, sample, trajectory
 from nowcast.contract import last_observed_index, observed_frames
 from nowcast.models._validation import prepare_inputs
 
-__all__ = ["LagrangianNowcaster", "downsize_frames"]
+__all__ = ["LagrangianNowcaster", "downsize_frames", "match_distribution"]
 
 _LOG = logging.getLogger(__name__)
 _MOTION_FRAMES = 4
@@ -125,6 +125,10 @@ class LagrangianNowcaster(nn.Module):
     change_scale : float
         Multiplier of the network's change (:attr:`change_scale`, settable); 0: the network
         is not run, the forecast is the extrapolation with the learned damping.
+    prob_match : bool
+        In evaluation mode, give every lead the value distribution of the last observed
+        frame (:func:`match_distribution`, :attr:`prob_match`); training is unchanged (the
+        rank assignment has no useful gradient).
 
     Notes
     -----
@@ -147,6 +151,7 @@ class LagrangianNowcaster(nn.Module):
         gate: bool = False,
         smoothing_leads: int = 20,
         change_scale: float = 1.0,
+        prob_match: bool = False,
     ) -> None:
         super().__init__()
         if grid < 1:
@@ -160,6 +165,9 @@ class LagrangianNowcaster(nn.Module):
         # multiplier of the network's learned change (not a weight: 0 gives the
         # extrapolation nowcast plus the damping, 1 the trained model)
         self.change_scale = float(change_scale)
+        # in evaluation: every lead's values replaced rank for rank by the last observed
+        # frame's (S-PROG's "cdf" probability matching, :func:`match_distribution`)
+        self.prob_match = bool(prob_match)
         self.motion_method = str(motion_method)
         self.gate = nn.Parameter(torch.zeros(1)) if gate else None
         if smoothing_leads < 1:
@@ -290,7 +298,10 @@ class LagrangianNowcaster(nn.Module):
         if damp is not None:
             delta = delta + damp
         d_out = resize_motion(trajectory(v_net, tout), (h, w))  # (B, T_out, 2, H, W)
-        return sample(base + delta, d_out)
+        y = sample(base + delta, d_out)
+        if self.prob_match and not self.training:
+            y = match_distribution(y, xm[ar, last], mask[ar, last])
+        return y
 
     def _damping(
         self, last_full: torch.Tensor, last_net: torch.Tensor, tout: torch.Tensor, size
@@ -321,6 +332,43 @@ class LagrangianNowcaster(nn.Module):
         frac = (t - lo.to(t.dtype)).unsqueeze(-1)
         w = table[lo] * (1 - frac) + table[lo + 1] * frac  # (B, T_out, K)
         return torch.einsum("bsk,bkhw->bshw", w.to(terms.dtype), terms).unsqueeze(2)
+
+
+def match_distribution(y: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Probability matching: each forecast frame takes the reference frame's values by rank.
+
+    Parameters
+    ----------
+    y : torch.Tensor
+        ``(B, T, 1, H, W)`` forecast, p/255.
+    ref : torch.Tensor
+        ``(B, 1, H, W)`` the last observed frame, p/255.
+    mask : torch.Tensor
+        ``(B, 1, H, W)`` its valid pixels (1.0); only these pixels of every lead are matched
+        (to the sorted valid values of *ref*, quantiles interpolated linearly), the others
+        are left as they are.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B, T, 1, H, W)``: within the valid pixels, the same order as *y* and the
+        distribution of *ref* (the empirical CDF matching of pysteps' ``cdf`` method).
+    """
+    out = y.clone()
+    for b in range(y.shape[0]):
+        valid = mask[b, 0].flatten() > 0.5
+        m = int(valid.sum())
+        if m < 2:
+            continue
+        target = torch.sort(ref[b, 0].flatten()[valid]).values
+        frames = y[b, :, 0].flatten(1)[:, valid]  # (T, m)
+        order = torch.argsort(frames, dim=1)
+        matched = torch.empty_like(frames)
+        matched.scatter_(1, order, target.expand_as(frames))
+        flat = out[b, :, 0].flatten(1)
+        flat[:, valid] = matched
+        out[b, :, 0] = flat.view(y.shape[1], *y.shape[-2:])
+    return out
 
 
 _SCALES = (0.0, 1.0, 2.0, 4.0)

@@ -352,3 +352,15 @@ def test_change_scale_comes_from_the_config_and_survives_a_run(tiny, tmp_path):
     assert model.change_scale == 0.0
     before = load_run(tmp_path / "run")[0].smoothing.detach().abs().sum()
     assert float(before) > 0  # only the damping table learned (the network is not run)
+
+
+def test_probability_matching_gives_each_lead_the_last_frames_values_by_rank():
+    from nowcast.models.lagrangian import match_distribution
+
+    y = torch.tensor([0.1, 0.5, 0.3, 0.9]).view(1, 1, 1, 2, 2).repeat(1, 2, 1, 1, 1)
+    y[0, 1, 0, 0, 0] = 0.7  # second lead: ranks 3, 1, 2 and the masked pixel
+    ref = torch.tensor([0.2, 0.6, 0.4, 0.0]).view(1, 1, 2, 2)
+    mask = torch.tensor([1.0, 1.0, 1.0, 0.0]).view(1, 1, 2, 2)
+    out = match_distribution(y, ref, mask)
+    assert out[0, 0, 0].flatten().tolist() == pytest.approx([0.2, 0.6, 0.4, 0.9])
+    assert out[0, 1, 0].flatten().tolist() == pytest.approx([0.6, 0.4, 0.2, 0.9])
