@@ -119,6 +119,10 @@ class ModelConfig:
     lagrangian_prob_match : bool
         Give every lead of a Lagrangian forecast the value distribution of the last observed
         frame (probability matching, as S-PROG; evaluation only). Default False.
+    lagrangian_damping_scales : tuple of float, optional
+        Scales of the Lagrangian scale-damping terms in network pixels (0, the block mean,
+        then Gaussian widths); None: ``(0, 1, 2, 4)``. Other scales change the weight table's
+        shape, so a run's weights fit only its own scales.
     """
 
     name: str
@@ -158,6 +162,7 @@ class ModelConfig:
     lagrangian_motion: str = "lk"
     lagrangian_change_scale: float = 1.0
     lagrangian_prob_match: bool = False
+    lagrangian_damping_scales: tuple[float, ...] | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:

@@ -108,6 +108,7 @@ def get_model(
         smoothing_leads=mcfg.out_frames,
         change_scale=mcfg.lagrangian_change_scale,
         prob_match=mcfg.lagrangian_prob_match,
+        damping_scales=mcfg.lagrangian_damping_scales,
     )
 
 

@@ -125,6 +125,9 @@ class LagrangianNowcaster(nn.Module):
     change_scale : float
         Multiplier of the network's change (:attr:`change_scale`, settable); 0: the network
         is not run, the forecast is the extrapolation with the learned damping.
+    damping_scales : tuple of float, optional
+        Scales of the damping terms in network pixels: 0 (the block mean) then Gaussian
+        widths; default :data:`_SCALES` ``(0, 1, 2, 4)``.
     prob_match : bool
         In evaluation mode, give every lead the value distribution of the last observed
         frame (:func:`match_distribution`, :attr:`prob_match`); training is unchanged (the
@@ -152,6 +155,7 @@ class LagrangianNowcaster(nn.Module):
         smoothing_leads: int = 20,
         change_scale: float = 1.0,
         prob_match: bool = False,
+        damping_scales: tuple[float, ...] | None = None,
     ) -> None:
         super().__init__()
         if grid < 1:
@@ -174,7 +178,15 @@ class LagrangianNowcaster(nn.Module):
             raise ValueError(f"smoothing_leads must be >= 1, got {smoothing_leads}")
         # per-lead weights of the scale-damping terms (one row per whole lead step 1..N;
         # row 0, the issue time, is fixed at 0), zero at initialisation
-        self.smoothing = nn.Parameter(torch.zeros(int(smoothing_leads), len(_SCALES)))
+        self.scales = tuple(
+            float(v) for v in (_SCALES if damping_scales is None else damping_scales)
+        )
+        if not self.scales or self.scales[0] != 0.0 or any(v <= 0 for v in self.scales[1:]):
+            raise ValueError(
+                f"damping_scales must start with 0 (the block mean) followed by positive "
+                f"Gaussian widths in network pixels, got {damping_scales!r}"
+            )
+        self.smoothing = nn.Parameter(torch.zeros(int(smoothing_leads), len(self.scales)))
         self.continuous_time = bool(getattr(net, "continuous_time", False))
         self.model_name = getattr(net, "model_name", type(net).__name__)
         self.config = getattr(net, "config", None)
@@ -309,7 +321,7 @@ class LagrangianNowcaster(nn.Module):
         """Learned loss of the small scales with lead time, ``(B, T_out, 1, H, W)``.
 
         ``sum_k w_k(t) (S_k(last) - last)`` with ``S_k`` the last frame smoothed at the
-        scales of :data:`_SCALES` (the network-grid block mean, then Gaussians of 1, 2, 4
+        scales of :attr:`scales` (default :data:`_SCALES`: the network-grid block mean, then Gaussians of 1, 2, 4
         network pixels), computed on the network grid and upsampled. ``w(t)`` is a learned
         table over whole lead steps, interpolated linearly, 0 at the issue time and before
         training (in evaluation mode ``None`` is returned then; in training mode the zero weights
@@ -319,7 +331,7 @@ class LagrangianNowcaster(nn.Module):
             return None  # exact (and free) before training; in training the zero weights
             # must stay in the graph to get their gradient
         smooth = [last_net]
-        for sigma in _SCALES[1:]:
+        for sigma in self.scales[1:]:
             smooth.append(_gaussian(last_net, sigma))
         stack = torch.cat(smooth, dim=1)  # (B, K, g, g)
         if stack.shape[-2:] != tuple(size):

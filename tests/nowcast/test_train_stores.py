@@ -364,3 +364,14 @@ def test_probability_matching_gives_each_lead_the_last_frames_values_by_rank():
     out = match_distribution(y, ref, mask)
     assert out[0, 0, 0].flatten().tolist() == pytest.approx([0.2, 0.6, 0.4, 0.9])
     assert out[0, 1, 0].flatten().tolist() == pytest.approx([0.6, 0.4, 0.2, 0.9])
+
+
+def test_damping_scales_set_the_table_and_bad_scales_are_refused():
+    from nowcast.models.lagrangian import LagrangianNowcaster
+
+    net = torch.nn.Identity()
+    wide = LagrangianNowcaster(net, grid=8, damping_scales=(0, 1, 2, 4, 8, 16))
+    assert wide.scales == (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)
+    assert tuple(wide.smoothing.shape) == (20, 6)
+    with pytest.raises(ValueError, match=r"damping_scales must start with 0"):
+        LagrangianNowcaster(net, grid=8, damping_scales=(1, 2))
