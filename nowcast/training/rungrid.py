@@ -21,7 +21,8 @@ evaluating or fine-tuning on another store compares (:func:`check_store`):
 Record layout (plain values, ``meta["grid"]``)::
 
     {"pixel_km": float, "network_pixel_km": float, "domain_km": [height, width],
-     "shape": [ny, nx], "cadence_minutes": float, "stores": [ {one per training store} ]}
+     "shape": [ny, nx], "cadence_minutes": float, "projection": str,
+     "stores": [ {one per training store} ]}
 
 ``network_pixel_km`` is None for a run trained on stores of different network pixel
 sizes (with ``allow_other_grid``).
@@ -74,7 +75,9 @@ def store_grid(
     dict
         ``store``, ``pixel_km`` (mean of dx, dy), ``shape`` ([ny, nx] of the store or
         crop), ``domain_km`` ([height, width] of it), ``network_pixel_km`` (domain height
-        over ``network_side``) and ``cadence_minutes``.
+        over ``network_side``), ``cadence_minutes`` and ``projection`` (the grid mapping's
+        PROJ string, for the record: the networks work on any projection at the same pixel
+        size).
     """
     import xarray as xr
 
@@ -99,6 +102,7 @@ def store_grid(
         "domain_km": [round(ny * pixel, 3), round(nx * pixel, 3)],
         "network_pixel_km": round(ny * pixel / side, 6),
         "cadence_minutes": None if cadence is None else float(cadence),
+        "projection": str(ds["crs"].attrs.get("proj4_params", "")) if "crs" in ds else "",
     }
 
 

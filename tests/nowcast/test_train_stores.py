@@ -87,6 +87,7 @@ def test_a_run_records_its_pixel_size_domain_and_cadence(tiny):
     assert grid["domain_km"] == [pytest.approx(512.0), pytest.approx(512.0)]
     assert grid["shape"] == [SIZE, SIZE] and grid["cadence_minutes"] == 6.0
     assert [s["store"] for s in grid["stores"]] == [str(store)]
+    assert "+proj=aeqd" in grid["projection"]  # the HKO-7 grid's azimuthal equidistant
 
 
 def test_an_old_run_without_a_grid_loads_with_a_stated_assumption(tiny, tmp_path):
@@ -375,3 +376,17 @@ def test_damping_scales_set_the_table_and_bad_scales_are_refused():
     assert tuple(wide.smoothing.shape) == (20, 6)
     with pytest.raises(ValueError, match=r"damping_scales must start with 0"):
         LagrangianNowcaster(net, grid=8, damping_scales=(1, 2))
+
+
+def test_forecast_refuses_a_store_of_another_pixel_size(tiny, tmp_path):
+    from nowcast.forecast import make_forecast, run_predictor
+
+    store, _, run, _ = tiny
+    predictor = run_predictor(run)
+    assert predictor.run_grid["network_pixel_km"] == pytest.approx(32.0)
+    issue = xr.open_zarr(store, consolidated=False).indexes["time"][200]
+    same = make_forecast(predictor, store, issue, [6, 12])
+    assert same.sizes["lead_time"] == 2
+    other = _restamped(store, tmp_path / "big.zarr", scale=2.0)
+    with pytest.raises(GridMismatchError, match=r"32 km per network pixel .* 64 km .* train a run"):
+        make_forecast(predictor, other, issue, [6, 12])
