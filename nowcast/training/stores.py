@@ -124,6 +124,8 @@ def training_data(
     GridMismatchError
         Stores of other pixel sizes or cadences (see :func:`merge_grids`).
     """
+    if options.crop is not None and options.crop < 1:
+        raise ValueError(f"--crop must be a positive number of pixels, got {options.crop}")
     with_motion = motion_capable and all(_store_has_motion(d) for d in data)
     # a Lagrangian model block-averages any store onto its image_size grid; the others run
     # on the store's (or crop's) own pixels

@@ -248,6 +248,8 @@ def test_training_on_crops_records_the_crop_and_skips_small_stores(tiny, tmp_pat
         with pytest.raises(ValueError, match="no training window"):
             train("trajgru", config, store, tmp_path / "r2", options=_options(epochs=1, crop=32))
     assert "smaller than the 32 x 32 crop" in caplog.text
+    with pytest.raises(ValueError, match=r"--crop must be a positive number of pixels, got 0"):
+        train("trajgru", config, store, tmp_path / "r3", options=_options(crop=0))
 
 
 # --------------------------------------------------------------------------- --init
