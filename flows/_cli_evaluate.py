@@ -137,6 +137,10 @@ EVALUATE_FLAGS: dict[str, Flag] = {
         cli_type=Path | None,
     ),
     "stride": Flag(("--stride",), "Slots between consecutive sample windows."),
+    "allow_other_grid": Flag(
+        ("--allow-other-grid",),
+        "Score a run on a store of another pixel size than it was trained at (recorded).",
+    ),
     "batch_size": Flag(("--batch-size",), "Samples per batch."),
     "max_samples": Flag(("--max-samples",), "Evaluate only the first N samples."),
     "seed": Flag(("--seed",), "Seed of the sampling scheme and corruptions."),

@@ -46,6 +46,18 @@ TRAIN_FLAGS: dict[str, Flag] = {
     ),
     "stride": Flag(("--stride",), "Slots between consecutive sample windows."),
     "progress": Flag(("--progress/--no-progress",), "Show a progress bar."),
+    "init": Flag(("--init",), "Start from this trained run's weights (its best.pt)."),
+    "train_only": Flag(
+        ("--train-only",),
+        "Train only parameters whose names start with these comma-separated prefixes.",
+        parse=lambda text: tuple(v.strip() for v in (text or "").split(",") if v.strip()),
+        show=lambda v: ",".join(v),
+    ),
+    "crop": Flag(("--crop",), "Train on random SIZE x SIZE-pixel crops of each window."),
+    "allow_other_grid": Flag(
+        ("--allow-other-grid",),
+        "Accept stores (or an --init run) of different pixel sizes (recorded in the run).",
+    ),
 }
 """The flag of every :class:`~nowcast.options.TrainOptions` field (both train commands)."""
 
@@ -59,7 +71,9 @@ def _train_command(run: Callable[..., dict], doc: str) -> Callable:
         config: str = typer.Option(
             "small", "--config", help="Config name (small, hko7, mnist) or YAML."
         ),
-        data: Path = typer.Option(..., "--data", help="Resampled Zarr store (nowcast resample)."),
+        data: list[Path] = typer.Option(  # noqa: B008
+            ..., "--data", help="Resampled Zarr store (nowcast resample); repeat for several."
+        ),
         scheme: str = typer.Option(
             "regular",
             "--scheme",
@@ -93,7 +107,7 @@ def _train_command(run: Callable[..., dict], doc: str) -> Callable:
 
 
 def _run_library(
-    model: str, config: str, data: Path, out: Path, scheme: str, options: TrainOptions
+    model: str, config: str, data: list[Path], out: Path, scheme: str, options: TrainOptions
 ) -> dict:
     from nowcast.training import train
 
@@ -101,7 +115,7 @@ def _run_library(
 
 
 def _run_flow(
-    model: str, config: str, data: Path, out: Path, scheme: str, options: TrainOptions
+    model: str, config: str, data: list[Path], out: Path, scheme: str, options: TrainOptions
 ) -> dict:
     from flows._prefect_env import configure
 
@@ -109,7 +123,8 @@ def _run_flow(
     configure(out)
     from flows.train import train_flow
 
-    return train_flow(model, config, str(data), str(out), scheme=scheme, options=options)
+    stores = [str(d) for d in data]
+    return train_flow(model, config, stores, str(out), scheme=scheme, options=options)
 
 
 train_command = _train_command(

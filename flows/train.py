@@ -19,12 +19,12 @@ __all__ = ["train_flow", "train_task"]
 def train_task(
     model: str,
     config: str,
-    data: str,
+    data: str | list[str],
     out: str,
     scheme: str = "regular",
     options: TrainOptions | None = None,
 ) -> dict:
-    """Train *model* with *config* on *data* into the run directory *out*.
+    """Train *model* with *config* on *data* (one store or several) into the run directory *out*.
 
     Returns :meth:`nowcast.training.TrainResult.summary` (run_dir, epochs, best epoch and
     validation loss, stop reason).
@@ -38,7 +38,7 @@ def train_task(
 def train_flow(
     model: str,
     config: str,
-    data: str,
+    data: str | list[str],
     out: str,
     scheme: str = "regular",
     options: TrainOptions | None = None,

@@ -251,7 +251,16 @@ def evaluate_run(
     )
     dataset = cases.dataset
     cadence = float(cases.cadence_minutes)
-    data_text = ", ".join(str(p) for p in ([data] if isinstance(data, str | os.PathLike) else data))
+    stores = [data] if isinstance(data, str | os.PathLike) else list(data)
+    data_text = ", ".join(str(p) for p in stores)
+    grid_notes = []
+    if run_dir is not None:  # each store's pixel size and cadence against the run's
+        from nowcast.training.rungrid import fit_run_to_store
+
+        for store in stores:
+            for note in fit_run_to_store(model, meta, store, options.allow_other_grid):
+                if note not in grid_notes:
+                    grid_notes.append(note)
     if members is not None:
         from nowcast.ensemble import EnsembleNowcaster
 
@@ -314,6 +323,8 @@ def evaluate_run(
         results.attrs["pixel_km"] = ", ".join(
             f"{n}: {v:g}" for n, v in zip(cases.names, cases.store_pixel_km, strict=True)
         )
+    if grid_notes:
+        results.attrs["grid_notes"] = "; ".join(grid_notes)
     results, sequences = _with_uncertainty(results, cases, options)
     if "CRPS" in results:
         results.attrs["probability_method"] = options.probability

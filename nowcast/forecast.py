@@ -32,9 +32,10 @@ re-exported here.
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -108,6 +109,9 @@ class Predictor:
         every step up to the longest lead and the requested ones are kept.
     source : str
         Free text for the ``source`` attribute (run directory, baseline name).
+    run_grid : mapping, optional
+        The grid a trained run was trained at (:func:`nowcast.training.rundir.run_grid`);
+        :func:`make_forecast` refuses a store of another network pixel size.
     """
 
     name: str
@@ -117,6 +121,7 @@ class Predictor:
     image_size: int | None = None
     continuous_time: bool = True
     source: str = ""
+    run_grid: Mapping[str, Any] | None = None
 
 
 # ---------------------------------------------------------------------------------------
@@ -202,7 +207,17 @@ def run_predictor(run_dir: str | Path, device: str = "cpu") -> Predictor:
         image_size=int(image_size) if image_size is not None else None,
         continuous_time=bool(getattr(model, "continuous_time", False)),
         source=f"run {run_dir}",
+        run_grid=_run_grid(meta, cfg),
     )
+
+
+def _run_grid(meta, cfg) -> dict | None:
+    """The run's grid record plus its network side (None for a hand-made predictor)."""
+    from nowcast.training.rundir import run_grid
+
+    if not isinstance(meta, dict) or not hasattr(cfg, "image_size"):
+        return None
+    return {**run_grid(meta, cfg), "network_side": int(cfg.image_size)}
 
 
 def _run_config(meta) -> object:
@@ -335,6 +350,16 @@ def make_forecast(
     """
     leads = _validate_leads(lead_minutes)
     ds = as_dataset(store)
+    if predictor.run_grid is not None:  # the store's km per network pixel against the run's
+        from nowcast.training.rungrid import check_store, store_grid
+
+        check_store(
+            predictor.run_grid,
+            store_grid(ds, network_side=int(predictor.run_grid["network_side"])),
+            continuous_time=predictor.continuous_time,
+            run_name=predictor.source,
+            hint="train a run on this grid",
+        )
     issue = pd.Timestamp(issue_time)
     if issue.tzinfo is not None:
         issue = issue.tz_convert("UTC").tz_localize(None)

@@ -45,6 +45,18 @@ class TrainOptions:
         Slots between consecutive windows (HKO-7 ``sequent`` mode).
     progress : bool
         Show a tqdm bar (rank 0 only).
+    init : path, optional
+        Start from the weights of this trained run's ``best.pt`` (fine-tuning); the
+        learning rate, epochs and budget are this run's own (:mod:`nowcast.training.stores`).
+    train_only : tuple of str
+        Train only the parameters whose names start with one of these prefixes (e.g.
+        ``("smoothing",)``: the Lagrangian model's scale damping); empty: all.
+    crop : int, optional
+        Train on random ``crop x crop``-pixel crops of each window (large composites);
+        stores smaller than the crop are named and skipped.
+    allow_other_grid : bool
+        Accept training stores (or an ``init`` run) of different network pixel sizes
+        (:mod:`nowcast.training.rungrid`); the difference is recorded in the run.
     """
 
     epochs: int | None = None
@@ -63,6 +75,10 @@ class TrainOptions:
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     stride: int = 5
     progress: bool = True
+    init: str | None = None
+    train_only: tuple[str, ...] = ()
+    crop: int | None = None
+    allow_other_grid: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,6 +120,10 @@ class EvaluateOptions:
         ``split_fractions`` (see :func:`pipeline.dataset.split_days`).
     stride : int
         Slots between consecutive sample windows (HKO-7: 5).
+    allow_other_grid : bool
+        Evaluate a run on a store whose network pixel size differs from the one it was
+        trained at (:mod:`nowcast.training.rungrid`; refused otherwise); the difference is
+        recorded in ``results.nc`` (attribute ``grid_notes``).
     batch_size : int
         Samples per batch.
     max_samples : int, optional
@@ -154,6 +174,7 @@ class EvaluateOptions:
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     day_files: Mapping[str, Any] | None = None
     stride: int = 5
+    allow_other_grid: bool = False
     batch_size: int = 4
     max_samples: int | None = None
     seed: int = 0

@@ -112,6 +112,17 @@ class ModelConfig:
         each lead, on the input's full grid. Not in the thesis (default ``False``).
     lagrangian_motion : str
         Motion method (``pipeline.motion.get_motion``) used when no motion field is passed.
+    lagrangian_change_scale : float
+        Multiplier of the Lagrangian network's learned change (default 1). 0 leaves the
+        extrapolation of the last frame with the learned scale damping only, and the
+        network is not run (docs/results_realradar_models.md).
+    lagrangian_prob_match : bool
+        Give every lead of a Lagrangian forecast the value distribution of the last observed
+        frame (probability matching, as S-PROG; evaluation only). Default False.
+    lagrangian_damping_scales : tuple of float, optional
+        Scales of the Lagrangian scale-damping terms in network pixels (0, the block mean,
+        then Gaussian widths); None: ``(0, 1, 2, 4)``. Other scales change the weight table's
+        shape, so a run's weights fit only its own scales.
     """
 
     name: str
@@ -149,6 +160,9 @@ class ModelConfig:
     residual: bool = False
     lagrangian: bool = False
     lagrangian_motion: str = "lk"
+    lagrangian_change_scale: float = 1.0
+    lagrangian_prob_match: bool = False
+    lagrangian_damping_scales: tuple[float, ...] | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:

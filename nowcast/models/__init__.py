@@ -106,6 +106,9 @@ def get_model(
         motion_method=mcfg.lagrangian_motion,
         gate=not (key != "vidode" and mcfg.residual),
         smoothing_leads=mcfg.out_frames,
+        change_scale=mcfg.lagrangian_change_scale,
+        prob_match=mcfg.lagrangian_prob_match,
+        damping_scales=mcfg.lagrangian_damping_scales,
     )
 
 

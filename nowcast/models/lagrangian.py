@@ -50,7 +50,7 @@ from nowcast.advection import resize_motion, sample, trajectory
 from nowcast.contract import last_observed_index, observed_frames
 from nowcast.models._validation import prepare_inputs
 
-__all__ = ["LagrangianNowcaster", "downsize_frames"]
+__all__ = ["LagrangianNowcaster", "downsize_frames", "match_distribution"]
 
 _LOG = logging.getLogger(__name__)
 _MOTION_FRAMES = 4
@@ -122,13 +122,25 @@ class LagrangianNowcaster(nn.Module):
     smoothing_leads : int
         Lead steps with their own learned scale-damping weights (the training horizon);
         later leads use the last row, fractional leads interpolate linearly.
+    change_scale : float
+        Multiplier of the network's change (:attr:`change_scale`, settable); 0: the network
+        is not run, the forecast is the extrapolation with the learned damping.
+    damping_scales : tuple of float, optional
+        Scales of the damping terms in network pixels: 0 (the block mean) then Gaussian
+        widths; default :data:`_SCALES` ``(0, 1, 2, 4)``.
+    prob_match : bool
+        In evaluation mode, give every lead the value distribution of the last observed
+        frame (:func:`match_distribution`, :attr:`prob_match`); training is unchanged (the
+        rank assignment has no useful gradient).
 
     Notes
     -----
     Call contract as every model (``x (B, T_in, 1, H, W)`` p/255, ``t_in``, ``t_out`` in
     minutes, ``input_mask``) plus ``motion (B, 2, h, w)`` in pixels per cadence step of
     an ``h x w`` grid covering the frame (any grid: it is resampled). ``H`` and ``W``
-    must be multiples of ``grid``. Returns ``(B, T_out, 1, H, W)`` p/255.
+    must be multiples of ``grid``. Returns ``(B, T_out, 1, H, W)`` p/255. A ``motion``
+    given at another cadence (a store's) is rescaled when :attr:`motion_cadence_minutes`
+    says which (:func:`nowcast.training.rungrid.adapt_model`).
     """
 
     full_resolution = True
@@ -141,6 +153,9 @@ class LagrangianNowcaster(nn.Module):
         motion_method: str = "lk",
         gate: bool = False,
         smoothing_leads: int = 20,
+        change_scale: float = 1.0,
+        prob_match: bool = False,
+        damping_scales: tuple[float, ...] | None = None,
     ) -> None:
         super().__init__()
         if grid < 1:
@@ -148,13 +163,30 @@ class LagrangianNowcaster(nn.Module):
         self.net = net
         self.grid = int(grid)
         self.cadence_minutes = float(cadence_minutes)
+        # cadence of the motion fields passed in (a store's: pixels per store step); None:
+        # the model's own. Set by nowcast.training.rungrid.adapt_model for another cadence
+        self.motion_cadence_minutes: float | None = None
+        # multiplier of the network's learned change (not a weight: 0 gives the
+        # extrapolation nowcast plus the damping, 1 the trained model)
+        self.change_scale = float(change_scale)
+        # in evaluation: every lead's values replaced rank for rank by the last observed
+        # frame's (S-PROG's "cdf" probability matching, :func:`match_distribution`)
+        self.prob_match = bool(prob_match)
         self.motion_method = str(motion_method)
         self.gate = nn.Parameter(torch.zeros(1)) if gate else None
         if smoothing_leads < 1:
             raise ValueError(f"smoothing_leads must be >= 1, got {smoothing_leads}")
         # per-lead weights of the scale-damping terms (one row per whole lead step 1..N;
         # row 0, the issue time, is fixed at 0), zero at initialisation
-        self.smoothing = nn.Parameter(torch.zeros(int(smoothing_leads), len(_SCALES)))
+        self.scales = tuple(
+            float(v) for v in (_SCALES if damping_scales is None else damping_scales)
+        )
+        if not self.scales or self.scales[0] != 0.0 or any(v <= 0 for v in self.scales[1:]):
+            raise ValueError(
+                f"damping_scales must start with 0 (the block mean) followed by positive "
+                f"Gaussian widths in network pixels, got {damping_scales!r}"
+            )
+        self.smoothing = nn.Parameter(torch.zeros(int(smoothing_leads), len(self.scales)))
         self.continuous_time = bool(getattr(net, "continuous_time", False))
         self.model_name = getattr(net, "model_name", type(net).__name__)
         self.config = getattr(net, "config", None)
@@ -236,6 +268,9 @@ class LagrangianNowcaster(nn.Module):
                 )
             self.last_motion_fallback = [None] * b
             self.last_fallback = None
+            if self.motion_cadence_minutes not in (None, self.cadence_minutes):
+                # pixels per store step -> pixels per step of the model's cadence
+                motion = motion * (self.cadence_minutes / self.motion_cadence_minutes)
         motion = motion.to(device=x.device, dtype=torch.float32)
         v_net = resize_motion(motion, (self.grid, self.grid))
         self.last_motion = resize_motion(motion, (h, w)).detach()
@@ -249,10 +284,15 @@ class LagrangianNowcaster(nn.Module):
         xl = xl * ml
         ar = torch.arange(b, device=x.device)
         last = _last_observed_index(mask)
-        y_net = self.net(xl, t_in, t_out, input_mask=ml)  # (B, T_out, 1, g, g)
-        delta = y_net - xl[ar, last].unsqueeze(1)
-        if self.gate is not None:
-            delta = self.gate * delta
+        if self.change_scale == 0.0:  # extrapolation plus damping: the network is not run
+            delta = xl.new_zeros((b, tout.shape[1], 1, self.grid, self.grid))
+        else:
+            y_net = self.net(xl, t_in, t_out, input_mask=ml)  # (B, T_out, 1, g, g)
+            delta = y_net - xl[ar, last].unsqueeze(1)
+            if self.gate is not None:
+                delta = self.gate * delta
+            if self.change_scale != 1.0:
+                delta = self.change_scale * delta
 
         # forecast: last observed frame (full grid) + the change, advected to each lead
         base = xm[ar, last].unsqueeze(1)  # (B, 1, 1, H, W)
@@ -270,7 +310,10 @@ class LagrangianNowcaster(nn.Module):
         if damp is not None:
             delta = delta + damp
         d_out = resize_motion(trajectory(v_net, tout), (h, w))  # (B, T_out, 2, H, W)
-        return sample(base + delta, d_out)
+        y = sample(base + delta, d_out)
+        if self.prob_match and not self.training:
+            y = match_distribution(y, xm[ar, last], mask[ar, last])
+        return y
 
     def _damping(
         self, last_full: torch.Tensor, last_net: torch.Tensor, tout: torch.Tensor, size
@@ -278,7 +321,7 @@ class LagrangianNowcaster(nn.Module):
         """Learned loss of the small scales with lead time, ``(B, T_out, 1, H, W)``.
 
         ``sum_k w_k(t) (S_k(last) - last)`` with ``S_k`` the last frame smoothed at the
-        scales of :data:`_SCALES` (the network-grid block mean, then Gaussians of 1, 2, 4
+        scales of :attr:`scales` (default :data:`_SCALES`: the network-grid block mean, then Gaussians of 1, 2, 4
         network pixels), computed on the network grid and upsampled. ``w(t)`` is a learned
         table over whole lead steps, interpolated linearly, 0 at the issue time and before
         training (in evaluation mode ``None`` is returned then; in training mode the zero weights
@@ -288,7 +331,7 @@ class LagrangianNowcaster(nn.Module):
             return None  # exact (and free) before training; in training the zero weights
             # must stay in the graph to get their gradient
         smooth = [last_net]
-        for sigma in _SCALES[1:]:
+        for sigma in self.scales[1:]:
             smooth.append(_gaussian(last_net, sigma))
         stack = torch.cat(smooth, dim=1)  # (B, K, g, g)
         if stack.shape[-2:] != tuple(size):
@@ -301,6 +344,43 @@ class LagrangianNowcaster(nn.Module):
         frac = (t - lo.to(t.dtype)).unsqueeze(-1)
         w = table[lo] * (1 - frac) + table[lo + 1] * frac  # (B, T_out, K)
         return torch.einsum("bsk,bkhw->bshw", w.to(terms.dtype), terms).unsqueeze(2)
+
+
+def match_distribution(y: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Probability matching: each forecast frame takes the reference frame's values by rank.
+
+    Parameters
+    ----------
+    y : torch.Tensor
+        ``(B, T, 1, H, W)`` forecast, p/255.
+    ref : torch.Tensor
+        ``(B, 1, H, W)`` the last observed frame, p/255.
+    mask : torch.Tensor
+        ``(B, 1, H, W)`` its valid pixels (1.0); only these pixels of every lead are matched
+        (to the sorted valid values of *ref*, quantiles interpolated linearly), the others
+        are left as they are.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B, T, 1, H, W)``: within the valid pixels, the same order as *y* and the
+        distribution of *ref* (the empirical CDF matching of pysteps' ``cdf`` method).
+    """
+    out = y.clone()
+    for b in range(y.shape[0]):
+        valid = mask[b, 0].flatten() > 0.5
+        m = int(valid.sum())
+        if m < 2:
+            continue
+        target = torch.sort(ref[b, 0].flatten()[valid]).values
+        frames = y[b, :, 0].flatten(1)[:, valid]  # (T, m)
+        order = torch.argsort(frames, dim=1)
+        matched = torch.empty_like(frames)
+        matched.scatter_(1, order, target.expand_as(frames))
+        flat = out[b, :, 0].flatten(1)
+        flat[:, valid] = matched
+        out[b, :, 0] = flat.view(y.shape[1], *y.shape[-2:])
+    return out
 
 
 _SCALES = (0.0, 1.0, 2.0, 4.0)

@@ -26,6 +26,10 @@ Modules
     ``torch.load(..., weights_only=True)`` of the project's checkpoints).
 :mod:`~nowcast.training.report`
     ``metrics.csv``, ``metrics.json`` and ``loss_curve.png``.
+:mod:`~nowcast.training.stores`
+    Several training stores, random crops, starting from a trained run (``--init``).
+:mod:`~nowcast.training.rungrid`
+    The grid a run was trained at (pixel size, domain, cadence) and whether a store fits it.
 
 Multi-process training goes through the CLI:
 ``torchrun --nproc_per_node 2 -m flows.cli train ...`` (gloo on CPU, nccl on GPU).

@@ -52,7 +52,7 @@ import dataclasses
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,13 +65,10 @@ from nowcast.training.data import (
     _epoch_order,
     _extra_inputs,
     _IndexSampler,
-    _make_datasets,
     _resolve_config,
-    _store_has_motion,
     _to_device,
     _val_indices,
     _worker_context,
-    data_fingerprint,
 )
 from nowcast.training.distributed import (
     _all_sum,
@@ -91,8 +88,10 @@ from nowcast.training.rundir import (
     save_best_checkpoint,
     save_last_checkpoint,
 )
+from nowcast.training.rungrid import adapt_model, check_store
 from nowcast.training.schedules import _schedule_step, get_schedule
 from nowcast.training.settings import TrainingDivergedError, TrainResult, TrainSettings
+from nowcast.training.stores import as_paths, init_from_run, training_data
 
 __all__ = ["EarlyStopping", "train"]
 
@@ -142,7 +141,7 @@ class EarlyStopping:
 def train(
     model_name: str,
     config: Any,
-    data: str | os.PathLike,
+    data: str | os.PathLike | Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
     *,
     scheme: str = "regular",
@@ -157,8 +156,9 @@ def train(
     config : str, path or ExperimentConfig
         Config name (``small``, ``hko7``, ``mnist``), YAML path or loaded config; its
         ``train:`` mapping gives the :class:`TrainSettings`.
-    data : path
-        Resampled Zarr store (docs/contracts.md, Resampled schema).
+    data : path or sequence of paths
+        Resampled Zarr store(s) (docs/contracts.md, Resampled schema); several are trained
+        on together, optionally through random crops (:mod:`nowcast.training.stores`).
     out_dir : path
         Run directory (created; see the module docstring for its layout). If it already
         holds ``last.pt``, ``options.resume`` must be True.
@@ -213,9 +213,22 @@ def train(
             )
         # Lagrangian models read the store's motion fields instead of estimating motion
         # again for every sample (they estimate it themselves when the store has none)
-        with_motion = bool(getattr(model, "full_resolution", False)) and _store_has_motion(data)
-        train_ds, val_ds = _make_datasets(data, scheme, cfg, options, with_motion=with_motion)
-        fingerprint = data_fingerprint(data)
+        train_ds, val_ds, fingerprint, grid, _ = training_data(
+            as_paths(data),
+            scheme,
+            cfg,
+            options,
+            motion_capable=bool(getattr(model, "full_resolution", False)),
+        )
+        cadence = float(getattr(cfg, "cadence_minutes", 6.0))
+        check_store(  # the config's cadence against the stores' (motion adapted below)
+            {"network_pixel_km": grid["network_pixel_km"], "cadence_minutes": cadence},
+            grid,
+            continuous_time=bool(getattr(model, "continuous_time", False)),
+            run_name=f"configuration {getattr(cfg, 'name', '')!r}",
+        )
+        adapt_model(model, grid["cadence_minutes"])
+        init = init_from_run(model, model_name, options, grid)
         return _fit(
             model=model,
             model_name=model_name,
@@ -230,6 +243,7 @@ def train(
             fingerprint=fingerprint,
             device=device,
             dist_info=dist_info,
+            extra_info={"grid": grid, "init": init},
         )
     finally:
         if dist_info.initialised_here:
@@ -253,6 +267,7 @@ def _fit(
     fingerprint: dict[str, Any],
     device: torch.device,
     dist_info: _Dist,
+    extra_info: Mapping[str, Any] | None = None,
 ) -> TrainResult:
     from pipeline.console.progress import progress_bar as tqdm
 
@@ -337,6 +352,7 @@ def _fit(
         "options": dataclasses.asdict(options),
         "train_samples": len(train_ds),
         "val_samples": len(_val_indices(len(val_ds), settings.val_samples)),
+        **dict(extra_info or {}),
     }
 
     epoch = start_epoch

@@ -14,7 +14,9 @@ Run directory layout
                        config (plain dict), data fingerprint; resume from here
       best.pt          the epoch with the lowest validation loss: model_state, model_name,
                        config (plain dict), meta (epoch, val_loss, scheme, loss, seed,
-                       frames, data fingerprint, settings, options)
+                       frames, data fingerprint, settings, options, grid: the pixel
+                       size, domain and cadence trained at, see
+                       :mod:`nowcast.training.rungrid`; :func:`run_grid` reads it)
       metrics.csv      one row per epoch (train/val loss, val MSE/MAE, lr, samples/s, ...)
       metrics.json     the same rows plus the run description (model, config, scheme,
                        settings, the :class:`~nowcast.training.TrainOptions` as ``options``)
@@ -55,6 +57,7 @@ __all__ = [
     "METRICS_CSV",
     "METRICS_JSON",
     "read_checkpoint",
+    "run_grid",
 ]
 
 CHECKPOINT_FORMAT = 1
@@ -204,6 +207,45 @@ def read_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict[
     if not isinstance(ckpt, dict):
         raise ValueError(f"{path} holds a {type(ckpt).__name__}, expected a checkpoint dict")
     return ckpt
+
+
+def run_grid(meta: Mapping[str, Any], config: Any) -> dict[str, Any]:
+    """The grid a run was trained at (``meta["grid"]``, :mod:`nowcast.training.rungrid`).
+
+    Runs written before the grid was recorded have no ``grid``: their pixel size is
+    unknown (``network_pixel_km`` None, not checked) and their cadence is assumed to be the
+    configuration's ``cadence_minutes``; ``assumed`` says so.
+
+    Parameters
+    ----------
+    meta : mapping
+        The checkpoint's ``meta`` (:func:`nowcast.runs.load_run`'s second value).
+    config : ExperimentConfig
+        The run's configuration (``cadence_minutes``).
+
+    Returns
+    -------
+    dict
+        The record of :mod:`nowcast.training.rungrid`, plus ``assumed`` (str or None).
+    """
+    grid = meta.get("grid")
+    if isinstance(grid, Mapping):
+        return {**grid, "assumed": None}
+    cadence = float(getattr(config, "cadence_minutes", 6.0))
+    shape = (meta.get("data_fingerprint") or {}).get("shape")
+    return {
+        "pixel_km": None,
+        "network_pixel_km": None,
+        "domain_km": None,
+        "shape": None if shape is None else [int(n) for n in shape],
+        "cadence_minutes": cadence,
+        "stores": [],
+        "assumed": (
+            "the run records no grid (written before it was recorded): its pixel size is "
+            f"unknown and not checked; its cadence is assumed to be the configuration's "
+            f"{cadence:g} min"
+        ),
+    }
 
 
 def _load_checkpoint(path: Path) -> dict[str, Any]:
