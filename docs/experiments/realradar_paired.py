@@ -1,4 +1,4 @@
-"""Per-window scores and paired block-bootstrap differences for docs/results_realradar_models.md.
+"""Per-window scores and paired block-bootstrap differences for docs/results.md, "Real radar: the learned nowcast".
 
 An experiment script (not part of the package): it scores trained runs and baselines on
 every window of a resampled store with the same windows for all (the dataset of

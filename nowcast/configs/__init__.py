@@ -115,7 +115,7 @@ class ModelConfig:
     lagrangian_change_scale : float
         Multiplier of the Lagrangian network's learned change (default 1). 0 leaves the
         extrapolation of the last frame with the learned scale damping only, and the
-        network is not run (docs/results_realradar_models.md).
+        network is not run (docs/results.md, "Real radar: the learned nowcast").
     lagrangian_prob_match : bool
         Give every lead of a Lagrangian forecast the value distribution of the last observed
         frame (probability matching, as S-PROG; evaluation only). Default False.
