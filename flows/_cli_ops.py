@@ -439,14 +439,26 @@ def flow_resample(
     dst: str = typer.Argument(..., help="Resampled store to write (path or s3:// URL)."),
     size: int = typer.Option(80, help="Grid side."),
     cadence: str = typer.Option("6min", help="Time grid step."),
+    fill_gaps: int | None = typer.Option(
+        None, "--fill-gaps", help="Fill gaps of at most N slots (flag `interpolated`)."
+    ),
+    interpolation: str = typer.Option(
+        "advection", "--interpolation", help="Gap filling method: linear, advection or model."
+    ),
+    fill_window: int = typer.Option(5, "--fill-window", help="Input window of the filling."),
+    run: str | None = typer.Option(None, "--run", help="Trained run for --interpolation model."),
 ) -> None:
-    """Resample a store onto a regular time grid and a coarser grid."""
+    """Resample a store onto a regular time grid and a coarser grid (gaps filled on request)."""
+    from flows._cli_resample import _gap_filler
+
+    _gap_filler(fill_gaps, interpolation, fill_window, run, dst)  # bad input: before Prefect
     from flows._prefect_env import configure
 
     configure(_local_parent(dst))
     from flows.resample import resample_flow
 
-    typer.echo(resample_flow(str(src), str(dst), size=size, cadence=cadence))
+    fill = dict(fill_gaps=fill_gaps, interpolation=interpolation, fill_window=fill_window, run=run)
+    typer.echo(resample_flow(str(src), str(dst), size=size, cadence=cadence, **fill))
 
 
 flow_app.command("train")(flow_train_command)

@@ -53,15 +53,46 @@ def register(app: typer.Typer) -> None:
                 "--motion-grid", help="Coarse grid of the motion estimate (points per side)."
             ),
         ] = None,
+        fill_gaps: Annotated[
+            int | None,
+            typer.Option(
+                "--fill-gaps",
+                help="Fill gaps of at most N slots with interpolated frames (flag "
+                "`interpolated`, never `observed`); gaps at the ends or longer stay gaps.",
+            ),
+        ] = None,
+        interpolation: Annotated[
+            str,
+            typer.Option(
+                "--interpolation",
+                help="Gap filling method: linear, advection or model (nowcast.interpolation).",
+            ),
+        ] = "advection",
+        fill_window: Annotated[
+            int,
+            typer.Option(
+                "--fill-window",
+                help="Input window of the gap filling, slots before a gap (motion, model "
+                "inputs); --fill-gaps may not exceed it.",
+            ),
+        ] = 5,
+        run: Annotated[
+            str | None,
+            typer.Option("--run", help="Trained run for --interpolation model."),
+        ] = None,
     ) -> None:
         """Resample STORE onto a regular time grid (gaps kept) at SIZE x SIZE into OUT.
 
         Writes OUT, plus OUT's gap table (<name>.gaps.csv) and report (<name>.resample.json)
         next to it, and prints the summary as one JSON line. Refuses an existing OUT unless
         --overwrite. With --motion, OUT also holds `motion` (time, component, y, x) in
-        pixels per cadence step and `motion_fallback` (pipeline.motion_store).
+        pixels per cadence step and `motion_fallback` (pipeline.motion_store). With
+        --fill-gaps N, gaps of at most N slots between two observed slots are filled by
+        --interpolation and flagged in `interpolated` (docs/interpolation.md).
         """
         from pipeline.resample import resample_store
+
+        after_write = _gap_filler(fill_gaps, interpolation, fill_window, run, out)
 
         report = resample_store(
             store,
@@ -76,5 +107,24 @@ def register(app: typer.Typer) -> None:
             motion=motion,
             motion_window=motion_window,
             motion_kwargs=None if motion_grid is None else {"grid": motion_grid},
+            after_write=after_write,
         )
         typer.echo(json.dumps(report.summary()))
+
+
+def _gap_filler(fill_gaps: int | None, interpolation: str, window: int, run: str | None, out):
+    """The ``after_write`` step of ``--fill-gaps`` (checked before any work), or None."""
+    if fill_gaps is None:
+        return None
+    from nowcast.interpolation import get_interpolator
+    from nowcast.interpolation.gapfill import check_fill
+    from nowcast.interpolation.gapfill import fill_gaps as _fill
+
+    check_fill(fill_gaps, window)  # ValueError: one line (flows._cli_errors)
+    interp = get_interpolator(interpolation, run=run)
+
+    def _after(store) -> dict:
+        return _fill(store, fill_gaps, interpolation, predictor=getattr(interp, "predictor", None),
+                     window=window, label=str(out))  # fmt: skip
+
+    return _after

@@ -52,6 +52,9 @@ class ResampleReport:
     motion : dict or None
         Summary of the per-slot motion (:func:`pipeline.motion_store.write_motion`) when
         it was computed.
+    after_write : dict or None
+        Summary of the step run on the store before the commit (``after_write`` of
+        :func:`resample_store`: the gap filling of ``--fill-gaps``), when there was one.
     """
 
     src: str
@@ -67,6 +70,7 @@ class ResampleReport:
     gaps: pd.DataFrame
     seconds: float = 0.0
     motion: dict | None = None
+    after_write: dict | None = None
 
     @property
     def observed_fraction(self) -> float:
@@ -85,22 +89,26 @@ class ResampleReport:
 
     def summary(self) -> dict:
         """Summary figures as a JSON-serialisable dict."""
-        return {
-            "src": self.src,
-            "dst": self.dst,
-            "size": self.size,
-            "cadence_minutes": self.cadence / pd.Timedelta("1min"),
-            "tolerance_seconds": self.tolerance.total_seconds(),
-            "n_slots": self.n_slots,
-            "n_observed": self.n_observed,
-            "observed_fraction": round(self.observed_fraction, 6),
-            "n_gaps": self.n_gaps,
-            "longest_gap_slots": self.longest_gap,
-            "n_snapped": len(self.snapped),
-            "n_rejected": len(self.rejected),
-            "n_collisions": len(self.collisions),
-            "seconds": round(self.seconds, 3),
-        } | ({"motion": self.motion} if self.motion is not None else {})
+        return (
+            {
+                "src": self.src,
+                "dst": self.dst,
+                "size": self.size,
+                "cadence_minutes": self.cadence / pd.Timedelta("1min"),
+                "tolerance_seconds": self.tolerance.total_seconds(),
+                "n_slots": self.n_slots,
+                "n_observed": self.n_observed,
+                "observed_fraction": round(self.observed_fraction, 6),
+                "n_gaps": self.n_gaps,
+                "longest_gap_slots": self.longest_gap,
+                "n_snapped": len(self.snapped),
+                "n_rejected": len(self.rejected),
+                "n_collisions": len(self.collisions),
+                "seconds": round(self.seconds, 3),
+            }
+            | ({"motion": self.motion} if self.motion is not None else {})
+            | ({"fill_gaps": self.after_write} if self.after_write is not None else {})
+        )
 
 
 def sidecar_paths(dst: str | os.PathLike) -> tuple[Path | str, Path | str]:
