@@ -89,26 +89,27 @@ class ResampleReport:
 
     def summary(self) -> dict:
         """Summary figures as a JSON-serialisable dict."""
-        return (
-            {
-                "src": self.src,
-                "dst": self.dst,
-                "size": self.size,
-                "cadence_minutes": self.cadence / pd.Timedelta("1min"),
-                "tolerance_seconds": self.tolerance.total_seconds(),
-                "n_slots": self.n_slots,
-                "n_observed": self.n_observed,
-                "observed_fraction": round(self.observed_fraction, 6),
-                "n_gaps": self.n_gaps,
-                "longest_gap_slots": self.longest_gap,
-                "n_snapped": len(self.snapped),
-                "n_rejected": len(self.rejected),
-                "n_collisions": len(self.collisions),
-                "seconds": round(self.seconds, 3),
-            }
-            | ({"motion": self.motion} if self.motion is not None else {})
-            | ({"fill_gaps": self.after_write} if self.after_write is not None else {})
-        )
+        return {
+            "src": self.src,
+            "dst": self.dst,
+            "size": self.size,
+            "cadence_minutes": self.cadence / pd.Timedelta("1min"),
+            "tolerance_seconds": self.tolerance.total_seconds(),
+            "n_slots": self.n_slots,
+            "n_observed": self.n_observed,
+            "observed_fraction": round(self.observed_fraction, 6),
+            "n_gaps": self.n_gaps,
+            "longest_gap_slots": self.longest_gap,
+            "n_snapped": len(self.snapped),
+            "n_rejected": len(self.rejected),
+            "n_collisions": len(self.collisions),
+            "seconds": round(self.seconds, 3),
+        } | self._extras()
+
+    def _extras(self) -> dict:
+        """The motion and gap filling summaries, when there are any."""
+        out = {} if self.motion is None else {"motion": self.motion}
+        return out | ({} if self.after_write is None else {"fill_gaps": self.after_write})
 
 
 def sidecar_paths(dst: str | os.PathLike) -> tuple[Path | str, Path | str]:
