@@ -361,6 +361,9 @@ def forecast(
             probability=probability,
             calibration=cal,
         )
+    from products.accumulation import add_accumulations
+
+    fc = add_accumulations(fc, store)  # mm in the last hour, the next hour(s)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_forecast_netcdf(fc, out)
     what = pred.name if members is None else f"{pred.name}, {members} members, seed {seed}"

@@ -46,6 +46,9 @@ TRAIN_FLAGS: dict[str, Flag] = {
     ),
     "stride": Flag(("--stride",), "Slots between consecutive sample windows."),
     "progress": Flag(("--progress/--no-progress",), "Show a progress bar."),
+    "use_interpolated": Flag(
+        ("--use-interpolated",), "Train on filled gaps too (slots flagged `interpolated`)."
+    ),
 }
 """The flag of every :class:`~nowcast.options.TrainOptions` field (both train commands)."""
 

@@ -45,6 +45,10 @@ class TrainOptions:
         Slots between consecutive windows (HKO-7 ``sequent`` mode).
     progress : bool
         Show a tqdm bar (rank 0 only).
+    use_interpolated : bool
+        Count the store's filled gaps (``interpolated`` slots, ``nowcast resample
+        --fill-gaps``) as frames of the training and validation windows; default False:
+        they are gaps, as if never filled.
     """
 
     epochs: int | None = None
@@ -63,6 +67,7 @@ class TrainOptions:
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     stride: int = 5
     progress: bool = True
+    use_interpolated: bool = False
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,9 @@ class InputWindow:
         ``(T, H, W)`` bool, True = valid pixel.
     observed : numpy.ndarray
         ``(T,)`` bool, True = a frame was found for the slot.
+    interpolated : numpy.ndarray
+        ``(T,)`` bool, True = that frame is a filled gap of a resampled store (its
+        ``interpolated`` flag), not an observation.
     """
 
     slots: pd.DatetimeIndex
@@ -65,6 +68,7 @@ class InputWindow:
     dbz: np.ndarray
     mask: np.ndarray
     observed: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    interpolated: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
 
 def check_window(observed: Sequence[bool], max_consecutive_missing: int = 2) -> str | None:
@@ -119,6 +123,8 @@ def _match_slots(store: xr.Dataset, slots: pd.DatetimeIndex, tolerance: pd.Timed
         sel = idx >= 0
         if sel.any():
             ok[sel] = np.asarray(store["observed"].values)[idx[sel]]
+            if "interpolated" in store:  # filled gaps serve as input frames (flagged)
+                ok[sel] |= np.asarray(store["interpolated"].values, bool)[idx[sel]]
         idx = np.where(ok, idx, -1)
     return idx
 
@@ -159,7 +165,12 @@ def load_window(
     mask &= np.isfinite(dbz)
     times_all = pd.DatetimeIndex(ds["time"].values) if found.any() else None
     times = [times_all[i] if i >= 0 else None for i in idx]
-    return InputWindow(slots=slots, times=times, dbz=dbz, mask=mask, observed=found)
+    filled = np.zeros(len(slots), bool)
+    if "interpolated" in ds and found.any():
+        filled[found] = np.asarray(ds["interpolated"].values, bool)[idx[found]]
+    return InputWindow(
+        slots=slots, times=times, dbz=dbz, mask=mask, observed=found, interpolated=filled
+    )
 
 
 def _read_frames(ds: xr.Dataset, take: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -124,6 +124,8 @@ def _make_datasets(
         "seed": int(options.seed),
         "fractions": tuple(options.split_fractions),
     }
+    if getattr(options, "use_interpolated", False):
+        kwargs["use_interpolated"] = True
     train_ds = RadarSequenceDataset(data, split=options.train_split, **kwargs)
     val_ds = RadarSequenceDataset(data, split=options.val_split, **kwargs)
     return train_ds, val_ds
