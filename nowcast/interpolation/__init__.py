@@ -13,6 +13,7 @@ docs/interpolation.md describes the methods and their measured skill.
 """
 
 from nowcast.interpolation.accumulation import ACCUMULATION_METHODS, accumulate
+from nowcast.interpolation.gapfill import fill_gaps
 from nowcast.interpolation.methods import (
     INTERPOLATOR_NAMES,
     AdvectionInterpolator,
@@ -30,5 +31,6 @@ __all__ = [
     "ModelInterpolator",
     "accumulate",
     "estimate_motion",
+    "fill_gaps",
     "get_interpolator",
 ]

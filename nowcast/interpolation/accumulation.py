@@ -125,13 +125,16 @@ def accumulate(
             if n < 2:
                 continue
             s = np.arange(1, n) / n
-            vt = torch.from_numpy(np.ascontiguousarray(vk))[None]
-            d_fwd = trajectory(vt, torch.tensor(s * span, dtype=torch.float32))
-            d_bwd = trajectory(-vt, torch.tensor((1 - s)[::-1] * span, dtype=torch.float32))
             f0 = r[idx].sum(axis=0)
             f1 = r[[k + 1 for k in idx]].sum(axis=0)
-            fwd = _warp_sum(f0, d_fwd)
-            bwd = _warp_sum(f1, d_bwd)[::-1]
+            if not vk.any():  # at rest: the warps are the identity (exactly the cross-fade)
+                fwd, bwd = f0[None], f1[None]
+            else:
+                vt = torch.from_numpy(np.ascontiguousarray(vk))[None]
+                d_fwd = trajectory(vt, torch.tensor(s * span, dtype=torch.float32))
+                d_bwd = trajectory(-vt, torch.tensor((1 - s)[::-1] * span, dtype=torch.float32))
+                fwd = _warp_sum(f0, d_fwd)
+                bwd = _warp_sum(f1, d_bwd)[::-1]
             w = s.astype(np.float32)[:, None, None]
             dt_h = float(hours[idx[0]]) / n
             total += dt_h * ((1 - w) * fwd + w * bwd).sum(axis=0, dtype=np.float64)
