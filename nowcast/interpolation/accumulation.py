@@ -18,7 +18,11 @@ With one motion field for all intervals (the usual case: a forecast's motion, or
 estimate for the hour) the warps are linear in the field, so the frames of every interval
 of the same length are summed first and each sub-step is two warps of the sums: an hour of
 6-min frames at 1-min sub-steps is 10 warps whatever the frame count (benchmarks/).
-With a motion field per interval each interval is warped on its own.
+With a motion field per interval each interval is warped on its own. The trajectories
+(backward displacements along the motion) are integrated on a grid of about
+:data:`TRAJECTORY_PIXELS` points per side and resampled to the frames' grid: motion fields
+are smooth, a uniform motion is kept exactly, and the hour's accumulation at 480 x 480 then
+costs about half of what a full-resolution integration does.
 
 Pixels where any frame is NaN (outside the radar's coverage) are NaN in the result.
 """
@@ -28,11 +32,31 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from nowcast.advection import sample, trajectory
+from nowcast.advection import resize_motion, sample, trajectory
 
 __all__ = ["ACCUMULATION_METHODS", "accumulate"]
 
 ACCUMULATION_METHODS: tuple[str, ...] = ("advection", "sum")
+
+
+TRAJECTORY_PIXELS = 120
+"""Trajectories are integrated on a grid of about this many points per side (module docstring)."""
+
+
+def _displacements(motion: torch.Tensor, steps: np.ndarray) -> torch.Tensor:
+    """Backward displacements ``(1, S, 2, H, W)`` of ``motion (1, 2, H, W)`` after *steps*.
+
+    Integrated by :func:`nowcast.advection.trajectory` on a grid coarser by
+    ``ceil(max(H, W) / TRAJECTORY_PIXELS)`` and bilinearly resampled back (motion fields are
+    smooth; a uniform motion stays exact).
+    """
+    h, w = motion.shape[-2:]
+    f = max(1, int(np.ceil(max(h, w) / TRAJECTORY_PIXELS)))
+    st = torch.tensor(np.ascontiguousarray(steps), dtype=torch.float32)
+    if f == 1:
+        return trajectory(motion, st)
+    small = resize_motion(motion, (max(1, h // f), max(1, w // f)))
+    return resize_motion(trajectory(small, st), (h, w))
 
 
 def _warp_sum(fields: np.ndarray, disp: torch.Tensor) -> np.ndarray:
@@ -131,8 +155,8 @@ def accumulate(
                 fwd, bwd = f0[None], f1[None]
             else:
                 vt = torch.from_numpy(np.ascontiguousarray(vk))[None]
-                d_fwd = trajectory(vt, torch.tensor(s * span, dtype=torch.float32))
-                d_bwd = trajectory(-vt, torch.tensor((1 - s)[::-1] * span, dtype=torch.float32))
+                d_fwd = _displacements(vt, s * span)
+                d_bwd = _displacements(-vt, (1 - s)[::-1] * span)
                 fwd = _warp_sum(f0, d_fwd)
                 bwd = _warp_sum(f1, d_bwd)[::-1]
             w = s.astype(np.float32)[:, None, None]
