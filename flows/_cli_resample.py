@@ -9,7 +9,8 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add the ``resample`` subcommand to *app*."""
+    """Add the ``resample`` and ``evaluate-interpolation`` subcommands to *app*."""
+    _evaluate_interpolation_command(app)
 
     @app.command("resample")
     def resample(
@@ -110,6 +111,61 @@ def register(app: typer.Typer) -> None:
             after_write=after_write,
         )
         typer.echo(json.dumps(report.summary()))
+
+
+def _evaluate_interpolation_command(app: typer.Typer) -> None:
+    @app.command("evaluate-interpolation")
+    def evaluate_interpolation(
+        store: Annotated[str, typer.Argument(help="Resampled store (nowcast resample).")],
+        methods: Annotated[
+            str, typer.Option("--methods", help="Comma-separated: linear, advection, model.")
+        ] = "linear,advection",
+        gaps: Annotated[
+            str, typer.Option("--gaps", help="Hidden run lengths in slots, e.g. 1,2,3,4,5.")
+        ] = "1,2,3,4,5",
+        run: Annotated[
+            str | None, typer.Option("--run", help="Trained run for the model method.")
+        ] = None,
+        max_cases: Annotated[
+            int, typer.Option("--max-cases", help="Cases per gap length at most.")
+        ] = 40,
+        window: Annotated[
+            int, typer.Option("--window", help="Observed slots needed before a case.")
+        ] = 5,
+        out: Annotated[
+            str | None, typer.Option("--out", help="Also write the table as CSV here.")
+        ] = None,
+    ) -> None:
+        """Hide observed frames of STORE, reconstruct them with each method and score them.
+
+        CSI per threshold, B-MSE and FSS against the hidden truth per method and gap length
+        (nowcast.interpolation.skill, docs/interpolation.md); prints a Markdown table.
+        """
+        from pathlib import Path
+
+        from nowcast.interpolation import get_interpolator
+        from nowcast.interpolation.skill import evaluate_interpolation as _evaluate
+        from nowcast.interpolation.skill import skill_markdown
+
+        names = [m.strip() for m in methods.split(",") if m.strip()]
+        try:
+            lengths = [int(g) for g in gaps.split(",") if g.strip()]
+        except ValueError:
+            raise ValueError(f"--gaps must be comma-separated whole slots, got {gaps!r}") from None
+        if not lengths or min(lengths) < 1:
+            raise ValueError(f"--gaps must be whole slots >= 1, got {gaps!r}")
+        predictor = None
+        for name in names:  # unknown name or model without a run: one line, before any work
+            interp = get_interpolator(name, run=run)
+            predictor = getattr(interp, "predictor", predictor)
+        if not Path(store).exists() and "://" not in store:
+            raise ValueError(f"store {store} does not exist")
+        table = _evaluate(
+            store, names, lengths, predictor=predictor, window=window, max_cases=max_cases
+        )
+        if out:
+            table.to_csv(out, index=False)
+        typer.echo(skill_markdown(table))
 
 
 def _gap_filler(fill_gaps: int | None, interpolation: str, window: int, run: str | None, out):

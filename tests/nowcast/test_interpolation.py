@@ -122,3 +122,34 @@ def test_registry_errors():
         get_interpolator("model")
     with pytest.raises(ValueError, match="fractions must be in"):
         get_interpolator("linear")(np.zeros((2, 2)), np.zeros((2, 2)), [1.0])
+
+
+def _moving_store(n=16, size=64, step=3):
+    import pandas as pd
+
+    from pipeline.schema import resampled_dataset
+
+    times = pd.date_range("2015-06-01 12:00", periods=n, freq="6min")
+    rng = np.random.default_rng(1)
+    tex = rng.uniform(30, 50, (12, 12)).astype(np.float32)
+    refl = np.full((n, size, size), -10.0, np.float32)
+    for k in range(n):
+        refl[k, 20:32, 2 + step * k : 14 + step * k] = tex
+    return resampled_dataset(times, refl)
+
+
+def test_skill_advection_beats_linear_on_a_translating_cell():
+    from nowcast.interpolation.skill import evaluate_interpolation, fss, skill_markdown
+
+    table = evaluate_interpolation(_moving_store(), gap_lengths=(1, 3), max_cases=3)
+    assert table["cases"].tolist() == [3, 3, 3, 3]
+    for gap in (1, 3):
+        lin = table[(table.method == "linear") & (table.gap == gap)].iloc[0]
+        adv = table[(table.method == "advection") & (table.gap == gap)].iloc[0]
+        assert adv["CSI_10"] > lin["CSI_10"]
+        assert adv["B-MSE"] < lin["B-MSE"]
+    assert "| advection | 3 | 3 |" in skill_markdown(table)
+    f = np.zeros((1, 10, 10))
+    f[0, 2:5, 2:5] = 3.0
+    assert fss(f, f, 1.0, 3) == 1.0
+    assert fss(f, np.zeros_like(f), 1.0, 3) == 0.0
