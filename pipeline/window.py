@@ -112,7 +112,9 @@ def as_dataset(store: xr.Dataset | str | Path) -> xr.Dataset:
     return open_store(store)
 
 
-def _match_slots(store: xr.Dataset, slots: pd.DatetimeIndex, tolerance: pd.Timedelta) -> np.ndarray:
+def _match_slots(
+    store: xr.Dataset, slots: pd.DatetimeIndex, tolerance: pd.Timedelta, filled: bool = True
+) -> np.ndarray:
     """Index into ``store.time`` for each slot (nearest within tolerance, observed), -1 if none."""
     times = pd.DatetimeIndex(store["time"].values)
     if len(times) == 0:
@@ -123,7 +125,7 @@ def _match_slots(store: xr.Dataset, slots: pd.DatetimeIndex, tolerance: pd.Timed
         sel = idx >= 0
         if sel.any():
             ok[sel] = np.asarray(store["observed"].values)[idx[sel]]
-            if "interpolated" in store:  # filled gaps serve as input frames (flagged)
+            if filled and "interpolated" in store:  # filled gaps serve as inputs (flagged)
                 ok[sel] |= np.asarray(store["interpolated"].values, bool)[idx[sel]]
         idx = np.where(ok, idx, -1)
     return idx
@@ -133,6 +135,7 @@ def load_window(
     store: xr.Dataset | str | Path,
     slots: Sequence[pd.Timestamp] | pd.DatetimeIndex,
     tolerance: str | pd.Timedelta = "2min",
+    use_interpolated: bool = True,
 ) -> InputWindow:
     """Read the frames of *slots* from a store (store or resampled schema, docs/contracts.md).
 
@@ -144,6 +147,9 @@ def load_window(
         ``(T,)`` nominal frame times.
     tolerance : str or Timedelta
         A store frame at most this far from a slot fills it (nearest one wins).
+    use_interpolated : bool
+        Take a resampled store's filled gaps (``interpolated`` slots) as frames, flagged in
+        ``InputWindow.interpolated`` (forecast inputs); False: they are missing.
 
     Returns
     -------
@@ -152,7 +158,7 @@ def load_window(
     """
     ds = as_dataset(store)
     slots = pd.DatetimeIndex(slots)
-    idx = _match_slots(ds, slots, pd.Timedelta(tolerance))
+    idx = _match_slots(ds, slots, pd.Timedelta(tolerance), use_interpolated)
     ny, nx = ds.sizes["y"], ds.sizes["x"]
     found = idx >= 0
     if found.all():
@@ -241,7 +247,9 @@ def observations_dataset(
         Radar store (store or resampled schema, docs/contracts.md).
     times : sequence of timestamps
         ``(T,)`` nominal times; each is filled by the nearest store frame within
-        *tolerance*, or left unobserved.
+        *tolerance*, or left unobserved (a filled gap of a resampled store, its
+        ``interpolated`` slots, is unobserved here: products and scores show and score
+        observations only).
     size : int, optional
         Grid side (downsized like the forecasts); ``None`` = the store's grid.
 
@@ -254,7 +262,7 @@ def observations_dataset(
         ``observations_ds`` of ``products.site.publish_run`` / ``products.verify.verify_forecast``.
     """
     ds = as_dataset(store)
-    win = load_window(ds, times, tolerance)
+    win = load_window(ds, times, tolerance, use_interpolated=False)  # never filled gaps
     dbz, mask = (win.dbz, win.mask) if size is None else downsize_window(win.dbz, win.mask, size)
     dbz = np.where(mask, dbz, np.nan).astype(np.float32)
     grid = coarse_coords(ds, size)

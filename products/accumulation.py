@@ -11,8 +11,9 @@ one ``(y, x)`` variable per window, CF-1.10 ``lwe_thickness_of_precipitation_amo
     it) and the forecast rates;
 ``precipitation_amount_last_<W>min``
     observed rain over the ``W`` minutes up to the issue time (default 60), from the
-    store's frames on the forecast grid (filled gaps count; a window whose first or last
-    frame is missing is left out, inner missing frames are bridged).
+    store's observed frames on the forecast grid (a window whose first or last frame is
+    missing is left out; inner missing frames, filled gaps included, are bridged by the
+    advection correction across the longer interval).
 
 Both are advection-corrected (:func:`nowcast.interpolation.accumulate`, sub-steps of at most
 1 minute): the forecast with its own motion field (``motion``, when the predictor is
@@ -41,8 +42,10 @@ __all__ = [
     "DEFAULT_OBSERVED_WINDOWS",
     "accumulation_variables",
     "add_accumulations",
+    "amount_colormap",
     "forecast_accumulation",
     "observed_accumulation",
+    "write_accumulation_maps",
 ]
 
 AMOUNT_STANDARD_NAME = "lwe_thickness_of_precipitation_amount"
@@ -53,6 +56,115 @@ AMOUNT_LEVELS_MM: tuple[float, ...] = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0
 AMOUNT_THRESHOLDS_MM: tuple[float, ...] = (1.0, 5.0, 10.0, 20.0)
 """Thresholds of the accumulation CSI in the rolling verification, mm in the window."""
 SUBSTEP_MINUTES = 1.0
+
+_AMOUNT_COLORS: tuple[str, ...] = (
+    "#d4ecf7",  # 0.1 - 0.5 mm
+    "#9ccbe8",  # 0.5 - 1
+    "#5aa2d6",  # 1 - 2
+    "#2a6fbf",  # 2 - 5
+    "#3aa655",  # 5 - 10
+    "#c9d62f",  # 10 - 20
+    "#f29b26",  # 20 - 30
+    "#d7301f",  # 30 - 50
+)
+_AMOUNT_OVER = "#7a0177"  # > 50 mm
+
+
+def amount_colormap():
+    """Discrete colour map and norm of rain amounts in mm (:data:`AMOUNT_LEVELS_MM`).
+
+    Returns
+    -------
+    cmap : matplotlib.colors.ListedColormap
+        One colour per class between consecutive levels (light blue to red), a purple
+        "over" colour above 50 mm, transparent "under"/"bad".
+    norm : matplotlib.colors.BoundaryNorm
+    """
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+
+    cmap = ListedColormap(list(_AMOUNT_COLORS), name="rain_amount_mm")
+    cmap = cmap.with_extremes(over=_AMOUNT_OVER, under=(0, 0, 0, 0), bad=(0, 0, 0, 0))
+    return cmap, BoundaryNorm(list(AMOUNT_LEVELS_MM), ncolors=len(_AMOUNT_COLORS), clip=False)
+
+
+def layer_label(da: xr.DataArray) -> str:
+    """Dashboard label of an accumulation, e.g. ``Rain next 60 min (mm)``."""
+    kind = "next" if str(da.attrs.get("long_name", "")).startswith("forecast") else "last"
+    return f"Rain {kind} {int(da.attrs['window_minutes'])} min (mm)"
+
+
+def write_accumulation_maps(
+    forecast_ds: xr.Dataset,
+    out,
+    *,
+    map_size_px: tuple[int, int],
+    coastline_resolution: str,
+    hook=lambda stage: None,
+) -> tuple[list[str], list[dict]]:
+    """One rain-amount PNG per accumulation variable under ``out / "maps"``.
+
+    Parameters
+    ----------
+    forecast_ds : xarray.Dataset
+        Forecast with accumulation variables (:func:`add_accumulations`).
+    out : pathlib.Path
+        Run directory being built (``maps/`` exists).
+    map_size_px, coastline_resolution
+        As for the rain-rate maps (:class:`products.maps.MapRenderer`, ``scale="amount"``).
+    hook : callable
+        Called with ``"file:<name>"`` after each file.
+
+    Returns
+    -------
+    files : list of str
+        ``maps/acc_<variable suffix>.png`` names relative to *out*.
+    layers : list of dict
+        One per accumulation: ``id`` (the variable name), ``label``, ``kind =
+        "accumulation"``, ``window_start``, ``window_end``, ``frames`` (one, the map).
+    """
+    from products.maps import MapGrid, MapRenderer
+
+    names = accumulation_variables(forecast_ds)
+    if not names:
+        return [], []
+    files, layers = [], []
+    grid = MapGrid.from_dataset(forecast_ds)
+    with MapRenderer(
+        grid, size_px=map_size_px, resolution=coastline_resolution, scale="amount"
+    ) as renderer:
+        for name in names:
+            da = forecast_ds[name]
+            image = f"maps/acc_{name.removeprefix('precipitation_amount_')}.png"
+            title = (
+                f"{layer_label(da)}  {da.attrs['window_start'][:16].replace('T', ' ')} to "
+                f"{da.attrs['window_end'][11:16]} UTC"
+            )
+            renderer.render(np.asarray(da.values, np.float64), out / image, title=title)
+            files.append(image)
+            hook(f"file:{image}")
+            lead = int(
+                round(
+                    (pd.Timestamp(da.attrs["window_end"][:19]) - _issue(forecast_ds))
+                    / pd.Timedelta("1min")
+                )
+            )
+            layers.append(
+                {
+                    "id": name,
+                    "label": layer_label(da),
+                    "kind": "accumulation",
+                    "window_start": da.attrs["window_start"],
+                    "window_end": da.attrs["window_end"],
+                    "frames": [
+                        {"lead_time": lead, "valid_time": da.attrs["window_end"], "image": image}
+                    ],
+                }
+            )
+    return files, layers
+
+
+def _issue(ds: xr.Dataset) -> pd.Timestamp:
+    return pd.Timestamp(ds["issue_time"].values)
 
 
 def accumulation_variables(ds: xr.Dataset) -> list[str]:
