@@ -304,8 +304,18 @@ def forecast(
         "or fraction (k / N).",
     ),
     calibration: Calibration = None,
+    accumulations: str = typer.Option(
+        "60,120",
+        "--accumulations",
+        help="Forecast rain-amount windows in minutes (e.g. 30,60,180; those the leads reach), "
+        "or none.",
+    ),
 ) -> None:
     """Make one forecast (no Prefect) and write it as CF NetCDF.
+
+    The file also holds rain accumulations (mm, CF lwe_thickness_of_precipitation_amount):
+    observed over the last 60 min and forecast over each --accumulations window
+    (products.accumulation, advection-corrected).
 
     With --members N: an N-member ensemble (docs/ensembles.md, "Products"); the file then
     holds the ensemble mean, exceedance probabilities per threshold and lead, and the
@@ -314,6 +324,7 @@ def forecast(
     _check_one_predictor(run, baseline)
     issue_time = _parse_time("--issue-time", issue_time)
     lead_minutes = _parse_leads(leads)
+    windows = _parse_windows(accumulations)
     pcts = _check_ensemble_flags(members, percentiles, keep_members)
     from nowcast.probability import METHODS
 
@@ -363,11 +374,26 @@ def forecast(
         )
     from products.accumulation import add_accumulations
 
-    fc = add_accumulations(fc, store)  # mm in the last hour, the next hour(s)
+    fc = add_accumulations(fc, store, windows=windows)  # mm in the last hour, the next ones
     out.parent.mkdir(parents=True, exist_ok=True)
     write_forecast_netcdf(fc, out)
     what = pred.name if members is None else f"{pred.name}, {members} members, seed {seed}"
     typer.echo(f"forecast issued {issue} by {what} -> {out}")
+
+
+def _parse_windows(text: str) -> tuple[int, ...]:
+    """``--accumulations``: positive whole minutes, comma-separated, or ``none``."""
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise ValueError(
+            f"--accumulations must be comma-separated whole minutes >= 1 (or none), got {text!r}"
+        )
+    return values
 
 
 def publish(
