@@ -166,3 +166,30 @@ def test_archive_keeps_the_accumulations_it_started_with(product, tmp_path):
             fz["precipitation_amount_next_60min"].values[0],
             product["precipitation_amount_next_60min"].values,
         )
+
+
+def test_forecast_cycle_publishes_accumulation_maps(tmp_path):
+    """What `make demo` runs per issue time: the cycle's run has rain-amount maps and layers."""
+    from products.cycle import ForecastSettings, forecast_cycle
+    from tests.products.test_cycle import _small_store
+
+    store = _small_store(tmp_path / "s.zarr", n=11)
+    site = tmp_path / "site"
+    leads = tuple(range(6, 61, 6))
+    s = ForecastSettings(
+        str(store), str(site), baseline="persistence", lead_minutes=leads, n_obs_frames=1,
+        coastline_resolution="110m",
+    )  # fmt: skip
+    assert forecast_cycle(s).status == "ok"
+    run = site / "runs" / "20150601T1300Z"
+    assert sorted(p.name for p in (run / "maps").glob("acc_*")) == [
+        "acc_last_60min.png",
+        "acc_next_60min.png",
+    ]
+    manifest = json.loads((run / "run.json").read_text())
+    assert [la["id"] for la in manifest["accumulations"]] == [
+        "precipitation_amount_last_60min",
+        "precipitation_amount_next_60min",
+    ]
+    with xr.open_dataset(run / "forecast.nc") as ds:
+        assert ds["precipitation_amount_next_60min"].attrs["cell_methods"] == "time: sum"
