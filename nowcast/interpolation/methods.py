@@ -32,8 +32,9 @@ Methods (:data:`INTERPOLATOR_NAMES`):
     blended by time with ``after`` advected backward, so the frame after the gap is used as
     in ``advection``. It needs a run: ``get_interpolator("model")`` without one is refused.
 
-The advection is :func:`nowcast.advection.advect` (semi-Lagrangian, bilinear, 0 outside the
-frame).
+The advection is the semi-Lagrangian scheme of :mod:`nowcast.advection` (trajectories along
+the motion, 0 outside the frame), sampled bicubically (clipped at 0) so that a warp by a
+fraction of a pixel does not blur the field.
 """
 
 from __future__ import annotations
@@ -101,13 +102,17 @@ def estimate_motion(
 
 
 def _warp(frame: np.ndarray, motion: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """``frame (H, W)`` advected by ``motion (2, H, W)`` to each of ``steps (K,)``: (K, H, W)."""
+    """``frame (H, W)`` advected by ``motion (2, H, W)`` to each of ``steps (K,)``: (K, H, W).
+
+    Bicubic, clipped at 0: a bilinear warp by a fraction of a pixel averages neighbours and
+    blunts the peaks of a speckled field (the FMI event of docs/interpolation.md).
+    """
     f = torch.from_numpy(np.ascontiguousarray(frame, dtype=np.float32))[None, None]
     v = torch.from_numpy(np.ascontiguousarray(motion, dtype=np.float32))[None]
     order = np.argsort(steps, kind="stable")
     with torch.no_grad():
         disp = trajectory(v, torch.tensor(steps[order], dtype=torch.float32))
-        out = sample(f, disp)[0, :, 0].numpy()
+        out = sample(f, disp, mode="bicubic")[0, :, 0].clamp(min=0.0).numpy()
     res = np.empty_like(out)
     res[order] = out
     return res
