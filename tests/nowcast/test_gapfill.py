@@ -148,3 +148,14 @@ def test_advection_fill_on_the_store_reopens_identically(filled, tmp_path):
     xr.testing.assert_identical(ds, again)
     with pytest.raises(ValueError, match="already has 'interpolated'"):
         fill_gaps(out, 2, "advection")
+
+
+def test_flow_resample_takes_the_same_fill_options(filled, tmp_path):
+    args = ["flow", "resample", filled["src"], tmp_path / "x.zarr", "--fill-gaps", 6]
+    res = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "300"})
+    assert res.exit_code == 2, res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert lines == [
+        "error: --fill-gaps 6 is larger than the input window (5 slots); fill at most 5 slots "
+        "or widen the window (--fill-window)"
+    ]
