@@ -7,9 +7,10 @@ equal sub-steps. The rate at a sub-step is
 
 ``method="advection"`` (advection correction)
     frame ``k`` advected forward along the motion by the sub-step's share ``s`` of the
-    interval and frame ``k + 1`` advected backward by ``1 - s``, blended by time
-    (:class:`~nowcast.interpolation.methods.AdvectionInterpolator`), so a moving cell
-    paints a continuous swath;
+    interval and frame ``k + 1`` advected backward by ``1 - s``, blended by time (as
+    :class:`~nowcast.interpolation.methods.AdvectionInterpolator`, but sampled bilinearly:
+    amounts are sums, bilinear weights are positive and keep the total, and the frames of
+    many intervals can be warped at once), so a moving cell paints a continuous swath;
 ``method="sum"``
     no sub-steps: the frames alone, each standing for its share of time. A cell moving
     farther than its size between frames leaves the well-known stripes.

@@ -193,3 +193,30 @@ def test_forecast_cycle_publishes_accumulation_maps(tmp_path):
     ]
     with xr.open_dataset(run / "forecast.nc") as ds:
         assert ds["precipitation_amount_next_60min"].attrs["cell_methods"] == "time: sum"
+
+
+def test_rolling_accumulation_csi_is_the_mean_of_the_verified_forecasts():
+    from products.verify import rolling_accumulations
+
+    def entry(csi):
+        return {
+            "accumulations": {
+                "precipitation_amount_next_60min": {
+                    "window_minutes": 60,
+                    "thresholds_mm": [1.0, 5.0, 10.0, 20.0],
+                    "csi": csi,
+                }
+            }
+        }
+
+    roll = rolling_accumulations([entry([0.5, 0.4, None, None]), entry([0.7, None, 0.2, None])])
+    assert roll == {
+        "rolling_accumulations": {
+            "precipitation_amount_next_60min": {
+                "n_forecasts": 2,
+                "thresholds_mm": [1.0, 5.0, 10.0, 20.0],
+                "csi_mean": [0.6, 0.4, 0.2, None],
+            }
+        }
+    }
+    assert rolling_accumulations([{"csi": [[0.1]]}]) == {}
