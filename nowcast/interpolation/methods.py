@@ -219,6 +219,13 @@ class ModelInterpolator:
         t = int(p.in_frames)
         cad = float(p.cadence_minutes)
         hist = np.where(np.isfinite(history), history, 0).astype(np.float32)[-t:]
+        size = getattr(p, "image_size", None)
+        if size is not None and tuple(hist.shape[-2:]) != (int(size), int(size)):
+            raise ValueError(
+                f"interpolation 'model': the run takes {size} x {size} frames, the store has "
+                f"{hist.shape[-2]} x {hist.shape[-1]}; resample the store to {size} or use "
+                "another method"
+            )
         mask = (
             np.ones(hist.shape, np.float32)
             if history_mask is None

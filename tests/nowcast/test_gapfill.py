@@ -159,3 +159,13 @@ def test_flow_resample_takes_the_same_fill_options(filled, tmp_path):
         "error: --fill-gaps 6 is larger than the input window (5 slots); fill at most 5 slots "
         "or widen the window (--fill-window)"
     ]
+
+
+def test_schema_refuses_a_slot_both_observed_and_interpolated():
+    from pipeline.schema import resampled_dataset
+
+    times = pd.date_range("2015-06-01", periods=3, freq="6min")
+    ds = resampled_dataset(times, np.zeros((3, 4, 4), np.float32))
+    ds["interpolated"] = ("time", np.array([False, True, False]))
+    with pytest.raises(ValueError, match="1 slots are both observed and interpolated"):
+        validate_resampled(ds)
