@@ -47,8 +47,8 @@ class TrainOptions:
         Show a tqdm bar (rank 0 only).
     use_interpolated : bool
         Count the store's filled gaps (``interpolated`` slots, ``nowcast resample
-        --fill-gaps``) as frames of the training and validation windows; default False:
-        they are gaps, as if never filled.
+        --fill-gaps``) as frames of the training windows; default False: they are gaps, as
+        if never filled. Validation never uses them.
     """
 
     epochs: int | None = None

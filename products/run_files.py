@@ -156,6 +156,8 @@ def build_run(
     }
     if acc_layers:  # the dashboard's rain-amount layers
         manifest["accumulations"] = acc_layers
+    if forecast_ds.attrs.get("interpolated_inputs"):  # issued from filled gaps: say so
+        manifest["interpolated_inputs"] = str(forecast_ds.attrs["interpolated_inputs"])
     if layers is not None:
         manifest["layers"] = [_DETERMINISTIC_LAYER, *layers]
         manifest["ensemble"] = {

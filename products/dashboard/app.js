@@ -150,6 +150,7 @@
     var grid = m.grid ? " \u00b7 " + m.grid.x + " \u00d7 " + m.grid.y + " px" +
       (m.grid.pixel_km ? " (" + m.grid.pixel_km.toFixed(2) + " km)" : "") : "";
     var ens = m.ensemble ? " \u00b7 " + m.ensemble.members + " members" : "";
+    if (m.interpolated_inputs) { ens += " \u00b7 from interpolated frames " + m.interpolated_inputs; }
     text(info, "issued " + fmtTime(m.issue_time) + " \u00b7 model " + m.model + ens + grid +
       " \u00b7 " + state.frames.length + " frames");
     $("slider").max = String(Math.max(0, state.frames.length - 1));

@@ -129,6 +129,8 @@ def test_netcdf_is_cf_and_reopens_identically(product, tmp_path):
 def test_maps_and_dashboard_layers(product, tmp_path):
     from products.site import publish_run
 
+    product = product.copy()
+    product.attrs["interpolated_inputs"] = "2026-06-01T11:54"
     publish_run(
         product,
         build_observations(ISSUE, n=2),
@@ -150,6 +152,7 @@ def test_maps_and_dashboard_layers(product, tmp_path):
         assert (run / la["frames"][0]["image"]).is_file()
     assert "maps/acc_next_60min.png" in (tmp_path / "data.js").read_text()
     assert "layers" not in manifest  # a deterministic run keeps its rate frames as they were
+    assert manifest["interpolated_inputs"] == "2026-06-01T11:54"  # issued from a filled gap
 
 
 def test_archive_keeps_the_accumulations_it_started_with(product, tmp_path):
