@@ -304,8 +304,18 @@ def forecast(
         "or fraction (k / N).",
     ),
     calibration: Calibration = None,
+    accumulations: str = typer.Option(
+        "60,120",
+        "--accumulations",
+        help="Forecast rain-amount windows in minutes (e.g. 30,60,180; those the leads reach), "
+        "or none.",
+    ),
 ) -> None:
     """Make one forecast (no Prefect) and write it as CF NetCDF.
+
+    The file also holds rain accumulations (mm, CF lwe_thickness_of_precipitation_amount):
+    observed over the last 60 min and forecast over each --accumulations window
+    (products.accumulation, advection-corrected).
 
     With --members N: an N-member ensemble (docs/ensembles.md, "Products"); the file then
     holds the ensemble mean, exceedance probabilities per threshold and lead, and the
@@ -314,6 +324,7 @@ def forecast(
     _check_one_predictor(run, baseline)
     issue_time = _parse_time("--issue-time", issue_time)
     lead_minutes = _parse_leads(leads)
+    windows = _parse_windows(accumulations)
     pcts = _check_ensemble_flags(members, percentiles, keep_members)
     from nowcast.probability import METHODS
 
@@ -361,10 +372,28 @@ def forecast(
             probability=probability,
             calibration=cal,
         )
+    from products.accumulation import add_accumulations
+
+    fc = add_accumulations(fc, store, windows=windows)  # mm in the last hour, the next ones
     out.parent.mkdir(parents=True, exist_ok=True)
     write_forecast_netcdf(fc, out)
     what = pred.name if members is None else f"{pred.name}, {members} members, seed {seed}"
     typer.echo(f"forecast issued {issue} by {what} -> {out}")
+
+
+def _parse_windows(text: str) -> tuple[int, ...]:
+    """``--accumulations``: positive whole minutes, comma-separated, or ``none``."""
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise ValueError(
+            f"--accumulations must be comma-separated whole minutes >= 1 (or none), got {text!r}"
+        )
+    return values
 
 
 def publish(
@@ -439,14 +468,26 @@ def flow_resample(
     dst: str = typer.Argument(..., help="Resampled store to write (path or s3:// URL)."),
     size: int = typer.Option(80, help="Grid side."),
     cadence: str = typer.Option("6min", help="Time grid step."),
+    fill_gaps: int | None = typer.Option(
+        None, "--fill-gaps", help="Fill gaps of at most N slots (flag `interpolated`)."
+    ),
+    interpolation: str = typer.Option(
+        "advection", "--interpolation", help="Gap filling method: linear, advection or model."
+    ),
+    fill_window: int = typer.Option(5, "--fill-window", help="Input window of the filling."),
+    run: str | None = typer.Option(None, "--run", help="Trained run for --interpolation model."),
 ) -> None:
-    """Resample a store onto a regular time grid and a coarser grid."""
+    """Resample a store onto a regular time grid and a coarser grid (gaps filled on request)."""
+    from flows._cli_resample import _gap_filler
+
+    _gap_filler(fill_gaps, interpolation, fill_window, run, dst)  # bad input: before Prefect
     from flows._prefect_env import configure
 
     configure(_local_parent(dst))
     from flows.resample import resample_flow
 
-    typer.echo(resample_flow(str(src), str(dst), size=size, cadence=cadence))
+    fill = dict(fill_gaps=fill_gaps, interpolation=interpolation, fill_window=fill_window, run=run)
+    typer.echo(resample_flow(str(src), str(dst), size=size, cadence=cadence, **fill))
 
 
 flow_app.command("train")(flow_train_command)

@@ -58,6 +58,9 @@ TRAIN_FLAGS: dict[str, Flag] = {
         ("--allow-other-grid",),
         "Accept stores (or an --init run) of different pixel sizes (recorded in the run).",
     ),
+    "use_interpolated": Flag(
+        ("--use-interpolated",), "Train on filled gaps too (slots flagged `interpolated`)."
+    ),
 }
 """The flag of every :class:`~nowcast.options.TrainOptions` field (both train commands)."""
 

@@ -1,6 +1,8 @@
 """Prefect flow: resample the ingest store onto a regular time grid and a coarser grid.
 
-Thin over :func:`pipeline.resample.resample_store` (one compute task, no retries).
+Thin over :func:`pipeline.resample.resample_store` (one compute task, no retries); with
+``fill_gaps`` the short gaps are filled (:func:`nowcast.interpolation.fill_gaps`) in the
+same commit, as ``nowcast resample --fill-gaps``.
 """
 
 from __future__ import annotations
@@ -19,11 +21,17 @@ def resample_task(
     tolerance: str = "2min",
     motion: str | None = None,
     motion_window: int = 4,
+    fill_gaps: int | None = None,
+    interpolation: str = "advection",
+    fill_window: int = 5,
+    run: str | None = None,
 ) -> dict:
     """Resample *src* (store schema) into *dst* (resampled schema, docs/contracts.md); returns the report summary.
 
-    ``motion`` (e.g. ``"lk"``) also stores per-slot motion fields (:mod:`pipeline.motion_store`).
+    ``motion`` (e.g. ``"lk"``) also stores per-slot motion fields (:mod:`pipeline.motion_store`);
+    ``fill_gaps`` N fills gaps of at most N slots with *interpolation* (flag ``interpolated``).
     """
+    from flows._cli_resample import _gap_filler
     from pipeline.resample import resample_store
 
     report = resample_store(
@@ -34,6 +42,7 @@ def resample_task(
         tolerance=tolerance,
         motion=motion,
         motion_window=motion_window,
+        after_write=_gap_filler(fill_gaps, interpolation, fill_window, run, dst),
     )
     return report.summary()
 
@@ -47,10 +56,15 @@ def resample_flow(
     tolerance: str = "2min",
     motion: str | None = None,
     motion_window: int = 4,
+    fill_gaps: int | None = None,
+    interpolation: str = "advection",
+    fill_window: int = 5,
+    run: str | None = None,
 ) -> dict:
     """Resample *src* into *dst* at ``size x size`` and *cadence*; returns the summary.
 
-    With ``motion`` (a :mod:`pipeline.motion` name) the store also gets ``motion``.
+    With ``motion`` (a :mod:`pipeline.motion` name) the store also gets ``motion``; with
+    ``fill_gaps`` its short gaps are filled (``interpolated`` flag).
     """
     summary = resample_task(
         src,
@@ -60,6 +74,10 @@ def resample_flow(
         tolerance=tolerance,
         motion=motion,
         motion_window=motion_window,
+        fill_gaps=fill_gaps,
+        interpolation=interpolation,
+        fill_window=fill_window,
+        run=run,
     )
     get_run_logger().info("resampled %s -> %s: %s", src, dst, summary)
     return summary

@@ -48,9 +48,11 @@ def _grid(displacement: torch.Tensor) -> torch.Tensor:
     return torch.stack((2.0 * px / max(w - 1, 1) - 1.0, 2.0 * py / max(h - 1, 1) - 1.0), dim=-1)
 
 
-def _read(field: torch.Tensor, displacement: torch.Tensor, padding: str) -> torch.Tensor:
+def _read(
+    field: torch.Tensor, displacement: torch.Tensor, padding: str, mode: str = "bilinear"
+) -> torch.Tensor:
     return F.grid_sample(
-        field, _grid(displacement), mode="bilinear", padding_mode=padding, align_corners=True
+        field, _grid(displacement), mode=mode, padding_mode=padding, align_corners=True
     )
 
 
@@ -114,7 +116,7 @@ def trajectory(motion: torch.Tensor, steps) -> torch.Tensor:
     return torch.stack(out, dim=1)
 
 
-def sample(field: torch.Tensor, displacement: torch.Tensor) -> torch.Tensor:
+def sample(field: torch.Tensor, displacement: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
     """Warp fields by backward displacements (bilinear, 0 outside the frame).
 
     Parameters
@@ -123,6 +125,9 @@ def sample(field: torch.Tensor, displacement: torch.Tensor) -> torch.Tensor:
         One field per sample (warped by every displacement) or one per displacement.
     displacement : Tensor, shape (B, S, 2, H, W)
         From :func:`trajectory` (pixels of the field's grid).
+    mode : {"bilinear", "bicubic"}
+        Interpolation of :func:`torch.nn.functional.grid_sample`; ``"bicubic"`` smooths a
+        sub-pixel shift less (may overshoot: clip the result if it must stay in range).
 
     Returns
     -------
@@ -145,6 +150,7 @@ def sample(field: torch.Tensor, displacement: torch.Tensor) -> torch.Tensor:
         field.reshape(b * s, c, h, w),
         displacement.reshape(b * s, 2, h, w).to(field.dtype),
         "zeros",
+        mode,
     )
     return out.reshape(b, s, c, h, w)
 

@@ -420,7 +420,7 @@ def _forecast_dataset(
     used = [t.strftime("%Y-%m-%dT%H:%M") for t in win.times if t is not None]
     now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     fallback = getattr(predictor.fn, "last_fallback", None)
-    return forecast_dataset(  # fallback: e.g. S-PROG extrapolated a frozen field instead
+    out = forecast_dataset(  # fallback: e.g. S-PROG extrapolated a frozen field instead
         issue,
         leads,
         dbz,
@@ -432,6 +432,22 @@ def _forecast_dataset(
         history=f"{now} nowcast.forecast.make_forecast ({predictor.in_frames} input frames)",
         fallback=str(fallback) if fallback else None,
     )
+    return _note_interpolated(out, win)
+
+
+def _note_interpolated(fc: xr.Dataset, win: InputWindow) -> xr.Dataset:
+    """Say in *fc*'s attributes which input frames were interpolated (filled gaps), if any."""
+    filled = np.asarray(getattr(win, "interpolated", np.zeros(0, bool)), bool)
+    if not filled.any():
+        return fc
+    slots = [t.strftime("%Y-%m-%dT%H:%M") for t, f in zip(win.slots, filled, strict=True) if f]
+    fc.attrs["interpolated_inputs"] = ", ".join(slots)
+    note = (
+        f"issued from {len(slots)} interpolated input frame(s) (filled gaps, not observed): "
+        + ", ".join(slots)
+    )
+    fc.attrs["comment"] = f"{fc.attrs['comment']}; {note}" if fc.attrs.get("comment") else note
+    return fc
 
 
 def _motion_variable(predictor: Predictor, ds: xr.Dataset, shape) -> xr.Variable | None:

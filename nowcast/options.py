@@ -57,6 +57,10 @@ class TrainOptions:
     allow_other_grid : bool
         Accept training stores (or an ``init`` run) of different network pixel sizes
         (:mod:`nowcast.training.rungrid`); the difference is recorded in the run.
+    use_interpolated : bool
+        Count the store's filled gaps (``interpolated`` slots, ``nowcast resample
+        --fill-gaps``) as frames of the training windows; default False: they are gaps, as
+        if never filled. Validation never uses them.
     """
 
     epochs: int | None = None
@@ -79,6 +83,7 @@ class TrainOptions:
     train_only: tuple[str, ...] = ()
     crop: int | None = None
     allow_other_grid: bool = False
+    use_interpolated: bool = False
 
 
 @dataclass(frozen=True)

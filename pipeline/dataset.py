@@ -153,6 +153,19 @@ def _read_index(store_path: str | os.PathLike) -> tuple[pd.DatetimeIndex, np.nda
     return times, observed, float(cadence)
 
 
+def _read_interpolated(store_path, n: int) -> np.ndarray:
+    """The store's ``interpolated`` flag ``(n,)`` (all False when it has none)."""
+    from pipeline.store import open_store
+
+    ds = open_store(store_path)
+    try:
+        if "interpolated" not in ds:
+            return np.zeros(n, bool)
+        return np.asarray(ds["interpolated"].to_numpy(), dtype=bool)
+    finally:
+        ds.close()
+
+
 def _check_motion(path: Path) -> None:
     from pipeline.store import open_group
 
@@ -286,6 +299,9 @@ class RadarSequenceDataset(Dataset):
     with_motion : bool
         Append the stored motion field of the last input slot to each item (see the
         module docstring); the store must have a ``motion`` variable.
+    use_interpolated : bool
+        Count filled gaps (slots flagged ``interpolated``, ``nowcast resample --fill-gaps``)
+        as present frames; default False: they stay gaps (never read, mask 0).
 
     Notes
     -----
@@ -311,6 +327,7 @@ class RadarSequenceDataset(Dataset):
         day_files: Mapping[str, str | os.PathLike | Iterable[object]] | None = None,
         cache_chunks: int = 64,
         with_motion: bool = False,
+        use_interpolated: bool = False,
     ) -> None:
         if (days is None) == (split is None):
             raise ValueError("give exactly one of days= or split=")
@@ -337,6 +354,9 @@ class RadarSequenceDataset(Dataset):
         self.cadence_minutes = cadence
         self.times = times
         in_days = np.asarray(times.normalize().isin(chosen))
+        self.use_interpolated = bool(use_interpolated)
+        if self.use_interpolated:
+            observed = observed | _read_interpolated(self.store_path, len(times))
         self._present = observed & in_days
         if len(times) > 1 and (np.diff(times.asi8) != int(cadence * 60e9)).any():
             raise ValueError(f"store {self.store_path} is not on a regular {cadence}-min grid")

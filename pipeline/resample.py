@@ -64,6 +64,7 @@ import json
 import os
 import shutil
 import time as _time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -353,6 +354,7 @@ def resample_store(
     motion: str | None = None,
     motion_window: int = 4,
     motion_kwargs: dict | None = None,
+    after_write: Callable[[object], dict] | None = None,
 ) -> ResampleReport:
     """Resample an ingest store onto a regular time grid and an ``size x size`` grid.
 
@@ -394,6 +396,11 @@ def resample_store(
         Slots per motion estimate (the slot and the ``motion_window - 1`` before it).
     motion_kwargs : dict, optional
         Arguments of the motion method (e.g. ``{"grid": 64}``).
+    after_write : callable, optional
+        Called with the open output store once the frames (and motion) are written and
+        before the commit, e.g. the gap filling of ``nowcast resample --fill-gaps``
+        (:func:`nowcast.interpolation.fill_gaps`); its dict goes into the report as
+        ``after_write``.
 
     Returns
     -------
@@ -506,6 +513,7 @@ def resample_store(
                 block_chunks=block_chunks,
                 label=str(dst_path),
             )
+        after_summary = None if after_write is None else after_write(out)
         name = str(src_path).rstrip("/").rsplit("/", 1)[-1]
         commit_session(
             session,
@@ -539,6 +547,7 @@ def resample_store(
         gaps=gap_table(obs_series),
         seconds=_time.perf_counter() - t0,
         motion=motion_summary,
+        after_write=after_summary,
     )
     write_sidecars(report, dst_path)
     return report

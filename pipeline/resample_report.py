@@ -52,6 +52,9 @@ class ResampleReport:
     motion : dict or None
         Summary of the per-slot motion (:func:`pipeline.motion_store.write_motion`) when
         it was computed.
+    after_write : dict or None
+        Summary of the step run on the store before the commit (``after_write`` of
+        :func:`resample_store`: the gap filling of ``--fill-gaps``), when there was one.
     """
 
     src: str
@@ -67,6 +70,7 @@ class ResampleReport:
     gaps: pd.DataFrame
     seconds: float = 0.0
     motion: dict | None = None
+    after_write: dict | None = None
 
     @property
     def observed_fraction(self) -> float:
@@ -100,7 +104,12 @@ class ResampleReport:
             "n_rejected": len(self.rejected),
             "n_collisions": len(self.collisions),
             "seconds": round(self.seconds, 3),
-        } | ({"motion": self.motion} if self.motion is not None else {})
+        } | self._extras()
+
+    def _extras(self) -> dict:
+        """The motion and gap filling summaries, when there are any."""
+        out = {} if self.motion is None else {"motion": self.motion}
+        return out | ({} if self.after_write is None else {"fill_gaps": self.after_write})
 
 
 def sidecar_paths(dst: str | os.PathLike) -> tuple[Path | str, Path | str]:

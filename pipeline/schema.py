@@ -400,6 +400,8 @@ def validate_resampled(ds: xr.Dataset, size: int | None = None, name: str = "") 
         raise ValueError(
             f"{where}slots are {step[0] / 60e9:g} min apart but cadence_minutes is {cadence}"
         )
+    if "interpolated" in ds:
+        _check_interpolated(ds, where)
     if "motion" in ds:
         dims = ("time", "component", "y", "x")
         if ds["motion"].dims != dims or list(ds["component"].values) != ["x", "y"]:
@@ -407,6 +409,22 @@ def validate_resampled(ds: xr.Dataset, size: int | None = None, name: str = "") 
                 f"{where}motion has dims {ds['motion'].dims}, expected {dims} with component "
                 "['x', 'y']"
             )
+
+
+def _check_interpolated(ds: xr.Dataset, where: str) -> None:
+    """``interpolated`` (time) bool, never True where ``observed`` is (filled gaps)."""
+    var = ds["interpolated"]
+    if var.dims != ("time",) or var.dtype != bool:
+        raise ValueError(
+            f"{where}interpolated has dims {var.dims} and dtype {var.dtype}, expected ('time',) bool"
+        )
+    both = np.asarray(var.values, bool) & np.asarray(ds["observed"].values, bool)
+    if both.any():
+        first = pd.Timestamp(ds["time"].values[np.flatnonzero(both)[0]])
+        raise ValueError(
+            f"{where}{int(both.sum())} slots are both observed and interpolated (first {first}); "
+            "a filled slot is never observed"
+        )
 
 
 # --------------------------------------------------------------------------- forecast

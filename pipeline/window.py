@@ -58,6 +58,9 @@ class InputWindow:
         ``(T, H, W)`` bool, True = valid pixel.
     observed : numpy.ndarray
         ``(T,)`` bool, True = a frame was found for the slot.
+    interpolated : numpy.ndarray
+        ``(T,)`` bool, True = that frame is a filled gap of a resampled store (its
+        ``interpolated`` flag), not an observation.
     """
 
     slots: pd.DatetimeIndex
@@ -65,6 +68,7 @@ class InputWindow:
     dbz: np.ndarray
     mask: np.ndarray
     observed: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    interpolated: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
 
 def check_window(observed: Sequence[bool], max_consecutive_missing: int = 2) -> str | None:
@@ -108,7 +112,9 @@ def as_dataset(store: xr.Dataset | str | Path) -> xr.Dataset:
     return open_store(store)
 
 
-def _match_slots(store: xr.Dataset, slots: pd.DatetimeIndex, tolerance: pd.Timedelta) -> np.ndarray:
+def _match_slots(
+    store: xr.Dataset, slots: pd.DatetimeIndex, tolerance: pd.Timedelta, filled: bool = True
+) -> np.ndarray:
     """Index into ``store.time`` for each slot (nearest within tolerance, observed), -1 if none."""
     times = pd.DatetimeIndex(store["time"].values)
     if len(times) == 0:
@@ -119,6 +125,8 @@ def _match_slots(store: xr.Dataset, slots: pd.DatetimeIndex, tolerance: pd.Timed
         sel = idx >= 0
         if sel.any():
             ok[sel] = np.asarray(store["observed"].values)[idx[sel]]
+            if filled and "interpolated" in store:  # filled gaps serve as inputs (flagged)
+                ok[sel] |= np.asarray(store["interpolated"].values, bool)[idx[sel]]
         idx = np.where(ok, idx, -1)
     return idx
 
@@ -127,6 +135,7 @@ def load_window(
     store: xr.Dataset | str | Path,
     slots: Sequence[pd.Timestamp] | pd.DatetimeIndex,
     tolerance: str | pd.Timedelta = "2min",
+    use_interpolated: bool = True,
 ) -> InputWindow:
     """Read the frames of *slots* from a store (store or resampled schema, docs/contracts.md).
 
@@ -138,6 +147,9 @@ def load_window(
         ``(T,)`` nominal frame times.
     tolerance : str or Timedelta
         A store frame at most this far from a slot fills it (nearest one wins).
+    use_interpolated : bool
+        Take a resampled store's filled gaps (``interpolated`` slots) as frames, flagged in
+        ``InputWindow.interpolated`` (forecast inputs); False: they are missing.
 
     Returns
     -------
@@ -146,7 +158,7 @@ def load_window(
     """
     ds = as_dataset(store)
     slots = pd.DatetimeIndex(slots)
-    idx = _match_slots(ds, slots, pd.Timedelta(tolerance))
+    idx = _match_slots(ds, slots, pd.Timedelta(tolerance), use_interpolated)
     ny, nx = ds.sizes["y"], ds.sizes["x"]
     found = idx >= 0
     if found.all():
@@ -159,7 +171,12 @@ def load_window(
     mask &= np.isfinite(dbz)
     times_all = pd.DatetimeIndex(ds["time"].values) if found.any() else None
     times = [times_all[i] if i >= 0 else None for i in idx]
-    return InputWindow(slots=slots, times=times, dbz=dbz, mask=mask, observed=found)
+    filled = np.zeros(len(slots), bool)
+    if "interpolated" in ds and found.any():
+        filled[found] = np.asarray(ds["interpolated"].values, bool)[idx[found]]
+    return InputWindow(
+        slots=slots, times=times, dbz=dbz, mask=mask, observed=found, interpolated=filled
+    )
 
 
 def _read_frames(ds: xr.Dataset, take: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -230,7 +247,9 @@ def observations_dataset(
         Radar store (store or resampled schema, docs/contracts.md).
     times : sequence of timestamps
         ``(T,)`` nominal times; each is filled by the nearest store frame within
-        *tolerance*, or left unobserved.
+        *tolerance*, or left unobserved (a filled gap of a resampled store, its
+        ``interpolated`` slots, is unobserved here: products and scores show and score
+        observations only).
     size : int, optional
         Grid side (downsized like the forecasts); ``None`` = the store's grid.
 
@@ -243,7 +262,7 @@ def observations_dataset(
         ``observations_ds`` of ``products.site.publish_run`` / ``products.verify.verify_forecast``.
     """
     ds = as_dataset(store)
-    win = load_window(ds, times, tolerance)
+    win = load_window(ds, times, tolerance, use_interpolated=False)  # never filled gaps
     dbz, mask = (win.dbz, win.mask) if size is None else downsize_window(win.dbz, win.mask, size)
     dbz = np.where(mask, dbz, np.nan).astype(np.float32)
     grid = coarse_coords(ds, size)

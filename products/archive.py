@@ -22,7 +22,9 @@ def append_forecast_zarr(ds: xr.Dataset, store: str | os.PathLike[str]) -> int:
     the exceedance probabilities of an ensemble forecast are archived too
     (``probability_of_rainfall_rate_above_threshold`` on ``(issue_time, lead_time,
     threshold, y, x)``) when the archive was started with them (see
-    :func:`_match_probabilities`); percentiles, members and motion are not.
+    :func:`_match_probabilities`), and so are the rain accumulations
+    (``precipitation_amount_*`` on ``(issue_time, y, x)``, :mod:`products.accumulation`,
+    the ones the archive was started with); percentiles, members and motion are not.
     Writing an issue time that is already there replaces it in place (a region write),
     so re-running a publish never duplicates a forecast. The archive is an Icechunk
     repository: each call is one commit (message ``publish: forecast issued ... by
@@ -68,6 +70,9 @@ def append_forecast_zarr(ds: xr.Dataset, store: str | os.PathLike[str]) -> int:
         new[name].encoding = {"chunks": (1, *ds[name].shape)}
         new[name].attrs.pop("grid_mapping", None)
         new[name].attrs["grid_mapping"] = "crs"
+    for name in _amounts(new):  # the window's times vary per issue: the archive has issue_time
+        for key in ("window_start", "window_end", "comment"):
+            new[name].attrs.pop(key, None)
     with store_lock(store):
         return _append_in_session(new, ds, store, issue, model)
 
@@ -86,7 +91,31 @@ _NETCDF_ONLY: tuple[str, ...] = (
 
 def _archived(ds: xr.Dataset) -> list[str]:
     """The gridded variables the archive keeps of *ds*."""
-    return [n for n in ("reflectivity", "rainfall_rate", _PROBABILITY) if n in ds]
+    return [n for n in ("reflectivity", "rainfall_rate", _PROBABILITY) if n in ds] + _amounts(ds)
+
+
+_AMOUNT = "lwe_thickness_of_precipitation_amount"
+
+
+def _amounts(ds: xr.Dataset) -> list[str]:
+    """The rain accumulations of *ds* (:mod:`products.accumulation`), archived as they come."""
+    return [str(n) for n in ds.data_vars if ds[n].attrs.get("standard_name") == _AMOUNT]
+
+
+def _match_accumulations(new: xr.Dataset, old: xr.Dataset) -> xr.Dataset:
+    """*new* with exactly the accumulation variables of the archive *old*.
+
+    An accumulation the archive has and the forecast lacks (a window its leads did not
+    reach) is NaN; one the archive was started without is left out (it stays in the
+    NetCDF).
+    """
+    have, keep = set(_amounts(new)), set(_amounts(old))
+    new = new.drop_vars(sorted(have - keep))
+    for name in sorted(keep - have):
+        shape = (1, new.sizes["y"], new.sizes["x"])
+        field = np.full(shape, np.nan, np.float32)
+        new[name] = xr.Variable(("issue_time", "y", "x"), field, dict(old[name].attrs))
+    return new
 
 
 def _match_probabilities(new: xr.Dataset, old: xr.Dataset, store: object) -> xr.Dataset:
@@ -146,6 +175,7 @@ def _append_in_session(new: xr.Dataset, ds: xr.Dataset, store: Path, issue, mode
                 )
         times = pd.DatetimeIndex(old["issue_time"].values)
         new = _match_probabilities(new, old, store)
+        new = _match_accumulations(new, old)
     finally:
         old.close()
     per_issue = [n for n in new.variables if "issue_time" in new[n].dims]

@@ -50,6 +50,7 @@ STANDARD_NAME_UNITS: dict[str, tuple[str, ...]] = {
     "latitude": ("degrees_north",),
     "longitude": ("degrees_east",),
     "realization": ("1",),
+    "lwe_thickness_of_precipitation_amount": ("mm", "m"),
 }
 """Standard names :func:`check_cf` knows, with units accepted for each
 (``<time>`` = a ``"<unit> since <date>"`` string)."""
@@ -175,6 +176,7 @@ def to_cf(ds: xr.Dataset) -> xr.Dataset:
             "dtype": "float32",
             "_FillValue": np.float32(np.nan),
         }
+    _accumulations_cf(out)
     for name in ("valid_time", "issue_time"):
         out[name] = out[name].astype("datetime64[ns]")
         out[name].encoding = dict(_TIME_ENCODING)
@@ -197,6 +199,25 @@ def to_cf(ds: xr.Dataset) -> xr.Dataset:
     out.attrs.setdefault("source", "radar nowcast")
     out.attrs.setdefault("history", "")
     return out
+
+
+def _accumulations_cf(out: xr.Dataset) -> None:
+    """Encodings of the rain accumulations (``lwe_thickness_of_precipitation_amount``, mm;
+    :mod:`products.accumulation`): ``(y, x)`` fields like the rates, without ``valid_time``."""
+    coords = [c for c in ("lat", "lon", "issue_time") if c in out.coords]
+    for name in out.data_vars:
+        if out[name].attrs.get("standard_name") != "lwe_thickness_of_precipitation_amount":
+            continue
+        out[name].attrs.pop("coordinates", None)
+        out[name].attrs["grid_mapping"] = "crs"
+        out[name].encoding = {
+            "coordinates": " ".join(coords),
+            "zlib": True,
+            "complevel": 2,
+            "shuffle": True,
+            "dtype": "float32",
+            "_FillValue": np.float32(np.nan),
+        }
 
 
 def write_forecast_netcdf(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:

@@ -32,6 +32,7 @@ file (``nowcast publish``) the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -249,7 +250,7 @@ def make_cycle_forecast(settings: ForecastSettings, issue: pd.Timestamp):
             from nowcast.ensemble_forecast import make_ensemble_forecast
 
             cal = settings.calibration
-            return make_ensemble_forecast(
+            fc = make_ensemble_forecast(
                 pred,
                 settings.store,
                 issue,
@@ -259,9 +260,13 @@ def make_cycle_forecast(settings: ForecastSettings, issue: pd.Timestamp):
                 calibration=None if cal is None else ProbabilityCalibration.load(cal),
                 **window,
             )
-        return make_forecast(pred, settings.store, issue, settings.lead_minutes, **window)
+        else:
+            fc = make_forecast(pred, settings.store, issue, settings.lead_minutes, **window)
     except InsufficientInputError as err:
         return err.reason
+    from products.accumulation import add_accumulations
+
+    return add_accumulations(fc, settings.store)  # rain amounts: last hour, next hour(s)
 
 
 def record_skip(
@@ -285,7 +290,7 @@ def verify_earlier(settings: ForecastSettings, issue: pd.Timestamp, size: int | 
     from pipeline.store import join_location
     from pipeline.window import observations_dataset
     from products.archive import forecast_archive_exists, open_forecast_zarr
-    from products.verify import verify_forecast
+    from products.verify import verify_accumulations, verify_forecast
 
     site = Path(settings.site)
     archive = join_location(site, settings.archive)
@@ -308,7 +313,9 @@ def verify_earlier(settings: ForecastSettings, issue: pd.Timestamp, size: int | 
             obs = observations_dataset(
                 settings.store, fc["valid_time"].values, size=size, tolerance=settings.tolerance
             )
-            return verify_forecast(fc, obs)
+            scores = verify_forecast(fc, obs)
+            acc = verify_accumulations(fc, settings.store, size=size)  # mm in 1 h, 2 h
+            return dataclasses.replace(scores, accumulations=acc) if acc else scores
     finally:
         fz.close()
     return None

@@ -269,8 +269,9 @@ class MapRenderer:
     dpi : int
         Resolution used to turn ``size_px`` into a figure size.
     scale : str
-        ``"rain"`` (rain rates in mm/h, :data:`RAIN_LEVELS_MMH`) or ``"probability"``
-        (exceedance probabilities 0..1, :data:`products.prob_scale.PROBABILITY_LEVELS`);
+        ``"rain"`` (rain rates in mm/h, :data:`RAIN_LEVELS_MMH`), ``"probability"``
+        (exceedance probabilities 0..1, :data:`products.prob_scale.PROBABILITY_LEVELS`) or
+        ``"amount"`` (rain accumulations in mm, :data:`products.accumulation.AMOUNT_LEVELS_MM`);
         :meth:`render` takes the field in that unit.
     """
 
@@ -301,12 +302,18 @@ class MapRenderer:
         extent = grid.extent_m()
         ax.set_extent(extent, crs=grid.projection)
         ax.set_facecolor("white")
-        if scale not in ("rain", "probability"):
-            raise ValueError(f"unknown map scale {scale!r}; expected 'rain' or 'probability'")
+        if scale not in ("rain", "probability", "amount"):
+            raise ValueError(
+                f"unknown map scale {scale!r}; expected 'rain', 'probability' or 'amount'"
+            )
         if scale == "probability":  # exceedance probabilities 0..1 (products.prob_maps)
             from products.prob_scale import PROBABILITY_LEVELS, probability_colormap
 
             levels, (cmap, norm) = PROBABILITY_LEVELS, probability_colormap()
+        elif scale == "amount":  # rain accumulations in mm (products.accumulation)
+            from products.accumulation import AMOUNT_LEVELS_MM, amount_colormap
+
+            levels, (cmap, norm) = AMOUNT_LEVELS_MM, amount_colormap()
         else:
             levels, (cmap, norm) = RAIN_LEVELS_MMH, rain_colormap()
         self._levels = levels
@@ -331,13 +338,14 @@ class MapRenderer:
         ax.plot(0.0, 0.0, marker="+", color="black", markersize=8, transform=grid.projection)
         cax = self._fig.add_axes((0.83, 0.22, 0.035, 0.62))  # room below: arrow key
         mappable = ScalarMappable(norm=norm, cmap=cmap)
-        rain = scale == "rain"
+        rain = scale != "probability"  # open-ended scales: rain rates and amounts
         ticks = levels if rain else (*levels, 1.0)
         cbar = self._fig.colorbar(
             mappable, cax=cax, extend="max" if rain else "neither", ticks=ticks
         )
         cbar.ax.set_yticklabels([f"{v:g}" for v in ticks])
-        cbar.set_label("Rain rate (mm/h)" if rain else "Probability")
+        labels = {"rain": "Rain rate (mm/h)", "amount": "Rain amount (mm)"}
+        cbar.set_label(labels.get(scale, "Probability"))
         self._title = self._fig.text(0.5, 0.955, "", ha="center", va="center", fontsize=10)
         self._ax = ax
 

@@ -22,6 +22,7 @@ import xarray as xr
 from pipeline.atomic import atomic_write_json
 from pipeline.units import dbz_to_rainrate
 from products._common import _iso, _issue_time, _json_float
+from products.accumulation import write_accumulation_maps
 from products.cf import write_forecast_netcdf
 from products.prob_maps import PROBABILITY_NAME, write_probability_maps
 
@@ -152,6 +153,11 @@ def build_run(
             hook=hook,
         )
         files.extend(prob_files)
+    acc_files, acc_layers = write_accumulation_maps(
+        forecast_ds, out, map_size_px=map_size_px,
+        coastline_resolution=coastline_resolution, hook=hook,
+    )  # fmt: skip
+    files.extend(acc_files)  # rain-amount maps next to the rate maps (products.accumulation)
     write_loop_gif([out / f["image"] for f in frames], out / "loop.gif")
     files.append("loop.gif")
     hook("file:loop.gif")
@@ -168,6 +174,10 @@ def build_run(
         "loop": "loop.gif",
         "netcdf": "forecast.nc",
     }
+    if acc_layers:  # the dashboard's rain-amount layers
+        manifest["accumulations"] = acc_layers
+    if forecast_ds.attrs.get("interpolated_inputs"):  # issued from filled gaps: say so
+        manifest["interpolated_inputs"] = str(forecast_ds.attrs["interpolated_inputs"])
     if layers is not None:
         manifest["layers"] = [_DETERMINISTIC_LAYER, *layers]
         manifest["ensemble"] = {

@@ -48,7 +48,7 @@ from products._site_journal import SiteJournal
 from products.archive import append_forecast_zarr
 from products.dashboard import render_site
 from products.run_files import build_run, obs_frames, run_id
-from products.verify import VerificationScores
+from products.verify import VerificationScores, rolling_accumulations
 
 RUN_STATUSES: tuple[str, ...] = ("ok", "skipped", "failed")
 """Values of the ``status`` of a run in ``status.json``."""
@@ -163,7 +163,8 @@ def _record_scores(site_dir: Path, scores: VerificationScores, history_len: int)
     entries.append(entry)
     entries.sort(key=lambda e: e["issue_time"])
     entries = entries[-history_len:]
-    atomic_write_json(site_dir / "scores.json", {"entries": entries, "rolling": _rolling(entries)})
+    doc = {"entries": entries, "rolling": _rolling(entries)} | rolling_accumulations(entries)
+    atomic_write_json(site_dir / "scores.json", doc)
 
 
 def _rolling(entries: list[dict[str, Any]]) -> dict[str, Any]:

@@ -35,21 +35,36 @@ class VerificationScores:
     csi : numpy.ndarray
         ``(K, L)`` critical success index, NaN where undefined (no rain forecast nor
         observed) or where no observation exists for that valid time.
+    accumulations : dict
+        CSI of the forecast rain accumulations against the observed ones
+        (:func:`verify_accumulations`): ``{variable: {"window_minutes", "thresholds_mm",
+        "csi"}}``; empty when the forecast has none.
     """
 
     issue_time: pd.Timestamp
     lead_time: tuple[int, ...]
     thresholds_mmh: tuple[float, ...]
     csi: np.ndarray = field(repr=False)
+    accumulations: dict = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict (NaN as ``null``)."""
-        return {
+        out = {
             "issue_time": _iso(self.issue_time),
             "lead_time": [int(v) for v in self.lead_time],
             "thresholds_mmh": [float(v) for v in self.thresholds_mmh],
             "csi": [[_json_float(v) for v in row] for row in np.asarray(self.csi)],
         }
+        if self.accumulations:
+            out["accumulations"] = {
+                name: {
+                    "window_minutes": int(v["window_minutes"]),
+                    "thresholds_mm": [float(t) for t in v["thresholds_mm"]],
+                    "csi": [_json_float(c) for c in v["csi"]],
+                }
+                for name, v in self.accumulations.items()
+            }
+        return out
 
 
 def verify_forecast(
@@ -104,3 +119,97 @@ def verify_forecast(
         thresholds_mmh=tuple(float(t) for t in thr),
         csi=csi,
     )
+
+
+def verify_accumulations(
+    forecast_ds: xr.Dataset,
+    store: Any,
+    thresholds_mm: Sequence[float] | None = None,
+    size: int | None = None,
+) -> dict:
+    """CSI of a forecast's rain accumulations against the observed accumulations.
+
+    Each forecast accumulation ``precipitation_amount_next_<W>min`` (:mod:`products.accumulation`)
+    is compared with the accumulation observed over the same window (from the store's
+    frames, advection-corrected the same way), at the thresholds in mm (default
+    :data:`products.accumulation.AMOUNT_THRESHOLDS_MM`: 1, 5, 10 and 20 mm). Windows not yet
+    observed (their last frame missing) are left out.
+
+    Parameters
+    ----------
+    forecast_ds : xarray.Dataset
+        Forecast with accumulation variables ``(y, x)`` and ``issue_time``.
+    store : path or xarray.Dataset
+        The radar store the observations come from.
+    thresholds_mm : sequence of float, optional
+        Event thresholds (amount >= threshold), mm.
+    size : int, optional
+        Grid side of the forecast (default its ``x`` size).
+
+    Returns
+    -------
+    dict
+        ``{variable: {"window_minutes": W, "thresholds_mm": [...], "csi": [...]}}``.
+    """
+    from nowcast.metrics import categorical_scores, contingency_counts
+    from products.accumulation import (
+        AMOUNT_THRESHOLDS_MM,
+        accumulation_variables,
+        observed_accumulation,
+    )
+
+    thr = list(AMOUNT_THRESHOLDS_MM if thresholds_mm is None else thresholds_mm)
+    issue = _issue_time(forecast_ds)
+    size = int(forecast_ds.sizes["x"]) if size is None else size
+    cadence = _cadence(forecast_ds)
+    out = {}
+    for name in accumulation_variables(forecast_ds):
+        if not name.startswith("precipitation_amount_next_"):
+            continue
+        w = int(forecast_ds[name].attrs.get("window_minutes", name.split("_")[-1][:-3]))
+        obs, _ = observed_accumulation(store, issue + pd.Timedelta(minutes=w), size, w, cadence)
+        if obs is None:
+            continue
+        fc = np.asarray(forecast_ds[name].values, np.float64)
+        ob = np.asarray(obs.values, np.float64)
+        valid = np.isfinite(fc) & np.isfinite(ob)
+        counts = contingency_counts(fc, ob, thr, mask=valid)  # (K, 4)
+        csi = categorical_scores(*counts.T)["CSI"]
+        out[name] = {"window_minutes": w, "thresholds_mm": thr, "csi": csi.tolist()}
+    return out
+
+
+def _cadence(forecast_ds: xr.Dataset) -> float:
+    leads = np.asarray(forecast_ds["lead_time"].values, dtype=np.float64)
+    return float(np.min(np.diff(np.r_[0.0, leads]))) if leads.size else 6.0
+
+
+def rolling_accumulations(entries: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Mean accumulation CSI over the verified forecasts (``scores.json`` ``rolling_accumulations``).
+
+    Returns
+    -------
+    dict
+        ``{"rolling_accumulations": {variable: {"n_forecasts", "thresholds_mm",
+        "csi_mean"}}}``, or ``{}`` when no entry has accumulation scores.
+    """
+    by_name: dict[str, list] = {}
+    thresholds: dict[str, list] = {}
+    for e in entries:
+        for name, v in (e.get("accumulations") or {}).items():
+            if thresholds.setdefault(name, v["thresholds_mm"]) != v["thresholds_mm"]:
+                continue
+            by_name.setdefault(name, []).append([np.nan if c is None else c for c in v["csi"]])
+    if not by_name:
+        return {}
+    roll = {}
+    for name, rows in by_name.items():
+        stack = np.asarray(rows, dtype=np.float64)
+        count = np.isfinite(stack).sum(axis=0)
+        mean = np.where(count > 0, np.nansum(stack, axis=0) / np.maximum(count, 1), np.nan)
+        roll[name] = {
+            "n_forecasts": len(rows),
+            "thresholds_mm": thresholds[name],
+            "csi_mean": [_json_float(v) for v in mean],
+        }
+    return {"rolling_accumulations": roll}

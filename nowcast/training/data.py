@@ -124,7 +124,9 @@ def _make_datasets(
         "seed": int(options.seed),
         "fractions": tuple(options.split_fractions),
     }
-    train_ds = RadarSequenceDataset(data, split=options.train_split, **kwargs)
+    # filled gaps train only when asked; validation, like evaluation, never scores them
+    filled = {"use_interpolated": True} if getattr(options, "use_interpolated", False) else {}
+    train_ds = RadarSequenceDataset(data, split=options.train_split, **kwargs, **filled)
     val_ds = RadarSequenceDataset(data, split=options.val_split, **kwargs)
     return train_ds, val_ds
 

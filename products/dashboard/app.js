@@ -36,7 +36,7 @@
     $("slider").value = String(i);
     var kind = $("frame-kind");
     kind.className = f.kind;
-    text(kind, f.kind === "forecast" ? "Forecast" : f.kind === "probability" ? f.label : "Observed");
+    text(kind, f.kind === "forecast" ? "Forecast" : f.label && f.kind !== "observation" ? f.label : "Observed");
     text($("lead-time"), fmtLead(f.lead_time));
     text($("valid-time"), fmtTime(f.valid_time));
     var thumbs = $("strip").children;
@@ -60,13 +60,29 @@
 
   // Frames of a layer: the observations, then the forecast frames of the deterministic
   // forecast ("forecast") or of one probability layer of an ensemble run (manifest.layers).
+  // Rain-amount layers (manifest.accumulations) show their one map each.
+  function allLayers(m) {
+    var layers = (m.layers || []).slice();
+    var acc = m.accumulations || [];
+    if (acc.length && !layers.length) {
+      layers.push({ id: "forecast", label: "Forecast", kind: "deterministic" });
+    }
+    return layers.concat(acc);
+  }
+
   function layerFrames(m, id) {
     var frames = m.frames || [];
     var layer = null;
-    (m.layers || []).forEach(function (l) {
-      if (l.id === id && l.kind === "probability") { layer = l; }
+    allLayers(m).forEach(function (l) {
+      if (l.id === id && (l.kind === "probability" || l.kind === "accumulation")) { layer = l; }
     });
     if (!layer) { return frames; }
+    if (layer.kind === "accumulation") {
+      return layer.frames.map(function (f) {
+        return { kind: "accumulation", label: layer.label, valid_time: f.valid_time,
+                 lead_time: f.lead_time, image: f.image };
+      });
+    }
     var byLead = {};
     layer.frames.forEach(function (f) { byLead[f.lead_time] = f; });
     return frames.map(function (f) {
@@ -93,7 +109,7 @@
 
   function renderLayers(m) {
     var select = $("layer");
-    var layers = m.layers || [];
+    var layers = allLayers(m);
     select.innerHTML = "";
     layers.forEach(function (l) {
       var o = document.createElement("option");
@@ -137,6 +153,7 @@
     var grid = m.grid ? " \u00b7 " + m.grid.x + " \u00d7 " + m.grid.y + " px" +
       (m.grid.pixel_km ? " (" + m.grid.pixel_km.toFixed(2) + " km)" : "") : "";
     var ens = m.ensemble ? " \u00b7 " + plural(m.ensemble.members, "member") : "";
+    if (m.interpolated_inputs) { ens += " \u00b7 from interpolated frames " + m.interpolated_inputs; }
     text(info, "issued " + fmtTime(m.issue_time) + " \u00b7 model " + m.model + ens + grid +
       " \u00b7 " + plural(state.frames.length, "frame"));
     $("slider").max = String(Math.max(0, state.frames.length - 1));
