@@ -15,7 +15,7 @@ def resample_task(
     src: str,
     dst: str,
     size: int = 80,
-    cadence: str = "6min",
+    cadence: str | None = None,
     tolerance: str = "2min",
     motion: str | None = None,
     motion_window: int = 4,
@@ -35,6 +35,9 @@ def resample_task(
         motion=motion,
         motion_window=motion_window,
     )
+    warning = report.rejection_warning()
+    if warning is not None:
+        get_run_logger().warning("%s", warning)
     return report.summary()
 
 
@@ -43,12 +46,14 @@ def resample_flow(
     src: str,
     dst: str,
     size: int = 80,
-    cadence: str = "6min",
+    cadence: str | None = None,
     tolerance: str = "2min",
     motion: str | None = None,
     motion_window: int = 4,
 ) -> dict:
     """Resample *src* into *dst* at ``size x size`` and *cadence*; returns the summary.
+
+    ``cadence`` None (default): the store's own (:func:`pipeline.window.store_cadence`).
 
     With ``motion`` (a :mod:`pipeline.motion` name) the store also gets ``motion``.
     """

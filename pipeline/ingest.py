@@ -541,8 +541,11 @@ def ingest_archive(
     src, frames, skipped, grid, valid_static = ingest_plan(
         source, archive, store, start, end, follow_links
     )
+    attrs = dict(src.store_attrs())
+    if src.cadence is not None:  # read back by pipeline.window.store_cadence
+        attrs["nominal_cadence_minutes"] = float(src.cadence / pd.Timedelta("1min"))
     # no-op for an existing store; refuses the old layout
-    create_store(store, grid=grid, attrs=src.store_attrs() or None)
+    create_store(store, grid=grid, attrs=attrs or None)
     report = IngestReport(store=store, frames_found=len(frames), corrupt=skipped)
     report.static_mask_used = valid_static is not None
 

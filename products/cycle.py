@@ -50,6 +50,7 @@ __all__ = [
     "ForecastSettings",
     "forecast_cycle",
     "publish_file",
+    "default_leads",
     "resolve_issue_time",
     "run_cycle",
 ]
@@ -169,7 +170,7 @@ def resolve_issue_time(
     store: str | xr.Dataset,
     now: object = None,
     clock: str = "store",
-    cadence_minutes: float = 6.0,
+    cadence_minutes: float | None = None,
 ) -> pd.Timestamp:
     """Issue time of a cycle: *now*, the newest store frame or the wall clock, floored.
 
@@ -181,8 +182,10 @@ def resolve_issue_time(
         Simulated or given current time (UTC, naive or aware).
     clock : str
         Used when *now* is None: ``store`` (newest frame time) or ``wall`` (UTC now).
-    cadence_minutes : float
-        The issue time is floored to this cadence.
+    cadence_minutes : float, optional
+        The issue time is floored to this cadence; None (default): the store's own
+        (:func:`pipeline.window.store_cadence`), so the newest frame of a 5-minute store
+        is its issue time.
 
     Raises
     ------
@@ -201,7 +204,23 @@ def resolve_issue_time(
         t = newest_observed_time(store)
     if t.tzinfo is not None:
         t = t.tz_convert("UTC").tz_localize(None)
+    if cadence_minutes is None:
+        from pipeline.window import store_cadence
+
+        return t.floor(store_cadence(store))
     return t.floor(pd.Timedelta(minutes=cadence_minutes))
+
+
+def default_leads(cadence_minutes: float) -> tuple[int, ...]:
+    """Lead times (minutes) of a forecast at *cadence_minutes*: every step up to an hour.
+
+    :data:`DEFAULT_LEADS` (every 6 minutes) for 6 minutes; ``5, 10, ..., 60`` for a
+    5-minute store; :data:`DEFAULT_LEADS` for a cadence that is not whole minutes.
+    """
+    cad = float(cadence_minutes)
+    if cad <= 0 or cad != round(cad) or cad > 60:
+        return DEFAULT_LEADS
+    return tuple(range(int(cad), 61, int(cad)))
 
 
 @functools.lru_cache(maxsize=8)
@@ -347,8 +366,12 @@ def publish_file(
     n_obs_frames: int = 5,
     keep_runs: int = 24,
     coastline_resolution: str = "10m",
+    archive: str = "forecasts.zarr",
 ) -> str:
     """Publish the forecast in *forecast_nc* with observations from *store* into *site*.
+
+    *archive* is the forecast archive, relative to *site* (default ``forecasts.zarr``), an
+    absolute directory or an ``s3://`` URL (:attr:`ForecastSettings.archive`).
 
     Returns
     -------
@@ -360,7 +383,7 @@ def publish_file(
     ValueError
         *forecast_nc* is missing or not a forecast NetCDF file, or *site* is a file.
     """
-    from pipeline.window import grid_size, observations_dataset, window_slots
+    from pipeline.window import grid_size, observations_dataset, store_cadence, window_slots
     from products.cf import open_forecast_netcdf
     from products.site import publish_run
 
@@ -379,7 +402,7 @@ def publish_file(
         raise ValueError(f"forecast file {path} has no issue_time or reflectivity: not a forecast")
     issue = pd.Timestamp(fc["issue_time"].values)
     n = max(int(n_obs_frames), 1)
-    times = window_slots(issue, n, 6.0)
+    times = window_slots(issue, n, store_cadence(store))
     obs = observations_dataset(store, times, size=grid_size(fc))
     result = publish_run(
         fc,
@@ -388,6 +411,7 @@ def publish_file(
         keep_runs=keep_runs,
         n_obs_frames=n,
         coastline_resolution=coastline_resolution,
+        zarr_store=archive,
     )
     return str(result.run_dir)
 
