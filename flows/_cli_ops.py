@@ -19,8 +19,7 @@ from flows._cli_ingest import End, SchedulerAddress, Source, Start, Threads
 from flows._cli_time import check_start_end, parse_time
 from flows._cli_train import flow_train_command
 
-_LEADS_HELP = "Comma-separated lead times in minutes (default every 6 min to 60)."
-_FORECAST_LEADS_HELP = (
+_LEADS_HELP = (
     "Comma-separated lead times in minutes (default: every step of the store's cadence, "
     "or of the run's with --run, to 60 min)."
 )
@@ -277,7 +276,7 @@ def forecast(
     issue_time: str | None = typer.Option(None, help="Issue time (default: newest frame)."),
     run: Path | None = typer.Option(None, "--run", help="Trained run directory."),
     baseline: str | None = typer.Option(None, "--baseline", help="Baseline name."),
-    leads: str | None = typer.Option(None, "--leads", help=_FORECAST_LEADS_HELP),
+    leads: str | None = typer.Option(None, "--leads", help=_LEADS_HELP),
     in_frames: int | None = typer.Option(None, help="Input frames (baselines; default 5)."),
     image_size: int | None = typer.Option(None, help="Grid side (baselines; default store)."),
     members: Members = None,

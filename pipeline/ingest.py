@@ -63,7 +63,7 @@ import pandas as pd
 
 from pipeline import hko7
 from pipeline._chunk_io import _compute
-from pipeline.sources import DEFAULT_SOURCE, ingest_plan
+from pipeline.sources import DEFAULT_SOURCE, ingest_plan, new_store_attrs
 from pipeline.store import (
     DATA_VARS,
     TIME_CHUNK,
@@ -541,11 +541,8 @@ def ingest_archive(
     src, frames, skipped, grid, valid_static = ingest_plan(
         source, archive, store, start, end, follow_links
     )
-    attrs = dict(src.store_attrs())
-    if src.cadence is not None:  # read back by pipeline.window.store_cadence
-        attrs["nominal_cadence_minutes"] = float(src.cadence / pd.Timedelta("1min"))
     # no-op for an existing store; refuses the old layout
-    create_store(store, grid=grid, attrs=attrs or None)
+    create_store(store, grid=grid, attrs=new_store_attrs(src) or None)
     report = IngestReport(store=store, frames_found=len(frames), corrupt=skipped)
     report.static_mask_used = valid_static is not None
 

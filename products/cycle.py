@@ -75,8 +75,9 @@ class ForecastSettings:
         Trained run directory (``nowcast.runs.load_run``).
     baseline : str, optional
         Baseline name (``nowcast.baselines.get_baseline``), e.g. ``pysteps``.
-    lead_minutes : tuple of int
-        Lead times in minutes.
+    lead_minutes : tuple of int or None
+        Lead times in minutes; None: every step of the predictor's cadence up to an hour
+        (:func:`default_leads`; a baseline's cadence is the store's, 5 min on a KNMI store).
     in_frames : int, optional
         Input frames (default: the run's configuration, 5 for baselines).
     image_size : int, optional
@@ -115,7 +116,7 @@ class ForecastSettings:
     site: str
     run: str | None = None
     baseline: str | None = None
-    lead_minutes: tuple[int, ...] = DEFAULT_LEADS
+    lead_minutes: tuple[int, ...] | None = DEFAULT_LEADS
     in_frames: int | None = None
     image_size: int | None = None
     max_consecutive_missing: int = 2
@@ -223,8 +224,18 @@ def default_leads(cadence_minutes: float) -> tuple[int, ...]:
     return tuple(range(int(cad), 61, int(cad)))
 
 
+@functools.lru_cache(maxsize=32)
+def _store_cadence_minutes(store: str) -> float:
+    """The cadence of the store at *store* in minutes (read once per process)."""
+    from pipeline.window import store_cadence
+
+    return store_cadence(store) / pd.Timedelta("1min")
+
+
 @functools.lru_cache(maxsize=8)
-def _cached_predictor(run, baseline, in_frames, image_size, _checkpoint_mtime=None):
+def _cached_predictor(
+    run, baseline, in_frames, image_size, cadence_minutes=6.0, _checkpoint_mtime=None
+):
     from nowcast.forecast import baseline_predictor, run_predictor
 
     if run is not None:
@@ -234,16 +245,24 @@ def _cached_predictor(run, baseline, in_frames, image_size, _checkpoint_mtime=No
                 f"run {run} takes {pred.in_frames} input frames, got in_frames={in_frames}"
             )
         return pred
-    return baseline_predictor(baseline, in_frames=in_frames or 5, image_size=image_size)
+    return baseline_predictor(
+        baseline, in_frames=in_frames or 5, cadence_minutes=cadence_minutes, image_size=image_size
+    )
 
 
 def load_predictor(settings: ForecastSettings):
-    """The settings' predictor, cached per process (reloaded when ``best.pt`` changes)."""
+    """The settings' predictor, cached per process (reloaded when ``best.pt`` changes).
+
+    A baseline takes its input frames at the store's cadence; a run at its training's.
+    """
     run = str(Path(settings.run).resolve()) if settings.run else None
     mtime = None
     if run is not None and (Path(run) / "best.pt").is_file():
         mtime = (Path(run) / "best.pt").stat().st_mtime_ns
-    return _cached_predictor(run, settings.baseline, settings.in_frames, settings.image_size, mtime)
+    cadence = 6.0 if run is not None else _store_cadence_minutes(str(settings.store))
+    return _cached_predictor(
+        run, settings.baseline, settings.in_frames, settings.image_size, cadence, mtime
+    )
 
 
 def already_published(site: str | Path, issue: pd.Timestamp) -> bool:
@@ -258,6 +277,7 @@ def make_cycle_forecast(settings: ForecastSettings, issue: pd.Timestamp):
     from nowcast.forecast import InsufficientInputError, make_forecast
 
     pred = load_predictor(settings)
+    leads = settings.lead_minutes or default_leads(pred.cadence_minutes)
     window = {
         "max_consecutive_missing": settings.max_consecutive_missing,
         "tolerance": settings.tolerance,
@@ -272,13 +292,13 @@ def make_cycle_forecast(settings: ForecastSettings, issue: pd.Timestamp):
                 pred,
                 settings.store,
                 issue,
-                settings.lead_minutes,
+                leads,
                 members=settings.members,
                 seed=settings.seed,
                 calibration=None if cal is None else ProbabilityCalibration.load(cal),
                 **window,
             )
-        return make_forecast(pred, settings.store, issue, settings.lead_minutes, **window)
+        return make_forecast(pred, settings.store, issue, leads, **window)
     except InsufficientInputError as err:
         return err.reason
 

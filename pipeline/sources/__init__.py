@@ -16,6 +16,8 @@ All but ``hko7`` wrap the pysteps importers (``pysteps.io.importers``).
 
 from __future__ import annotations
 
+import pandas as pd
+
 from pipeline.sources.base import RadarSource, SourceFileError, SourceFrame
 
 SOURCE_NAMES: tuple[str, ...] = ("hko7", "odim", "knmi", "bom", "mch", "fmi")
@@ -30,6 +32,7 @@ __all__ = [
     "SourceFrame",
     "get_source",
     "guess_sources",
+    "new_store_attrs",
 ]
 
 
@@ -56,6 +59,16 @@ def get_source(name: str) -> RadarSource:
     else:
         raise ValueError(f"unknown radar source {name!r}; valid sources: {', '.join(SOURCE_NAMES)}")
     return cls()
+
+
+def new_store_attrs(source: RadarSource) -> dict:
+    """Global attributes of a new store of *source*'s files: its own
+    (:meth:`RadarSource.store_attrs`) and ``nominal_cadence_minutes``, its cadence
+    (read back by :func:`pipeline.window.store_cadence`)."""
+    attrs = dict(source.store_attrs())
+    if source.cadence is not None:
+        attrs["nominal_cadence_minutes"] = float(source.cadence / pd.Timedelta("1min"))
+    return attrs
 
 
 def guess_sources(archive, exclude: str = "", limit: int = 2000) -> list[tuple[str, int]]:

@@ -145,3 +145,25 @@ def test_real_knmi_event_is_forecast_at_its_own_cadence(tmp_path):
     (warning,) = [line for line in res.output.splitlines() if line.startswith("warning:")]
     assert "rejects 15 (farther than 2 min from every slot) of the 92 frames" in warning
     assert "77 of 240 slots observed; the store's cadence is 5 min" in warning
+
+
+def test_a_forecast_cycle_on_a_5_minute_store_uses_its_cadence(knmi_store, tmp_path):
+    """The scheduled path (serve, flow forecast, replay): the same issue time, inputs, leads."""
+    from products.cycle import ForecastSettings, forecast_cycle
+
+    settings = ForecastSettings(
+        store=str(knmi_store),
+        site=str(tmp_path / "site"),
+        baseline="persistence",
+        lead_minutes=None,
+        n_obs_frames=1,
+        coastline_resolution="110m",
+    )
+    result = forecast_cycle(settings)
+    assert (result.status, result.issue_time) == ("ok", "2019-01-01T00:35:00Z")
+    assert result.lead_minutes == FIVE_MIN_LEADS
+    fc = xr.open_dataset(Path(result.run_dir) / "forecast.nc", decode_timedelta=False)
+    assert fc.attrs["source"].endswith(
+        "inputs 2019-01-01T00:15, 2019-01-01T00:20, "
+        "2019-01-01T00:25, 2019-01-01T00:30, 2019-01-01T00:35"
+    )
