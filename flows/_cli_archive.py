@@ -34,7 +34,10 @@ def synth(
     workers: int = typer.Option(1, min=1, help="Processes writing days in parallel."),
 ) -> None:
     """Write a realistic synthetic radar archive in the HKO-7 layout."""
+    from flows._cli_time import parse_time
     from pipeline.synthetic import generate_archive
+
+    start = parse_time("--start", start)
 
     try:
         report = generate_archive(

@@ -38,8 +38,14 @@ def migrate(
     typer.echo(json.dumps({"store": new, "frames": n}))
 
 
-Start = Annotated[str | None, typer.Option("--start", help="First frame time (inclusive).")]
-End = Annotated[str | None, typer.Option("--end", help="Last frame time (inclusive).")]
+Start = Annotated[
+    str | None,
+    typer.Option("--start", help="First frame time, inclusive (ISO 8601: 2010-08-26T07:35, UTC)."),
+]
+End = Annotated[
+    str | None,
+    typer.Option("--end", help="Last frame time, inclusive (ISO 8601: 2010-08-26 is 00:00)."),
+]
 Threads = Annotated[
     int | None,
     typer.Option(
@@ -80,7 +86,13 @@ def ingest(
             help="Minimum frames per committed store version (batches grow with the store).",
         ),
     ] = 512,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    progress: Annotated[
+        bool,
+        typer.Option(
+            "--progress/--no-progress",
+            help="Show a progress bar (frames done, frames per second) on standard error.",
+        ),
+    ] = True,
     follow_links: Annotated[
         bool,
         typer.Option(
@@ -97,8 +109,11 @@ def ingest(
     symbolic links leading outside ARCHIVE are listed and skipped. --start after --end is
     refused. Prints the report as one JSON line.
     """
+    from flows._cli_time import check_start_end, parse_time
     from pipeline.ingest import ingest_archive
 
+    start, end = parse_time("--start", start), parse_time("--end", end)
+    check_start_end(start, end)
     report = ingest_archive(
         archive,
         store,

@@ -16,9 +16,13 @@ import typer
 
 from flows._cli_evaluate import flow_evaluate_command
 from flows._cli_ingest import End, SchedulerAddress, Source, Start, Threads
+from flows._cli_time import check_start_end, parse_time
 from flows._cli_train import flow_train_command
 
-_LEADS_HELP = "Comma-separated lead times in minutes (default every 6 min to 60)."
+_LEADS_HELP = (
+    "Comma-separated lead times in minutes (default: every step of the store's cadence, "
+    "or of the run's with --run, to 60 min)."
+)
 _WORKDIR_HELP = (
     "Directory for Prefect's home (.prefect: database, server log) and caches; "
     "default: the current directory. Kept out of the site, which is published."
@@ -37,19 +41,7 @@ def _parse_leads(text: str | None) -> list[int] | None:
     return leads
 
 
-def _parse_time(option: str, text: str | None) -> str | None:
-    """Check that *text* (the value of *option*) is a time; returns it unchanged."""
-    if text is None:
-        return None
-    import pandas as pd
-
-    try:
-        pd.Timestamp(text)
-    except ValueError as err:
-        raise typer.BadParameter(
-            f"{option} {text!r} is not a time; expected e.g. 2015-06-01T12:00"
-        ) from err
-    return text
+_parse_time = parse_time  # ISO 8601 only (flows._cli_time)
 
 
 _STORE_HELP = "Radar store: a directory or an s3://bucket/prefix URL (AWS_* variables)."
@@ -346,25 +338,35 @@ def forecast(
     from flows._prefect_env import configure
 
     configure(out.parent)
+    import pandas as pd
+
     from nowcast.forecast import baseline_predictor, make_forecast, run_predictor
+    from pipeline.window import as_dataset, store_cadence
     from products.cf import write_forecast_netcdf
-    from products.cycle import DEFAULT_LEADS, resolve_issue_time
+    from products.cycle import default_leads, resolve_issue_time
 
     if run is not None:
-        pred = run_predictor(run)
-    else:
+        pred = run_predictor(run)  # its inputs at the cadence it was trained on
+    else:  # an unknown name is refused before the store is opened
         pred = baseline_predictor(baseline, in_frames=in_frames or 5, image_size=image_size)
-    issue = resolve_issue_time(store, now=issue_time)
+    radar = as_dataset(store)
+    cadence = store_cadence(radar) / pd.Timedelta("1min")  # the store's, e.g. 5 for KNMI
+    if run is None:
+        pred = baseline_predictor(
+            baseline, in_frames=in_frames or 5, cadence_minutes=cadence, image_size=image_size
+        )
+    issue = resolve_issue_time(radar, now=issue_time, cadence_minutes=cadence)
+    lead_minutes = lead_minutes or list(default_leads(pred.cadence_minutes))
     if members is None:
-        fc = make_forecast(pred, store, issue, lead_minutes or list(DEFAULT_LEADS))
+        fc = make_forecast(pred, radar, issue, lead_minutes)
     else:
         from nowcast.ensemble_forecast import make_ensemble_forecast
 
         fc = make_ensemble_forecast(
             pred,
-            store,
+            radar,
             issue,
-            lead_minutes or list(DEFAULT_LEADS),
+            lead_minutes,
             members=members,
             seed=seed,
             percentiles=pcts,
@@ -401,14 +403,19 @@ def publish(
     store: str = typer.Option(..., "--store", help=_STORE_HELP),
     site: Path = typer.Option(..., "--site", help="Site directory."),
     keep_runs: int = typer.Option(24, help="Runs kept in the site."),
+    archive: str = typer.Option("forecasts.zarr", "--archive", help=_ARCHIVE_HELP),
 ) -> None:
-    """Publish a forecast file (maps, loop, NetCDF, dashboard) into a site (no Prefect)."""
+    """Publish a forecast file (maps, loop, NetCDF, dashboard) into a site (no Prefect).
+
+    A forecast whose lead times or grid differ from the site's forecast archive is refused
+    before any map is drawn, saying what differs and what to do (--leads, --archive).
+    """
     from flows._prefect_env import configure
 
     configure(Path("."))
     from products.cycle import publish_file
 
-    typer.echo(publish_file(forecast_nc, store, site, keep_runs=keep_runs))
+    typer.echo(publish_file(forecast_nc, store, site, keep_runs=keep_runs, archive=archive))
 
 
 # --------------------------------------------------------------------------- nowcast flow ...
@@ -444,6 +451,7 @@ def flow_ingest(
     """
     _require("archive", archive)
     start, end = _parse_time("--start", start), _parse_time("--end", end)
+    check_start_end(start, end)
     from flows._prefect_env import configure
 
     configure(_local_parent(store))
@@ -467,7 +475,9 @@ def flow_resample(
     src: str = typer.Argument(..., help="Ingest store (path or s3:// URL)."),
     dst: str = typer.Argument(..., help="Resampled store to write (path or s3:// URL)."),
     size: int = typer.Option(80, help="Grid side."),
-    cadence: str = typer.Option("6min", help="Time grid step."),
+    cadence: str | None = typer.Option(
+        None, help="Time grid step (default: the store's own cadence)."
+    ),
     fill_gaps: int | None = typer.Option(
         None, "--fill-gaps", help="Fill gaps of at most N slots (flag `interpolated`)."
     ),
@@ -538,6 +548,7 @@ def flow_publish(
     store: str = typer.Option(..., "--store", help=_STORE_HELP),
     site: Path = typer.Option(..., "--site", help="Site directory."),
     workdir: Path = typer.Option(Path("."), "--workdir", help=_WORKDIR_HELP),
+    archive: str = typer.Option("forecasts.zarr", "--archive", help=_ARCHIVE_HELP),
 ) -> None:
     """Publish a forecast file into a site."""
     _require("forecast file", forecast_nc, is_dir=False)
@@ -548,7 +559,7 @@ def flow_publish(
     configure(workdir)
     from flows.publish import publish_flow
 
-    typer.echo(publish_flow(str(forecast_nc), str(store), str(site)))
+    typer.echo(publish_flow(str(forecast_nc), str(store), str(site), archive=archive))
 
 
 def register(app: typer.Typer) -> None:

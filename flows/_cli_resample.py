@@ -21,7 +21,14 @@ def register(app: typer.Typer) -> None:
         size: Annotated[
             int, typer.Option("--size", help="Output pixels per side; must divide 480.")
         ] = 80,
-        cadence: Annotated[str, typer.Option("--cadence", help="Slot spacing.")] = "6min",
+        cadence: Annotated[
+            str | None,
+            typer.Option(
+                "--cadence",
+                help="Slot spacing, e.g. 6min (default: the store's own cadence, 6 min for "
+                "HKO-7, 5 min for KNMI; a cadence that rejects frames is warned about).",
+            ),
+        ] = None,
         tolerance: Annotated[
             str,
             typer.Option("--tolerance", help="Snap frames this close to a slot (inclusive)."),
@@ -36,7 +43,13 @@ def register(app: typer.Typer) -> None:
         overwrite: Annotated[
             bool, typer.Option("--overwrite", help="Replace OUT atomically if it exists.")
         ] = False,
-        progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+        progress: Annotated[
+            bool,
+            typer.Option(
+                "--progress/--no-progress",
+                help="Show a progress bar (slots done, slots per second) on standard error.",
+            ),
+        ] = True,
         motion: Annotated[
             str | None,
             typer.Option(
@@ -110,6 +123,9 @@ def register(app: typer.Typer) -> None:
             motion_kwargs=None if motion_grid is None else {"grid": motion_grid},
             after_write=after_write,
         )
+        warning = report.rejection_warning()
+        if warning is not None:
+            typer.echo(f"warning: {warning}", err=True)
         typer.echo(json.dumps(report.summary()))
 
 

@@ -9,6 +9,7 @@ traceback.
 
 from __future__ import annotations
 
+import inspect
 import sys
 
 import typer
@@ -27,7 +28,8 @@ from flows._cli_errors import UserErrorGroup
 
 app = typer.Typer(
     name="nowcast",
-    help="Precipitation nowcasting pipeline for HKO-7 style radar archives.",
+    help="Precipitation nowcasting pipeline for weather radar archives: HKO-7, ODIM_H5, "
+    "KNMI, BoM Rainfields, MeteoSwiss and FMI files (nowcast ingest --source).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -41,7 +43,7 @@ def _root(
         False, "--debug", help="Show the traceback of an error (may also follow the command)."
     ),
 ) -> None:
-    """Precipitation nowcasting pipeline for HKO-7 style radar archives."""
+    """Precipitation nowcasting pipeline for weather radar archives (six sources)."""
 
 
 for _module in (
@@ -55,6 +57,37 @@ for _module in (
     _cli_dashboard,
 ):
     _module.register(app)
+
+
+def reflow(text: str | None) -> str | None:
+    """*text* (a docstring) with the line breaks inside each paragraph made spaces.
+
+    Typer prints the paragraphs after a command's first line with their source line
+    breaks, which the terminal then wraps again (lines cut mid-sentence); reflowed, each
+    paragraph wraps at the terminal's width. Paragraphs starting with ``\b`` and lines
+    starting with ``-`` or indented (lists, examples) keep their breaks.
+    """
+    if not text:
+        return text
+    out = []
+    for para in inspect.cleandoc(text).split("\n\n"):
+        lines = para.split("\n")
+        if para.startswith("\b") or any(ln[:1] in ("-", " ") for ln in lines[1:]):
+            out.append(para)
+        else:
+            out.append(" ".join(ln.strip() for ln in lines))
+    return "\n\n".join(out)
+
+
+def _reflow_help(typer_app: typer.Typer) -> None:
+    """Reflow the help of every command and group of *typer_app*, recursively."""
+    for info in typer_app.registered_commands:
+        info.help = reflow(info.help or getattr(info.callback, "__doc__", None))
+    for group in typer_app.registered_groups:
+        _reflow_help(group.typer_instance)
+
+
+_reflow_help(app)
 
 
 def main() -> None:

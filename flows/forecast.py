@@ -12,7 +12,6 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from products.cycle import (
-    DEFAULT_LEADS,
     CycleSteps,
     ForecastSettings,
     make_cycle_forecast,
@@ -68,7 +67,7 @@ def forecast_flow(
         site=str(site),
         run=run,
         baseline=baseline,
-        lead_minutes=tuple(int(v) for v in (lead_minutes or DEFAULT_LEADS)),
+        lead_minutes=tuple(int(v) for v in lead_minutes) if lead_minutes else None,
         in_frames=in_frames,
         image_size=image_size,
         max_consecutive_missing=max_consecutive_missing,

@@ -187,6 +187,7 @@ def ingest_flow(
         ``skipped_existing``, ``seconds``, ``frames_per_second``, ``corrupt``),
         ``frames_written``, ``corrupt`` (list of ``[path, reason]``).
     """
+    from pipeline.sources import get_source, new_store_attrs
     from pipeline.store import create_store
 
     logger = get_run_logger()
@@ -194,7 +195,8 @@ def ingest_flow(
     if not days:
         raise ValueError(f"no frames in archive {archive} between {start} and {end}")
     if source == "hko7":  # other sources: the first day lays the store out
-        create_store(store)  # a no-op for an existing store (directory or s3:// URL)
+        # a no-op for an existing store (directory or s3:// URL)
+        create_store(store, attrs=new_store_attrs(get_source(source)))
     if scheduler_address:
         summary = ingest_on_cluster(archive, store, scheduler_address, start, end, source)
         return {

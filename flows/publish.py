@@ -30,8 +30,9 @@ def publish_flow(
     n_obs_frames: int = 5,
     keep_runs: int = 24,
     coastline_resolution: str = "10m",
+    archive: str = "forecasts.zarr",
 ) -> str:
-    """Publish one forecast file into *site*; returns the run directory."""
+    """Publish one forecast file into *site* (forecast archive *archive*); returns the run directory."""
     run_dir = _publish_task(
         forecast_nc,
         store,
@@ -39,6 +40,7 @@ def publish_flow(
         n_obs_frames=n_obs_frames,
         keep_runs=keep_runs,
         coastline_resolution=coastline_resolution,
+        archive=archive,
     )
     get_run_logger().info("published %s to %s", forecast_nc, run_dir)
     return run_dir

@@ -17,7 +17,7 @@ def resample_task(
     src: str,
     dst: str,
     size: int = 80,
-    cadence: str = "6min",
+    cadence: str | None = None,
     tolerance: str = "2min",
     motion: str | None = None,
     motion_window: int = 4,
@@ -44,6 +44,9 @@ def resample_task(
         motion_window=motion_window,
         after_write=_gap_filler(fill_gaps, interpolation, fill_window, run, dst),
     )
+    warning = report.rejection_warning()
+    if warning is not None:
+        get_run_logger().warning("%s", warning)
     return report.summary()
 
 
@@ -52,7 +55,7 @@ def resample_flow(
     src: str,
     dst: str,
     size: int = 80,
-    cadence: str = "6min",
+    cadence: str | None = None,
     tolerance: str = "2min",
     motion: str | None = None,
     motion_window: int = 4,
@@ -62,6 +65,8 @@ def resample_flow(
     run: str | None = None,
 ) -> dict:
     """Resample *src* into *dst* at ``size x size`` and *cadence*; returns the summary.
+
+    ``cadence`` None (default): the store's own (:func:`pipeline.window.store_cadence`).
 
     With ``motion`` (a :mod:`pipeline.motion` name) the store also gets ``motion``; with
     ``fill_gaps`` its short gaps are filled (``interpolated`` flag).

@@ -49,7 +49,7 @@ def _flow_parameters(
     **extra: object,
 ) -> dict:
     from pipeline.store_engine import is_url
-    from products.cycle import DEFAULT_LEADS, ForecastSettings
+    from products.cycle import ForecastSettings
 
     # validate early (exactly one of run / baseline, clock name, ...)
     ForecastSettings(
@@ -68,7 +68,7 @@ def _flow_parameters(
         "site": str(Path(site).resolve()),
         "run": None if run is None else str(Path(run).resolve()),
         "baseline": baseline,
-        "lead_minutes": [int(v) for v in (lead_minutes or DEFAULT_LEADS)],
+        "lead_minutes": [int(v) for v in lead_minutes] if lead_minutes else None,
     }
     params.update({k: v for k, v in extra.items() if v is not None})
     return params
@@ -95,7 +95,8 @@ def run_forecast_cycle(
     now : timestamp-like, optional
         Simulated current time; ``None`` = the flow's clock (newest store frame).
     lead_minutes : sequence of int, optional
-        Lead times (default :data:`flows.forecast.DEFAULT_LEADS`).
+        Lead times (default: every step of the predictor's cadence to an hour,
+        :func:`products.cycle.default_leads`).
     **options
         Other parameters of :func:`flows.forecast.forecast_flow` (``in_frames``,
         ``image_size``, ``max_consecutive_missing``, ``n_obs_frames``, ...).

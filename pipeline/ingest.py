@@ -64,7 +64,7 @@ import pandas as pd
 from pipeline import hko7
 from pipeline._chunk_io import _compute
 from pipeline.objectstore.batches import BatchRetry
-from pipeline.sources import DEFAULT_SOURCE, ingest_plan
+from pipeline.sources import DEFAULT_SOURCE, ingest_plan, new_store_attrs
 from pipeline.store import (
     DATA_VARS,
     TIME_CHUNK,
@@ -541,7 +541,7 @@ def ingest_archive(
         source, archive, store, start, end, follow_links
     )
     # no-op for an existing store; refuses the old layout
-    create_store(store, grid=grid, attrs=src.store_attrs() or None)
+    create_store(store, grid=grid, attrs=new_store_attrs(src) or None)
     report = IngestReport(store=store, frames_found=len(frames), corrupt=skipped)
     report.static_mask_used = valid_static is not None
 

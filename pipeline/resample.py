@@ -75,6 +75,7 @@ from pipeline.grid_fit import fit_plan, pad_frames
 from pipeline.resample_report import ResampleReport, sidecar_paths, write_sidecars
 from pipeline.schema import coarse_coords, resampled_dataset, resampled_encoding
 from pipeline.spatial import _AVERAGES, _block_mean, _check_average, downsize
+from pipeline.window import store_cadence
 
 __all__ = [
     "ResampleReport",
@@ -342,7 +343,7 @@ def resample_store(
     src: str | os.PathLike,
     dst: str | os.PathLike,
     size: int = 80,
-    cadence: str | pd.Timedelta = "6min",
+    cadence: str | pd.Timedelta | None = None,
     tolerance: str | pd.Timedelta = "2min",
     *,
     average: str = "z",
@@ -372,8 +373,10 @@ def resample_store(
     size : int
         Output pixels per side; must divide the source size (480: 1, 2, 3, 4, 5, 6, 8, 10,
         12, 15, 16, 20, 24, 30, 32, 40, 48, 60, 80, 96, 120, 160, 240, 480).
-    cadence : str or pandas.Timedelta
-        Slot spacing (must divide one day).
+    cadence : str or pandas.Timedelta, optional
+        Slot spacing (must divide one day); None (default): the source store's own
+        (:func:`pipeline.window.store_cadence`: 6 min for HKO-7, 5 min for KNMI). A
+        cadence that rejects frames says so in :meth:`ResampleReport.rejection_warning`.
     tolerance : str or pandas.Timedelta
         Snapping tolerance, inclusive, below ``cadence / 2``.
     average : {"z", "rainrate"}
@@ -432,7 +435,8 @@ def resample_store(
             f"time_chunk and block_chunks must be >= 1, got {time_chunk}, {block_chunks}"
         )
     average = _check_average(average)
-    cad, tol = _grid_params(cadence, tolerance)
+    if cadence is not None:
+        cad, tol = _grid_params(cadence, tolerance)  # refused before any work
     if not 0.0 < float(min_valid_fraction) <= 1.0:
         raise ValueError(f"min_valid_fraction must be in (0, 1], got {min_valid_fraction}")
     if motion is not None:
@@ -449,6 +453,8 @@ def resample_store(
     source = open_store(target)
     try:
         plan = _check_source(source, src_path, size)
+        own_cadence = store_cadence(source)
+        cad, tol = _grid_params(own_cadence if cadence is None else cadence, tolerance)
     except ValueError:
         source.close()
         raise
@@ -548,6 +554,7 @@ def resample_store(
         seconds=_time.perf_counter() - t0,
         motion=motion_summary,
         after_write=after_summary,
+        store_cadence=own_cadence,
     )
     write_sidecars(report, dst_path)
     return report

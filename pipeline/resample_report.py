@@ -71,6 +71,8 @@ class ResampleReport:
     seconds: float = 0.0
     motion: dict | None = None
     after_write: dict | None = None
+    store_cadence: pd.Timedelta | None = None
+    """The source store's own cadence (:func:`pipeline.window.store_cadence`)."""
 
     @property
     def observed_fraction(self) -> float:
@@ -86,6 +88,32 @@ class ResampleReport:
     def longest_gap(self) -> int:
         """Length in slots of the longest gap (0 when there is none)."""
         return int(self.gaps["length"].max()) if len(self.gaps) else 0
+
+    def rejection_warning(self) -> str | None:
+        """One line saying how many frames the cadence rejected, or None when none was.
+
+        Names the store's own cadence when the requested one differs (a 6-minute grid on
+        a 5-minute store rejects about one frame in six).
+        """
+        n_rej, n_col = len(self.rejected), len(self.collisions)
+        if not n_rej and not n_col:
+            return None
+        n_frames = self.n_observed + n_rej + n_col
+        cad = self.cadence / pd.Timedelta("1min")
+        parts = []
+        if n_rej:
+            tol = self.tolerance / pd.Timedelta("1min")
+            parts.append(f"rejects {n_rej} (farther than {tol:g} min from every slot)")
+        if n_col:
+            parts.append(f"drops {n_col} (a nearer frame took their slot)")
+        line = (
+            f"cadence {cad:g} min {' and '.join(parts)} of the {n_frames} frames of "
+            f"{self.src}; {self.n_observed} of {self.n_slots} slots observed"
+        )
+        if self.store_cadence is not None and self.store_cadence != self.cadence:
+            own = self.store_cadence / pd.Timedelta("1min")
+            line += f"; the store's cadence is {own:g} min (leave --cadence out to use it)"
+        return line
 
     def summary(self) -> dict:
         """Summary figures as a JSON-serialisable dict."""

@@ -11,7 +11,9 @@ the store or resampled schema (docs/contracts.md):
 - :func:`observations_dataset`: observed frames on a forecast's grid
   (docs/contracts.md, Observations on the forecast grid);
 - :func:`newest_observed_time`: the time of the newest observed frame (a forecast cycle's
-  store clock).
+  store clock);
+- :func:`store_cadence`: the store's own time between frames (the default cadence of a
+  forecast and of a resample).
 """
 
 from __future__ import annotations
@@ -35,8 +37,13 @@ __all__ = [
     "load_window",
     "newest_observed_time",
     "observations_dataset",
+    "store_cadence",
     "window_slots",
 ]
+
+DEFAULT_CADENCE = pd.Timedelta("6min")
+"""Cadence of a store that says nothing and holds fewer than two frames (HKO-7's)."""
+
 
 MIN_VALID_FRACTION = 0.5
 """A coarse pixel is valid when at least this fraction of its fine pixels is valid."""
@@ -309,3 +316,39 @@ def newest_observed_time(store: xr.Dataset | str | Path) -> pd.Timestamp:
             raise ValueError(f"store {name} has no observed frame: no issue time")
         times = times[obs]
     return times[-1]
+
+
+def store_cadence(store: xr.Dataset | str | Path) -> pd.Timedelta:
+    """The store's own time between frames, read from the store, never assumed.
+
+    In order: the ``cadence_minutes`` attribute of a resampled store; the
+    ``nominal_cadence_minutes`` attribute an ingest writes from its radar source
+    (:attr:`pipeline.sources.RadarSource.cadence`: 5 min for KNMI, 6 min for HKO-7); the
+    most frequent spacing of the store's frame times, in whole minutes (a store made
+    before that attribute existed); :data:`DEFAULT_CADENCE` for a store of fewer than two
+    frames.
+
+    Parameters
+    ----------
+    store : xarray.Dataset or path
+        Radar store in the store or resampled schema (docs/contracts.md).
+
+    Returns
+    -------
+    pandas.Timedelta
+        Positive cadence.
+    """
+    ds = as_dataset(store)
+    for key in ("cadence_minutes", "nominal_cadence_minutes"):
+        value = ds.attrs.get(key)
+        if value is not None and float(value) > 0:
+            return pd.Timedelta(minutes=float(value))
+    times = pd.DatetimeIndex(ds["time"].values) if "time" in ds.variables else None
+    if times is None or len(times) < 2:
+        return DEFAULT_CADENCE
+    steps = np.round(np.diff(times.asi8) / 60e9)  # whole minutes
+    steps = steps[steps > 0]
+    if not steps.size:
+        return DEFAULT_CADENCE
+    values, counts = np.unique(steps, return_counts=True)
+    return pd.Timedelta(minutes=float(values[np.argmax(counts)]))  # the smallest on a tie

@@ -167,12 +167,9 @@ def _append_in_session(new: xr.Dataset, ds: xr.Dataset, store: Path, issue, mode
         return 0
     old = xr.open_zarr(session.store, consolidated=False, decode_timedelta=False)
     try:
-        for name in ("lead_time", "y", "x"):
-            if not np.array_equal(old[name].values, new[name].values):
-                raise ValueError(
-                    f"forecast {issue} has {name} {new[name].values.tolist()[:8]}...; the "
-                    f"archive {store} has {old[name].values.tolist()[:8]}... (they must match)"
-                )
+        problem = _mismatch(new, old, store, issue)
+        if problem is not None:
+            raise ArchiveMismatchError(problem)
         times = pd.DatetimeIndex(old["issue_time"].values)
         new = _match_probabilities(new, old, store)
         new = _match_accumulations(new, old)
@@ -187,15 +184,114 @@ def _append_in_session(new: xr.Dataset, ds: xr.Dataset, store: Path, issue, mode
         )
         session.commit(message + " (replaces the earlier one)")
         return i
-    if len(times) and issue < times[-1]:
-        raise ValueError(
-            f"forecast issued {issue} is earlier than the last one in {store} ({times[-1]}); "
-            "the archive is kept sorted by issue time"
-        )
     drop = [n for n in new.coords if n in ("lead_time", "y", "x", "lat", "lon", "threshold")]
     new.drop_vars(drop).to_zarr(session.store, append_dim="issue_time", consolidated=False)
     session.commit(message)
     return len(times)
+
+
+class ArchiveMismatchError(ValueError):
+    """A forecast that the existing forecast archive cannot take (other leads, grid, ...)."""
+
+
+_ADVICE = (
+    "make the forecast with the archive's lead times (nowcast forecast ... --leads {leads}), "
+    "or publish into another archive (nowcast publish ... --archive OTHER.zarr; "
+    "nowcast serve / flow forecast --archive) or another site"
+)
+
+
+def _listed(values, limit: int = 24) -> str:
+    """Every value of *values* (up to *limit*, then how many more), comma-separated."""
+    items = [f"{v:g}" if isinstance(v, float) else str(v) for v in list(values)]
+    if len(items) > limit:
+        return ", ".join(items[:limit]) + f" and {len(items) - limit} more"
+    return ", ".join(items)
+
+
+def _lead_difference(new: np.ndarray, old: np.ndarray) -> str:
+    """What differs between two lead-time lists, both named in full."""
+    only_new = [int(v) for v in new if v not in set(old.tolist())]
+    only_old = [int(v) for v in old if v not in set(new.tolist())]
+    text = (
+        f"the forecast has {len(new)} lead times ({_listed(new.tolist())} min), the archive "
+        f"{len(old)} ({_listed(old.tolist())} min)"
+    )
+    if only_new or only_old:
+        parts = []
+        if only_new:
+            parts.append(f"only in the forecast: {_listed(only_new)}")
+        if only_old:
+            parts.append(f"only in the archive: {_listed(only_old)}")
+        return text + "; " + "; ".join(parts)
+    return text + "; the same values in another order"
+
+
+def _mismatch(new: xr.Dataset, old: xr.Dataset, store: object, issue) -> str | None:
+    """Why the forecast *new* cannot be added to the archive *old*, or None."""
+    head = f"cannot publish the forecast issued {pd.Timestamp(issue):%Y-%m-%d %H:%M} into the "
+    head += f"forecast archive {store}: "
+    new_leads = np.asarray(new["lead_time"].values)
+    old_leads = np.asarray(old["lead_time"].values)
+    if not np.array_equal(new_leads, old_leads):
+        leads = ",".join(str(int(v)) for v in old_leads)
+        return head + _lead_difference(new_leads, old_leads) + "; " + _ADVICE.format(leads=leads)
+    for name in ("y", "x"):
+        a, b = np.asarray(new[name].values), np.asarray(old[name].values)
+        if a.shape != b.shape or not np.array_equal(a, b):
+            return head + (
+                f"the forecast is on a {new.sizes['y']} x {new.sizes['x']} grid "
+                f"(x {float(new['x'].min()):g} .. {float(new['x'].max()):g} km), the archive's "
+                f"on {old.sizes['y']} x {old.sizes['x']} (x {float(old['x'].min()):g} .. "
+                f"{float(old['x'].max()):g} km); publish into another archive "
+                "(nowcast publish ... --archive OTHER.zarr) or another site"
+            )
+    if _PROBABILITY in old and _PROBABILITY in new:
+        a, b = new["threshold"].values, old["threshold"].values
+        if not np.array_equal(a, b):
+            return head + (
+                f"the forecast has probability thresholds {_listed(a.tolist())} mm/h, the "
+                f"archive {_listed(b.tolist())} mm/h; publish into another archive "
+                "(--archive OTHER.zarr) or another site"
+            )
+    times = pd.DatetimeIndex(old["issue_time"].values)
+    issue = pd.Timestamp(issue)
+    if len(times) and issue < times[-1] and issue not in times:
+        return head + (
+            f"it is earlier than the last one in the archive ({times[-1]:%Y-%m-%d %H:%M}), "
+            "which is kept sorted by issue time; publish into another archive "
+            "(--archive OTHER.zarr) or another site"
+        )
+    return None
+
+
+def check_forecast_archive(ds: xr.Dataset, store: str | os.PathLike[str] | None) -> None:
+    """Refuse, before anything is drawn or written, a forecast the archive cannot take.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Forecast in the forecast schema (docs/contracts.md).
+    store : path-like, str or None
+        The forecast archive (:func:`append_forecast_zarr`); None or an archive that does
+        not exist yet takes any forecast.
+
+    Raises
+    ------
+    ArchiveMismatchError
+        The archive has other lead times (both lists named in full, and what is only in
+        each), another grid or other probability thresholds, or a later last issue time;
+        the message says what to do (``--leads``, ``--archive``).
+    """
+    if store is None or not forecast_archive_exists(store):
+        return
+    old = open_forecast_zarr(store)
+    try:
+        problem = _mismatch(ds, old, store, _issue_time(ds))
+    finally:
+        old.close()
+    if problem is not None:
+        raise ArchiveMismatchError(problem)
 
 
 def forecast_archive_exists(store: str | os.PathLike[str]) -> bool:

@@ -176,6 +176,11 @@ def to_cf(ds: xr.Dataset) -> xr.Dataset:
             "dtype": "float32",
             "_FillValue": np.float32(np.nan),
         }
+    for name in out.data_vars:
+        # a forecast read back from its NetCDF (open_forecast_netcdf) holds the grid mapping
+        # both as an attribute and as an encoding; xarray refuses to write it twice
+        if "grid_mapping" in out[name].attrs:
+            out[name].encoding.pop("grid_mapping", None)
     _accumulations_cf(out)
     for name in ("valid_time", "issue_time"):
         out[name] = out[name].astype("datetime64[ns]")

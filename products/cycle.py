@@ -51,6 +51,7 @@ __all__ = [
     "ForecastSettings",
     "forecast_cycle",
     "publish_file",
+    "default_leads",
     "resolve_issue_time",
     "run_cycle",
 ]
@@ -75,8 +76,9 @@ class ForecastSettings:
         Trained run directory (``nowcast.runs.load_run``).
     baseline : str, optional
         Baseline name (``nowcast.baselines.get_baseline``), e.g. ``pysteps``.
-    lead_minutes : tuple of int
-        Lead times in minutes.
+    lead_minutes : tuple of int or None
+        Lead times in minutes; None: every step of the predictor's cadence up to an hour
+        (:func:`default_leads`; a baseline's cadence is the store's, 5 min on a KNMI store).
     in_frames : int, optional
         Input frames (default: the run's configuration, 5 for baselines).
     image_size : int, optional
@@ -115,7 +117,7 @@ class ForecastSettings:
     site: str
     run: str | None = None
     baseline: str | None = None
-    lead_minutes: tuple[int, ...] = DEFAULT_LEADS
+    lead_minutes: tuple[int, ...] | None = DEFAULT_LEADS
     in_frames: int | None = None
     image_size: int | None = None
     max_consecutive_missing: int = 2
@@ -170,7 +172,7 @@ def resolve_issue_time(
     store: str | xr.Dataset,
     now: object = None,
     clock: str = "store",
-    cadence_minutes: float = 6.0,
+    cadence_minutes: float | None = None,
 ) -> pd.Timestamp:
     """Issue time of a cycle: *now*, the newest store frame or the wall clock, floored.
 
@@ -182,8 +184,10 @@ def resolve_issue_time(
         Simulated or given current time (UTC, naive or aware).
     clock : str
         Used when *now* is None: ``store`` (newest frame time) or ``wall`` (UTC now).
-    cadence_minutes : float
-        The issue time is floored to this cadence.
+    cadence_minutes : float, optional
+        The issue time is floored to this cadence; None (default): the store's own
+        (:func:`pipeline.window.store_cadence`), so the newest frame of a 5-minute store
+        is its issue time.
 
     Raises
     ------
@@ -202,11 +206,37 @@ def resolve_issue_time(
         t = newest_observed_time(store)
     if t.tzinfo is not None:
         t = t.tz_convert("UTC").tz_localize(None)
+    if cadence_minutes is None:
+        from pipeline.window import store_cadence
+
+        return t.floor(store_cadence(store))
     return t.floor(pd.Timedelta(minutes=cadence_minutes))
 
 
+def default_leads(cadence_minutes: float) -> tuple[int, ...]:
+    """Lead times (minutes) of a forecast at *cadence_minutes*: every step up to an hour.
+
+    :data:`DEFAULT_LEADS` (every 6 minutes) for 6 minutes; ``5, 10, ..., 60`` for a
+    5-minute store; :data:`DEFAULT_LEADS` for a cadence that is not whole minutes.
+    """
+    cad = float(cadence_minutes)
+    if cad <= 0 or cad != round(cad) or cad > 60:
+        return DEFAULT_LEADS
+    return tuple(range(int(cad), 61, int(cad)))
+
+
+@functools.lru_cache(maxsize=32)
+def _store_cadence_minutes(store: str) -> float:
+    """The cadence of the store at *store* in minutes (read once per process)."""
+    from pipeline.window import store_cadence
+
+    return store_cadence(store) / pd.Timedelta("1min")
+
+
 @functools.lru_cache(maxsize=8)
-def _cached_predictor(run, baseline, in_frames, image_size, _checkpoint_mtime=None):
+def _cached_predictor(
+    run, baseline, in_frames, image_size, cadence_minutes=6.0, _checkpoint_mtime=None
+):
     from nowcast.forecast import baseline_predictor, run_predictor
 
     if run is not None:
@@ -216,16 +246,24 @@ def _cached_predictor(run, baseline, in_frames, image_size, _checkpoint_mtime=No
                 f"run {run} takes {pred.in_frames} input frames, got in_frames={in_frames}"
             )
         return pred
-    return baseline_predictor(baseline, in_frames=in_frames or 5, image_size=image_size)
+    return baseline_predictor(
+        baseline, in_frames=in_frames or 5, cadence_minutes=cadence_minutes, image_size=image_size
+    )
 
 
 def load_predictor(settings: ForecastSettings):
-    """The settings' predictor, cached per process (reloaded when ``best.pt`` changes)."""
+    """The settings' predictor, cached per process (reloaded when ``best.pt`` changes).
+
+    A baseline takes its input frames at the store's cadence; a run at its training's.
+    """
     run = str(Path(settings.run).resolve()) if settings.run else None
     mtime = None
     if run is not None and (Path(run) / "best.pt").is_file():
         mtime = (Path(run) / "best.pt").stat().st_mtime_ns
-    return _cached_predictor(run, settings.baseline, settings.in_frames, settings.image_size, mtime)
+    cadence = 6.0 if run is not None else _store_cadence_minutes(str(settings.store))
+    return _cached_predictor(
+        run, settings.baseline, settings.in_frames, settings.image_size, cadence, mtime
+    )
 
 
 def already_published(site: str | Path, issue: pd.Timestamp) -> bool:
@@ -240,6 +278,7 @@ def make_cycle_forecast(settings: ForecastSettings, issue: pd.Timestamp):
     from nowcast.forecast import InsufficientInputError, make_forecast
 
     pred = load_predictor(settings)
+    leads = settings.lead_minutes or default_leads(pred.cadence_minutes)
     window = {
         "max_consecutive_missing": settings.max_consecutive_missing,
         "tolerance": settings.tolerance,
@@ -254,14 +293,14 @@ def make_cycle_forecast(settings: ForecastSettings, issue: pd.Timestamp):
                 pred,
                 settings.store,
                 issue,
-                settings.lead_minutes,
+                leads,
                 members=settings.members,
                 seed=settings.seed,
                 calibration=None if cal is None else ProbabilityCalibration.load(cal),
                 **window,
             )
         else:
-            fc = make_forecast(pred, settings.store, issue, settings.lead_minutes, **window)
+            fc = make_forecast(pred, settings.store, issue, leads, **window)
     except InsufficientInputError as err:
         return err.reason
     from products.accumulation import add_accumulations
@@ -354,8 +393,12 @@ def publish_file(
     n_obs_frames: int = 5,
     keep_runs: int = 24,
     coastline_resolution: str = "10m",
+    archive: str = "forecasts.zarr",
 ) -> str:
     """Publish the forecast in *forecast_nc* with observations from *store* into *site*.
+
+    *archive* is the forecast archive, relative to *site* (default ``forecasts.zarr``), an
+    absolute directory or an ``s3://`` URL (:attr:`ForecastSettings.archive`).
 
     Returns
     -------
@@ -367,7 +410,7 @@ def publish_file(
     ValueError
         *forecast_nc* is missing or not a forecast NetCDF file, or *site* is a file.
     """
-    from pipeline.window import grid_size, observations_dataset, window_slots
+    from pipeline.window import grid_size, observations_dataset, store_cadence, window_slots
     from products.cf import open_forecast_netcdf
     from products.site import publish_run
 
@@ -386,7 +429,7 @@ def publish_file(
         raise ValueError(f"forecast file {path} has no issue_time or reflectivity: not a forecast")
     issue = pd.Timestamp(fc["issue_time"].values)
     n = max(int(n_obs_frames), 1)
-    times = window_slots(issue, n, 6.0)
+    times = window_slots(issue, n, store_cadence(store))
     obs = observations_dataset(store, times, size=grid_size(fc))
     result = publish_run(
         fc,
@@ -395,6 +438,7 @@ def publish_file(
         keep_runs=keep_runs,
         n_obs_frames=n,
         coastline_resolution=coastline_resolution,
+        zarr_store=archive,
     )
     return str(result.run_dir)
 

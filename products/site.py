@@ -45,7 +45,7 @@ from products._common import (
     _require_same_grid,
 )
 from products._site_journal import SiteJournal
-from products.archive import append_forecast_zarr
+from products.archive import append_forecast_zarr, check_forecast_archive
 from products.dashboard import render_site
 from products.run_files import build_run, obs_frames, run_id
 from products.verify import VerificationScores, rolling_accumulations
@@ -292,6 +292,10 @@ def publish_run(
     ------
     ValueError
         Bad schema, grids that differ, unknown status, ``keep_runs < 1``.
+    products.archive.ArchiveMismatchError
+        The site's forecast archive has other lead times, another grid or a later issue
+        time (:func:`products.archive.check_forecast_archive`); raised before any map is
+        drawn, the site unchanged.
     """
     validate_forecast(forecast_ds)
     _require_same_grid(forecast_ds, observations_ds)
@@ -305,7 +309,9 @@ def publish_run(
     issue = _issue_time(forecast_ds)
     rid = run_id(issue)
     obs = obs_frames(forecast_ds, observations_ds, n_obs_frames)
+    archive = None if zarr_store is None else join_location(site, zarr_store)
     with _site_lock(site), SiteJournal(site) as journal:
+        check_forecast_archive(forecast_ds, archive)  # other leads or grid: before any map
         _clean_stale_tmp(site)
         tmp = site / f".tmp-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         tmp.mkdir()
@@ -321,8 +327,8 @@ def publish_run(
                 progress=progress,
                 hook=_hook,
             )
-            if zarr_store is not None:
-                append_forecast_zarr(forecast_ds, join_location(site, zarr_store))
+            if archive is not None:
+                append_forecast_zarr(forecast_ds, archive)
             final = site / "runs" / rid
             if final.exists():
                 aside = site / "runs" / f".old-{rid}-{uuid.uuid4().hex[:8]}"

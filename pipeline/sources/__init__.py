@@ -16,6 +16,8 @@ All but ``hko7`` wrap the pysteps importers (``pysteps.io.importers``).
 
 from __future__ import annotations
 
+import pandas as pd
+
 from pipeline.sources.base import RadarSource, SourceFileError, SourceFrame
 
 SOURCE_NAMES: tuple[str, ...] = ("hko7", "odim", "knmi", "bom", "mch", "fmi")
@@ -29,6 +31,8 @@ __all__ = [
     "SourceFileError",
     "SourceFrame",
     "get_source",
+    "guess_sources",
+    "new_store_attrs",
 ]
 
 
@@ -55,6 +59,74 @@ def get_source(name: str) -> RadarSource:
     else:
         raise ValueError(f"unknown radar source {name!r}; valid sources: {', '.join(SOURCE_NAMES)}")
     return cls()
+
+
+def new_store_attrs(source: RadarSource) -> dict:
+    """Global attributes of a new store of *source*'s files: its own
+    (:meth:`RadarSource.store_attrs`) and ``nominal_cadence_minutes``, its cadence
+    (read back by :func:`pipeline.window.store_cadence`)."""
+    attrs = dict(source.store_attrs())
+    if source.cadence is not None:
+        attrs["nominal_cadence_minutes"] = float(source.cadence / pd.Timedelta("1min"))
+    return attrs
+
+
+def guess_sources(archive, exclude: str = "", limit: int = 2000) -> list[tuple[str, int]]:
+    """The sources whose file names the files under *archive* have, most files first.
+
+    Looks at the names only (no file is opened), the first *limit* files of the walk;
+    an HKO-7 archive is recognised by its ``radarPNG`` folder.
+
+    Parameters
+    ----------
+    archive : path
+        Folder of radar files.
+    exclude : str
+        A source not to suggest (the one that found nothing).
+    limit : int
+        Files looked at, at most.
+
+    Returns
+    -------
+    list of (str, int)
+        ``(source name, files named like it)``, only sources with at least one file.
+    """
+    import os
+    from pathlib import Path
+
+    root = Path(archive)
+    if not root.is_dir():
+        return []
+    names: list[str] = []
+    for _dirpath, _dirnames, filenames in os.walk(root):
+        names.extend(filenames)
+        if len(names) >= limit:
+            break
+    counts = []
+    for name in SOURCE_NAMES:
+        if name == exclude:
+            continue
+        if name == "hko7":
+            n = len(names) if (root / "radarPNG").is_dir() else 0
+        else:
+            src = get_source(name)
+            n = sum(
+                1
+                for f in names
+                if src.is_candidate(f) and (src.pattern is None or src.pattern.fullmatch(f))
+            )
+        if n:
+            counts.append((name, n))
+    return sorted(counts, key=lambda item: -item[1])
+
+
+def source_hint(archive, exclude: str) -> str:
+    """``"; the files look like --source mch (12 files named like it)"`` or ``""``."""
+    guesses = guess_sources(archive, exclude)
+    if not guesses:
+        return ""
+    name, n = guesses[0]
+    return f"; the files look like --source {name} ({n} file{'s' * (n != 1)} named like it)"
 
 
 def first_grid(source: RadarSource, frames):
@@ -114,9 +186,14 @@ def ingest_plan(
 
     source = get_source(name)
     skipped: list[tuple[str, str]] = []
-    frames = source.discover(
-        archive, start=start, end=end, skipped=skipped, follow_links=follow_links
-    )
+    try:
+        frames = source.discover(
+            archive, start=start, end=end, skipped=skipped, follow_links=follow_links
+        )
+    except ValueError as err:
+        if name == "hko7" and not (Path(archive) / hko7.FRAME_DIR).is_dir():
+            raise ValueError(f"{err}{source_hint(archive, name)}") from None
+        raise
     grid = valid_static = None
     if name == "hko7":
         if (Path(archive) / hko7.STATIC_MASK_FILE).exists():
@@ -127,5 +204,6 @@ def ingest_plan(
             raise ValueError(
                 f"no readable {name} file under {archive} ({len(frames)} found, "
                 f"{len(skipped)} passed over): the store {store} needs the files' grid"
+                + source_hint(archive, name)
             )
     return source, frames, skipped, grid, valid_static

@@ -165,7 +165,8 @@ class RadarSource(ABC):
     pattern: re.Pattern | None = None
     expected: str = ""
     cadence: pd.Timedelta | None = None
-    """Nominal time between files (for ``nowcast resample --cadence``)."""
+    """Nominal time between files; an ingest records it in the store
+    (``nominal_cadence_minutes``, read by :func:`pipeline.window.store_cadence`)."""
 
     def __repr__(self) -> str:
         return f"<radar source {self.name!r}: {self.description}>"

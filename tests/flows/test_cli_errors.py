@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -63,7 +64,7 @@ def test_forecast_missing_run(tmp_path, small_store):
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
-        (["--issue-time", "garbage"], "--issue-time 'garbage' is not a time; expected e.g."),
+        (["--issue-time", "garbage"], "--issue-time 'garbage' is not a time; expected YYYY-MM-DD"),
         (["--leads=-6,0"], "--leads must be positive minutes like 6,12,18; got '-6,0'"),
         (["--leads=a"], "--leads must be integers like 6,12,18; got 'a'"),
         (["--issue-time", "2020-01-01"], "cannot forecast at 2020-01-01 00:00:00: no input frame"),
@@ -159,7 +160,7 @@ def test_hoist_debug_and_describe_error():
         ),
         (
             ["replay", "{t}", "{t}/s.zarr", "--start", "bad"],
-            "--start 'bad' is not a time; expected e.g. 2015-06-01T12:00",
+            "--start 'bad' is not a time; expected YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC)",
         ),
         (
             ["resample", "{t}/none.zarr", "{t}/out.zarr"],
@@ -198,7 +199,24 @@ def test_hoist_debug_and_describe_error():
         ),
         (
             ["ingest", "{t}", "{t}/s.zarr", "--start", "garbage"],
-            "start='garbage' is not a date/time",
+            "--start 'garbage' is not a time; expected YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC)",
+        ),
+        (  # day-first or month-first: refused, never guessed (issue 24, 8)
+            ["ingest", "{t}", "{t}/s.zarr", "--start", "26/08/2010"],
+            "--start '26/08/2010' is not a time; expected YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC), "
+            "e.g. 2010-08-26 or 2010-08-26T07:35",
+        ),
+        (
+            ["flow", "ingest", "{t}", "{t}/s.zarr", "--end", "08/26/2010"],
+            "--end '08/26/2010' is not a time; expected YYYY-MM-DD",
+        ),
+        (
+            ["synth", "{t}/a", "--start", "1/6/2015"],
+            "--start '1/6/2015' is not a time; expected YYYY-MM-DD",
+        ),
+        (
+            ["ingest", "{t}", "{t}/s.zarr", "--start", "2010-02-30"],
+            "--start '2010-02-30' is not a real date/time",
         ),
         (["no-such-command"], "No such command 'no-such-command'. (see: nowcast --help)"),
     ],
@@ -215,3 +233,70 @@ def test_scheduled_forecasts_refuse_a_bad_member_count(tmp_path, small_store, co
     res = _invoke([*args, "--baseline", "persistence", "--members", "0"])
     _assert_one_line_error(res, "--members must be >= 1, got 0")
     assert not (tmp_path / "site").exists()
+
+
+def test_cli_times_in_iso_form_are_read_as_utc():
+    from flows._cli_time import parse_time
+
+    assert parse_time("--start", "2010-08-26") == "2010-08-26"
+    assert parse_time("--start", "2010-08-26T07:35") == "2010-08-26T07:35"
+    assert parse_time("--start", "2010-08-26 07:35:00Z") == "2010-08-26 07:35:00"
+    assert parse_time("--start", "2010-08-26T07:35+00:00") == "2010-08-26T07:35"
+    assert parse_time("--start", None) is None
+
+
+def test_ingest_of_another_sources_files_suggests_that_source(tmp_path):
+    from tests.pipeline import radar_formats as rf
+
+    root = tmp_path / "mch"
+    for name in ("AQC161932045V_00005.801.gif", "AQC161932050V_00005.801.gif"):
+        rf.write_mch_gif(root / name, np.zeros((640, 710), np.uint8))
+    res = _invoke(["ingest", root, tmp_path / "s.zarr", "--source", "knmi"])
+    _assert_one_line_error(
+        res,
+        f"no readable knmi file under {root} (0 found, 0 passed over): the store "
+        f"{tmp_path / 's.zarr'} needs the files' grid; the files look like --source mch "
+        "(2 files named like it)",
+    )
+    res = _invoke(["ingest", root, tmp_path / "s.zarr"])  # --source hko7, the default
+    _assert_one_line_error(
+        res, "no directory {}; the files look like --source mch (2 files".format(root / "radarPNG")
+    )
+    assert not (tmp_path / "s.zarr").exists()
+
+
+def _commands(group, path=()):
+    for name, cmd in group.commands.items():
+        if hasattr(cmd, "commands"):  # a group
+            yield from _commands(cmd, (*path, name))
+        else:
+            yield (*path, name), cmd
+
+
+def test_help_paragraphs_are_not_cut_mid_sentence():
+    """Typer prints a docstring's line breaks; the terminal then cut lines mid-sentence."""
+    import typer.main
+
+    root = typer.main.get_command(app)
+    commands = dict(_commands(root))
+    assert len(commands) > 20
+    for path, cmd in commands.items():
+        for para in (cmd.help or "").split("\n\n"):
+            lines = para.split("\n")
+            if para.startswith("\b") or any(ln[:1] in ("-", " ") for ln in lines[1:]):
+                continue  # a list or an example keeps its lines
+            assert len(lines) == 1, (path, para)
+    res = CliRunner().invoke(app, ["ingest", "--help"], env={"COLUMNS": "80"})
+    text = " ".join(res.output.split())
+    assert "impossible frame names and day folders, and symbolic links leading outside" in text
+    lines = [ln.strip() for ln in res.output.splitlines()]
+    assert "and" not in lines and "refused. Prints the report as one JSON line." not in lines
+
+
+def test_help_describes_progress_and_every_source():
+    res = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"})
+    assert "HKO-7 style" not in res.output
+    assert "HKO-7, ODIM_H5, KNMI, BoM Rainfields, MeteoSwiss and FMI" in res.output
+    for command, what in (("ingest", "frames"), ("resample", "slots")):
+        res = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+        assert f"Show a progress bar ({what} done, {what} per second) on standard" in res.output

@@ -6,6 +6,8 @@
   defaults (``../demo-run/radar80.zarr``) and the HTML must show the HKO-7 clip counts
   recomputed here. The set-up step (``pip install '.[dev,notebooks]'``) is skipped with
   ``make -o``: the test runs in the environment that set-up made.
+* ``make notebooks`` with a notebook whose check fails first: the target renders the others,
+  shows the failure in that notebook's page, names it at the end and exits non-zero.
 * ``jupyter lab notebooks/``: a JupyterLab server started on a copy of ``notebooks/`` serves
   each ``.py`` source as a notebook (jupytext's contents manager), parameters cell included.
 """
@@ -91,6 +93,51 @@ def test_make_notebooks_executes_a_notebook_to_html(
     assert len(starts) > 0
     assert expected in page
     assert "Traceback" not in page
+
+
+_FAILING_NOTEBOOK = """# %% [markdown]
+# # 00 A notebook whose check fails
+
+# %% tags=["parameters"]
+LIMIT = 1e-4
+
+# %%
+measured = 1.14e-4
+assert measured < LIMIT, f"measured {measured:.2e} against a limit of {LIMIT:g}"
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
+def test_make_notebooks_renders_the_rest_when_one_fails_and_names_it(
+    notebook_stores: NotebookStores, tmp_path: Path
+) -> None:
+    """Issue 24, 2: one notebook's failed check no longer stops the target."""
+    root = tmp_path / "repo"
+    (root / "notebooks").mkdir(parents=True)
+    (root / "notebooks" / "00_failing.py").write_text(_FAILING_NOTEBOOK, encoding="utf-8")
+    shutil.copy(NB_DIR / "02_sampling_schemes.py", root / "notebooks")
+    (root / "demo-run").mkdir()
+    (root / "demo-run" / "radar80.zarr").symlink_to(notebook_stores.resampled)
+    proc = subprocess.run(
+        ["make", "-f", str(REPO / "Makefile"), "-o", str(BIN / ".installed"), "notebooks"]
+        + [f"VENV={VENV}", "NOTEBOOK_HTML=html"],
+        cwd=root,
+        env=_jupyter_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    assert (
+        "make notebooks: FAILED: notebooks/00_failing.ipynb (their pages in html show the errors)"
+        in proc.stdout
+    )
+    # the notebook after the failing one is rendered, and the failing one shows its error
+    good = html.unescape((root / "html" / "02_sampling_schemes.html").read_text(encoding="utf-8"))
+    assert "HKO-7 clips (5+20, stride 5)" in good and "Traceback" not in good
+    bad = html.unescape((root / "html" / "00_failing.html").read_text(encoding="utf-8"))
+    assert "AssertionError" in bad and "measured 1.14e-04 against a limit of 0.0001" in bad
 
 
 def _free_port() -> int:

@@ -357,6 +357,29 @@ def test_lagrangian_run_forecasts_and_publishes_on_the_store_grid(tmp_path):
     assert (result.run_dir / "maps" / "fc_018.png").is_file()
 
 
+def test_lagrangian_forecast_read_back_from_its_netcdf_publishes(tmp_path):
+    """The README's `forecast --run ... --out f.nc` then `publish f.nc`: the motion variable's
+    grid mapping, read back as an encoding and an attribute, is written once (issue 24, 1)."""
+    from nowcast.forecast import run_predictor
+    from products.cf import open_forecast_netcdf, write_forecast_netcdf
+    from products.site import publish_run
+
+    cfg = _save_untrained_run(tmp_path / "run", "trajgru_ode", config="small_lagrangian")
+    store, _ = _moving_blob_store(n_frames=cfg.in_frames, size=80, vx=2.0)
+    fc = make_forecast(run_predictor(tmp_path / "run"), store, ISSUE, [6, 12])
+    assert "motion" in fc
+    write_forecast_netcdf(fc, tmp_path / "f.nc")
+    again = open_forecast_netcdf(tmp_path / "f.nc")
+    assert again["motion"].attrs["grid_mapping"] == "crs"
+    write_forecast_netcdf(again, tmp_path / "g.nc")  # raised "Key 'grid_mapping' already exists"
+    xr.testing.assert_identical(open_forecast_netcdf(tmp_path / "g.nc"), again)
+    obs = observations_dataset(store, [ISSUE], size=80)
+    kw = dict(n_obs_frames=1, coastline_resolution="110m", map_size_px=(200, 180), progress=False)
+    result = publish_run(again, obs, tmp_path / "site", **kw)
+    published = open_forecast_netcdf(result.run_dir / "forecast.nc")
+    np.testing.assert_array_equal(published["motion"].values, fc["motion"].values)
+
+
 def test_lagrangian_forecast_carries_its_motion_and_moves_the_blob(tmp_path):
     """The motion the model estimated is in the product, in pixels per step of the store grid."""
     from nowcast.forecast import run_predictor

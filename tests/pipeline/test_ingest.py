@@ -378,8 +378,10 @@ ingest_archive(sys.argv[1], sys.argv[2], start=sys.argv[3], end=sys.argv[4], pro
 def test_two_overlapping_ingests_at_once_into_a_local_store_write_every_frame_once(
     archive, clean_store, tmp_path
 ):
+    from pipeline.sources import get_source, new_store_attrs
+
     store = tmp_path / "overlap"
-    create_store(store)
+    create_store(store, attrs=new_store_attrs(get_source("hko7")))  # as an ingest creates it
     ranges = [(DAYS[0], f"{DAYS[1]} 23:59:59"), (DAYS[1], f"{DAYS[2]} 23:59:59")]
     procs = [
         subprocess.Popen([sys.executable, "-c", _RANGE, str(archive), str(store), a, b])

@@ -116,7 +116,7 @@ def test_cli_refuses_start_after_end_without_creating_a_store(odd_archive, tmp_p
     res = CliRunner().invoke(app, [*args, "--start", "2015-06-03", "--end", "2015-06-01"])
     assert res.exit_code == 2
     assert res.output.strip() == (
-        "error: start='2015-06-03' is after end='2015-06-01': no frame can lie between them"
+        "error: --start 2015-06-03 is after --end 2015-06-01: no frame can lie between them"
     )
     assert not store.exists()
 

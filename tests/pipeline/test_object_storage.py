@@ -108,8 +108,10 @@ def test_a_conflicting_commit_on_object_storage_is_refused(s3):
 def test_two_ingests_at_once_into_a_bucket_store_write_every_frame_once(s3, archive, tmp_path):
     import threading
 
+    from pipeline.sources import get_source, new_store_attrs
+
     url = f"s3://{BUCKET}/stores/shared.zarr"
-    create_store(url)
+    create_store(url, attrs=new_store_attrs(get_source("hko7")))  # as an ingest creates it
     reports, errors = [], []
 
     def run(**bounds):

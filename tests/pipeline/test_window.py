@@ -7,7 +7,13 @@ import pandas as pd
 import pytest
 
 from pipeline.schema import resampled_dataset, store_dataset
-from pipeline.window import newest_observed_time, observations_dataset, window_slots
+from pipeline.window import (
+    DEFAULT_CADENCE,
+    newest_observed_time,
+    observations_dataset,
+    store_cadence,
+    window_slots,
+)
 
 T0 = pd.Timestamp("2015-06-01 12:00")
 
@@ -68,3 +74,31 @@ def test_nowcast_forecast_re_exports_the_same_functions():
 
     assert nf.load_window is pw.load_window and nf.observations_dataset is pw.observations_dataset
     assert nf.check_window is pw.check_window and nf.InputWindow is pw.InputWindow
+
+
+def _frames(times):
+    n = len(times)
+    return store_dataset(times, np.zeros((n, 4, 4)), np.ones((n, 4, 4), bool))
+
+
+def test_store_cadence_is_read_from_the_frame_times():
+    # 5-minute frames with one missing and one 1 minute late: the most frequent spacing
+    minutes = [0, 5, 10, 20, 26, 30, 35]
+    times = pd.Timestamp("2010-08-26 07:00") + pd.to_timedelta(minutes, unit="min")
+    assert store_cadence(_frames(times)) == pd.Timedelta("5min")
+    hko = pd.date_range(T0, periods=5, freq="6min")
+    assert store_cadence(_frames(hko)) == pd.Timedelta("6min")
+
+
+def test_store_cadence_prefers_the_stores_own_attributes():
+    times = pd.date_range(T0, periods=3, freq="10min")  # every other 5-minute file
+    ds = _frames(times)
+    ds.attrs["nominal_cadence_minutes"] = 5.0  # written by the ingest from its source
+    assert store_cadence(ds) == pd.Timedelta("5min")
+    slots = pd.date_range(T0, periods=4, freq="5min")
+    res = resampled_dataset(slots, np.zeros((4, 4, 4)), cadence_minutes=5.0)
+    assert store_cadence(res) == pd.Timedelta("5min")
+
+
+def test_store_cadence_of_a_single_frame_is_the_default():
+    assert store_cadence(_frames(pd.DatetimeIndex([T0]))) == DEFAULT_CADENCE == pd.Timedelta("6min")

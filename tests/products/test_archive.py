@@ -11,7 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from products.archive import append_forecast_zarr, open_forecast_zarr
+from products.archive import (
+    ArchiveMismatchError,
+    append_forecast_zarr,
+    check_forecast_archive,
+    open_forecast_zarr,
+)
 from tests.products.conftest import build_forecast
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,8 +62,44 @@ def test_zarr_append_refuses_other_lead_times(tmp_path):
     store = tmp_path / "fc.zarr"
     append_forecast_zarr(build_forecast("2026-06-01T12:00"), store)
     other = build_forecast("2026-06-01T12:06", leads=(6, 12))
-    with pytest.raises(ValueError, match="lead_time"):
+    with pytest.raises(ArchiveMismatchError, match="only in the archive: 18, 24, 30, 36;"):
         append_forecast_zarr(other, store)
+
+
+def test_other_leads_are_named_in_full_with_their_difference_and_what_to_do(tmp_path):
+    """Lists that agree where a cut would have stopped them (issue 24, 4): the difference."""
+    store = tmp_path / "fc.zarr"
+    append_forecast_zarr(build_forecast("2026-06-01T12:00", leads=tuple(range(6, 61, 6))), store)
+    longer = build_forecast("2026-06-01T12:06", leads=tuple(range(6, 121, 6)))
+    with pytest.raises(ArchiveMismatchError) as info:
+        check_forecast_archive(longer, store)
+    assert str(info.value) == (
+        f"cannot publish the forecast issued 2026-06-01 12:06 into the forecast archive {store}: "
+        "the forecast has 20 lead times (6, 12, 18, 24, 30, 36, 42, 48, 54, 60, 66, 72, 78, "
+        "84, 90, 96, 102, 108, 114, 120 min), the archive 10 (6, 12, 18, 24, 30, 36, 42, 48, "
+        "54, 60 min); only in the forecast: 66, 72, 78, 84, 90, 96, 102, 108, 114, 120; "
+        "make the forecast with the archive's lead times (nowcast forecast ... --leads "
+        "6,12,18,24,30,36,42,48,54,60), or publish into another archive (nowcast publish ... "
+        "--archive OTHER.zarr; nowcast serve / flow forecast --archive) or another site"
+    )
+    five = build_forecast("2026-06-01T12:06", leads=tuple(range(5, 61, 5)))
+    with pytest.raises(
+        ArchiveMismatchError,
+        match=r"only in the forecast: 5, 10, 15, 20, 25, 35, 40, 45, 50, 55; "
+        r"only in the archive: 6, 12, 18, 24, 36, 42, 48, 54; make the forecast",
+    ):
+        check_forecast_archive(five, store)
+
+
+def test_archive_check_names_other_grids_and_takes_a_matching_forecast(tmp_path):
+    store = tmp_path / "fc.zarr"
+    check_forecast_archive(build_forecast(), store)  # no archive yet: anything goes
+    check_forecast_archive(build_forecast(), None)
+    append_forecast_zarr(build_forecast("2026-06-01T12:00"), store)
+    check_forecast_archive(build_forecast("2026-06-01T12:06"), store)
+    check_forecast_archive(build_forecast("2026-06-01T12:00"), store)  # a republish
+    with pytest.raises(ArchiveMismatchError, match="a 40 x 40 grid .* on 80 x 80 "):
+        check_forecast_archive(build_forecast("2026-06-01T12:06", size=40), store)
 
 
 _KILLED_PUBLISH = """

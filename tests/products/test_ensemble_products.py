@@ -302,7 +302,9 @@ def test_archive_keeps_its_kind_of_forecast(tmp_path):
         prob = fz[PROBABILITY_NAME].values
     assert np.isnan(prob[1]).all() and np.isfinite(prob[0]).all()
     other = build_ensemble_forecast("2026-06-01T12:12").isel(threshold=[0, 1])
-    with pytest.raises(ValueError, match=r"probability thresholds \[0.5, 2.0\] mm/h"):
+    with pytest.raises(
+        ValueError, match=r"probability thresholds 0.5, 2 mm/h, the archive 0.5, 2, 5, 10, 30 mm/h"
+    ):
         append_forecast_zarr(other, ens)
 
 

@@ -108,6 +108,29 @@ def test_publish_rejects_unknown_status(tmp_path, forecast_ds, observations_ds):
         publish_run(forecast_ds, observations_ds, tmp_path, status="meh")
 
 
+def test_publish_into_an_archive_with_other_leads_is_refused_before_any_map(tmp_path, monkeypatch):
+    """Issue 24, 4: the archive's leads are checked first; the site stays as it was."""
+    import products.site
+
+    site = tmp_path / "site"
+    publish_run(build_forecast("2026-06-01T12:00"), build_observations(), site, **SMALL)
+    before = {p: p.read_bytes() for p in site.rglob("*") if p.is_file() and ".zarr" not in str(p)}
+    stages = []
+    monkeypatch.setattr(products.site, "_publish_hook", stages.append)
+    longer = build_forecast("2026-06-01T12:06", leads=(6, 12, 18, 24, 30, 36, 42, 48))
+    obs = build_observations("2026-06-01T12:06")
+    with pytest.raises(ValueError, match=r"only in the forecast: 42, 48; make the forecast"):
+        publish_run(longer, obs, site, **SMALL)
+    assert stages == []  # not one map (nor any other file) was drawn
+    after = {p: p.read_bytes() for p in site.rglob("*") if p.is_file() and ".zarr" not in str(p)}
+    assert after == before
+    assert not (site / "runs" / "20260601T1206Z").exists()
+    # into another archive it publishes
+    result = publish_run(longer, obs, site, zarr_store=tmp_path / "other.zarr", **SMALL)
+    assert result.run_id == "20260601T1206Z"
+    assert open_forecast_zarr(tmp_path / "other.zarr")["lead_time"].values.tolist()[-1] == 48
+
+
 def test_publish_rejects_observations_on_other_grid(tmp_path, forecast_ds):
     obs = build_observations(size=40)
     with pytest.raises(ValueError, match="different grids"):
