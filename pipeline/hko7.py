@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import warnings
 import zipfile
 import zlib
 from collections.abc import Iterable
@@ -194,7 +195,12 @@ def read_frame(path: str | os.PathLike) -> np.ndarray:
 
     p = Path(path)
     try:
-        with Image.open(p) as im:
+        with warnings.catch_warnings():
+            # Pillow warns above its pixel limit and refuses above twice that: both are a
+            # frame over the reader's limit (named and skipped like any corrupt frame)
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(p)
+        with im:
             if im.format != "PNG":
                 raise FrameReadError(p, f"not a PNG file (format {im.format})")
             if im.mode != "L":
@@ -209,8 +215,12 @@ def read_frame(path: str | os.PathLike) -> np.ndarray:
         raise FrameReadError(p, "file not found") from None
     except UnidentifiedImageError:
         raise FrameReadError(p, "not a readable image (corrupt or not a PNG)") from None
-    except (OSError, SyntaxError, zlib.error) as err:  # PIL raises OSError on truncation
-        raise FrameReadError(p, f"corrupt or truncated PNG ({err})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise FrameReadError(p, f"over the reader's pixel limit ({err})") from None
+    except FrameReadError:
+        raise
+    except Exception as err:  # noqa: BLE001 - OSError on truncation; others on mangled chunks
+        raise FrameReadError(p, f"corrupt or truncated PNG ({type(err).__name__}: {err})") from None
     return arr
 
 
@@ -255,13 +265,20 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
         If the file is missing, not zlib data, or does not hold 480 x 480 bytes.
     """
     p = Path(path)
+    n = FRAME_SHAPE[0] * FRAME_SHAPE[1]
     try:
-        raw = zlib.decompress(p.read_bytes())
+        inflate = zlib.decompressobj()
+        raw = inflate.decompress(p.read_bytes(), n + 1)  # bounded: a zlib bomb stops here
     except FileNotFoundError:
         raise FrameReadError(p, "file not found") from None
     except zlib.error as err:
         raise FrameReadError(p, f"not zlib-compressed mask data ({err})") from None
-    n = FRAME_SHAPE[0] * FRAME_SHAPE[1]
+    except OSError as err:
+        raise FrameReadError(p, f"unreadable ({err})") from None
+    if len(raw) > n:
+        raise FrameReadError(p, f"mask holds more than {n} bytes (480 x 480 bool expected)")
+    if not inflate.eof:
+        raise FrameReadError(p, f"truncated mask: {len(raw)} of {n} bytes and no zlib end")
     if len(raw) != n:
         raise FrameReadError(p, f"mask holds {len(raw)} bytes, expected {n} (480 x 480 bool)")
     return np.frombuffer(raw, dtype=np.uint8).reshape(FRAME_SHAPE) != 0

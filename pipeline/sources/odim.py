@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.geo import grid_from_edges
+from pipeline.sources._hdf5 import check_hdf5_shapes
 from pipeline.sources.base import MARSHALL_PALMER, RadarSource, SourceFileError, SourceFrame
 
 QUANTITIES: tuple[str, ...] = ("DBZH", "RATE", "ACRR")
@@ -106,6 +107,7 @@ class ODIMSource(RadarSource):
     description = "ODIM_H5 v2.x radar composite (OPERA/EUMETNET information model)"
     suffixes = (".h5", ".hdf", ".hdf5")
     expected = "an ODIM_H5 Cartesian product (/what object COMP or IMAGE)"
+    uses_hdf5 = True  # h5py is not thread-safe: readers run under one lock
 
     def file_time(self, path: str) -> pd.Timestamp:
         head = _header(path)
@@ -134,6 +136,9 @@ class ODIMSource(RadarSource):
             )
         attrs = next(a for q, a in head["datasets"] if q == qty)
         accutime = _accutime(attrs, path) if qty == "ACRR" else None
+        too_big = check_hdf5_shapes(path)
+        if too_big is not None:
+            raise SourceFileError(path, too_big, self.name)
         try:
             values, _quality, meta = import_odim_hdf5(path, qty=qty)
         except Exception as err:  # pysteps raises KeyError, OSError, DataModelError...
