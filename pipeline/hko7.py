@@ -23,7 +23,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import warnings
 import zipfile
 import zlib
 from collections.abc import Iterable
@@ -193,14 +192,14 @@ def read_frame(path: str | os.PathLike) -> np.ndarray:
     """
     from PIL import Image, UnidentifiedImageError
 
+    from pipeline.guards import check_declared_image
+
     p = Path(path)
+    too_big = check_declared_image(p)  # before Pillow (which warns, then refuses, bombs)
+    if too_big is not None:
+        raise FrameReadError(p, f"over the reader's pixel limit: {too_big}")
     try:
-        with warnings.catch_warnings():
-            # Pillow warns above its pixel limit and refuses above twice that: both are a
-            # frame over the reader's limit (named and skipped like any corrupt frame)
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(p)
-        with im:
+        with Image.open(p) as im:
             if im.format != "PNG":
                 raise FrameReadError(p, f"not a PNG file (format {im.format})")
             if im.mode != "L":

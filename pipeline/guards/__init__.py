@@ -14,14 +14,21 @@ from pipeline.guards.memory import (
     ensemble_bytes,
     format_bytes,
 )
-from pipeline.guards.pixels import MAX_FRAME_PIXELS, check_declared_shape
+from pipeline.guards.pixels import (
+    MAX_FRAME_PIXELS,
+    check_declared_image,
+    check_declared_shape,
+    declared_image_size,
+)
 
 __all__ = [
     "MAX_FRAME_PIXELS",
     "SizeLimitError",
     "available_memory_bytes",
+    "check_declared_image",
     "check_declared_shape",
     "check_fits",
+    "declared_image_size",
     "ensemble_bytes",
     "format_bytes",
 ]

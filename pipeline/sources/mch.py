@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.geo import grid_from_edges
+from pipeline.guards import check_declared_image
 from pipeline.sources.base import RadarSource, SourceFileError, SourceFrame
 
 _NAME_RE = re.compile(r"(AQC|CPC|RZC|AZC)(\d{2})(\d{3})(\d{4})\w_(\d{5})\.\d{3}\.gif")
@@ -53,6 +54,9 @@ class MCHSource(RadarSource):
         m = _NAME_RE.fullmatch(os.path.basename(path))
         product, accutime = m.group(1), float(int(m.group(5)))
         unit = _UNIT[product]
+        too_big = check_declared_image(path)
+        if too_big is not None:
+            raise SourceFileError(path, f"over the reader's pixel limit: {too_big}", self.name)
         try:
             values, _quality, meta = import_mch_gif(path, product, unit, accutime)
         except Exception as err:  # OSError, PIL.UnidentifiedImageError, ValueError
