@@ -611,14 +611,33 @@ def read_catalogue(path: str | os.PathLike) -> pd.DataFrame:
     pandas.DataFrame
         Index ``time`` (DatetimeIndex); columns ``frame_path`` (relative, str) and
         ``has_mask`` (bool).
+
+    Raises
+    ------
+    ValueError
+        Naming the file: an unknown suffix, missing columns, or a damaged file (whatever
+        pandas or pyarrow raised, folded into one message).
+    FileNotFoundError
+        If the file does not exist.
     """
     p = Path(path)
+    if p.suffix not in (".csv", ".parquet"):
+        raise ValueError(f"catalogue {p}: unknown suffix {p.suffix!r}, expected .csv or .parquet")
+    try:
+        return _parse_catalogue(p)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a damaged file: pandas/pyarrow raise many types
+        if isinstance(err, ValueError) and str(p) in str(err):
+            raise
+        raise ValueError(f"catalogue {p} is unreadable ({type(err).__name__}: {err})") from None
+
+
+def _parse_catalogue(p: Path) -> pd.DataFrame:
     if p.suffix == ".csv":
         table = pd.read_csv(p, dtype={"frame_path": str}, keep_default_na=False)
-    elif p.suffix == ".parquet":
-        table = pd.read_parquet(p)
     else:
-        raise ValueError(f"catalogue {p}: unknown suffix {p.suffix!r}, expected .csv or .parquet")
+        table = pd.read_parquet(p)
     missing = [c for c in CATALOGUE_COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"catalogue {p} lacks columns {missing}; has {list(table.columns)}")

@@ -100,7 +100,7 @@ def check_declared_image(path: str | os.PathLike, gzipped: bool = False) -> str 
         else:
             with open(path, "rb") as fh:
                 head = fh.read(8192)
-    except (OSError, EOFError, ValueError):
+    except Exception:  # noqa: BLE001 - unreadable (zlib.error, EOFError...): the reader says why
         return None
     size = declared_image_size(head)
     if size is None:

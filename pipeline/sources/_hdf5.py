@@ -13,7 +13,9 @@ writing stay parallel; processes (a dask cluster) each have their own library an
 
 :func:`check_hdf5_shapes` reads only the metadata of an HDF5 file (NetCDF-4 is HDF5)
 and refuses one whose datasets declare more pixels than
-:data:`pipeline.guards.MAX_FRAME_PIXELS`, before any reader allocates them.
+:data:`pipeline.guards.MAX_FRAME_PIXELS`, before any reader allocates them, or whose
+hidden NetCDF-4 dimension ids are impossible (netCDF-C aborts the process on those:
+found by ``benchmarks/fuzz.py``).
 """
 
 from __future__ import annotations
@@ -60,12 +62,18 @@ def check_hdf5_shapes(path: str) -> str | None:
     import h5py
 
     found: list[str] = []
+    dimids: dict[str, Any] = {}
+    coordinates: dict[str, Any] = {}
 
     def visit(name: str, obj: Any) -> None:
         if not found and isinstance(obj, h5py.Dataset) and len(obj.shape or ()) >= 2:
             reason = check_declared_shape(obj.shape)
             if reason is not None:
                 found.append(f"dataset /{name} {reason}")
+        if "_Netcdf4Dimid" in obj.attrs:
+            dimids[name] = obj.attrs["_Netcdf4Dimid"]
+        if "_Netcdf4Coordinates" in obj.attrs:
+            coordinates[name] = obj.attrs["_Netcdf4Coordinates"]
 
     with HDF5_LOCK:
         try:
@@ -73,4 +81,30 @@ def check_hdf5_shapes(path: str) -> str | None:
                 f.visititems(visit)
         except Exception:  # noqa: BLE001 - not HDF5, truncated...: the reader says why
             return None
-    return found[0] if found else None
+    return found[0] if found else _netcdf_ids_problem(dimids, coordinates)
+
+
+_MAX_DIMID = 1 << 16
+
+
+def _netcdf_ids_problem(dimids: dict[str, Any], coordinates: dict[str, Any]) -> str | None:
+    """Why the NetCDF-4 dimension ids of a file are impossible (None when they are fine).
+
+    The netCDF-C library trusts these hidden attributes and aborts the process (``NClist
+    failure``) on an id out of range, so they are checked with h5py before it opens the file.
+    """
+    import numpy as np
+
+    seen: set[int] = set()
+    for name, value in dimids.items():
+        v = np.asarray(value)
+        if v.size != 1 or v.dtype.kind not in "iu" or not 0 <= int(v.reshape(-1)[0]) < _MAX_DIMID:
+            return f"NetCDF-4 dimension id of /{name} is {value!r}, not a small integer"
+        if int(v.reshape(-1)[0]) in seen:
+            return f"NetCDF-4 dimension id {int(v.reshape(-1)[0])} of /{name} is used twice"
+        seen.add(int(v.reshape(-1)[0]))
+    for name, value in coordinates.items():
+        v = np.asarray(value)
+        if v.dtype.kind not in "iu" or v.ndim > 1 or not set(v.reshape(-1).tolist()) <= seen:
+            return f"NetCDF-4 coordinates of /{name} are {value!r}, not ids of its dimensions"
+    return None

@@ -30,6 +30,20 @@ CCS4_SHAPE: tuple[int, int] = (640, 710)
 """(rows, columns) of the CCS4 grid."""
 
 
+def _unloadable_gif(path: str) -> str | None:
+    """Why Pillow cannot decode the GIF *path* (None when it can), the file closed after."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            if im.format != "GIF":
+                return f"not a GIF file (format {im.format})"
+            im.load()
+    except Exception as err:  # noqa: BLE001 - OSError, SyntaxError, ValueError from Pillow
+        return f"not a readable GIF ({type(err).__name__}: {err})"
+    return None
+
+
 class MCHSource(RadarSource):
     """MeteoSwiss GIF composites (``AQCyyjjjHHMM?_00005.801.gif`` and CPC, RZC, AZC)."""
 
@@ -57,6 +71,9 @@ class MCHSource(RadarSource):
         too_big = check_declared_image(path)
         if too_big is not None:
             raise SourceFileError(path, f"over the reader's pixel limit: {too_big}", self.name)
+        bad = _unloadable_gif(path)  # before pysteps, which leaks the file of a bad GIF
+        if bad is not None:
+            raise SourceFileError(path, bad, self.name)
         try:
             values, _quality, meta = import_mch_gif(path, product, unit, accutime)
         except Exception as err:  # OSError, PIL.UnidentifiedImageError, ValueError
