@@ -40,7 +40,7 @@ import xarray as xr
 
 from pipeline.atomic import atomic_write_json
 from pipeline.schema import validate_forecast
-from pipeline.store_engine import join_location
+from pipeline.store_engine import is_url, join_location
 from products._common import (
     _iso,
     _issue_time,
@@ -351,7 +351,8 @@ def publish_run(
         _hook("site")
         if zarr_store is not None:  # last: an archive commit is redone, not undone
             archive = join_location(site, zarr_store)
-            journal.mark_archive(str(archive), f"runs/{rid}")
+            where = archive if is_url(archive) else Path(archive).resolve()  # for any cwd
+            journal.mark_archive(str(where), f"runs/{rid}")
             _hook("archive")
             append_forecast_zarr(forecast_ds, archive)
             journal.archived()
