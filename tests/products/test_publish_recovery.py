@@ -114,7 +114,12 @@ def test_temporaries_of_dead_publishers_are_removed_and_live_ones_kept(site):
         (site / f".latest.json.tmp-{pid}-0badc0de.json").write_text("{")
         (site / f".tmp-{pid}-0123456789ab").mkdir()
         (site / f".status.json.tmp-{live.pid}-feedface.json").write_text("{")
-        refresh_site(site)
+        from typer.testing import CliRunner
+
+        from flows.cli import app
+
+        res = CliRunner().invoke(app, ["dashboard", str(site)])  # refresh_site behind it
+        assert res.exit_code == 0 and res.output == f"dashboard: {site / 'index.html'}\n"
         left = sorted(p.name for p in site.glob(".*") if not p.name.endswith(".lock"))
         assert left == [f".status.json.tmp-{live.pid}-feedface.json"]
     finally:
