@@ -59,3 +59,25 @@ def test_mutated_files_are_read_or_named(seeds, name):
         assert out.status in ("read", "named"), f"{name}, {how}: {out.detail}"
 
     check()
+
+
+@pytest.mark.parametrize(
+    ("name", "seed", "found"),
+    [
+        ("bom", 142, "netCDF-C aborted the process: _Netcdf4Dimid set to 2**40"),
+        ("odim", 142, "RuntimeWarning from pipeline.geo: an infinite /where edge"),
+        ("odim", 409, "RuntimeWarning from pipeline.geo: an infinite /where edge"),
+        ("fmi", 711, "RuntimeWarning from pipeline.geo: infinite header corners"),
+    ],
+)
+def test_inputs_the_benchmark_found_are_named(seeds, name, seed, found, recwarn):
+    """Replays of ``benchmarks/fuzz.py --replay NAME:SEED`` that once failed (*found*)."""
+    from tests.pipeline.fuzzing import RandomChooser
+
+    folder, seed_bytes = seeds
+    reader = READERS[name]
+    path = folder / "replay" / f"{name}-{seed}" / reader.file_name
+    mutate(RandomChooser(seed), reader, seed_bytes[name], path)
+    out = try_read(reader, path)
+    assert out.status == "named", out.detail
+    assert [str(w.message) for w in recwarn] == []
