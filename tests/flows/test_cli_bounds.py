@@ -31,3 +31,14 @@ def test_a_billion_members_are_refused_at_once(tmp_path, small_store):
         "needs about 3.22 TB of memory (estimate), more than the "
     )
     assert not (tmp_path / "e.nc").exists()
+
+
+def test_evaluate_refuses_members_that_cannot_fit(tmp_path, small_store):
+    args = ["evaluate", "--baselines", "persistence", "--data", small_store]
+    args += ["--members", "1000000000", "--out", tmp_path / "e"]
+    res = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "300"})
+    assert res.exit_code == 2, res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in res.output
+    assert lines[0].startswith("error: evaluating ensembles of 1000000000 members, ")
+    assert "pixels, batches of " in lines[0] and "of memory (estimate)" in lines[0]
