@@ -39,7 +39,7 @@ forward itself fail (the archive refuses the forecast), the site is rolled back 
 
 Republishing an issue time that is already in the site replaces its run directory before
 the index files, so a failure in that case restores the index files but keeps the new
-run directory.
+run directory. The stages and the choice are in docs/robustness.md.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
 its grid, lead count, members and percentiles) and refuses a job that cannot fit in the
 memory available (:class:`SizeLimitError`, a ``ValueError``: one ``error:`` line from
 the CLI, exit code 2). :mod:`pipeline.guards.pixels` is the pixel limit of one frame
-that every reader checks against the size a file *declares* before decoding it.
+that every reader checks against the size a file *declares* before decoding it (see
+docs/robustness.md).
 """
 
 from pipeline.guards.memory import (
