@@ -28,17 +28,20 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Regenerate the static dashboard of SITE_DIR from its JSON files.
 
-        The page also works when index.html is opened from disk (data come in data.js);
-        --serve runs python's http.server bound to 127.0.0.1 until Ctrl-C.
+        A publish killed half-way is finished first (rolled back, or forward into the
+        forecast archive), corrupt logs are set aside and dead publishers' temporary
+        files removed. The page also works when index.html is opened from disk (data come
+        in data.js); --serve runs python's http.server bound to 127.0.0.1 until Ctrl-C.
         """
-        from products.dashboard import make_server, render_site
+        from products.dashboard import make_server
+        from products.site import refresh_site
 
         if not site_dir.is_dir():
             raise typer.BadParameter(
                 f"{site_dir} is not a directory; expected a site written by publish_run",
                 param_hint="SITE_DIR",
             )
-        index = render_site(site_dir)
+        index = refresh_site(site_dir)
         typer.echo(f"dashboard: {index}")
         if not serve:
             return

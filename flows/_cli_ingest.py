@@ -1,6 +1,6 @@
 """``nowcast ingest`` (radar archive -> radar store, incremental and idempotent;
 docs/contracts.md, Store schema; ``--source`` picks the format, docs/sources.md) and
-``nowcast store log STORE`` / ``nowcast store migrate OLD NEW``."""
+``nowcast store log STORE`` / ``nowcast store migrate OLD NEW`` / ``nowcast store clean STORE``."""
 
 from __future__ import annotations
 
@@ -24,6 +24,24 @@ def log(
 
     for snap, when, message in store_log(store):
         typer.echo(f"{snap}  {when:%Y-%m-%d %H:%M:%S}  {message}")
+
+
+@store_app.command("clean")
+def clean(
+    store: Annotated[str, typer.Argument(help="Store directory (an s3:// URL has nothing).")],
+) -> None:
+    """Remove what killed writers left beside STORE (a resample's .NAME.tmp-PID store).
+
+    A leftover of a process still running is kept; a store swapped out half-way
+    (.NAME.old-PID with STORE missing) is moved back.
+    """
+    from pipeline.store_engine import remove_stale_siblings
+
+    done = remove_stale_siblings(store)
+    for line in done:
+        typer.echo(f"{store}: {line}")
+    if not done:
+        typer.echo(f"{store}: nothing left behind by killed writers")
 
 
 @store_app.command("migrate")

@@ -337,10 +337,17 @@ def make_ensemble_forecast(
     nowcast.forecast.InsufficientInputError
         The input window breaks the missing-frame rule.
     ValueError
-        Bad members, percentiles or lead times.
+        Bad members, percentiles or lead times; :class:`pipeline.guards.SizeLimitError`
+        when the members, leads and percentiles would not fit in memory (checked before
+        anything is allocated).
     """
     from nowcast.ensemble import ensemble_products
-    from nowcast.forecast import _forecast_dataset, _refuse_or_downsize, _validate_leads
+    from nowcast.forecast import (
+        _forecast_dataset,
+        _refuse_or_downsize,
+        _validate_leads,
+        check_forecast_size,
+    )
     from pipeline.window import as_dataset, load_window, window_slots
 
     if int(members) < 1:
@@ -348,6 +355,16 @@ def make_ensemble_forecast(
     pcts = parse_percentiles(percentiles)
     leads = _validate_leads(lead_minutes)
     ds = as_dataset(store)
+    check_forecast_size(
+        predictor,
+        ds,
+        leads,
+        members=int(members),
+        n_thresholds=len(thresholds_mmh),
+        n_percentiles=len(pcts or ()),
+        keep_members=keep_members,
+        probability="calibrated" if calibration is not None else probability,
+    )
     issue = pd.Timestamp(issue_time)
     if issue.tzinfo is not None:
         issue = issue.tz_convert("UTC").tz_localize(None)

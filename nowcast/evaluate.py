@@ -221,6 +221,7 @@ def evaluate_run(
     batch_size, max_samples = options.batch_size, options.max_samples
     extra_lead_times, perturb = options.extra_lead_times, options.perturb
     from nowcast.baselines import get_baseline
+    from pipeline.dataset import _frame_shape
 
     predictors: dict[str, Nowcaster] = {}
     if run_dir is not None:
@@ -262,6 +263,7 @@ def evaluate_run(
                 if note not in grid_notes:
                     grid_notes.append(note)
     if members is not None:
+        _check_ensemble_size(options, members, out_frames, _frame_shape(stores[0]))
         from nowcast.ensemble import EnsembleNowcaster
 
         predictors = {
@@ -377,3 +379,32 @@ def evaluate_run(
         outputs.files.append(out_dir / "robustness.md")
         outputs.files.append(plot_robustness(outputs.robustness, out_dir / "robustness.png"))
     return outputs
+
+
+def _check_ensemble_size(
+    options: EvaluateOptions, members: int, out_frames: int, frame: tuple[int, int]
+) -> None:
+    """Refuse ``--members`` whose batch of ensembles cannot fit in memory (before any run).
+
+    The estimate is :func:`pipeline.guards.ensemble_bytes` of one sample (``out_frames``
+    plus the extra lead times, on the store's ``frame`` grid, the debiased estimator's
+    table) times the batch size.
+    """
+    from pipeline.guards import check_fits, ensemble_bytes
+    from pipeline.units import RAIN_THRESHOLDS_MMH
+
+    steps = int(out_frames) + len(options.extra_lead_times or ())
+    per_sample = ensemble_bytes(
+        members=int(members),
+        steps=steps,
+        height=frame[0],
+        width=frame[1],
+        n_thresholds=len(RAIN_THRESHOLDS_MMH),
+        all_at_once=True,  # EnsembleNowcaster.__call__ stacks the members it scores
+        debiased=options.probability == "debiased",
+    )
+    what = (
+        f"evaluating ensembles of {int(members)} members, {steps} steps on {frame[0]} x "
+        f"{frame[1]} pixels, batches of {int(options.batch_size)}"
+    )
+    check_fits(what, int(options.batch_size) * per_sample)

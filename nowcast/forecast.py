@@ -260,6 +260,73 @@ def _validate_leads(lead_minutes: Sequence[int] | np.ndarray) -> np.ndarray:
     return leads.astype(np.int64)
 
 
+def step_count(predictor, leads: np.ndarray) -> int:
+    """Frames *predictor* makes for *leads* (every step up to the longest for a regular one).
+
+    Computed without allocating the steps, so an absurd lead is refused by
+    :func:`check_forecast_size` rather than by an allocation.
+    """
+    if predictor.continuous_time:
+        return int(len(leads))
+    return int(round(float(np.max(leads)) / float(predictor.cadence_minutes)))
+
+
+def check_forecast_size(
+    predictor,
+    ds: xr.Dataset,
+    leads: np.ndarray,
+    *,
+    members: int | None = None,
+    n_thresholds: int = 0,
+    n_percentiles: int = 0,
+    keep_members: bool = False,
+    probability: str = "fraction",
+) -> None:
+    """Refuse a forecast whose estimated memory exceeds what the machine has, before allocation.
+
+    Parameters
+    ----------
+    predictor : Predictor
+        Its grid (``image_size``, else the store's ``y`` x ``x``), cadence and kind.
+    ds : xarray.Dataset
+        The radar store (only its sizes are read).
+    leads : numpy.ndarray
+        ``(L,)`` lead times in minutes (validated).
+    members, n_thresholds, n_percentiles, keep_members
+        Of an ensemble forecast (see :func:`pipeline.guards.ensemble_bytes`).
+    probability : str
+        Probability estimator (``"debiased"`` adds its binomial table).
+
+    Raises
+    ------
+    pipeline.guards.SizeLimitError
+        The estimate (in the message, with the memory available) does not fit.
+    """
+    from pipeline.guards import check_fits, ensemble_bytes
+
+    size = predictor.image_size
+    h, w = (size, size) if size else (int(ds.sizes.get("y", 0)), int(ds.sizes.get("x", 0)))
+    steps = step_count(predictor, leads)
+    nbytes = ensemble_bytes(
+        members=members,
+        steps=steps,
+        height=h,
+        width=w,
+        n_thresholds=n_thresholds,
+        n_percentiles=n_percentiles,
+        keep_members=keep_members,
+        all_at_once=bool(getattr(predictor.fn, "ensemble", False)),
+        debiased=probability == "debiased",
+    )
+    grid = f"{steps} step{'s' if steps != 1 else ''} on {h} x {w} pixels by {predictor.name}"
+    what = f"a forecast of {grid}"
+    if members is not None:
+        what = f"an ensemble of {int(members)} members, {grid}"
+        if n_percentiles:
+            what += f" with {n_percentiles} percentiles"
+    check_fits(what, nbytes)
+
+
 def call_times(predictor, leads: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``t_in (T_in,)``, the lead times to call with and the indices of *leads* among them.
 
@@ -347,6 +414,8 @@ def make_forecast(
         The input window breaks the missing-frame rule (reason in ``.reason``).
     ValueError
         Bad lead times, or a predictor returning the wrong shape.
+    pipeline.guards.SizeLimitError
+        The forecast would not fit in memory (:func:`check_forecast_size`; a ValueError).
     """
     leads = _validate_leads(lead_minutes)
     ds = as_dataset(store)
@@ -363,6 +432,7 @@ def make_forecast(
     issue = pd.Timestamp(issue_time)
     if issue.tzinfo is not None:
         issue = issue.tz_convert("UTC").tz_localize(None)
+    check_forecast_size(predictor, ds, leads)
     slots = window_slots(issue, predictor.in_frames, predictor.cadence_minutes)
     win = load_window(ds, slots, tolerance)
     size = predictor.image_size  # None: the store's own grid, square or not

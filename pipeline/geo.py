@@ -224,6 +224,8 @@ class Grid:
         x, y = np.asarray(self.x, dtype=np.float64), np.asarray(self.y, dtype=np.float64)
         if x.ndim != 1 or y.ndim != 1 or x.size < 2 or y.size < 2:
             raise ValueError(f"grid x/y must be 1-D with >= 2 values, got {x.shape}, {y.shape}")
+        if not (np.isfinite(x).all() and np.isfinite(y).all()):
+            raise ValueError("grid x/y must be finite numbers")
         if not (np.diff(x) > 0).all() or not (np.diff(y) < 0).all():
             raise ValueError("grid x must increase and y decrease (row 0 is north)")
         object.__setattr__(self, "x", x)
@@ -311,6 +313,8 @@ def grid_from_edges(
     if scale is None:
         raise ValueError(f"grid bounds unit must be 'm' or 'km', got {unit!r}")
     h, w = (int(n) for n in shape)
+    if not np.isfinite([x1, y1, x2, y2]).all():
+        raise ValueError(f"grid bounds ({x1}, {y1}) - ({x2}, {y2}) are not finite numbers")
     if h < 2 or w < 2 or not (x2 > x1 and y2 > y1):
         raise ValueError(
             f"grid bounds ({x1}, {y1}) - ({x2}, {y2}) and shape {shape} do not make a grid"

@@ -192,7 +192,12 @@ def read_frame(path: str | os.PathLike) -> np.ndarray:
     """
     from PIL import Image, UnidentifiedImageError
 
+    from pipeline.guards import check_declared_image
+
     p = Path(path)
+    too_big = check_declared_image(p)  # before Pillow (which warns, then refuses, bombs)
+    if too_big is not None:
+        raise FrameReadError(p, f"over the reader's pixel limit: {too_big}")
     try:
         with Image.open(p) as im:
             if im.format != "PNG":
@@ -209,8 +214,12 @@ def read_frame(path: str | os.PathLike) -> np.ndarray:
         raise FrameReadError(p, "file not found") from None
     except UnidentifiedImageError:
         raise FrameReadError(p, "not a readable image (corrupt or not a PNG)") from None
-    except (OSError, SyntaxError, zlib.error) as err:  # PIL raises OSError on truncation
-        raise FrameReadError(p, f"corrupt or truncated PNG ({err})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise FrameReadError(p, f"over the reader's pixel limit ({err})") from None
+    except FrameReadError:
+        raise
+    except Exception as err:  # noqa: BLE001 - OSError on truncation; others on mangled chunks
+        raise FrameReadError(p, f"corrupt or truncated PNG ({type(err).__name__}: {err})") from None
     return arr
 
 
@@ -255,13 +264,20 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
         If the file is missing, not zlib data, or does not hold 480 x 480 bytes.
     """
     p = Path(path)
+    n = FRAME_SHAPE[0] * FRAME_SHAPE[1]
     try:
-        raw = zlib.decompress(p.read_bytes())
+        inflate = zlib.decompressobj()
+        raw = inflate.decompress(p.read_bytes(), n + 1)  # bounded: a zlib bomb stops here
     except FileNotFoundError:
         raise FrameReadError(p, "file not found") from None
     except zlib.error as err:
         raise FrameReadError(p, f"not zlib-compressed mask data ({err})") from None
-    n = FRAME_SHAPE[0] * FRAME_SHAPE[1]
+    except OSError as err:
+        raise FrameReadError(p, f"unreadable ({err})") from None
+    if len(raw) > n:
+        raise FrameReadError(p, f"mask holds more than {n} bytes (480 x 480 bool expected)")
+    if not inflate.eof:
+        raise FrameReadError(p, f"truncated mask: {len(raw)} of {n} bytes and no zlib end")
     if len(raw) != n:
         raise FrameReadError(p, f"mask holds {len(raw)} bytes, expected {n} (480 x 480 bool)")
     return np.frombuffer(raw, dtype=np.uint8).reshape(FRAME_SHAPE) != 0
@@ -595,14 +611,33 @@ def read_catalogue(path: str | os.PathLike) -> pd.DataFrame:
     pandas.DataFrame
         Index ``time`` (DatetimeIndex); columns ``frame_path`` (relative, str) and
         ``has_mask`` (bool).
+
+    Raises
+    ------
+    ValueError
+        Naming the file: an unknown suffix, missing columns, or a damaged file (whatever
+        pandas or pyarrow raised, folded into one message).
+    FileNotFoundError
+        If the file does not exist.
     """
     p = Path(path)
+    if p.suffix not in (".csv", ".parquet"):
+        raise ValueError(f"catalogue {p}: unknown suffix {p.suffix!r}, expected .csv or .parquet")
+    try:
+        return _parse_catalogue(p)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a damaged file: pandas/pyarrow raise many types
+        if isinstance(err, ValueError) and str(p) in str(err):
+            raise
+        raise ValueError(f"catalogue {p} is unreadable ({type(err).__name__}: {err})") from None
+
+
+def _parse_catalogue(p: Path) -> pd.DataFrame:
     if p.suffix == ".csv":
         table = pd.read_csv(p, dtype={"frame_path": str}, keep_default_na=False)
-    elif p.suffix == ".parquet":
-        table = pd.read_parquet(p)
     else:
-        raise ValueError(f"catalogue {p}: unknown suffix {p.suffix!r}, expected .csv or .parquet")
+        table = pd.read_parquet(p)
     missing = [c for c in CATALOGUE_COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"catalogue {p} lacks columns {missing}; has {list(table.columns)}")

@@ -61,6 +61,7 @@ output chunks, 64 slots by default, about 60 MB of 480 x 480 float64 work arrays
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time as _time
@@ -87,6 +88,7 @@ __all__ = [
 ]
 
 _DAY = pd.Timedelta("1D")
+_log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- time grid
@@ -413,7 +415,7 @@ def resample_store(
     """
     from pipeline.console.progress import progress_bar as tqdm
     from pipeline.store import is_icechunk_store, is_old_layout, is_url, open_repo, open_store
-    from pipeline.store_engine import as_location, holds_group
+    from pipeline.store_engine import as_location, holds_group, remove_stale_siblings
 
     t0 = _time.perf_counter()
     src_path, dst_path = as_location(src), as_location(dst)
@@ -425,6 +427,8 @@ def resample_store(
         same = dst_path.resolve() == src_path.resolve()
     if same:
         raise ValueError(f"dst {dst_path} is the source store; choose another path")
+    for what in remove_stale_siblings(dst_path):  # a killed resample's temporary store
+        _log.warning("%s: %s left by a killed resample", dst_path, what)
     if holds_group(dst_path) and not overwrite:
         msg = f"output store {dst_path} already exists; pass overwrite=True (--overwrite)"
         raise FileExistsError(msg + " to replace it")

@@ -387,6 +387,59 @@ def place_store(tmp: Path, dst: Path, old: Path) -> None:
         os.replace(tmp, dst)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_siblings(dst: str | os.PathLike) -> list[str]:
+    """Remove what killed writers of the local store *dst* left beside it; their names.
+
+    A job that writes a whole store (resample) builds it in ``.<name>.tmp-<pid>`` and
+    swaps an older one out through ``.<name>.old-<pid>`` (:func:`place_store`). When the
+    process *pid* is dead these are leftovers: a ``tmp`` is deleted; an ``old`` is
+    deleted when *dst* exists, and moved back to *dst* when the kill fell between the two
+    renames (then *dst* is missing and ``old`` is the last complete store). Siblings of
+    live processes are kept. Nothing is done for an ``s3://`` URL (no temporaries there).
+
+    Parameters
+    ----------
+    dst : path-like or str
+        The store's directory.
+
+    Returns
+    -------
+    list of str
+        ``"removed NAME"`` / ``"restored NAME"`` for each leftover handled.
+    """
+    import re
+    import shutil
+
+    if is_url(dst):
+        return []
+    dst = Path(dst)
+    if not dst.parent.is_dir():
+        return []
+    pattern = re.compile(rf"\.{re.escape(dst.name)}\.(tmp|old)-(\d+)")
+    done = []
+    for entry in sorted(dst.parent.iterdir(), key=lambda p: p.name):
+        m = pattern.fullmatch(entry.name)
+        if m is None or int(m.group(2)) == os.getpid() or _pid_alive(int(m.group(2))):
+            continue
+        if m.group(1) == "old" and not dst.exists():
+            os.replace(entry, dst)
+            done.append(f"restored {entry.name}")
+        else:
+            shutil.rmtree(entry, ignore_errors=True)
+            done.append(f"removed {entry.name}")
+    return done
+
+
 # ----------------------------------------------------------------------------- reading
 
 

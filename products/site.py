@@ -4,15 +4,19 @@
 one PNG map per observation and forecast frame, an animated GIF loop, ``run.json``)
 atomically: everything is built in ``<site_dir>/.tmp-<pid>-<id>/`` and moved into place
 with one ``os.rename``; only then are ``latest.json``, ``status.json``, ``scores.json``
-and the dashboard's ``data.js`` swapped with write-to-temp + ``os.replace``. A reader
+and the dashboard's ``data.js`` swapped with write-to-temp + ``os.replace``, and last
+the forecast is committed to the archive (``forecasts.zarr``, Icechunk). A reader
 (the dashboard) only ever follows ``latest.json``/``data.js``, so it never sees a
-half-written run, and a publish killed at any point leaves the previous run served. The
-sequence of swaps is itself undone when it fails or is killed half-way
-(:class:`products._site_journal.SiteJournal`), and a corrupt ``status.json`` or
-``scores.json`` is set aside (renamed, logged) and started afresh.
-Leftover temporary directories of dead publishers are removed by the next publish.
-Publishes into one site are serialised with an exclusive ``flock`` on
-``<site_dir>/.publish.lock``. Runs beyond ``keep_runs`` (oldest first) are deleted,
+half-written run. The whole sequence, archive commit included, is one recoverable step
+(:class:`products._site_journal.SiteJournal`): a publish that fails or is killed before
+the archive step is undone (the archive untouched), one killed after it is finished by
+the next change of the site (the run committed to the archive again), so the site and
+the archive always name the same runs; a publish that fails commits nothing to the
+archive. A corrupt ``status.json`` or ``scores.json`` (not JSON, or the wrong shape) is
+set aside (renamed, logged) and started afresh, and the temporaries of dead publishers
+are removed. :func:`refresh_site` (``nowcast dashboard SITE``) does the same recovery
+without publishing. Publishes into one site are serialised with an exclusive ``flock``
+on ``<site_dir>/.publish.lock``. Runs beyond ``keep_runs`` (oldest first) are deleted,
 never the one being served. Republishing an issue time replaces its run directory; for
 that one case, there is a short window (two renames) in which the old directory is gone.
 """
@@ -36,7 +40,7 @@ import xarray as xr
 
 from pipeline.atomic import atomic_write_json
 from pipeline.schema import validate_forecast
-from pipeline.store_engine import join_location
+from pipeline.store_engine import is_url, join_location
 from products._common import (
     _iso,
     _issue_time,
@@ -55,8 +59,20 @@ RUN_STATUSES: tuple[str, ...] = ("ok", "skipped", "failed")
 
 
 _publish_hook: Callable[[str], None] | None = None
-"""Test hook called at each publish stage (``"file:<name>"``, ``"renamed"``,
-``"latest"``); lets a test stop a publish midway. Not part of the public API."""
+"""Test hook called at each publish stage, in order: ``"file:<name>"`` (each file of the
+run), ``"renamed"``, ``"latest"``, ``"site"`` (every site file written), ``"archive"``
+(the archive commit recorded in the journal, not made), ``"archived"`` (committed),
+``"committed"`` (journal deleted); lets a test stop a publish midway. Not public API."""
+
+PUBLISH_STAGES: tuple[str, ...] = (
+    "renamed",
+    "latest",
+    "site",
+    "archive",
+    "archived",
+    "committed",
+)
+"""The stages of :data:`_publish_hook` after the run's files."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +91,9 @@ class PublishResult:
         Run ids deleted by the retention rule.
     set_aside : tuple of str
         Corrupt site logs renamed before publishing (see :mod:`products._site_journal`).
+    recovered : tuple of str
+        Unfinished publishes of dead processes finished first (``"<journal>: rolled
+        back"`` or ``"...: rolled forward"``).
     """
 
     run_dir: Path
@@ -82,6 +101,7 @@ class PublishResult:
     files: tuple[str, ...]
     removed_runs: tuple[str, ...]
     set_aside: tuple[str, ...] = ()
+    recovered: tuple[str, ...] = ()
 
 
 def _hook(stage: str) -> None:
@@ -97,26 +117,6 @@ def _site_lock(site_dir: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _clean_stale_tmp(site_dir: Path) -> None:
-    for tmp in site_dir.glob(".tmp-*"):
-        parts = tmp.name.split("-")
-        pid = int(parts[1]) if len(parts) > 2 and parts[1].isdigit() else -1
-        if tmp.is_dir() and (pid < 0 or not _pid_alive(pid)):
-            shutil.rmtree(tmp, ignore_errors=True)
-    for old in (site_dir / "runs").glob(".old-*"):
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _record_status(
@@ -312,7 +312,6 @@ def publish_run(
     archive = None if zarr_store is None else join_location(site, zarr_store)
     with _site_lock(site), SiteJournal(site) as journal:
         check_forecast_archive(forecast_ds, archive)  # other leads or grid: before any map
-        _clean_stale_tmp(site)
         tmp = site / f".tmp-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         tmp.mkdir()
         try:
@@ -327,8 +326,6 @@ def publish_run(
                 progress=progress,
                 hook=_hook,
             )
-            if archive is not None:
-                append_forecast_zarr(forecast_ds, archive)
             final = site / "runs" / rid
             if final.exists():
                 aside = site / "runs" / f".old-{rid}-{uuid.uuid4().hex[:8]}"
@@ -358,7 +355,16 @@ def publish_run(
         if scores is not None:
             _record_scores(site, scores, history_len)
         render_site(site)
-        journal.commit()  # the new site is complete: from here on it stays
+        _hook("site")
+        if archive is not None:  # last: an archive commit is redone, not undone
+            where = archive if is_url(archive) else Path(archive).resolve()  # for any cwd
+            journal.mark_archive(str(where), f"runs/{rid}")
+            _hook("archive")
+            append_forecast_zarr(forecast_ds, archive)
+            journal.archived()
+            _hook("archived")
+        journal.commit()  # the new site and archive are complete: from here on they stay
+        _hook("committed")
         removed = _apply_retention(site, keep_runs, served=rid)
     return PublishResult(
         run_dir=final,
@@ -366,7 +372,32 @@ def publish_run(
         files=files,
         removed_runs=tuple(removed),
         set_aside=tuple(p.name for p in journal.set_aside),
+        recovered=tuple(journal.recovered),
     )
+
+
+def refresh_site(site_dir: str | os.PathLike[str]) -> Path:
+    """Recover a site and regenerate its dashboard (``nowcast dashboard SITE``).
+
+    Under the publish lock: finishes an unfinished publish of a dead process (rolled
+    back, or forward into the archive: :mod:`products._site_journal`), sets aside corrupt
+    logs, removes dead publishers' temporaries, then writes ``data.js`` and the page.
+
+    Returns
+    -------
+    pathlib.Path
+        ``<site_dir>/index.html``.
+
+    Raises
+    ------
+    ValueError
+        If *site_dir* is not a directory.
+    """
+    site = Path(site_dir)
+    if not site.is_dir():
+        raise ValueError(f"site directory {site} does not exist; publish a run first")
+    with _site_lock(site), SiteJournal(site):
+        return render_site(site)
 
 
 def read_latest(site_dir: str | os.PathLike[str]) -> Mapping[str, Any] | None:

@@ -167,6 +167,19 @@ class RadarSource(ABC):
     cadence: pd.Timedelta | None = None
     """Nominal time between files; an ingest records it in the store
     (``nominal_cadence_minutes``, read by :func:`pipeline.window.store_cadence`)."""
+    uses_hdf5: bool = False
+    """Files read with netCDF4 / h5py: the readers then run under one process-wide lock
+    (:mod:`pipeline.sources._hdf5`; those libraries are not thread-safe)."""
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.uses_hdf5:
+            from pipeline.sources._hdf5 import READER_METHODS, locked
+
+            for name in READER_METHODS:
+                method = getattr(cls, name, None)
+                if method is not None:
+                    setattr(cls, name, locked(method))
 
     def __repr__(self) -> str:
         return f"<radar source {self.name!r}: {self.description}>"

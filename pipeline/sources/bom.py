@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.geo import Grid
+from pipeline.sources._hdf5 import check_hdf5_shapes
 from pipeline.sources.base import (
     MARSHALL_PALMER,
     RadarSource,
@@ -57,6 +58,7 @@ class BoMSource(RadarSource):
     cadence = pd.Timedelta("6min")
 
     time_format = "%Y%m%d%H%M%S"
+    uses_hdf5 = True  # netCDF4 is not thread-safe: readers run under one lock
 
     def time_digits(self, m: re.Match) -> str:
         return m.group(1) + m.group(2)
@@ -68,6 +70,9 @@ class BoMSource(RadarSource):
 
         path = str(path)
         name_time = self.file_time(path)
+        too_big = check_hdf5_shapes(path)
+        if too_big is not None:
+            raise SourceFileError(path, too_big, self.name)
         try:
             values, _quality, meta = import_bom_rf3(path)
             with netCDF4.Dataset(path) as nc:

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.geo import grid_from_edges
+from pipeline.guards import check_declared_image
 from pipeline.sources.base import RadarSource, SourceFileError, SourceFrame
 
 _NAME_RE = re.compile(r"(\d{12})_fmi\.radar\.composite\.lowest_FIN_SUOMI1\.pgm(\.gz)?")
@@ -45,6 +46,9 @@ class FMISource(RadarSource):
 
         path = str(path)
         time = self.file_time(path)
+        too_big = check_declared_image(path, gzipped=path.endswith(".gz"))
+        if too_big is not None:
+            raise SourceFileError(path, f"over the reader's pixel limit: {too_big}", self.name)
         try:
             values, _quality, meta = import_fmi_pgm(path, gzipped=path.endswith(".gz"))
         except Exception as err:  # OSError, ValueError, SyntaxError from PIL / gzip / pysteps

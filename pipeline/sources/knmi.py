@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.geo import grid_from_edges
+from pipeline.sources._hdf5 import check_hdf5_shapes
 from pipeline.sources.base import RadarSource, SourceFileError, SourceFrame
 
 _NAME_RE = re.compile(r"RAD_NL\d+_([A-Z0-9]+)_(?:[A-Za-z0-9]+_)*?(\d{12})(?:_NL)?\.h5")
@@ -54,6 +55,7 @@ class KNMISource(RadarSource):
     cadence = pd.Timedelta("5min")
 
     time_format = "%Y%m%d%H%M"
+    uses_hdf5 = True  # h5py is not thread-safe: readers run under one lock
 
     def time_digits(self, m: re.Match) -> str:
         return m.group(2)
@@ -73,6 +75,9 @@ class KNMISource(RadarSource):
         qty = "DBZH" if product.startswith("PCP") else "ACRR"
         minutes = _MINUTES_RE.search(name)
         accutime = float(minutes.group(1)) if minutes else 5.0
+        too_big = check_hdf5_shapes(path)
+        if too_big is not None:
+            raise SourceFileError(path, too_big, self.name)
         try:
             values, _quality, meta = import_knmi_hdf5(path, qty=qty, accutime=accutime)
         except Exception as err:  # OSError, KeyError from h5py and pysteps

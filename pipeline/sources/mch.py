@@ -21,12 +21,27 @@ import numpy as np
 import pandas as pd
 
 from pipeline.geo import grid_from_edges
+from pipeline.guards import check_declared_image
 from pipeline.sources.base import RadarSource, SourceFileError, SourceFrame
 
 _NAME_RE = re.compile(r"(AQC|CPC|RZC|AZC)(\d{2})(\d{3})(\d{4})\w_(\d{5})\.\d{3}\.gif")
 _UNIT = {"AQC": "mm", "CPC": "mm", "RZC": "mm/h", "AZC": "mm"}
 CCS4_SHAPE: tuple[int, int] = (640, 710)
 """(rows, columns) of the CCS4 grid."""
+
+
+def _unloadable_gif(path: str) -> str | None:
+    """Why Pillow cannot decode the GIF *path* (None when it can), the file closed after."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            if im.format != "GIF":
+                return f"not a GIF file (format {im.format})"
+            im.load()
+    except Exception as err:  # noqa: BLE001 - OSError, SyntaxError, ValueError from Pillow
+        return f"not a readable GIF ({type(err).__name__}: {err})"
+    return None
 
 
 class MCHSource(RadarSource):
@@ -53,6 +68,12 @@ class MCHSource(RadarSource):
         m = _NAME_RE.fullmatch(os.path.basename(path))
         product, accutime = m.group(1), float(int(m.group(5)))
         unit = _UNIT[product]
+        too_big = check_declared_image(path)
+        if too_big is not None:
+            raise SourceFileError(path, f"over the reader's pixel limit: {too_big}", self.name)
+        bad = _unloadable_gif(path)  # before pysteps, which leaks the file of a bad GIF
+        if bad is not None:
+            raise SourceFileError(path, bad, self.name)
         try:
             values, _quality, meta = import_mch_gif(path, product, unit, accutime)
         except Exception as err:  # OSError, PIL.UnidentifiedImageError, ValueError

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.geo import grid_from_edges
+from pipeline.sources._hdf5 import check_hdf5_shapes
 from pipeline.sources.base import MARSHALL_PALMER, RadarSource, SourceFileError, SourceFrame
 
 QUANTITIES: tuple[str, ...] = ("DBZH", "RATE", "ACRR")
@@ -59,29 +60,41 @@ def _header(path: str) -> dict:
         f = h5py.File(path, "r")
     except OSError as err:
         raise SourceFileError(path, f"not a readable HDF5 file ({err})", "odim") from None
-    with f:
-        if "what" not in f or "where" not in f:
-            raise SourceFileError(path, "no /what and /where groups: not ODIM_H5", "odim")
-        what = f["what"].attrs
-        missing = [k for k in ("object", "date", "time") if k not in what]
-        if missing:
-            raise SourceFileError(path, f"/what lacks {missing}: not ODIM_H5", "odim")
-        out = {
-            "object": _text(what["object"]),
-            "version": _text(what.get("version", b"")),
-            "source": _text(what.get("source", b"")),
-            "time": _stamp(_text(what["date"]), _text(what["time"]), "/what date/time", path),
-            "how": {k: v for k, v in f["how"].attrs.items()} if "how" in f else {},
-            "datasets": [],
-        }
-        for name in sorted(k for k in f if k.startswith("dataset")):
-            ds = f[name]
-            outer = dict(ds["what"].attrs) if "what" in ds else {}
-            for sub in sorted(k for k in ds if k.startswith("data")):
-                inner = dict(ds[sub]["what"].attrs) if "what" in ds[sub] else {}
-                attrs = {**outer, **inner}
-                if "quantity" in attrs:
-                    out["datasets"].append((_text(attrs["quantity"]), attrs))
+    try:
+        with f:
+            return _read_header(f, path)
+    except SourceFileError:
+        raise
+    except Exception as err:  # noqa: BLE001 - damaged HDF5: h5py raises KeyError, RuntimeError...
+        raise SourceFileError(
+            path, f"damaged HDF5 structure ({type(err).__name__}: {err})", "odim"
+        ) from None
+
+
+def _read_header(f, path: str) -> dict:
+    """The fields of :func:`_header` from the open file *f*."""
+    if "what" not in f or "where" not in f:
+        raise SourceFileError(path, "no /what and /where groups: not ODIM_H5", "odim")
+    what = f["what"].attrs
+    missing = [k for k in ("object", "date", "time") if k not in what]
+    if missing:
+        raise SourceFileError(path, f"/what lacks {missing}: not ODIM_H5", "odim")
+    out = {
+        "object": _text(what["object"]),
+        "version": _text(what.get("version", b"")),
+        "source": _text(what.get("source", b"")),
+        "time": _stamp(_text(what["date"]), _text(what["time"]), "/what date/time", path),
+        "how": {k: v for k, v in f["how"].attrs.items()} if "how" in f else {},
+        "datasets": [],
+    }
+    for name in sorted(k for k in f if k.startswith("dataset")):
+        ds = f[name]
+        outer = dict(ds["what"].attrs) if "what" in ds else {}
+        for sub in sorted(k for k in ds if k.startswith("data")):
+            inner = dict(ds[sub]["what"].attrs) if "what" in ds[sub] else {}
+            attrs = {**outer, **inner}
+            if "quantity" in attrs:
+                out["datasets"].append((_text(attrs["quantity"]), attrs))
     return out
 
 
@@ -106,6 +119,7 @@ class ODIMSource(RadarSource):
     description = "ODIM_H5 v2.x radar composite (OPERA/EUMETNET information model)"
     suffixes = (".h5", ".hdf", ".hdf5")
     expected = "an ODIM_H5 Cartesian product (/what object COMP or IMAGE)"
+    uses_hdf5 = True  # h5py is not thread-safe: readers run under one lock
 
     def file_time(self, path: str) -> pd.Timestamp:
         head = _header(path)
@@ -134,6 +148,9 @@ class ODIMSource(RadarSource):
             )
         attrs = next(a for q, a in head["datasets"] if q == qty)
         accutime = _accutime(attrs, path) if qty == "ACRR" else None
+        too_big = check_hdf5_shapes(path)
+        if too_big is not None:
+            raise SourceFileError(path, too_big, self.name)
         try:
             values, _quality, meta = import_odim_hdf5(path, qty=qty)
         except Exception as err:  # pysteps raises KeyError, OSError, DataModelError...
