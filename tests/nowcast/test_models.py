@@ -13,7 +13,7 @@ from nowcast.models import MODEL_NAMES, count_parameters, get_model
 
 ODE_MODELS = ("trajgru_ode", "trajgru_attention_ode")
 CONTINUOUS = ("vidode", "trajgru_attention", "trajgru_ode", "trajgru_attention_ode")
-REGULAR_ONLY = ("convgru", "trajgru")
+REGULAR_ONLY = ("convgru", "convlstm", "trajgru")
 
 # 16 x 16 frames, levels at 8, 4, 2 pixels, 4 channels: fast on a CPU
 TINY = ModelConfig(
@@ -337,6 +337,7 @@ def test_cli_models_prints_counts_beside_the_thesis():
     assert lines["trajgru"] == ["6,166,853", "6,166,853", "+0.00%"]
     assert lines["trajgru_attention"] == ["8,961,861", "9,336,677", "-4.01%"]
     assert lines["vidode"][1:] == ["-", "-"]
+    assert lines["convlstm"] == ["5,621,569", "-", "-"]
 
 
 def test_inconsistent_channel_layout_is_refused():
@@ -346,7 +347,8 @@ def test_inconsistent_channel_layout_is_refused():
 
 
 @pytest.mark.parametrize(
-    "name", ("convgru", "trajgru", "trajgru_attention", "trajgru_ode", "trajgru_attention_ode")
+    "name",
+    ("convgru", "convlstm", "trajgru", "trajgru_attention", "trajgru_ode", "trajgru_attention_ode"),
 )
 def test_untrained_residual_model_is_persistence(name):
     # residual=True: y = last input frame + head(...), the head zero-initialised
