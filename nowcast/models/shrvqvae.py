@@ -291,6 +291,14 @@ class SHRVQVAE(nn.Module):
     @torch.no_grad()
     def sample(self, x: torch.Tensor, steps: int, n_members: int, seed: int) -> torch.Tensor:
         """``n_members`` sampled futures ``(B, N, steps, 1, H, W)`` of inputs ``x`` (p/255)."""
+        fut = self.sample_paths(x, steps, n_members, seed)
+        b, n_l, (h, w) = x.shape[0], fut.shape[3], fut.shape[-2:]
+        frames = self.decode_paths(fut.reshape(-1, n_l, h, w))
+        return frames.reshape(b, n_members, steps, 1, *frames.shape[-2:])
+
+    @torch.no_grad()
+    def sample_paths(self, x: torch.Tensor, steps: int, n_members: int, seed: int) -> torch.Tensor:
+        """Sampled code paths ``(B, N, steps, n, h, w)`` of the future frames of ``x``."""
         if n_members < 1:
             raise ValueError(f"n_members must be >= 1; got {n_members}")
         b, t_in = x.shape[:2]
@@ -324,9 +332,7 @@ class SHRVQVAE(nn.Module):
                     parent = window[:, -1, i - 1, r, c] if i > 0 else torch.zeros_like(code)
                     window[:, -1, i, r, c] = parent * m + code
             seq[:, -1] = window[:, -1]
-        fut = seq[:, t_in:]
-        frames = self.decode_paths(fut.reshape(-1, n_l, h, w))
-        return frames.reshape(b, n_members, steps, 1, *frames.shape[-2:])
+        return seq[:, t_in:].reshape(b, n_members, steps, n_l, h, w)
 
 
 def _wmse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

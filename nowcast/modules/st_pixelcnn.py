@@ -100,7 +100,7 @@ class STPixelCNN(nn.Module):
         self.temporal = nn.Conv3d(c, c, (context, 3, 3), padding=(0, 1, 1))
         self.first = MaskedConv2d(c, c, kernel, "A")
         self.blocks = nn.ModuleList(_GatedBlock(c, kernel) for _ in range(blocks))
-        self.norm = nn.GroupNorm(1, c)
+        self.norm = nn.LayerNorm(c)  # over channels, per position (a frame-wide norm would leak)
         self.q = nn.Conv2d(c, c, 1)
         self.kv = nn.Linear(c, 2 * c)
         self.sink = nn.Parameter(torch.zeros(2 * c))
@@ -152,7 +152,8 @@ class STPixelCNN(nn.Module):
         feat = self.first(cur) + past
         for blk in self.blocks:
             feat = blk(feat, past)
-        feat = feat + self._attend(self.norm(feat), emb, first)
+        normed = self.norm(feat.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        feat = feat + self._attend(normed, emb, first)
         return nn.functional.relu(feat).reshape(b, tq, c, h, w)
 
     def layer_logits(self, feat: torch.Tensor, paths: torch.Tensor, layer: int) -> torch.Tensor:

@@ -454,7 +454,7 @@ def _fit(
             if usage is not None:
                 row["dead_codes"] = " ".join(f"{int((u == 0).sum())}/{u.numel()}" for u in usage)
                 if dist_info.main:
-                    print(f"epoch {epoch}: unused codewords per layer {row['dead_codes']}")
+                    tqdm.write(f"epoch {epoch}: unused codewords per layer {row['dead_codes']}")
             history.append(row)
             if stop:
                 stopped_reason = "early_stopping"
