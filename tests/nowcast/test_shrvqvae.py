@@ -262,3 +262,40 @@ def test_trains_reports_unused_codewords_and_scores_its_own_members(tmp_path):
     assert float(res["CRPS"].mean()) > 0 and out.results.attrs["n_samples"] == 2
     md = (tmp_path / "ev" / "results.md").read_text()
     assert "those of the ensemble mean (the members' mean); shrvqvae sampled its own" in md
+
+
+def test_forecast_members_are_its_samples_and_the_mean_is_their_mean(tmp_path):
+    from nowcast.ensemble_forecast import PROBABILITY_NAME, make_ensemble_forecast
+    from nowcast.forecast import make_forecast, run_predictor
+    from pipeline.units import dbz_to_normalized
+    from tests.nowcast.test_forecast import ISSUE, _moving_blob_store
+
+    cfg = load_config("small")
+    model = get_model("shrvqvae", cfg)
+    with torch.no_grad():  # an untrained decoder clips to 0 everywhere: lift it to mid-scale
+        model.decoder[-1].bias.fill_(0.4)
+    (tmp_path / "run").mkdir()
+    ckpt = {
+        "format": 1,
+        "model_name": "shrvqvae",
+        "model_state": model.state_dict(),
+        "config": dataclasses.asdict(cfg),
+        "meta": {},
+    }
+    torch.save(ckpt, tmp_path / "run" / "best.pt")
+    store, _ = _moving_blob_store(n_frames=cfg.in_frames, size=80)
+    pred = run_predictor(tmp_path / "run")
+    fc = make_ensemble_forecast(pred, store, ISSUE, [6, 12], members=3, seed=2, keep_members=True)
+    assert fc.attrs["ensemble_method"] == "members of the ensemble predictor shrvqvae"
+    members = dbz_to_normalized(fc["reflectivity_members"].values)  # (3, 2, 80, 80)
+    assert members.shape == (3, 2, 80, 80) and not np.allclose(members[0], members[1])
+    np.testing.assert_allclose(
+        dbz_to_normalized(fc["reflectivity"].values), members.mean(axis=0), atol=1e-5
+    )
+    assert PROBABILITY_NAME in fc
+    again = make_ensemble_forecast(
+        pred, store, ISSUE, [6, 12], members=3, seed=2, keep_members=True
+    )
+    np.testing.assert_array_equal(again["reflectivity_members"], fc["reflectivity_members"])
+    det = make_forecast(pred, store, ISSUE, [6, 12])  # no --members: the default 4 members' mean
+    assert det["reflectivity"].shape == (2, 80, 80)
