@@ -314,24 +314,21 @@ class SHRVQVAE(nn.Module):
         seq = seq.reshape(b * n_members, t_in, n_l, h, w)
         temp = float(self.config.sample_temperature)
         for _ in range(steps):
+            past_ctx, kv = self.prior.frame_context(seq[:, -k:])
             frame = seq.new_zeros(b * n_members, 1, n_l, h, w)
-            seq = torch.cat((seq, frame), dim=1)
-            window = seq[:, -(k + 1) :]
-            first = window.shape[1] - 1
             for pos in range(h * w):
                 r, c = divmod(pos, w)
-                feat = self.prior.features(window, first=first)  # (BN, 1, C, h, w)
-                feat = feat[..., r : r + 1, c : c + 1]
+                feat = self.prior.position_features(frame, past_ctx, kv, pos)
                 for i in range(n_l):
-                    here = window[:, first:, :, r : r + 1, c : c + 1]
+                    here = frame[:, :, :, r : r + 1, c : c + 1]
                     logit = self.prior.layer_logits(feat, here, i)[:, 0, :, 0, 0]  # (BN, M)
                     prob = (logit / temp).softmax(dim=-1).reshape(b, n_members, m)
                     u = torch.stack([torch.rand(b, generator=g, device=x.device) for g in gens], 1)
                     cdf = prob.cumsum(-1)
                     code = (cdf < u.unsqueeze(-1)).sum(-1).clamp(max=m - 1).reshape(-1)
-                    parent = window[:, -1, i - 1, r, c] if i > 0 else torch.zeros_like(code)
-                    window[:, -1, i, r, c] = parent * m + code
-            seq[:, -1] = window[:, -1]
+                    parent = frame[:, 0, i - 1, r, c] if i > 0 else torch.zeros_like(code)
+                    frame[:, 0, i, r, c] = parent * m + code
+            seq = torch.cat((seq, frame), dim=1)
         return seq[:, t_in:].reshape(b, n_members, steps, n_l, h, w)
 
 

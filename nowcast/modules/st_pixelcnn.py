@@ -156,6 +156,72 @@ class STPixelCNN(nn.Module):
         feat = feat + self._attend(normed, emb, first)
         return nn.functional.relu(feat).reshape(b, tq, c, h, w)
 
+    def frame_context(self, previous: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the frames before a new frame give it, for sampling it position by position.
+
+        Parameters
+        ----------
+        previous : Tensor, shape (B, P, n, h, w), int64
+            Paths of the ``P <= context`` frames before the new one (the newest last).
+
+        Returns
+        -------
+        past : Tensor, shape (B, C, h, w)
+            The temporal convolution's output for the new frame.
+        kv : Tensor, shape (B, 1 + P * h * w, 2C)
+            Attention keys and values: the empty key, then the previous frames' voxels.
+        """
+        b, p_n, _, h, w = previous.shape
+        c, k = self.channels, self.context
+        emb = self._embed(previous[:, -k:]) if p_n else None
+        pad = k - (0 if emb is None else emb.shape[1])
+        parts = [previous.new_zeros((b, pad, c, h, w), dtype=self.sink.dtype)]
+        if emb is not None:
+            parts.append(emb)
+        past = self.temporal(torch.cat(parts, 1).transpose(1, 2))[:, :, 0]
+        kv = [self.sink.expand(b, 1, 2 * c)]
+        if emb is not None:
+            kv.append(self.kv(emb.permute(0, 1, 3, 4, 2).reshape(b, -1, c)))
+        return past, torch.cat(kv, 1)
+
+    def position_features(
+        self, current: torch.Tensor, past: torch.Tensor, kv: torch.Tensor, pos: int
+    ) -> torch.Tensor:
+        """:meth:`features` of one position of the new frame, ``(B, 1, C, 1, 1)``.
+
+        Parameters
+        ----------
+        current : Tensor, shape (B, 1, n, h, w), int64
+            Paths of the new frame (positions from *pos* on may hold anything).
+        past, kv : Tensor
+            From :meth:`frame_context`.
+        pos : int
+            Raster position ``row * w + col``.
+        """
+        b, _, _, h, w = current.shape
+        c, nh = self.channels, self.heads
+        r, col = divmod(pos, w)
+        cur = self._embed(current)[:, 0]
+        feat = self.first(cur) + past
+        for blk in self.blocks:
+            feat = blk(feat, past)
+        here = feat[:, :, r, col]  # (B, C)
+        normed = self.norm(here)
+        q = nn.functional.linear(normed, self.q.weight[:, :, 0, 0], self.q.bias)
+        keys = kv
+        if pos:
+            flat = cur.permute(0, 2, 3, 1).reshape(b, h * w, c)[:, :pos]
+            keys = torch.cat((kv, self.kv(flat)), 1)
+        key, val = keys.chunk(2, dim=-1)
+
+        def split(v: torch.Tensor) -> torch.Tensor:
+            return v.reshape(b, -1, nh, c // nh).transpose(1, 2)
+
+        att = nn.functional.scaled_dot_product_attention(split(q[:, None]), split(key), split(val))
+        att = att.transpose(1, 2).reshape(b, c)
+        out = nn.functional.linear(att, self.attn_out.weight[:, :, 0, 0], self.attn_out.bias)
+        return nn.functional.relu(here + out).reshape(b, 1, c, 1, 1)
+
     def layer_logits(self, feat: torch.Tensor, paths: torch.Tensor, layer: int) -> torch.Tensor:
         """Logits ``(B, T, M, h, w)`` of one layer from :meth:`features` ``(B, T, C, h, w)``
         and the paths ``(B, T, n, h, w)`` of the same frames (layers above *layer* used)."""

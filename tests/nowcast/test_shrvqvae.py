@@ -299,3 +299,18 @@ def test_forecast_members_are_its_samples_and_the_mean_is_their_mean(tmp_path):
     np.testing.assert_array_equal(again["reflectivity_members"], fc["reflectivity_members"])
     det = make_forecast(pred, store, ISSUE, [6, 12])  # no --members: the default 4 members' mean
     assert det["reflectivity"].shape == (2, 80, 80)
+
+
+def test_position_by_position_features_give_the_whole_sequence_logits():
+    prior = STPixelCNN(layers=2, size=3, channels=8, blocks=2, kernel=3, heads=2, context=2)
+    paths = torch.stack([torch.randint(0, 3 ** (i + 1), (2, 5, 3, 3)) for i in range(2)], 2)
+    full = prior(paths)  # (B, T, n, M, h, w)
+    for t in (0, 1, 4):  # no previous frame, fewer than the context, a full context
+        past, kv = prior.frame_context(paths[:, max(0, t - 2) : t])
+        for pos in (0, 4, 8):
+            feat = prior.position_features(paths[:, t : t + 1], past, kv, pos)
+            r, c = divmod(pos, 3)
+            here = paths[:, t : t + 1, :, r : r + 1, c : c + 1]
+            for i in range(2):
+                got = prior.layer_logits(feat, here, i)[:, 0, :, 0, 0]
+                torch.testing.assert_close(got, full[:, t, i, :, r, c], rtol=0, atol=1e-5)
