@@ -21,6 +21,13 @@ median is reported. Prints ONE JSON line::
      "trajgru_ode_small_s_480": ..., "ratio_trajgru_ode_small_to_pysteps_480": ..., ...
      "persistence_extra_rss_mb_480": ..., ..., "peak_rss_mb": ..., "torch_threads": ...}
 
+An ensemble by construction (``shrvqvae``: its members are sampled, and it forecasts on its
+own ``image_size`` grid, the 480 x 480 inputs block-averaged to it, since it has no Lagrangian
+mode) is timed through :func:`nowcast.ensemble_forecast.make_ensemble_forecast` instead, for
+one member and for ten: ``shrvqvae_small_1m_s_480``, ``shrvqvae_small_10m_s_480`` (and
+their ``_extra_rss_mb_480``), with ``--ensemble-repeat`` timed calls (default 1: a call
+samples 20 leads x the latent grid position by position).
+
 ``<predictor>_extra_rss_mb_480`` is how far the process's resident memory rose above its
 level before that predictor's calls (Linux: the peak is reset through
 ``/proc/self/clear_refs`` before each predictor; absent where that is not possible);
@@ -121,8 +128,11 @@ def _pick_issue(ds, in_frames: int, cadence_min: float = 6.0) -> tuple[pd.Timest
     return candidates[best], float(wet[best])
 
 
-def _predictors(configs: list[str], models: list[str] | None) -> list[tuple[str, object]]:
-    """``(key, Predictor)`` for persistence, pysteps and the configurations' models."""
+def _predictors(
+    configs: list[str], models: list[str] | None
+) -> tuple[list[tuple[str, object]], list[tuple[str, object]]]:
+    """``(key, Predictor)`` for persistence, pysteps and the configurations' models, and
+    those of the ensembles by construction (on their own grid)."""
     import torch
 
     from nowcast.configs import load_config
@@ -133,8 +143,9 @@ def _predictors(configs: list[str], models: list[str] | None) -> list[tuple[str,
         ("persistence", baseline_predictor("persistence", in_frames=5)),
         ("pysteps", baseline_predictor("pysteps", in_frames=5)),
     ]
+    ens: list[tuple[str, object]] = []
     if models is not None and not models:
-        return out
+        return out, ens
     for config in configs:
         try:
             cfg = load_config(config)
@@ -146,17 +157,18 @@ def _predictors(configs: list[str], models: list[str] | None) -> list[tuple[str,
         for name in listed if models is None else [m for m in listed if m in models]:
             torch.manual_seed(0)
             m = get_model(name, cfg).eval()
+            sampled = bool(getattr(m, "ensemble", False))
             pred = Predictor(
                 name=name,
                 fn=m,
                 in_frames=int(cfg.in_frames),
                 cadence_minutes=float(getattr(cfg, "cadence_minutes", 6) or 6),
-                image_size=None,
+                image_size=int(cfg.image_size) if sampled else None,
                 continuous_time=bool(getattr(m, "continuous_time", False)),
                 source=f"untrained {name} ({config})",
             )
-            out.append((f"{name}_{tag}", pred))
-    return out
+            (ens if sampled else out).append((f"{name}_{tag}", pred))
+    return out, ens
 
 
 def _time_predictor(pred, ds, issue, repeat: int) -> tuple[float, float | None, tuple]:
@@ -172,6 +184,23 @@ def _time_predictor(pred, ds, issue, repeat: int) -> tuple[float, float | None, 
         t0 = time.perf_counter()
         fc = make_forecast(pred, ds, issue, LEADS)
         seconds.append(time.perf_counter() - t0)
+        del fc
+    peak = _vm_hwm_mb() if can_reset else None
+    extra = None if peak is None else max(peak - start_mb, 0.0)
+    return statistics.median(seconds), extra, shape
+
+
+def _time_ensemble(pred, ds, issue, members: int, repeat: int) -> tuple[float, float | None, tuple]:
+    from nowcast.ensemble_forecast import make_ensemble_forecast
+
+    can_reset = _reset_peak()
+    start_mb = _proc_status_mb("VmRSS") or 0.0
+    seconds, shape = [], ()
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fc = make_ensemble_forecast(pred, ds, issue, LEADS, members=members, seed=0)
+        seconds.append(time.perf_counter() - t0)
+        shape = tuple(fc["reflectivity"].shape)
         del fc
     peak = _vm_hwm_mb() if can_reset else None
     extra = None if peak is None else max(peak - start_mb, 0.0)
@@ -194,6 +223,9 @@ def main(argv: list[str] | None = None) -> None:
         "--models",
         default="all",
         help="comma-separated model names to run from each configuration, 'all' or 'none'",
+    )
+    parser.add_argument(
+        "--ensemble-repeat", type=int, default=1, help="timed calls per sampled ensemble"
     )
     args = parser.parse_args(argv)
     if args.repeat < 1:
@@ -218,8 +250,8 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--store {path} does not exist")
         ds = open_store(path)
         size = int(ds.sizes["y"])
-        preds = _predictors(configs, models)
-        issue, wet = _pick_issue(ds, max(p.in_frames for _, p in preds))
+        preds, sampled = _predictors(configs, models)
+        issue, wet = _pick_issue(ds, max(p.in_frames for _, p in preds + sampled))
         figures: dict[str, object] = {
             "size": size,
             "leads": len(LEADS),
@@ -237,6 +269,15 @@ def main(argv: list[str] | None = None) -> None:
         ref = figures[f"pysteps_s_{size}"]
         for key, _ in preds[2:]:
             figures[f"ratio_{key}_to_pysteps_{size}"] = round(figures[f"{key}_s_{size}"] / ref, 3)
+        for key, pred in sampled:
+            for n in (1, 10):
+                seconds, peak, shape = _time_ensemble(pred, ds, issue, n, args.ensemble_repeat)
+                grid = (len(LEADS), pred.image_size, pred.image_size)
+                if shape != grid:
+                    raise ValueError(f"{key} forecast has shape {shape}, expected {grid}")
+                figures[f"{key}_{n}m_s_{size}"] = round(seconds, 3)
+                if peak is not None:
+                    peaks[f"{key}_{n}m_extra_rss_mb_{size}"] = round(peak, 1)
         figures.update(peaks)
         _reset_peak()
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

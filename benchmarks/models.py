@@ -4,6 +4,9 @@ Prints one JSON line per (configuration, model) with: parameters, forward and
 forward+backward seconds per sample (median of the repeats, after ``--warmup`` untimed runs), and the peak
 resident-memory growth (MiB) of each pass over the process's memory after building the model.
 Every measurement runs in a fresh child process, so peaks do not leak from one to the next.
+For a model with its own training objective (``shrvqvae``) the forward pass is the plain
+call (sampling its ``ensemble_members`` members and taking their mean) and the
+forward+backward pass is its training objective (``target=``) and its gradient.
 
 Usage::
 
@@ -55,14 +58,19 @@ def _measure(
     x = torch.rand(batch, cfg.in_frames, 1, size, size)
     t_in = (torch.arange(-(cfg.in_frames - 1), 1.0) * cfg.cadence_minutes).expand(batch, -1)
     t_out = (torch.arange(1, cfg.out_frames + 1.0) * cfg.cadence_minutes).expand(batch, -1)
+    target = torch.rand(batch, cfg.out_frames, 1, size, size)
+    own = bool(getattr(model, "trains_itself", False))
     rss0 = _status_mib("VmRSS")
     times = []
     for i in range(repeats + warmup):
         start = time.perf_counter()
         if backward:
             model.zero_grad(set_to_none=True)
-            y = model(x, t_in, t_out)
-            y.square().mean().backward()
+            if own:
+                model(x, t_in, t_out, target=target)["loss"].backward()
+            else:
+                y = model(x, t_in, t_out)
+                y.square().mean().backward()
         else:
             with torch.no_grad():
                 y = model(x, t_in, t_out)

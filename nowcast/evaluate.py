@@ -266,8 +266,11 @@ def evaluate_run(
         _check_ensemble_size(options, members, out_frames, _frame_shape(stores[0]))
         from nowcast.ensemble import EnsembleNowcaster
 
+        # an ensemble by construction (shrvqvae) samples its own members
         predictors = {
-            k: EnsembleNowcaster(p, n_members=members, seed=seed, cadence_minutes=cadence)
+            k: p
+            if getattr(p, "ensemble", False)
+            else EnsembleNowcaster(p, n_members=members, seed=seed, cadence_minutes=cadence)
             for k, p in predictors.items()
         }
     for name in options.baselines:
@@ -330,6 +333,10 @@ def evaluate_run(
     results, sequences = _with_uncertainty(results, cases, options)
     if "CRPS" in results:
         results.attrs["probability_method"] = options.probability
+        results.attrs["deterministic_scores"] = "of the ensemble mean (the members' mean)"
+        sampled = [k for k, p in predictors.items() if getattr(p, "sampled_members", False)]
+        if sampled:  # ensembles by construction: the members are the model's own samples
+            results.attrs["sampled_members"] = ",".join(sampled)
         if calibrations:
             results.attrs["calibration"] = str(options.calibration)
     outputs = EvaluationOutputs(out_dir=out_dir, results=results)
@@ -353,6 +360,16 @@ def evaluate_run(
         from nowcast.probscores import plot_probabilistic, probabilistic_markdown
 
         md += "\n" + probabilistic_markdown(results)
+        md += (
+            "\nThe deterministic scores above are those of the ensemble mean (the members' "
+            "mean)"
+            + (
+                f"; {results.attrs['sampled_members']} sampled its own members."
+                if "sampled_members" in results.attrs
+                else "."
+            )
+            + "\n"
+        )
         outputs.files.append(plot_probabilistic(results, out_dir / "probabilistic.png", title))
     (out_dir / "results.md").write_text(md, encoding="utf-8")
     outputs.files.append(out_dir / "results.md")

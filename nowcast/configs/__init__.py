@@ -44,6 +44,8 @@ MODEL_NAMES: tuple[str, ...] = (
     "trajgru_attention",
     "trajgru_ode",
     "trajgru_attention_ode",
+    "convlstm",
+    "shrvqvae",
 )
 """Names of the networks a configuration can describe, built by
 :func:`nowcast.models.get_model` (which re-exports this tuple)."""
@@ -123,6 +125,29 @@ class ModelConfig:
         Scales of the Lagrangian scale-damping terms in network pixels (0, the block mean,
         then Gaussian widths); None: ``(0, 1, 2, 4)``. Other scales change the weight table's
         shape, so a run's weights fit only its own scales.
+    vq_channels : tuple of int
+        S-HR-VQVAE: channels of the encoder's stride-2 convolutions (4x4), one per halving of
+        the frame (the latent grid is ``image_size / 2 ** len(vq_channels)``); the decoder
+        mirrors them.
+    vq_latent_dim : int
+        S-HR-VQVAE: latent (codeword) channels ``D``.
+    vq_layers, vq_codebook_size : int
+        S-HR-VQVAE: hierarchy layers ``n`` and codewords ``M`` per codebook (layer ``i`` has
+        ``M**(i-1)`` codebooks, ``M**i`` codewords).
+    vq_betas : tuple of float
+        S-HR-VQVAE: ``beta_0 .. beta_n`` of eqs. 4-5 (``vq_layers + 1`` values).
+    pixelcnn_channels, pixelcnn_blocks, pixelcnn_kernel, pixelcnn_heads : int
+        S-HR-VQVAE: ST-PixelCNN width, gated masked blocks, masked kernel, attention heads.
+    pixelcnn_context : int
+        S-HR-VQVAE: previous frames seen by the ST-PixelCNN for each frame.
+    shrvqvae_training : str
+        S-HR-VQVAE: ``disjoint`` or ``joint`` (eq. 9).
+    joint_lambda : float
+        S-HR-VQVAE: lambda of eq. 9 (0.11 in the paper).
+    ensemble_members : int
+        S-HR-VQVAE: members drawn when none are asked for (the plain call's mean).
+    sample_temperature : float
+        S-HR-VQVAE: softmax temperature of the sampling (1: the model's distribution).
     """
 
     name: str
@@ -163,6 +188,20 @@ class ModelConfig:
     lagrangian_change_scale: float = 1.0
     lagrangian_prob_match: bool = False
     lagrangian_damping_scales: tuple[float, ...] | None = None
+    vq_channels: tuple[int, ...] = (32, 64)
+    vq_latent_dim: int = 8
+    vq_layers: int = 3
+    vq_codebook_size: int = 8
+    vq_betas: tuple[float, ...] = (0.25, 0.25, 0.25, 0.25)
+    pixelcnn_channels: int = 64
+    pixelcnn_blocks: int = 4
+    pixelcnn_kernel: int = 3
+    pixelcnn_heads: int = 4
+    pixelcnn_context: int = 4
+    shrvqvae_training: str = "disjoint"
+    joint_lambda: float = 0.11
+    ensemble_members: int = 4
+    sample_temperature: float = 1.0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:

@@ -25,6 +25,7 @@ __all__ = ["MODEL_NAMES", "count_parameters", "get_model"]
 
 _FLAGS = {
     "convgru": {"cell": "convgru"},
+    "convlstm": {"cell": "convlstm"},
     "trajgru": {"cell": "trajgru"},
     "trajgru_attention": {"cell": "trajgru", "zigzag": True, "mea": True, "mda": True},
     "trajgru_ode": {"cell": "trajgru", "zigzag": True, "mea": True, "ode": True},
@@ -80,6 +81,15 @@ def get_model(
         raise ValueError(
             f"config must be an ExperimentConfig or ModelConfig, got {type(config).__name__}"
         )
+    if key == "shrvqvae":
+        if mcfg.lagrangian:
+            raise ValueError(
+                "shrvqvae has no Lagrangian mode (its members are decoded code samples); "
+                "set lagrangian: false for it"
+            )
+        from nowcast.models.shrvqvae import SHRVQVAE
+
+        return SHRVQVAE(mcfg)
     if key == "vidode":
         from nowcast.models.vidode import VidODE
 

@@ -1,4 +1,4 @@
-"""Encoder-forecaster networks: ConvGRU, TrajGRU and the three proposed TrajGRU models.
+"""Encoder-forecaster networks: ConvGRU, ConvLSTM, TrajGRU and the three proposed TrajGRU models.
 
 Layout (HKO-7 benchmark style, thesis Figure 3.6 / 4.3), three recurrent levels::
 
@@ -19,7 +19,10 @@ Layout (HKO-7 benchmark style, thesis Figure 3.6 / 4.3), three recurrent levels:
 Times. ``t_in``/``t_out`` are minutes relative to the last input frame; inside, times are in
 frame units (minutes / cadence).
 
-- ConvGRU / TrajGRU (``continuous_time = False``) ignore time; they check that every gap is one
+- ConvLSTM (Shi et al. 2015) is the ConvGRU layout with :class:`~nowcast.modules.ConvLSTMCell`
+  cells; its state is ``[H, C]`` (twice the channels) and only ``H`` goes up and down the
+  levels, to the output head and to the top forecaster cell as its context.
+- ConvGRU / ConvLSTM / TrajGRU (``continuous_time = False``) ignore time; they check that every gap is one
   cadence step and raise ValueError otherwise, unless built with ``ignore_irregular_times``,
   in which case they simply make one step per requested output.
 - TrajGRU-Attention uses the real times in its attention keys (velocity, acceleration, time),
@@ -48,6 +51,7 @@ from nowcast.contract import last_observed_index, observed_frames
 from nowcast.models._validation import check_regular, prepare_inputs
 from nowcast.modules import (
     ConvGRUCell,
+    ConvLSTMCell,
     DownBlock,
     MotionAttention,
     ODEFunc,
@@ -77,6 +81,7 @@ def _last_observed(x: torch.Tensor, input_mask: torch.Tensor | None) -> torch.Te
 
 _NAMES = {
     "convgru": "ConvGRU",
+    "convlstm": "ConvLSTM",
     "trajgru": "TrajGRU",
     "trajgru_attention": "TrajGRU-Attention",
     "trajgru_ode": "TrajGRU-ODE",
@@ -91,7 +96,7 @@ class EncoderForecaster(nn.Module):
     ----------
     config : ModelConfig
         Channels, kernels and options.
-    cell : {"convgru", "trajgru"}
+    cell : {"convgru", "convlstm", "trajgru"}
         Recurrent cell of the encoder (and forecaster unless ``ode``).
     zigzag : bool
         Use the zigzag shortcuts (4.1-4.2).
@@ -117,8 +122,10 @@ class EncoderForecaster(nn.Module):
     ) -> None:
         super().__init__()
         _check_layout(config)
-        if cell not in ("convgru", "trajgru"):
-            raise ValueError(f"cell must be 'convgru' or 'trajgru', got {cell!r}")
+        if cell not in ("convgru", "convlstm", "trajgru"):
+            raise ValueError(f"cell must be 'convgru', 'convlstm' or 'trajgru', got {cell!r}")
+        if cell == "convlstm" and (zigzag or mea or mda or ode):
+            raise ValueError("the ConvLSTM encoder-forecaster has no zigzag, attention or ODE")
         if ode and cell != "trajgru":
             raise ValueError("ODE forecaster cells are TrajGRU-ODE cells: use cell='trajgru'")
         self.config = config
@@ -127,6 +134,9 @@ class EncoderForecaster(nn.Module):
         self.continuous_time = bool(mea or mda or ode)
         self.ignore_irregular_times = ignore_irregular_times
         ch = list(config.channels)
+        self.lstm = cell == "convlstm"
+        # ConvLSTM states are [H, C]: twice the channels, H the first half
+        self.state_channels = [2 * c if self.lstm else c for c in ch]
         self.down = nn.ModuleList(DownBlock(*spec) for spec in config.down)
         self.up = nn.ModuleList(UpBlock(*spec) for spec in config.up)
         dec_in = [config.up[1][1], config.up[0][1], ch[2]]
@@ -136,6 +146,8 @@ class EncoderForecaster(nn.Module):
                 return TrajGRUODECell(c_in, ch[lvl], config.links[lvl], config.flow_kernel)
             if cell == "convgru":
                 return ConvGRUCell(c_in, ch[lvl])
+            if cell == "convlstm":
+                return ConvLSTMCell(c_in, ch[lvl])
             return TrajGRUCell(c_in, ch[lvl], config.links[lvl], config.flow_kernel)
 
         self.enc_cells = nn.ModuleList(make_cell(config.down[i][1], i, False) for i in range(3))
@@ -167,6 +179,10 @@ class EncoderForecaster(nn.Module):
             )
         else:
             self.ode_funcs = None
+
+    def _hid(self, lv: int, state: torch.Tensor) -> torch.Tensor:
+        """The output ``H`` of a level's state (the state itself for GRU cells)."""
+        return state[:, : self.config.channels[lv]] if self.lstm else state
 
     # ------------------------------------------------------------------ public
     def forward(
@@ -225,12 +241,12 @@ class EncoderForecaster(nn.Module):
             for lv in range(3):
                 inp = self.down[lv](inp)
                 if h[lv] is None:
-                    h[lv] = inp.new_zeros(b, self.config.channels[lv], *inp.shape[-2:])
+                    h[lv] = inp.new_zeros(b, self.state_channels[lv], *inp.shape[-2:])
                 if lv in self.mea_levels:
                     mea_inputs[lv].append(inp)
                     inp, _ = self.mea[str(lv)](torch.stack(mea_inputs[lv]), tin[:, : i + 1].T)
                 h[lv] = self.enc_cells[lv](inp, h[lv])
-                inp = h[lv]
+                inp = self._hid(lv, h[lv])
             if self.zz_enc is not None:
                 h[0] = self.zz_enc(h[2], h[0])
             for lv in self.mda_levels:
@@ -268,9 +284,9 @@ class EncoderForecaster(nn.Module):
                 times = torch.cat((past_t, t_now.unsqueeze(0)), dim=0)
                 hl, _ = self.mda[str(lv)](states, times)
             new[lv] = hl
-            inp = self.up[2 - lv](hl)
+            inp = self.up[2 - lv](self._hid(lv, hl))
         if self.skip is not None:
-            top = self.skip(new[2])
+            top = self.skip(self._hid(2, new[2]))
             top = nn.functional.interpolate(
                 top, size=inp.shape[-2:], mode="bilinear", align_corners=False
             )
@@ -301,7 +317,7 @@ class EncoderForecaster(nn.Module):
         tout: torch.Tensor,
     ) -> list[torch.Tensor]:
         n_past = self._window(len(next(iter(hist.values()))[0]) if hist else 1)
-        context = enc_h[2]
+        context = self._hid(2, enc_h[2])
         h = list(enc_h)
         frames = []
         for j in range(tout.shape[1]):

@@ -40,6 +40,11 @@ What a run does
   each step's global batch (same indices as a one-process run) is split into equal
   per-rank slices, so a two-process run follows the one-process run up to float rounding.
   Only rank 0 writes files.
+* Models that carry their own objective (``trains_itself``, e.g. S-HR-VQVAE) are called with
+  ``target=`` and ``target_mask=`` and return ``loss`` (used instead of the configured
+  loss, in training and validation), ``prediction`` (scored by the validation MSE and MAE)
+  and ``usage`` (codeword counts per layer: the epoch's unused codewords are reported as
+  ``dead_codes``, e.g. ``"0/8 5/64 301/512"``, in the history and the log).
 * Mixed precision (``amp=True``, CUDA only): ``torch.autocast(float16)`` for the forward
   pass and a ``GradScaler``; the loss is computed in float32.
 
@@ -355,6 +360,7 @@ def _fit(
         **dict(extra_info or {}),
     }
 
+    self_trained = bool(getattr(model, "trains_itself", False))
     epoch = start_epoch
     try:
         while not stopped_reason:
@@ -381,6 +387,7 @@ def _fit(
             net.train()
             t0 = time.perf_counter()
             loss_sum, steps, truncated = 0.0, 0, False
+            usage: list[torch.Tensor] | None = None
             bar = tqdm(
                 total=settings.iters_per_epoch,
                 desc=f"epoch {epoch}/{settings.max_epochs}",
@@ -393,8 +400,12 @@ def _fit(
                 with torch.autocast(
                     device_type=device.type, dtype=torch.float16, enabled=options.amp
                 ):
-                    pred = net(x, t_in, t_out, input_mask=m_in, **_extra_inputs(extra))
-                loss = loss_fn(pred.float(), y, m_out, settings.loss_weights)
+                    if self_trained:
+                        out = net(x, t_in, t_out, input_mask=m_in, target=y, target_mask=m_out)
+                        loss, usage = out["loss"].float(), _add_usage(usage, out["usage"])
+                    else:
+                        pred = net(x, t_in, t_out, input_mask=m_in, **_extra_inputs(extra))
+                        loss = loss_fn(pred.float(), y, m_out, settings.loss_weights)
                 out_of_time = deadline is not None and time.monotonic() >= deadline
                 total, flag = _all_sum(
                     [float(loss.detach()), float(out_of_time)], dist_info, device
@@ -456,6 +467,10 @@ def _fit(
                 "best": bool(is_best),
                 "truncated": bool(truncated),
             }
+            if usage is not None:
+                row["dead_codes"] = " ".join(f"{int((u == 0).sum())}/{u.numel()}" for u in usage)
+                if dist_info.main:
+                    tqdm.write(f"epoch {epoch}: unused codewords per layer {row['dead_codes']}")
             history.append(row)
             if stop:
                 stopped_reason = "early_stopping"
@@ -512,6 +527,12 @@ def _fit(
     )
 
 
+def _add_usage(total: list[torch.Tensor] | None, step: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Codeword counts of one step added to the epoch's (per layer)."""
+    step = [u.detach().cpu() for u in step]
+    return step if total is None else [a + b for a, b in zip(total, step, strict=True)]
+
+
 def _diverged_message(what: str, value: float, epoch: int, step: int, last_path: Path) -> str:
     keep = (
         f"{last_path} keeps the last good state"
@@ -549,12 +570,29 @@ def _validate(
     sums = [0.0, 0.0, 0.0, 0.0]
     for batch in loader:
         x, y, t_in, t_out, m_in, m_out, *extra = _to_device(batch, device)
+        own = None
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=options.amp):
-            pred = net(x, t_in, t_out, input_mask=m_in, **_extra_inputs(extra))
+            if getattr(net, "trains_itself", False):
+                # the model's own objective, per sample; its prediction is teacher-forced
+                own = [
+                    net(
+                        *(v[i : i + 1] for v in (x, t_in, t_out)),
+                        input_mask=m_in[i : i + 1],
+                        target=y[i : i + 1],
+                        target_mask=m_out[i : i + 1],
+                    )  # fmt: skip
+                    for i in range(x.shape[0])
+                ]
+                pred = torch.cat([o["prediction"] for o in own])
+            else:
+                pred = net(x, t_in, t_out, input_mask=m_in, **_extra_inputs(extra))
         pred = pred.float()
         for i in range(pred.shape[0]):
             p, t, m = pred[i : i + 1], y[i : i + 1], m_out[i : i + 1]
-            sums[0] += float(loss_fn(p, t, m, settings.loss_weights))
+            if own is not None:
+                sums[0] += float(own[i]["loss"])
+            else:
+                sums[0] += float(loss_fn(p, t, m, settings.loss_weights))
             sums[1] += float(masked_mse(p, t, m))
             sums[2] += float(masked_mae(p, t, m))
             sums[3] += 1.0

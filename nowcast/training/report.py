@@ -25,6 +25,7 @@ _CSV_FIELDS = (
     "samples_per_s",
     "best",
     "truncated",
+    "dead_codes",
 )
 
 
