@@ -247,12 +247,14 @@ def evaluate_run(
         "fractions": tuple(float(f) for f in options.split_fractions),
         "day_files": options.day_files,
     }
+    stores = [data] if isinstance(data, str | os.PathLike) else list(data)
+    if members is not None:  # a size that cannot fit is refused before anything is read
+        _check_ensemble_size(options, members, out_frames, _frame_shape(stores[0]))
     cases = open_cases(
         data, split, scheme, ds_kwargs, cases=options.cases, block=options.bootstrap_block
     )
     dataset = cases.dataset
     cadence = float(cases.cadence_minutes)
-    stores = [data] if isinstance(data, str | os.PathLike) else list(data)
     data_text = ", ".join(str(p) for p in stores)
     grid_notes = []
     if run_dir is not None:  # each store's pixel size and cadence against the run's
@@ -263,7 +265,6 @@ def evaluate_run(
                 if note not in grid_notes:
                     grid_notes.append(note)
     if members is not None:
-        _check_ensemble_size(options, members, out_frames, _frame_shape(stores[0]))
         from nowcast.ensemble import EnsembleNowcaster
 
         # an ensemble by construction (shrvqvae) samples its own members
