@@ -82,7 +82,7 @@ def catalogue_convert(
     published files reference are allowed, each replaced by a stand-in, so no code from the
     file runs; any other global is refused before unpickling starts.
     """
-    from pipeline.hko7 import convert_pickle_catalogue
+    from pipeline.hko7_catalogue import convert_pickle_catalogue
 
     try:
         cat = convert_pickle_catalogue(pkl, out, root=root)

@@ -89,6 +89,7 @@ import pandas as pd
 
 from pipeline import hko7
 from pipeline._synth_weather import DayWeather, WeatherParams, disc_mask
+from pipeline.hko7_catalogue import write_catalogue
 from pipeline.radarstats import WeatherStats, rainy_hours, weather_statistics
 from pipeline.units import dbz_to_pixel, pixel_to_rainrate
 
@@ -536,7 +537,7 @@ def generate_archive(
         hko7.write_day_list(
             hko7.day_list_path(root, name), splits[name], [rainfall[d] for d in splits[name]]
         )
-    hko7.write_catalogue(hko7.discover_frames(root), root / CATALOGUE_FILE, root)
+    write_catalogue(hko7.discover_frames(root), root / CATALOGUE_FILE, root)
 
     def _idx(values: list[pd.Timestamp]) -> pd.DatetimeIndex:
         return pd.DatetimeIndex(sorted(values), name="time").astype("datetime64[ns]")

