@@ -33,6 +33,7 @@ import pandas as pd
 import xarray as xr
 
 from pipeline import units
+from pipeline.window import grid_size
 from products.prob_scale import AMOUNT_LEVELS_MM, amount_colormap  # shared with the maps
 
 __all__ = [
@@ -289,7 +290,7 @@ def add_accumulations(
     out = fc.copy()
     issue = pd.Timestamp(fc["issue_time"].values)
     cadence = _cadence(fc)
-    size = int(fc.sizes["x"])
+    size = grid_size(fc)  # None on a store's own grid, which may not be square
     skipped: list[str] = []
     rate_now = None
     if store is not None:

@@ -103,3 +103,8 @@ def progress_bar(*args: Any, **kwargs: Any) -> _std_tqdm:
 
         return tqdm(*args, **kwargs)
     return LineProgress(*args, **kwargs)
+
+
+progress_bar.write = _std_tqdm.write  # type: ignore[attr-defined]
+"""``progress_bar.write(msg)``: a message that leaves the bars intact (``tqdm.write``), so
+that the modules importing ``progress_bar as tqdm`` keep tqdm's whole call surface."""

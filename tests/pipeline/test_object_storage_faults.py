@@ -251,10 +251,21 @@ def test_two_then_four_ingest_processes_into_one_bucket_store_write_every_frame_
 
 
 @pytest.mark.slow  # the endpoint is down for 1.5 s in the middle of an ingest
-def test_an_outage_in_the_middle_of_an_ingest_loses_and_duplicates_nothing(proxy, archive):
+def test_an_outage_in_the_middle_of_an_ingest_loses_and_duplicates_nothing(
+    proxy, archive, monkeypatch
+):
+    import pipeline.ingest as ingest_mod
+
     url = f"s3://{BUCKET}/faults/outage.zarr"
     create_store(url)
-    threading.Timer(0.3, proxy.outage, kwargs={"seconds": 1.5}).start()
+    real_batch = ingest_mod._commit_batch
+
+    def batch_after_an_outage_begins(*args, **kwargs):  # frames found, store open: mid-ingest
+        if proxy.refused + proxy.cut == 0 and not proxy._is_down():
+            proxy.outage(seconds=1.5)
+        return real_batch(*args, **kwargs)
+
+    monkeypatch.setattr(ingest_mod, "_commit_batch", batch_after_an_outage_begins)
     t0 = time.monotonic()
     report = ingest_archive(archive, url, progress=False, batch_size=16)
     assert time.monotonic() - t0 > 1.8  # it rode through the outage
@@ -271,12 +282,21 @@ def test_an_endpoint_that_dies_mid_ingest_is_one_line_and_a_rerun_completes(
     url = f"s3://{BUCKET}/faults/dies.zarr"
     create_store(url)
     monkeypatch.setenv("NOWCAST_STORE_RETRY_SECONDS", "2")
-    threading.Timer(0.3, proxy.outage).start()  # down for good
+    import pipeline.ingest as ingest_mod
+
+    real_batch = ingest_mod._commit_batch
+
+    def batch_after_the_endpoint_dies(*args, **kwargs):  # frames found, store open
+        proxy.outage()  # down for good
+        return real_batch(*args, **kwargs)
+
+    monkeypatch.setattr(ingest_mod, "_commit_batch", batch_after_the_endpoint_dies)
     args = ["ingest", str(archive), url, "--no-progress", "--batch-size", "16", "--threads", "1"]
     line = _one_error_line(CliRunner().invoke(app, args))
     assert url in line and "gave up after" in line
     proxy.restore()
     forget_checks()
+    monkeypatch.setattr(ingest_mod, "_commit_batch", real_batch)
     report = ingest_archive(archive, url, progress=False)
     assert report.frames_written + report.skipped_existing == 40
     pd.testing.assert_index_equal(open_store(url).indexes["time"], WANT)

@@ -152,6 +152,6 @@ def test_a_publish_that_fails_commits_nothing_to_the_archive(site, monkeypatch):
     assert _names(site) == before == _agree([RUN[FIRST]])
     monkeypatch.setattr(products.site, "_publish_hook", None)
     wrong = build_forecast(SECOND, leads=(6, 18))  # the archive refuses other lead times
-    with pytest.raises(ValueError, match="lead_time"):
+    with pytest.raises(ValueError, match="only in the forecast: 18; only in the archive: 12"):
         publish_run(wrong, build_observations(SECOND, n=2), site, progress=False, **SMALL)
     assert _names(site) == before
