@@ -167,6 +167,10 @@ def parse_frame_time(path_or_name: str | os.PathLike) -> pd.Timestamp:
 # --------------------------------------------------------------------------- frames and masks
 
 
+_MAX_FRAME_FILE_BYTES = 16 * 2**20
+"""Largest frame PNG read (an 8-bit 480 x 480 PNG is at most about 232 kB)."""
+
+
 def read_frame(path: str | os.PathLike) -> np.ndarray:
     """Read one frame PNG.
 
@@ -194,7 +198,11 @@ def read_frame(path: str | os.PathLike) -> np.ndarray:
     if too_big is not None:
         raise FrameReadError(p, f"over the reader's pixel limit: {too_big}")
     try:
-        with Image.open(p) as im:
+        if p.stat().st_size > _MAX_FRAME_FILE_BYTES:
+            raise FrameReadError(p, f"{p.stat().st_size} bytes, too large for a 480 x 480 frame")
+        # from memory: Pillow reads a chunk with fp.read(declared length), which on a file
+        # allocates the length first (a flipped IDAT length asked for 1.7 GB); BytesIO not
+        with Image.open(io.BytesIO(p.read_bytes())) as im:
             if im.format != "PNG":
                 raise FrameReadError(p, f"not a PNG file (format {im.format})")
             if im.mode != "L":
