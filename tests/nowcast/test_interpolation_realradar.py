@@ -1,4 +1,4 @@
-"""Interpolation skill on a real radar event (skipped without ../shared/realradar)."""
+"""Interpolation skill on a real radar event (skipped without the real-radar folder beside the checkout)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 
-_ROOT = Path(__file__).resolve().parents[2]  # the project's root; ../shared beside it
+_ROOT = Path(__file__).resolve().parents[2]  # the project's root; shared/realradar beside it
 _CANDIDATES = [up / "shared" / "realradar" / "mch" / "20170131" for up in _ROOT.parents[:2]]
 EVENT = next((p for p in _CANDIDATES if p.is_dir()), _CANDIDATES[0])
 
