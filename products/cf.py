@@ -166,16 +166,7 @@ def to_cf(ds: xr.Dataset) -> xr.Dataset:
     coords = [c for c in ("lat", "lon", "valid_time", "issue_time") if c in out.coords]
     gridded = ["reflectivity", "rainfall_rate"] + [n for n in ENSEMBLE_VARIABLES if n in out]
     for name in gridded:
-        out[name].attrs.pop("coordinates", None)
-        out[name].attrs["grid_mapping"] = "crs"
-        out[name].encoding = {
-            "coordinates": " ".join(coords),
-            "zlib": True,
-            "complevel": 2,
-            "shuffle": True,
-            "dtype": "float32",
-            "_FillValue": np.float32(np.nan),
-        }
+        _encode_gridded(out[name], coords)
     for name in out.data_vars:
         # a forecast read back from its NetCDF (open_forecast_netcdf) holds the grid mapping
         # both as an attribute and as an encoding; xarray refuses to write it twice
@@ -206,6 +197,20 @@ def to_cf(ds: xr.Dataset) -> xr.Dataset:
     return out
 
 
+def _encode_gridded(da: xr.DataArray, coords: list[str]) -> None:
+    """A ``(..., y, x)`` field's CF attributes and NetCDF encoding (float32, zlib level 2)."""
+    da.attrs.pop("coordinates", None)
+    da.attrs["grid_mapping"] = "crs"
+    da.encoding = {
+        "coordinates": " ".join(coords),
+        "zlib": True,
+        "complevel": 2,
+        "shuffle": True,
+        "dtype": "float32",
+        "_FillValue": np.float32(np.nan),
+    }
+
+
 def _accumulations_cf(out: xr.Dataset) -> None:
     """Encodings of the rain accumulations (``lwe_thickness_of_precipitation_amount``, mm;
     :mod:`products.accumulation`): ``(y, x)`` fields like the rates, without ``valid_time``."""
@@ -213,16 +218,7 @@ def _accumulations_cf(out: xr.Dataset) -> None:
     for name in out.data_vars:
         if out[name].attrs.get("standard_name") != "lwe_thickness_of_precipitation_amount":
             continue
-        out[name].attrs.pop("coordinates", None)
-        out[name].attrs["grid_mapping"] = "crs"
-        out[name].encoding = {
-            "coordinates": " ".join(coords),
-            "zlib": True,
-            "complevel": 2,
-            "shuffle": True,
-            "dtype": "float32",
-            "_FillValue": np.float32(np.nan),
-        }
+        _encode_gridded(out[name], coords)
 
 
 def write_forecast_netcdf(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
